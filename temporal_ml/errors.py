@@ -1,0 +1,47 @@
+"""Exceptions raised by temporal-ml.
+
+Every error a user can cause by bad input derives from :class:`ConfigError`; activities convert it into
+a non-retryable ``ApplicationError`` so a bad config fails fast instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TemporalMLError",
+    "ConfigError",
+    "IntegrityError",
+    "NotFoundError",
+    "MissingDependencyError",
+]
+
+
+class TemporalMLError(Exception):
+    """Base class of every temporal-ml error."""
+
+
+class ConfigError(TemporalMLError, ValueError):
+    """Invalid user input: a config, a name, a path. Retrying cannot help."""
+
+
+class IntegrityError(TemporalMLError):
+    """Stored data does not match its recorded digest (corrupt, torn or tampered with)."""
+
+
+class NotFoundError(TemporalMLError, LookupError):
+    """A snapshot, checkpoint or other stored object does not exist."""
+
+
+class MissingDependencyError(TemporalMLError, ImportError):
+    """An optional dependency is not installed; the message says which extra to install."""
+
+
+def require(module: str, extra: str):  # noqa: ANN201 - returns a module
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"{module!r} is required for this feature: pip install 'temporal-ml[{extra}]'"
+        ) from exc

@@ -1,0 +1,1 @@
+"""Durable storage: content-addressed dataset snapshots and checkpoints (fsspec-backed)."""
