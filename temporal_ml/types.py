@@ -6,9 +6,19 @@ stay far below Temporal's limits.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
 
-__all__ = ["SnapshotRef", "CheckpointRef"]
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+__all__ = [
+    "SnapshotRef",
+    "CheckpointRef",
+    "DatasetSource",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "PredictionResult",
+]
 
 
 class _Frozen(BaseModel):
@@ -53,3 +63,123 @@ class CheckpointRef(_Frozen):
     uri: str
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class DatasetSource(_Frozen):
+    """Where a run's data comes from; the snapshot activity turns it into a :class:`SnapshotRef`.
+
+    Exactly one of ``files``, ``hub`` or ``generator`` is set.
+
+    Attributes:
+        files: split name -> local file (CSV/TSV/JSON lines/Parquet) readable by the snapshot worker.
+        hub: a Hugging Face dataset name (with optional ``hub_config`` and ``revision``).
+        generator: the name of a data generator registered on the worker (e.g. synthetic data),
+            called with ``params``; generators must be deterministic in their params.
+    """
+
+    files: dict[str, str] | None = None
+    hub: str | None = None
+    hub_config: str | None = None
+    revision: str | None = None
+    generator: str | None = None
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetSource:
+        chosen = [k for k in ("files", "hub", "generator") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError(f"set exactly one of files, hub, generator (got {chosen or 'none'})")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """One training run's configuration. Validated before the workflow starts.
+
+    Attributes:
+        trainable: name of the :class:`~temporal_ml.training.Trainable` registered on the worker.
+        hparams: hyperparameters passed to the trainable (JSON values).
+        seed: seeds every RNG and the data order.
+        batch_size: examples per optimizer step.
+        max_steps: optimizer steps to train (the budget the LR schedule is defined over).
+        checkpoint_every_steps: checkpoint cadence in steps (``None``: by time only).
+        checkpoint_every_seconds: checkpoint cadence in seconds (``None``: by steps only).
+        async_checkpoints: write checkpoints in a background thread (the step waits only for the copy).
+        keep_last: committed checkpoints to keep (the newest ones).
+        log_every_steps: read the loss (a device sync) and log metrics every this many steps.
+        eval_split: a split of the snapshot to evaluate on at the end of training (optional).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        deterministic: ask torch for deterministic algorithms (bitwise-reproducible runs).
+    """
+
+    trainable: str = Field(min_length=1)
+    hparams: dict[str, JsonValue] = Field(default_factory=dict)
+    seed: int = 0
+    batch_size: int = Field(default=32, ge=1)
+    max_steps: int = Field(ge=1)
+    checkpoint_every_steps: int | None = Field(default=100, ge=1)
+    checkpoint_every_seconds: float | None = Field(default=None, gt=0)
+    async_checkpoints: bool = True
+    keep_last: int = Field(default=2, ge=1)
+    log_every_steps: int = Field(default=20, ge=1)
+    eval_split: str | None = None
+    device: str = "auto"
+    deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _has_cadence(self) -> TrainConfig:
+        if self.checkpoint_every_steps is None and self.checkpoint_every_seconds is None:
+            raise ValueError("set checkpoint_every_steps and/or checkpoint_every_seconds")
+        return self
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of this config (lineage; guards resume against a changed config)."""
+        import hashlib
+        import json
+
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class TrainProgress(BaseModel):
+    """Live progress of a run, as reported by the training activity and answered by queries."""
+
+    state: Literal["pending", "snapshotting", "training", "paused", "stopping", "done", "failed"] = "pending"
+    step: int = 0
+    max_steps: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    samples_per_second: float | None = None
+    latest_checkpoint: CheckpointRef | None = None
+    resumes: int = 0
+
+
+class TrainResult(_Frozen):
+    """The typed result of a training workflow.
+
+    Attributes:
+        run_id: the run.
+        snapshot: the dataset snapshot it trained on.
+        checkpoint: the final checkpoint (its ``model_sha256`` identifies the weights bitwise).
+        steps: optimizer steps completed.
+        metrics: final metrics (``loss`` and, with ``eval_split``, evaluation metrics).
+        resumes: how many times training resumed from a checkpoint (worker crashes, pauses).
+        stopped_early: ``True`` if the run was stopped before ``max_steps``.
+        config_hash: sha256 of the canonical config.
+    """
+
+    run_id: str
+    snapshot: SnapshotRef
+    checkpoint: CheckpointRef
+    steps: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    resumes: int = 0
+    stopped_early: bool = False
+    config_hash: str = ""
+
+
+class PredictionResult(_Frozen):
+    """Predictions of one checkpoint for a batch of inputs."""
+
+    checkpoint: CheckpointRef
+    labels: list[Any]
+    confidences: list[float]

@@ -1,0 +1,57 @@
+"""The thread-safe channel between a training thread and whatever supervises it (the training
+activity, a test, a notebook): stop requests in, progress and committed checkpoints out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Literal
+
+from temporal_ml.types import CheckpointRef, TrainProgress
+
+__all__ = ["LoopControl", "StopReason"]
+
+StopReason = Literal["pause", "stop", "cancel"]
+
+
+class LoopControl:
+    """Requests a stop and receives progress.
+
+    The training thread calls :meth:`should_stop` once per step (a lock-free ``Event`` check) and
+    reports through the callbacks, which must be quick and thread-safe.
+
+    Args:
+        on_progress: called with a :class:`TrainProgress` every ``log_every_steps``.
+        on_checkpoint: called with each committed :class:`CheckpointRef` (possibly from the
+            checkpoint writer thread).
+    """
+
+    def __init__(
+        self,
+        on_progress: Callable[[TrainProgress], None] | None = None,
+        on_checkpoint: Callable[[CheckpointRef], None] | None = None,
+    ) -> None:
+        self._stop = threading.Event()
+        self.reason: StopReason | None = None
+        self._on_progress = on_progress
+        self._on_checkpoint = on_checkpoint
+
+    def request_stop(self, reason: StopReason) -> None:
+        """Ask the loop to checkpoint and return at the next step boundary."""
+        if not self._stop.is_set():
+            self.reason = reason
+            self._stop.set()
+
+    def should_stop(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop.is_set()
+
+    def progress(self, progress: TrainProgress) -> None:
+        """Report progress (called by the loop)."""
+        if self._on_progress is not None:
+            self._on_progress(progress)
+
+    def checkpoint_committed(self, ref: CheckpointRef) -> None:
+        """Report a committed checkpoint (called by the loop or its writer thread)."""
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(ref)

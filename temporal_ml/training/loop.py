@@ -1,0 +1,279 @@
+"""``TrainingLoop``: trains a :class:`Trainable` with checkpoints and exact resume.
+
+The loop owns the data order (a :class:`ResumableSampler`), backward/step (with an optional grad
+scaler and clipping), the checkpoint cadence, metrics logging and the stop protocol. It knows nothing
+about Temporal: the training activity drives it through a :class:`LoopControl`.
+
+Exact resume: a checkpoint holds model, optimizer, scheduler and scaler state, every RNG, the
+sampler position and the step counter, taken at a step boundary. Restoring all of it and continuing
+produces bitwise the same weights as never stopping (given deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from temporal_ml.errors import ConfigError
+from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
+from temporal_ml.training.control import LoopControl, StopReason
+from temporal_ml.training.rng import capture_rng_state, restore_rng_state, seed_everything
+from temporal_ml.training.sampler import ResumableSampler
+from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
+from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
+
+__all__ = ["TrainingLoop", "LoopResult", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What a call to :meth:`TrainingLoop.run` achieved.
+
+    Attributes:
+        step: the step reached (== ``max_steps`` unless stopped).
+        checkpoint: the checkpoint of that step.
+        metrics: ``loss`` (mean over the last logging window) and evaluation metrics if any.
+        resumed_from: the checkpoint this call started from, or ``None`` for a fresh start.
+        stopped: why the loop returned early, or ``None`` when it finished.
+    """
+
+    step: int
+    checkpoint: CheckpointRef
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from: CheckpointRef | None = None
+    stopped: StopReason | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; anything else as given (validated)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"invalid device {name!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this worker")
+    return device
+
+
+class _MetricsLog:
+    """Append-only JSONL metrics file of one run (one JSON object per line)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, event: str, **values: Any) -> None:
+        if self.path is None:
+            return
+        record = {"event": event, "time": round(time.time(), 3), **values}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class TrainingLoop:
+    """Runs one training run to ``max_steps`` (or until stopped), checkpointing on the way.
+
+    Args:
+        trainable: the model family.
+        config: the run's configuration.
+        run_id: the run (checkpoints live under ``<checkpoint root>/<run_id>/``).
+        data: the snapshot's splits (split name -> Arrow table).
+        checkpoints: the run's checkpoint manager.
+        metrics_path: JSONL metrics file (``None``: no file).
+        control: stop requests and progress callbacks (``None``: run to the end).
+    """
+
+    def __init__(
+        self,
+        trainable: Trainable,
+        config: TrainConfig,
+        *,
+        run_id: str,
+        data: Mapping[str, Any],
+        checkpoints: CheckpointManager,
+        metrics_path: Path | None = None,
+        control: LoopControl | None = None,
+    ) -> None:
+        self.trainable = trainable
+        self.config = config
+        self.run_id = run_id
+        self.data = data
+        self.checkpoints = checkpoints
+        self.control = control or LoopControl()
+        self.metrics = _MetricsLog(metrics_path)
+        self.config_hash = config.config_hash()
+
+    # -- set-up and resume -------------------------------------------------------------------------
+
+    def _build(self) -> tuple[TrainSetup, ResumableSampler]:
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        seed_everything(cfg.seed)
+        ctx = TrainContext(
+            run_id=self.run_id, hparams=cfg.hparams, seed=cfg.seed, data=self.data, device=device,
+            batch_size=cfg.batch_size, total_steps=cfg.max_steps,
+        )
+        setup = self.trainable.setup(ctx)
+        return setup, ResumableSampler(setup.train_size, cfg.batch_size, cfg.seed)
+
+    def _state(self, setup: TrainSetup, sampler: ResumableSampler, step: int) -> dict[str, Any]:
+        return {
+            "model": setup.model.state_dict(),
+            "optimizer": setup.optimizer.state_dict(),
+            "scheduler": setup.scheduler.state_dict() if setup.scheduler is not None else None,
+            "scaler": setup.scaler.state_dict() if setup.scaler is not None else None,
+            "rng": capture_rng_state(),
+            "sampler": sampler.state_dict(),
+            "counters": {"step": step},
+            "meta": {"run_id": self.run_id, "config_hash": self.config_hash},
+        }
+
+    def _find_resume_point(self, hint: CheckpointRef | None) -> tuple[CheckpointRef, dict[str, Any]] | None:
+        """The newest valid checkpoint of this run (corrupt ones are skipped), else ``hint``."""
+        found = self.checkpoints.load_latest_valid()
+        if found is None and hint is not None:
+            found = (hint, load_checkpoint(hint))
+        if found is not None and found[1]["meta"]["config_hash"] != self.config_hash:
+            raise ConfigError(
+                f"run {self.run_id!r} already has checkpoints made with a different config; "
+                "use a new run id (or the original config) to resume"
+            )
+        return found
+
+    def _restore(self, setup: TrainSetup, sampler: ResumableSampler, state: dict[str, Any]) -> int:
+        setup.model.load_state_dict(state["model"])
+        setup.optimizer.load_state_dict(state["optimizer"])
+        if setup.scheduler is not None and state["scheduler"] is not None:
+            setup.scheduler.load_state_dict(state["scheduler"])
+        if setup.scaler is not None and state["scaler"] is not None:
+            setup.scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        restore_rng_state(state["rng"])
+        return int(state["counters"]["step"])
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, resume_hint: CheckpointRef | None = None) -> LoopResult:
+        """Train from the newest valid checkpoint of the run (or from scratch) to ``max_steps``.
+
+        Args:
+            resume_hint: a checkpoint to resume from if the run's own directory has none (e.g.
+                recorded by the workflow on another store).
+
+        Returns:
+            The step reached, its checkpoint and the last metrics.
+        """
+        cfg = self.config
+        setup, sampler = self._build()
+        step, resumed_from = 0, None
+        found = self._find_resume_point(resume_hint)
+        if found is not None:
+            resumed_from = found[0]
+            step = self._restore(setup, sampler, found[1])
+            log.info("run %s resumed from step %d", self.run_id, step)
+            self.metrics.write("resume", step=step, checkpoint=resumed_from.uri)
+        else:
+            self.metrics.write("start", step=0, config_hash=self.config_hash)
+        latest = resumed_from
+        setup.model.train()
+
+        def committed(ref: CheckpointRef) -> None:
+            self.control.checkpoint_committed(ref)
+
+        loss_sum = torch.zeros((), device=next(setup.model.parameters()).device)
+        window, window_start, last_loss = 0, time.perf_counter(), float("nan")
+        last_ckpt_time = time.monotonic()
+        stopped: StopReason | None = None
+
+        def checkpoint(at_step: int, final: bool) -> CheckpointRef | None:
+            state = self._state(setup, sampler, at_step)
+            metrics = {"loss": last_loss} if last_loss == last_loss else {}
+            if cfg.async_checkpoints and not final:
+                future = self.checkpoints.save_async(at_step, state, metrics=metrics)
+                future.add_done_callback(lambda f: f.exception() is None and committed(f.result()))
+                return None
+            ref = self.checkpoints.save(at_step, state, metrics=metrics)
+            committed(ref)
+            return ref
+
+        while step < cfg.max_steps:
+            if self.control.should_stop():
+                stopped = self.control.reason
+                break
+            batch = setup.make_batch(sampler.next_batch())
+            loss = self.trainable.train_step(setup, batch)
+            self._optimizer_step(setup, loss)
+            step += 1
+            loss_sum += loss.detach()
+            window += 1
+            if step % cfg.log_every_steps == 0 or step == cfg.max_steps:
+                last_loss = float((loss_sum / window).item())  # the only device sync
+                elapsed = time.perf_counter() - window_start
+                rate = window * cfg.batch_size / elapsed if elapsed > 0 else None
+                self.metrics.write("train", step=step, epoch=sampler.epoch, loss=last_loss,
+                                   samples_per_second=rate)
+                self.control.progress(TrainProgress(
+                    state="training", step=step, max_steps=cfg.max_steps, epoch=sampler.epoch,
+                    loss=last_loss, samples_per_second=rate, latest_checkpoint=latest,
+                ))
+                loss_sum.zero_()
+                window, window_start = 0, time.perf_counter()
+            due_steps = cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0
+            due_time = (cfg.checkpoint_every_seconds
+                        and time.monotonic() - last_ckpt_time >= cfg.checkpoint_every_seconds)
+            if (due_steps or due_time) and step < cfg.max_steps:
+                checkpoint(step, final=False)
+                last_ckpt_time = time.monotonic()
+
+        if window:
+            last_loss = float((loss_sum / window).item())
+        self.checkpoints.wait()
+        final_ref = self.checkpoints.latest(verify=False)
+        if final_ref is None or final_ref.step != step:
+            final_ref = checkpoint(step, final=True)
+        assert final_ref is not None
+        metrics = {"loss": last_loss} if last_loss == last_loss else dict(final_ref.metrics)
+        if stopped is None and cfg.eval_split is not None:
+            metrics.update(self._evaluate(setup))
+        self.metrics.write("end", step=step, stopped=stopped, checkpoint=final_ref.uri, **metrics)
+        return LoopResult(step=step, checkpoint=final_ref, metrics=metrics,
+                          resumed_from=resumed_from, stopped=stopped)
+
+    def _optimizer_step(self, setup: TrainSetup, loss: torch.Tensor) -> None:
+        scaler = setup.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if setup.grad_clip_norm is not None:
+                scaler.unscale_(setup.optimizer)
+                torch.nn.utils.clip_grad_norm_(setup.model.parameters(), setup.grad_clip_norm)
+            scaler.step(setup.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if setup.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(setup.model.parameters(), setup.grad_clip_norm)
+            setup.optimizer.step()
+        if setup.scheduler is not None:
+            setup.scheduler.step()
+        setup.optimizer.zero_grad(set_to_none=True)
+
+    def _evaluate(self, setup: TrainSetup) -> dict[str, float]:
+        split = self.config.eval_split
+        if split not in self.data:
+            raise ConfigError(f"eval_split {split!r} is not in the snapshot (splits: {sorted(self.data)})")
+        metrics = self.trainable.evaluate(setup, self.data[split])
+        return {f"eval_{k}": float(v) for k, v in metrics.items()}
