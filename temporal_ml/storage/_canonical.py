@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import hashlib
-import json
 import math
 import struct
 import sys
@@ -38,10 +37,10 @@ from pyarrow import json as pa_json
 
 from temporal_ml._names import check_name
 from temporal_ml.errors import ConfigError
+from temporal_ml.storage._manifest import canonical_json
 
 __all__ = [
     "FILE_FORMATS",
-    "canonical_json",
     "check_source",
     "content_id",
     "file_format",
@@ -63,13 +62,6 @@ _SUFFIX_FORMATS = {
 _FORMAT_ALIASES = {"json": "jsonl"}
 _PARSE_BLOCK_MIN, _PARSE_BLOCK_MAX = 1 << 20, 1 << 30
 _VIEW_CASTS = {"string_view": pa.large_string(), "binary_view": pa.large_binary()}
-
-
-def canonical_json(value: Any) -> str:
-    """Serialize ``value`` as canonical JSON: sorted keys, no whitespace, ASCII only, no NaN."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
 
 
 def check_source(source: Mapping[str, str] | None) -> dict[str, str]:
@@ -306,7 +298,7 @@ def _hash_pylist(framer: _Framer, arr: pa.Array) -> None:
 
 
 def _row_json(value: Any) -> str:
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return canonical_json(_jsonable(value), allow_nan=True)
 
 
 def _jsonable(value: Any) -> Any:

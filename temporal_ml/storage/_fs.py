@@ -1,17 +1,14 @@
 """fsspec helpers shared by the snapshot store and the checkpoint manager.
 
-The commit protocol of both stores rests on two primitives here:
-
-* :func:`atomic_write` writes a file under a unique temporary name and renames it into place, so a
-  reader sees either the whole file or none of it (a crash leaves only a ``.tmp-*`` file behind);
-* :func:`write_hashed` writes bytes and computes their sha256 concurrently (hashlib releases the GIL),
-  so verification costs almost no extra wall time on save.
+The commit protocol of both stores rests on :func:`atomic_write`: it writes a file under a unique
+temporary name and renames it into place, so a reader sees either the whole file or none of it (a crash
+leaves only a ``.tmp-*`` file behind). Digests are sha256, written as 64 lowercase hex digits.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
+import re
 import uuid
 from typing import Any
 
@@ -22,17 +19,22 @@ __all__ = [
     "open_root",
     "join",
     "atomic_write",
-    "write_hashed",
     "sha256_bytes",
     "sha256_path",
+    "is_sha256",
+    "SHA256_PATTERN",
     "TMP_MARKER",
 ]
 
 TMP_MARKER = ".tmp-"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_SHA256_RE = re.compile(SHA256_PATTERN)
 _CHUNK = 8 * 1024 * 1024
 
 
-def open_root(url: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
+def open_root(
+    url: str, storage_options: dict[str, Any] | None = None
+) -> tuple[AbstractFileSystem, str]:
     """Return ``(filesystem, root path)`` for an fsspec URL, creating the root directory."""
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     root = root.rstrip("/") or "/"
@@ -48,6 +50,11 @@ def join(*parts: str) -> str:
 def sha256_bytes(data: bytes | memoryview) -> str:
     """sha256 hex digest of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a string matching :data:`SHA256_PATTERN` (a sha256 hex digest)."""
+    return isinstance(value, str) and _SHA256_RE.match(value) is not None
 
 
 def sha256_path(fs: AbstractFileSystem, path: str) -> str:
@@ -77,31 +84,6 @@ def atomic_write(fs: AbstractFileSystem, path: str, data: bytes | memoryview) ->
     except BaseException:
         _silently_remove(fs, tmp)
         raise
-
-
-def write_hashed(fs: AbstractFileSystem, path: str, data: bytes | memoryview, *, atomic: bool = True) -> str:
-    """Write ``data`` to ``path`` (atomically by default) and return its sha256.
-
-    Hashing runs in a second thread while the main thread writes; both release the GIL for large
-    buffers, so on a multi-core machine this costs about ``max(write, hash)`` rather than their sum.
-    """
-    view = memoryview(data)
-    result: dict[str, str] = {}
-
-    def _hash() -> None:
-        result["sha256"] = hashlib.sha256(view).hexdigest()
-
-    hasher = threading.Thread(target=_hash, name="temporal-ml-sha256", daemon=True)
-    hasher.start()
-    try:
-        if atomic:
-            atomic_write(fs, path, view)
-        else:
-            with fs.open(path, "wb") as f:
-                f.write(view)
-    finally:
-        hasher.join()
-    return result["sha256"]
 
 
 def _silently_remove(fs: AbstractFileSystem, path: str) -> None:

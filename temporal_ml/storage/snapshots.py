@@ -18,24 +18,20 @@ its recorded size and sha256 before it is parsed, so corruption surfaces as :cla
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from temporal_ml._names import check_name
 from temporal_ml._version import __version__
 from temporal_ml.errors import ConfigError, IntegrityError, NotFoundError, require
-from temporal_ml.storage import _fs
+from temporal_ml.storage import _fs, _snapshot_manifest
 from temporal_ml.storage._canonical import (
     FILE_FORMATS,
-    canonical_json,
     check_source,
     content_id,
     file_format,
@@ -43,35 +39,10 @@ from temporal_ml.storage._canonical import (
     read_local,
     to_tables,
 )
+from temporal_ml.storage._snapshot_manifest import MANIFEST_NAME, SnapshotManifest, SplitEntry
 from temporal_ml.types import SnapshotRef
 
 __all__ = ["SnapshotStore", "snapshot_id", "FILE_FORMATS", "MANIFEST_NAME"]
-
-MANIFEST_NAME = "manifest.json"
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-_SHA_PATTERN = r"^[0-9a-f]{64}$"
-
-
-class _SplitEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    file: str
-    rows: int = Field(ge=0)
-    size: int = Field(ge=0, validation_alias="bytes", serialization_alias="bytes")
-    sha256: str = Field(pattern=_SHA_PATTERN)
-    arrow_schema: str = Field(validation_alias="schema", serialization_alias="schema")
-
-
-class _Manifest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    format: Literal["temporal-ml.snapshot"] = "temporal-ml.snapshot"
-    format_version: Literal[1] = 1
-    id: str = Field(pattern=_SHA_PATTERN)
-    splits: dict[str, _SplitEntry]
-    source: dict[str, str]
-    created_at: str
-    created_by: str
 
 
 def snapshot_id(data: Any, *, source: Mapping[str, str] | None = None) -> str:
@@ -185,7 +156,7 @@ class SnapshotStore:
         refs = []
         for entry in entries:
             name = entry.rstrip("/").rsplit("/", 1)[-1]
-            if _ID_RE.match(name):
+            if _fs.is_sha256(name):
                 try:
                     refs.append(self._ref(self._read_manifest(name)))
                 except (NotFoundError, IntegrityError):
@@ -240,7 +211,7 @@ class SnapshotStore:
     def _dir(self, sid: str) -> str:
         return _fs.join(self._base, sid)
 
-    def _ref(self, manifest: _Manifest) -> SnapshotRef:
+    def _ref(self, manifest: SnapshotManifest) -> SnapshotRef:
         splits = {name: entry.rows for name, entry in sorted(manifest.splits.items())}
         return SnapshotRef(id=manifest.id, root=self._url, splits=splits, source=manifest.source)
 
@@ -251,7 +222,7 @@ class SnapshotStore:
         directory = self._dir(sid)
         self._fs.makedirs(directory, exist_ok=True)
         splits = {name: self._write_split(directory, name, table) for name, table in tables.items()}
-        manifest = _Manifest(
+        manifest = SnapshotManifest(
             id=sid,
             splits=splits,
             source=source,
@@ -260,10 +231,10 @@ class SnapshotStore:
         )
         if (committed := self._committed(sid)) is not None:  # a concurrent writer won: keep theirs
             return self._ref(committed)
-        _write_manifest(self._fs, _fs.join(directory, MANIFEST_NAME), manifest)
+        _snapshot_manifest.write_manifest(self._fs, _fs.join(directory, MANIFEST_NAME), manifest)
         return self._ref(manifest)
 
-    def _committed(self, sid: str) -> _Manifest | None:
+    def _committed(self, sid: str) -> SnapshotManifest | None:
         """The valid manifest of ``sid`` if its data files are all present, else None."""
         try:
             manifest = self._read_manifest(sid)
@@ -280,7 +251,7 @@ class SnapshotStore:
         except FileNotFoundError:
             return None
 
-    def _write_split(self, directory: str, name: str, table: pa.Table) -> _SplitEntry:
+    def _write_split(self, directory: str, name: str, table: pa.Table) -> SplitEntry:
         payload = _parquet_bytes(table)
         sha = _fs.sha256_bytes(payload)
         file = f"{name}.{sha[:16]}.parquet"
@@ -289,19 +260,19 @@ class SnapshotStore:
         if self._size(path) != payload.size or _fs.sha256_path(self._fs, path) != sha:
             _fs.atomic_write(self._fs, path, payload)
         schema = table.schema.to_string(show_schema_metadata=False)
-        return _SplitEntry(
+        return SplitEntry(
             file=file, rows=table.num_rows, size=payload.size, sha256=sha, arrow_schema=schema
         )
 
-    def _read_manifest(self, sid: str) -> _Manifest:
+    def _read_manifest(self, sid: str) -> SnapshotManifest:
         path = _fs.join(self._dir(sid), MANIFEST_NAME)
         try:
             raw = self._fs.cat_file(path)
         except FileNotFoundError:
             raise NotFoundError(f"snapshot {sid} not found in {self._url}") from None
-        return _parse_manifest(raw, sid, path)
+        return _snapshot_manifest.parse_manifest(raw, sid, path)
 
-    def _read_split(self, manifest: _Manifest, name: str) -> pa.Table:
+    def _read_split(self, manifest: SnapshotManifest, name: str) -> pa.Table:
         entry = manifest.splits[name]
         path = _fs.join(self._dir(manifest.id), entry.file)
         try:
@@ -322,56 +293,12 @@ class SnapshotStore:
         return table
 
 
-# ---------------------------------------------------------------------------------- manifest
-
-
-def _write_manifest(fs: Any, path: str, manifest: _Manifest) -> None:
-    """Commit a snapshot: write its manifest (canonical JSON plus a self-checksum) atomically."""
-    body = manifest.model_dump(mode="json", by_alias=True)
-    body["manifest_sha256"] = _fs.sha256_bytes(canonical_json(body).encode("ascii"))
-    _fs.atomic_write(fs, path, canonical_json(body).encode("ascii"))
-
-
-def _parse_manifest(raw: bytes, sid: str, path: str) -> _Manifest:
-    """Parse and verify a manifest: canonical bytes, self-checksum, schema, id and names."""
-
-    def corrupt(why: str) -> IntegrityError:
-        return IntegrityError(f"snapshot manifest {path} is corrupt: {why}")
-
-    try:
-        body = json.loads(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise corrupt(f"not valid JSON ({exc})") from None
-    if not isinstance(body, dict) or not isinstance(
-        checksum := body.pop("manifest_sha256", None), str
-    ):
-        raise corrupt("no manifest_sha256")
-    try:
-        canonical = canonical_json(body).encode("ascii")
-        if canonical_json({**body, "manifest_sha256": checksum}).encode("ascii") != raw:
-            raise corrupt("not in canonical form")
-    except ValueError as exc:  # e.g. NaN, which canonical JSON rejects
-        raise corrupt(str(exc)) from None
-    if _fs.sha256_bytes(canonical) != checksum:
-        raise corrupt("checksum mismatch")
-    try:
-        manifest = _Manifest.model_validate(body)
-        for name, entry in manifest.splits.items():
-            check_name(name, "split name")
-            check_name(entry.file, "data file name")
-    except (ValidationError, ConfigError) as exc:
-        raise corrupt(str(exc)) from None
-    if manifest.id != sid:
-        raise corrupt(f"it records id {manifest.id}")
-    return manifest
-
-
 # ------------------------------------------------------------------------------------ helpers
 
 
 def _check_id(ref_or_id: SnapshotRef | str) -> str:
     sid = ref_or_id.id if isinstance(ref_or_id, SnapshotRef) else ref_or_id
-    if not isinstance(sid, str) or not _ID_RE.match(sid):
+    if not _fs.is_sha256(sid):
         raise ConfigError(f"invalid snapshot id {sid!r}: expected 64 lowercase hex digits")
     return sid
 

@@ -21,7 +21,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from temporal_ml.errors import ConfigError, IntegrityError, NotFoundError
-from temporal_ml.storage import _tree, checkpoints
+from temporal_ml.storage import _ckpt_io, _ckpt_staging, _fs, _safetensors, _tree
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint, step_dirname
 
 FILE_NAMES = ("model.safetensors", "optimizer.safetensors", "extra.safetensors", "state.json")
@@ -216,7 +216,7 @@ def test_model_file_is_plain_safetensors_and_digest_is_its_sha256(tmp_path: Any)
     state = small_state(2.0)
     ref = CheckpointManager(str(tmp_path), "r").save(1, state)
     data = (tmp_path / "r" / step_dirname(1) / "model.safetensors").read_bytes()
-    assert ref.model_sha256 == checkpoints._fs.sha256_bytes(data)
+    assert ref.model_sha256 == _fs.sha256_bytes(data)
     assert data == st_save(dict(state["model"]))
     assert_same(dict(sorted(st_load(data).items())), dict(sorted(state["model"].items())))
 
@@ -287,11 +287,11 @@ _states = st.dictionaries(
 
 def _codec_round_trip(state: dict[str, Any], *, staged: bool) -> dict[str, Any]:
     encoded = _tree.encode_state(state)
-    plans = {g: _tree.plan_file(encoded.tensors[g]) for g in _tree.GROUPS}
+    plans = {g: _safetensors.plan_file(encoded.tensors[g]) for g in _tree.GROUPS}
     if staged:
-        payloads = checkpoints._Staging().stage(plans)
+        payloads = _ckpt_staging.Staging().stage(plans)
     else:
-        payloads = {g: checkpoints._direct_payload(p) for g, p in plans.items()}
+        payloads = {g: _ckpt_staging.direct_payload(p) for g, p in plans.items()}
     files = {g: bytearray(b"".join(bytes(c) for c in payloads[g].chunks)) for g in _tree.GROUPS}
     for group, data in files.items():  # byte-identical to the reference implementation
         reference = {
@@ -300,7 +300,7 @@ def _codec_round_trip(state: dict[str, Any], *, staged: bool) -> dict[str, Any]:
         }
         assert bytes(data) == st_save(reference)
     tree = _tree.loads_tree(_tree.dumps_tree(encoded.tree))
-    return _tree.decode_state(tree, {g: _tree.parse_file(files[g]) for g in files})
+    return _tree.decode_state(tree, {g: _safetensors.parse_file(files[g]) for g in files})
 
 
 @FAST
@@ -352,10 +352,32 @@ def test_importing_the_modules_does_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, temporal_ml.storage._tree, temporal_ml.storage.checkpoints; "
+        "import sys, temporal_ml.storage; assert 'torch' not in sys.modules; "
+        "assert 'pyarrow' not in sys.modules; "
+        "from temporal_ml.storage import CheckpointManager, load_checkpoint; "
+        "import temporal_ml.storage._tree, temporal_ml.storage.checkpoints; "
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_names() -> None:
+    import temporal_ml.storage as storage
+    from temporal_ml.storage import checkpoints, snapshots
+
+    assert storage.__all__ == ["SnapshotStore", "CheckpointManager", "load_checkpoint"]
+    assert storage.SnapshotStore is snapshots.SnapshotStore
+    assert storage.CheckpointManager is CheckpointManager
+    assert storage.load_checkpoint is load_checkpoint
+    assert set(storage.__all__) <= set(dir(storage))
+    with pytest.raises(AttributeError):
+        storage.NoSuchName  # noqa: B018
+    assert checkpoints.__all__ == [
+        "CheckpointManager", "load_checkpoint", "step_dirname", "MANIFEST", "FILES"
+    ]  # fmt: skip
+    assert checkpoints.MANIFEST == "manifest.json"
+    assert checkpoints.FILES == FILE_NAMES
+    assert step_dirname(1200) == "step-000000001200"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -614,13 +636,13 @@ def test_async_result_equals_sync(root: str) -> None:
 def gated_writes(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Make every checkpoint write wait until the returned event is set."""
     gate = threading.Event()
-    real = checkpoints._write_files
+    real = _ckpt_io.write_files
 
     def gated(*args: Any, **kwargs: Any) -> Any:
         assert gate.wait(20), "test gate never opened"
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "_write_files", gated)
+    monkeypatch.setattr(_ckpt_io, "write_files", gated)
     return gate
 
 
@@ -656,20 +678,20 @@ def test_background_errors_surface_from_future_next_save_and_wait(
     memory_root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manager = CheckpointManager(memory_root, "run")
-    real = checkpoints._write_files
-    monkeypatch.setattr(checkpoints, "_write_files", _raise_disk_full)
+    real = _ckpt_io.write_files
+    monkeypatch.setattr(_ckpt_io, "write_files", _raise_disk_full)
     future = manager.save_async(1, small_state())
     with pytest.raises(OSError, match="disk full"):
         future.result(timeout=20)
-    monkeypatch.setattr(checkpoints, "_write_files", real)
+    monkeypatch.setattr(_ckpt_io, "write_files", real)
     with pytest.raises(OSError, match="disk full"):
         manager.save(2, small_state())  # surfaces once, nothing saved
     assert manager.list() == []
-    monkeypatch.setattr(checkpoints, "_write_files", _raise_disk_full)
+    monkeypatch.setattr(_ckpt_io, "write_files", _raise_disk_full)
     manager.save_async(3, small_state())
     with pytest.raises(OSError, match="disk full"):
         manager.wait()
-    monkeypatch.setattr(checkpoints, "_write_files", real)
+    monkeypatch.setattr(_ckpt_io, "write_files", real)
     assert manager.save(4, small_state()).step == 4
     fs, base = fsspec.core.url_to_fs(memory_root)
     assert not [p for p in fs.find(base) if ".tmp-" in p]
@@ -684,7 +706,7 @@ def test_failed_write_leaves_no_temporary_files(
     memory_root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manager = CheckpointManager(memory_root, "run")
-    monkeypatch.setattr(checkpoints, "_hash_chunks", _raise_disk_full)
+    monkeypatch.setattr(_ckpt_io, "hash_chunks", _raise_disk_full)
     with pytest.raises(OSError):
         manager.save(1, small_state())
     fs, base = fsspec.core.url_to_fs(memory_root)

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_ml.storage import _fs, checkpoints
-from temporal_ml.storage.checkpoints import CheckpointManager
+from temporal_ml.storage import _ckpt_retention, _ckpt_save, _fs
+from temporal_ml.storage.checkpoints import MANIFEST, CheckpointManager
 
 KEEP_LAST = 3
 MODEL_FLOATS = 2_500_000  # 10 MB
@@ -74,17 +74,16 @@ def arm(phase: str) -> None:
 
         return wrapper
 
-    manager_cls = checkpoints.CheckpointManager
     if phase == "before-rename":
-        manager_cls._replace = die_on_third(manager_cls._replace)
+        _ckpt_save.replace = die_on_third(_ckpt_save.replace)
     elif phase == "before-manifest":
         _fs.atomic_write = die_on_third(_fs.atomic_write)
     elif phase == "mid-delete":
 
-        def remove_manifest(self: Any, step: int) -> None:
-            self.fs.rm(_fs.join(self._dir(step), checkpoints.MANIFEST))
+        def remove_manifest(fs: Any, directory: str) -> None:
+            fs.rm(_fs.join(directory, MANIFEST))
 
-        manager_cls._delete = die_on_third(manager_cls._delete, remove_manifest)
+        _ckpt_retention.delete = die_on_third(_ckpt_retention.delete, remove_manifest)
     else:
         raise SystemExit(f"unknown phase {phase!r}")
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from temporal_ml.storage import snapshots
+from temporal_ml.storage import _snapshot_manifest, snapshots
 
 SOURCE = {"name": "kill-test"}
 _PAYLOAD_WIDTH = 48
@@ -46,13 +46,13 @@ def _pause(name: str) -> None:
 
 def _install_pause(store: snapshots.SnapshotStore, pause: str) -> None:
     if pause == "before-manifest":
-        write_manifest = snapshots._write_manifest
+        write_manifest = _snapshot_manifest.write_manifest
 
         def paused_manifest(*args: Any) -> None:
             _pause(pause)
             write_manifest(*args)
 
-        snapshots._write_manifest = paused_manifest
+        _snapshot_manifest.write_manifest = paused_manifest
     elif pause == "before-second-rename":
         mv, calls = store._fs.mv, []
 
