@@ -24,17 +24,21 @@ class LoopControl:
         on_progress: called with a :class:`TrainProgress` every ``log_every_steps``.
         on_checkpoint: called with each committed :class:`CheckpointRef` (possibly from the
             checkpoint writer thread).
+        on_start: called once training is set up, with the starting step and the checkpoint it
+            resumed from (``None`` for a fresh start).
     """
 
     def __init__(
         self,
         on_progress: Callable[[TrainProgress], None] | None = None,
         on_checkpoint: Callable[[CheckpointRef], None] | None = None,
+        on_start: Callable[[int, CheckpointRef | None], None] | None = None,
     ) -> None:
         self._stop = threading.Event()
         self.reason: StopReason | None = None
         self._on_progress = on_progress
         self._on_checkpoint = on_checkpoint
+        self._on_start = on_start
 
     def request_stop(self, reason: StopReason) -> None:
         """Ask the loop to checkpoint and return at the next step boundary."""
@@ -55,3 +59,8 @@ class LoopControl:
         """Report a committed checkpoint (called by the loop or its writer thread)."""
         if self._on_checkpoint is not None:
             self._on_checkpoint(ref)
+
+    def started(self, step: int, resumed_from: CheckpointRef | None) -> None:
+        """Report where training starts (called by the loop)."""
+        if self._on_start is not None:
+            self._on_start(step, resumed_from)

@@ -189,6 +189,7 @@ class TrainingLoop:
         else:
             self.metrics.write("start", step=0, config_hash=self.config_hash)
         latest = resumed_from
+        self.control.started(step, resumed_from)
         setup.model.train()
 
         def committed(ref: CheckpointRef) -> None:

@@ -1,0 +1,257 @@
+"""The training and prediction activities.
+
+``train`` is an ``async`` activity that runs the :class:`TrainingLoop` in a worker thread and
+supervises it from the event loop: it heartbeats ``{step, latest checkpoint, resumes}`` every
+``heartbeat_every_seconds``, signals the workflow after each committed checkpoint (and with progress
+every ``progress_every_seconds``), and on cancellation asks the loop to checkpoint and stop at the
+next step boundary before reporting the cancellation. A retried attempt resumes from the newest valid
+checkpoint of the run (the one in its heartbeat details, the one the workflow recorded, or a newer
+committed one in the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from temporal_ml._names import check_name
+from temporal_ml.activities._fail_fast import fail_fast, fail_fast_async
+from temporal_ml.errors import ConfigError
+from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
+from temporal_ml.storage.snapshots import SnapshotStore
+from temporal_ml.training.control import LoopControl
+from temporal_ml.training.loop import LoopResult, TrainingLoop, resolve_device
+from temporal_ml.training.rng import seed_everything
+from temporal_ml.training.trainable import Trainable, TrainContext
+from temporal_ml.types import (
+    CheckpointRef,
+    PredictionResult,
+    SnapshotRef,
+    TrainConfig,
+    TrainProgress,
+)
+
+__all__ = [
+    "TrainingActivities",
+    "TrainRequest",
+    "TrainOutcome",
+    "PredictRequest",
+    "TRAIN",
+    "PREDICT",
+    "REPORT_SIGNAL",
+]
+
+log = logging.getLogger(__name__)
+
+TRAIN = "temporal_ml.train"
+PREDICT = "temporal_ml.predict"
+#: Signal the training activity sends its workflow: a :class:`TrainProgress`.
+REPORT_SIGNAL = "tml_report"
+
+
+class TrainRequest(BaseModel):
+    """Input of the ``train`` activity."""
+
+    run_id: str
+    config: TrainConfig
+    snapshot: SnapshotRef
+    resume_from: CheckpointRef | None = None
+    resumes: int = 0
+    progress_every_seconds: float = 10.0
+
+
+class TrainOutcome(BaseModel):
+    """Result of the ``train`` activity."""
+
+    step: int
+    checkpoint: CheckpointRef
+    metrics: dict[str, float]
+    resumes: int
+    stopped: bool = False
+
+
+class PredictRequest(BaseModel):
+    """Input of the ``predict`` activity: a checkpoint (verified by digest) and raw inputs."""
+
+    config: TrainConfig
+    snapshot: SnapshotRef
+    checkpoint: CheckpointRef
+    inputs: list[Any]
+
+
+class _Supervisor:
+    """State shared between the training thread and the activity's event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_steps: int, resumes: int) -> None:
+        self._loop = loop
+        self.progress = TrainProgress(state="training", max_steps=max_steps, resumes=resumes)
+        self.new_checkpoint = asyncio.Event()
+
+    def _apply(self, **changes: Any) -> None:  # runs on the event loop
+        self.progress = self.progress.model_copy(update=changes)
+
+    def on_start(self, step: int, resumed_from: CheckpointRef | None) -> None:
+        changes: dict[str, Any] = {"step": step, "latest_checkpoint": resumed_from}
+        if resumed_from is not None:
+            changes["resumes"] = self.progress.resumes + 1
+        self._loop.call_soon_threadsafe(lambda: self._apply(**changes))
+
+    def on_progress(self, p: TrainProgress) -> None:
+        self._loop.call_soon_threadsafe(lambda: self._apply(
+            step=p.step, epoch=p.epoch, loss=p.loss, samples_per_second=p.samples_per_second))
+
+    def on_checkpoint(self, ref: CheckpointRef) -> None:
+        def apply() -> None:
+            current = self.progress.latest_checkpoint
+            if current is None or ref.step >= current.step:
+                self._apply(latest_checkpoint=ref)
+                self.new_checkpoint.set()
+
+        self._loop.call_soon_threadsafe(apply)
+
+
+class TrainingActivities:
+    """Training and prediction activities bound to their stores and trainables.
+
+    Args:
+        trainables: name -> :class:`Trainable` (``TrainConfig.trainable`` picks one).
+        snapshot_store: the store the runs' snapshots are read from.
+        checkpoint_root: fsspec URL under which each run keeps ``<run_id>/step-*/`` checkpoints.
+        metrics_dir: local directory for ``<run_id>/metrics.jsonl`` (``None``: no metrics files).
+        heartbeat_every_seconds: how often the training activity heartbeats.
+        storage_options: fsspec options for the checkpoint root.
+    """
+
+    def __init__(
+        self,
+        *,
+        trainables: Mapping[str, Trainable],
+        snapshot_store: SnapshotStore,
+        checkpoint_root: str,
+        metrics_dir: str | Path | None = None,
+        heartbeat_every_seconds: float = 1.0,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.trainables = dict(trainables)
+        self.snapshots = snapshot_store
+        self.checkpoint_root = checkpoint_root
+        self.metrics_dir = Path(metrics_dir) if metrics_dir is not None else None
+        self.heartbeat_every_seconds = heartbeat_every_seconds
+        self.storage_options = storage_options
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """The activity callables to register on a training worker."""
+        return [self.train, self.predict]
+
+    def _trainable(self, name: str) -> Trainable:
+        try:
+            return self.trainables[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown trainable {name!r}; this worker has {sorted(self.trainables)}"
+            ) from None
+
+    def _loop(self, req: TrainRequest, control: LoopControl) -> TrainingLoop:
+        run_id = check_name(req.run_id, "run id")
+        data = self.snapshots.load(req.snapshot)
+        checkpoints = CheckpointManager(
+            self.checkpoint_root, run_id, keep_last=req.config.keep_last,
+            storage_options=self.storage_options,
+        )
+        metrics = self.metrics_dir / run_id / "metrics.jsonl" if self.metrics_dir else None
+        return TrainingLoop(self._trainable(req.config.trainable), req.config, run_id=run_id,
+                            data=data, checkpoints=checkpoints, metrics_path=metrics, control=control)
+
+    @activity.defn(name=TRAIN)
+    @fail_fast_async
+    async def train(self, req: TrainRequest) -> TrainOutcome:
+        """Train (or resume) the run to ``max_steps``; see the module docstring."""
+        self._trainable(req.config.trainable)  # fail fast before loading anything
+        info = activity.info()
+        prior = _prior_resumes(info.heartbeat_details)
+        loop = asyncio.get_running_loop()
+        sup = _Supervisor(loop, req.config.max_steps, max(prior, req.resumes))
+        control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
+                              on_start=sup.on_start)
+        handle = activity.client().get_workflow_handle(info.workflow_id) if info.workflow_id else None
+        hint = _hint(info.heartbeat_details) or req.resume_from
+
+        def run() -> LoopResult:
+            return self._loop(req, control).run(resume_hint=hint)
+
+        future = loop.run_in_executor(None, run)
+        last_report = 0.0
+        try:
+            while not future.done():
+                await asyncio.wait([future], timeout=self.heartbeat_every_seconds)
+                activity.heartbeat(sup.progress.model_dump(mode="json"))
+                due = time.monotonic() - last_report >= req.progress_every_seconds
+                if sup.new_checkpoint.is_set() or due:
+                    sup.new_checkpoint.clear()
+                    last_report = time.monotonic()
+                    await _report(handle, sup.progress)
+        except asyncio.CancelledError:
+            control.request_stop("cancel")
+            result = await asyncio.shield(future)
+            await _report(handle, sup.progress.model_copy(update={
+                "step": result.step, "latest_checkpoint": result.checkpoint, "state": "stopping"}))
+            raise
+        result = future.result()
+        final = sup.progress.model_copy(update={"step": result.step, "latest_checkpoint": result.checkpoint})
+        await _report(handle, final)
+        return TrainOutcome(step=result.step, checkpoint=result.checkpoint, metrics=result.metrics,
+                            resumes=final.resumes, stopped=result.stopped is not None)
+
+    @activity.defn(name=PREDICT)
+    @fail_fast
+    def predict(self, req: PredictRequest) -> PredictionResult:
+        """Predictions and confidences of a checkpoint (verified by sha256) for raw inputs."""
+        trainable = self._trainable(req.config.trainable)
+        state = load_checkpoint(req.checkpoint, storage_options=self.storage_options)
+        seed_everything(req.config.seed)
+        ctx = TrainContext(
+            run_id=req.checkpoint.run_id, hparams=req.config.hparams, seed=req.config.seed,
+            data=self.snapshots.load(req.snapshot), device=resolve_device(req.config.device),
+            batch_size=req.config.batch_size, total_steps=req.config.max_steps,
+        )
+        setup = trainable.setup(ctx)
+        setup.model.load_state_dict(state["model"])
+        setup.model.eval()
+        predictions = trainable.predict(setup, req.inputs)
+        return PredictionResult(checkpoint=req.checkpoint, labels=[p.label for p in predictions],
+                                confidences=[p.confidence for p in predictions])
+
+
+def _last_details(details: Any) -> dict[str, Any] | None:
+    if details and isinstance(details[-1], dict):
+        return details[-1]
+    return None
+
+
+def _prior_resumes(details: Any) -> int:
+    last = _last_details(details)
+    return int(last.get("resumes", 0)) if last else 0
+
+
+def _hint(details: Any) -> CheckpointRef | None:
+    last = _last_details(details)
+    if last and last.get("latest_checkpoint"):
+        return CheckpointRef.model_validate(last["latest_checkpoint"])
+    return None
+
+
+async def _report(handle: Any, progress: TrainProgress) -> None:
+    """Signal progress to the workflow; a failed signal is logged, never fatal to training."""
+    if handle is None:
+        return
+    try:
+        await handle.signal(REPORT_SIGNAL, progress)
+    except Exception as exc:  # noqa: BLE001 - the checkpoint store remains the source of truth
+        log.warning("could not report progress to workflow %s: %s", handle.id, exc)

@@ -1,0 +1,229 @@
+"""``TrainingWorkflow``: snapshot the data, train durably, return a typed :class:`TrainResult`.
+
+Subclass it::
+
+    @workflow.defn
+    class FineTune(TrainingWorkflow):
+        @workflow.run
+        async def run(self, inp: TrainingInput) -> TrainResult:
+            return await super().run(inp)
+
+Live control: the ``progress`` and ``latest_checkpoint`` queries; the ``pause``, ``resume`` and
+``stop_early`` updates. Pausing cancels the training activity, which checkpoints at the next step
+boundary; resuming starts a new one that continues from that checkpoint exactly. Stopping early
+ends the run at its latest checkpoint and returns it as the result.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field, model_validator
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.exceptions import ActivityError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml._version import __version__
+    from temporal_ml.activities._fail_fast import NON_RETRYABLE
+    from temporal_ml.activities.snapshot import CREATE_SNAPSHOT
+    from temporal_ml.activities.training import REPORT_SIGNAL, TRAIN, TrainOutcome, TrainRequest
+    from temporal_ml.types import (
+        CheckpointRef,
+        DatasetSource,
+        SnapshotRef,
+        TrainConfig,
+        TrainProgress,
+        TrainResult,
+    )
+
+__all__ = ["TrainingWorkflow", "TrainingInput"]
+
+
+class TrainingInput(BaseModel):
+    """Input of a training workflow.
+
+    Attributes:
+        config: the run's configuration.
+        dataset: where the data comes from (snapshotted first), or
+        snapshot: an existing snapshot to train on (exactly one of the two).
+        run_id: the run id (checkpoint directory); defaults to the workflow id.
+        task_queue: queue of the training activities (default: the workflow's own queue).
+        heartbeat_timeout_seconds: a worker silent this long is considered dead; the attempt is
+            retried on another worker from the latest checkpoint.
+        max_attempts: attempts of the training activity before the run fails (0: unlimited).
+        progress_every_seconds: how often the activity reports progress to the workflow.
+    """
+
+    config: TrainConfig
+    dataset: DatasetSource | None = None
+    snapshot: SnapshotRef | None = None
+    run_id: str | None = None
+    task_queue: str | None = None
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=20, ge=0)
+    progress_every_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_data_source(self) -> TrainingInput:
+        if (self.dataset is None) == (self.snapshot is None):
+            raise ValueError("set exactly one of dataset or snapshot")
+        return self
+
+
+def train_retry_policy(max_attempts: int) -> RetryPolicy:
+    """The training activity's retry policy: quick first retry, capped backoff, config errors final."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30), maximum_attempts=max_attempts,
+        non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE],
+    )
+
+
+class TrainingWorkflow:
+    """Base of training workflows; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._progress = TrainProgress()
+        self._paused = False
+        self._stop_requested = False
+        self._activity: workflow.ActivityHandle[TrainOutcome] | None = None
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    async def run(self, inp: TrainingInput) -> TrainResult:
+        """Snapshot (if needed), train until done or stopped early, return the result."""
+        run_id = inp.run_id or workflow.info().workflow_id
+        snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
+        self._tag(run_id, snapshot, inp.config)
+        self._progress = self._progress.model_copy(update={"max_steps": inp.config.max_steps})
+        outcome: TrainOutcome | None = None
+        while outcome is None:
+            await workflow.wait_condition(lambda: not self._paused or self._stop_requested)
+            if self._stop_requested and self._progress.latest_checkpoint is not None:
+                break
+            outcome = await self._train_once(inp, run_id, snapshot)
+        return self._result(run_id, snapshot, inp.config, outcome)
+
+    async def snapshot(self, source: DatasetSource) -> SnapshotRef:
+        """Snapshot the dataset (an activity). Override to change timeouts or the queue."""
+        self._set_state("snapshotting")
+        return await workflow.execute_activity(
+            CREATE_SNAPSHOT, source, result_type=SnapshotRef,
+            start_to_close_timeout=timedelta(hours=2),
+            retry_policy=RetryPolicy(maximum_attempts=5,
+                                     non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
+        )
+
+    async def _train_once(self, inp: TrainingInput, run_id: str, snapshot: SnapshotRef) -> TrainOutcome | None:
+        """One training activity; ``None`` if it was cancelled by pause or stop-early."""
+        self._set_state("training")
+        request = TrainRequest(
+            run_id=run_id, config=inp.config, snapshot=snapshot,
+            resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
+            progress_every_seconds=inp.progress_every_seconds,
+        )
+        self._activity = workflow.start_activity(
+            TRAIN, request, result_type=TrainOutcome,
+            task_queue=inp.task_queue,
+            start_to_close_timeout=timedelta(days=30),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=train_retry_policy(inp.max_attempts),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        if self._paused or self._stop_requested:  # requested while the activity was being started
+            self._activity.cancel()
+        try:
+            outcome = await self._activity
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError) and (self._paused or self._stop_requested):
+                self._set_state("stopping" if self._stop_requested else "paused")
+                return None
+            self._set_state("failed")
+            raise
+        finally:
+            self._activity = None
+        self._record(TrainProgress(step=outcome.step, latest_checkpoint=outcome.checkpoint,
+                                   resumes=outcome.resumes))
+        return outcome
+
+    def _result(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig,
+                outcome: TrainOutcome | None) -> TrainResult:
+        ckpt = outcome.checkpoint if outcome else self._progress.latest_checkpoint
+        assert ckpt is not None
+        self._set_state("done")
+        metrics = outcome.metrics if outcome else dict(ckpt.metrics)
+        return TrainResult(
+            run_id=run_id, snapshot=snapshot, checkpoint=ckpt, steps=ckpt.step, metrics=metrics,
+            resumes=self._progress.resumes,
+            stopped_early=outcome is None or outcome.stopped or ckpt.step < config.max_steps,
+            config_hash=config.config_hash(),
+        )
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        self._progress = self._progress.model_copy(update={"state": state})
+
+    def _record(self, report: TrainProgress) -> None:
+        """Merge a report, never moving the latest checkpoint backwards."""
+        current = self._progress.latest_checkpoint
+        new = report.latest_checkpoint
+        latest = new if new is not None and (current is None or new.step >= current.step) else current
+        self._progress = self._progress.model_copy(update={
+            "step": report.step,
+            "epoch": report.epoch, "loss": report.loss if report.loss is not None else self._progress.loss,
+            "samples_per_second": report.samples_per_second or self._progress.samples_per_second,
+            "latest_checkpoint": latest, "resumes": max(report.resumes, self._progress.resumes),
+        })
+
+    def _tag(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig) -> None:
+        """Search attributes and memo, so runs can be found in the Web UI (e.g. by snapshot)."""
+        workflow.upsert_search_attributes([
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"), "train"),
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlRunId"), run_id),
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlSnapshotId"), snapshot.id),
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlConfigHash"), config.config_hash()),
+        ])
+        workflow.upsert_memo({"snapshot": snapshot.id, "trainable": config.trainable,
+                              "max_steps": config.max_steps, "temporal_ml": __version__})
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    @workflow.signal(name=REPORT_SIGNAL)
+    def _on_report(self, report: TrainProgress) -> None:
+        self._record(report)
+
+    @workflow.query
+    def progress(self) -> TrainProgress:
+        """Step, epoch, loss, throughput, latest checkpoint, resumes and state of the run."""
+        return self._progress
+
+    @workflow.query
+    def latest_checkpoint(self) -> CheckpointRef | None:
+        """The newest committed checkpoint the workflow knows of."""
+        return self._progress.latest_checkpoint
+
+    @workflow.update
+    async def pause(self) -> TrainProgress:
+        """Checkpoint and pause training (no-op if already paused)."""
+        self._paused = True
+        if self._activity is not None:
+            self._activity.cancel()
+            await workflow.wait_condition(lambda: self._activity is None)
+        return self._progress
+
+    @workflow.update
+    def resume(self) -> TrainProgress:
+        """Continue a paused run from its checkpoint."""
+        self._paused = False
+        return self._progress
+
+    @workflow.update
+    async def stop_early(self) -> TrainProgress:
+        """End the run at a checkpoint of its current step; the workflow returns it as the result."""
+        self._stop_requested = True
+        if self._activity is not None:
+            self._activity.cancel()
+            await workflow.wait_condition(lambda: self._activity is None)
+        return self._progress

@@ -1,0 +1,216 @@
+"""Promise 1 against a real dev server: a training run whose worker process is SIGKILLed (twice, at
+random steps), paused and resumed, or whose latest checkpoint is corrupted, finishes with weights
+bitwise identical to an uninterrupted run, redoing at most one checkpoint interval per kill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+
+from temporal_ml.client import connect
+from temporal_ml.storage.checkpoints import load_checkpoint
+from temporal_ml.types import DatasetSource, TrainConfig, TrainResult
+from temporal_ml.workflows.inference import InferenceInput
+from temporal_ml.workflows.training import TrainingInput
+from tests.integration._training_workflows import MLPInference, MLPTraining
+
+INTERVAL = 20
+CONFIG = TrainConfig(
+    trainable="mlp", max_steps=300, batch_size=16, seed=7, checkpoint_every_steps=INTERVAL,
+    log_every_steps=1, async_checkpoints=False, eval_split="dev",
+    hparams={"hidden": 32, "dropout": 0.2, "step_delay": 0.025},
+)
+DATASET = DatasetSource(generator="blobs", params={"n_train": 512, "n_dev": 128, "seed": 1})
+
+pytestmark = pytest.mark.integration
+
+
+class Workers:
+    """Starts and kills worker processes of one task queue sharing one store root."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+        self.queue = f"train-{uuid.uuid4().hex[:8]}"
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self) -> subprocess.Popen[str]:
+        log = self.root / f"worker-{len(self.procs)}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.integration.training_worker", self.queue, str(self.root)],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )
+        self.procs.append(proc)
+        for _ in range(600):
+            if "worker ready" in log.read_text():
+                return proc
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"worker failed to start:\n{log.read_text()[-3000:]}")
+
+    def kill(self, proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.kill(proc)
+
+    def events(self, run_id: str) -> list[dict]:
+        path = self.root / "metrics" / run_id / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def workers(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Workers]:
+    w = Workers(tmp_path, subprocess_env)
+    yield w
+    w.stop_all()
+
+
+def _input(run_id: str, queue: str, config: TrainConfig = CONFIG) -> TrainingInput:
+    return TrainingInput(config=config, dataset=DATASET, run_id=run_id, task_queue=queue,
+                         heartbeat_timeout_seconds=3, progress_every_seconds=0.2)
+
+
+async def _start(workers: Workers, run_id: str, config: TrainConfig = CONFIG) -> WorkflowHandle:
+    client = await connect()
+    return await client.start_workflow(MLPTraining.run, _input(run_id, workers.queue, config),
+                                       id=run_id, task_queue=workers.queue)
+
+
+async def _wait_for_step(handle: WorkflowHandle, step: int) -> int:
+    for _ in range(1200):
+        progress = await handle.query(MLPTraining.progress)
+        if progress.state in ("done", "failed"):
+            raise AssertionError(f"run ended ({progress.state}) before step {step} was observed")
+        if progress.step >= step and progress.state == "training":
+            return progress.step
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run never reached step {step}")
+
+
+def _weights(result: TrainResult) -> dict[str, torch.Tensor]:
+    return load_checkpoint(result.checkpoint)["model"]
+
+
+def _assert_bitwise_equal(a: TrainResult, b: TrainResult) -> None:
+    assert a.checkpoint.model_sha256 == b.checkpoint.model_sha256
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.metrics == b.metrics
+
+
+async def _straight(workers: Workers) -> TrainResult:
+    handle = await _start(workers, f"straight-{uuid.uuid4().hex[:8]}")
+    result = await handle.result()
+    assert result.resumes == 0 and not result.stopped_early and result.steps == CONFIG.max_steps
+    return result
+
+
+async def test_sigkilled_workers_resume_exactly(workers: Workers) -> None:
+    worker = workers.start()
+    straight = await _straight(workers)
+    assert straight.metrics["eval_accuracy"] > 0.8
+
+    run_id = f"crash-{uuid.uuid4().hex[:8]}"
+    handle = await _start(workers, run_id)
+    rng = random.Random()
+    seed = rng.randrange(10**6)
+    rng.seed(seed)
+    last_logged: list[int] = []
+    for low, high in ((30, 110), (150, 230)):
+        await _wait_for_step(handle, rng.randint(low, high))
+        workers.kill(worker)
+        last_logged.append(max(e["step"] for e in workers.events(run_id) if e["event"] == "train"))
+        worker = workers.start()
+    result = await handle.result()
+
+    _assert_bitwise_equal(result, straight)
+    assert result.resumes == 2, f"seed {seed}"
+    resumed_at = [e["step"] for e in workers.events(run_id) if e["event"] == "resume"]
+    assert len(resumed_at) == 2, f"seed {seed}"
+    for killed, resumed in zip(last_logged, resumed_at):
+        assert 0 < killed - resumed <= INTERVAL, f"seed {seed}: killed at {killed}, resumed at {resumed}"
+
+
+async def test_corrupt_latest_checkpoint_falls_back_on_resume(workers: Workers) -> None:
+    worker = workers.start()
+    straight = await _straight(workers)
+    run_id = f"corrupt-{uuid.uuid4().hex[:8]}"
+    handle = await _start(workers, run_id)
+    await _wait_for_step(handle, 110)
+    workers.kill(worker)
+    steps = sorted((workers.root / "checkpoints" / run_id).glob("step-*"))
+    newest, previous = steps[-1], steps[-2]
+    model = newest / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")  # one flipped byte (last one is padding-free data)
+    workers.start()
+    result = await handle.result()
+    _assert_bitwise_equal(result, straight)
+    resumed_at = [e["step"] for e in workers.events(run_id) if e["event"] == "resume"]
+    assert resumed_at == [int(previous.name.split("-")[1])]
+
+
+async def test_pause_and_resume_is_exact(workers: Workers) -> None:
+    workers.start()
+    straight = await _straight(workers)
+    handle = await _start(workers, f"pause-{uuid.uuid4().hex[:8]}")
+    await _wait_for_step(handle, 70)
+    paused = await handle.execute_update(MLPTraining.pause)
+    assert paused.state == "paused" and paused.latest_checkpoint is not None
+    await asyncio.sleep(1.0)
+    still = await handle.query(MLPTraining.progress)
+    assert still.state == "paused" and still.latest_checkpoint == paused.latest_checkpoint
+    assert paused.latest_checkpoint.step % INTERVAL != 0 or paused.latest_checkpoint.step >= 70
+    await handle.execute_update(MLPTraining.resume)
+    result = await handle.result()
+    _assert_bitwise_equal(result, straight)
+    assert result.resumes == 1 and not result.stopped_early
+
+
+async def test_stop_early_returns_the_latest_checkpoint(workers: Workers) -> None:
+    workers.start()
+    handle = await _start(workers, f"stop-{uuid.uuid4().hex[:8]}")
+    reached = await _wait_for_step(handle, 50)
+    progress = await handle.execute_update(MLPTraining.stop_early)
+    result = await handle.result()
+    assert result.stopped_early
+    assert reached <= result.steps < CONFIG.max_steps
+    assert result.checkpoint == progress.latest_checkpoint == await handle.query(MLPTraining.latest_checkpoint)
+    state = load_checkpoint(result.checkpoint)  # committed and verified
+    assert state["counters"]["step"] == result.steps
+
+
+async def test_config_error_fails_fast_and_inference_works(workers: Workers) -> None:
+    workers.start()
+    client = await connect()
+    bad = CONFIG.model_copy(update={"hparams": {"fail": "config"}})
+    with pytest.raises(WorkflowFailureError) as info:
+        await client.execute_workflow(MLPTraining.run, _input("bad-" + uuid.uuid4().hex[:8], workers.queue, bad),
+                                      id=f"bad-{uuid.uuid4()}", task_queue=workers.queue)
+    assert "deliberately bad config" in str(info.value.cause.cause)  # type: ignore[union-attr]
+
+    short = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0}})
+    result = await (await _start(workers, f"infer-{uuid.uuid4().hex[:8]}", short)).result()
+    rows = [[2.0] * 8, [-1.0] * 8]
+    prediction = await client.execute_workflow(
+        MLPInference.run, InferenceInput.from_result(short, result, rows),
+        id=f"predict-{uuid.uuid4()}", task_queue=workers.queue,
+    )
+    assert prediction.labels == [1, 0]
+    assert all(0.5 <= c <= 1 for c in prediction.confidences)
