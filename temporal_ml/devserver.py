@@ -7,6 +7,7 @@ frontend answers, and stops it cleanly. ``temporal-ml server`` is a thin CLI aro
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -246,7 +247,9 @@ class DevServer:
             except Exception:  # noqa: BLE001 - any failure means "not yet"
                 return False
 
-        return asyncio.run(probe())
+        # A fresh event loop in a helper thread: works whether or not the caller runs a loop.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, probe()).result()
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

@@ -9,13 +9,12 @@ from typing import Any
 from temporalio import activity
 
 from temporal_ml.activities._fail_fast import fail_fast
+from temporal_ml.activities.messages import CREATE_SNAPSHOT
 from temporal_ml.errors import ConfigError
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.types import DatasetSource, SnapshotRef
 
-__all__ = ["SnapshotActivities", "CREATE_SNAPSHOT"]
-
-CREATE_SNAPSHOT = "temporal_ml.create_snapshot"
+__all__ = ["SnapshotActivities"]
 
 #: A deterministic data generator: keyword params -> anything ``SnapshotStore.put`` accepts.
 Generator = Callable[..., Any]

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity
 
 from temporal_ml._names import check_name
@@ -30,61 +29,19 @@ from temporal_ml.training.control import LoopControl
 from temporal_ml.training.loop import LoopResult, TrainingLoop, resolve_device
 from temporal_ml.training.rng import seed_everything
 from temporal_ml.training.trainable import Trainable, TrainContext
-from temporal_ml.types import (
-    CheckpointRef,
-    PredictionResult,
-    SnapshotRef,
-    TrainConfig,
-    TrainProgress,
+from temporal_ml.activities.messages import (
+    PREDICT,
+    REPORT_SIGNAL,
+    TRAIN,
+    PredictRequest,
+    TrainOutcome,
+    TrainRequest,
 )
+from temporal_ml.types import CheckpointRef, PredictionResult, TrainProgress
 
-__all__ = [
-    "TrainingActivities",
-    "TrainRequest",
-    "TrainOutcome",
-    "PredictRequest",
-    "TRAIN",
-    "PREDICT",
-    "REPORT_SIGNAL",
-]
+__all__ = ["TrainingActivities"]
 
 log = logging.getLogger(__name__)
-
-TRAIN = "temporal_ml.train"
-PREDICT = "temporal_ml.predict"
-#: Signal the training activity sends its workflow: a :class:`TrainProgress`.
-REPORT_SIGNAL = "tml_report"
-
-
-class TrainRequest(BaseModel):
-    """Input of the ``train`` activity."""
-
-    run_id: str
-    config: TrainConfig
-    snapshot: SnapshotRef
-    resume_from: CheckpointRef | None = None
-    resumes: int = 0
-    progress_every_seconds: float = 10.0
-
-
-class TrainOutcome(BaseModel):
-    """Result of the ``train`` activity."""
-
-    step: int
-    checkpoint: CheckpointRef
-    metrics: dict[str, float]
-    resumes: int
-    stopped: bool = False
-
-
-class PredictRequest(BaseModel):
-    """Input of the ``predict`` activity: a checkpoint (verified by digest) and raw inputs."""
-
-    config: TrainConfig
-    snapshot: SnapshotRef
-    checkpoint: CheckpointRef
-    inputs: list[Any]
-
 
 class _Supervisor:
     """State shared between the training thread and the activity's event loop."""
@@ -180,7 +137,7 @@ class TrainingActivities:
         sup = _Supervisor(loop, req.config.max_steps, max(prior, req.resumes))
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
                               on_start=sup.on_start)
-        handle = activity.client().get_workflow_handle(info.workflow_id) if info.workflow_id else None
+        handle = _workflow_handle(info.workflow_id)
         hint = _hint(info.heartbeat_details) or req.resume_from
 
         def run() -> LoopResult:
@@ -245,6 +202,14 @@ def _hint(details: Any) -> CheckpointRef | None:
     if last and last.get("latest_checkpoint"):
         return CheckpointRef.model_validate(last["latest_checkpoint"])
     return None
+
+
+def _workflow_handle(workflow_id: str | None) -> Any:
+    """A handle to signal the calling workflow, or ``None`` outside a workflow (e.g. in a test harness)."""
+    try:
+        return activity.client().get_workflow_handle(workflow_id) if workflow_id else None
+    except RuntimeError:  # no client: not running under a worker
+        return None
 
 
 async def _report(handle: Any, progress: TrainProgress) -> None:

@@ -26,8 +26,13 @@ from temporalio.exceptions import ActivityError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._version import __version__
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
-    from temporal_ml.activities.snapshot import CREATE_SNAPSHOT
-    from temporal_ml.activities.training import REPORT_SIGNAL, TRAIN, TrainOutcome, TrainRequest
+    from temporal_ml.activities.messages import (
+        CREATE_SNAPSHOT,
+        REPORT_SIGNAL,
+        TRAIN,
+        TrainOutcome,
+        TrainRequest,
+    )
     from temporal_ml.types import (
         CheckpointRef,
         DatasetSource,

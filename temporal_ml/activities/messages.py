@@ -1,0 +1,58 @@
+"""Activity names and their input/output models: the contract between workflows and activities.
+
+Light on purpose (pydantic only): workflows import it on orchestration workers that have no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
+
+__all__ = [
+    "TRAIN",
+    "PREDICT",
+    "CREATE_SNAPSHOT",
+    "REPORT_SIGNAL",
+    "TrainRequest",
+    "TrainOutcome",
+    "PredictRequest",
+]
+
+CREATE_SNAPSHOT = "temporal_ml.create_snapshot"
+TRAIN = "temporal_ml.train"
+PREDICT = "temporal_ml.predict"
+#: Signal the training activity sends its workflow: a :class:`TrainProgress`.
+REPORT_SIGNAL = "tml_report"
+
+
+class TrainRequest(BaseModel):
+    """Input of the ``train`` activity."""
+
+    run_id: str
+    config: TrainConfig
+    snapshot: SnapshotRef
+    resume_from: CheckpointRef | None = None
+    resumes: int = 0
+    progress_every_seconds: float = 10.0
+
+
+class TrainOutcome(BaseModel):
+    """Result of the ``train`` activity."""
+
+    step: int
+    checkpoint: CheckpointRef
+    metrics: dict[str, float]
+    resumes: int
+    stopped: bool = False
+
+
+class PredictRequest(BaseModel):
+    """Input of the ``predict`` activity: a checkpoint (verified by digest) and raw inputs."""
+
+    config: TrainConfig
+    snapshot: SnapshotRef
+    checkpoint: CheckpointRef
+    inputs: list[Any]
