@@ -12,7 +12,13 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import PREDICT, PredictRequest
-    from temporal_ml.types import CheckpointRef, PredictionResult, SnapshotRef, TrainConfig, TrainResult
+    from temporal_ml.types import (
+        CheckpointRef,
+        PredictionResult,
+        SnapshotRef,
+        TrainConfig,
+        TrainResult,
+    )
 
 __all__ = ["InferenceWorkflow", "InferenceInput"]
 
