@@ -18,6 +18,13 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "PredictionResult",
+    "EvalResult",
+    "Lineage",
+    "ExperimentSpec",
+    "ExperimentStatus",
+    "ExperimentResult",
+    "LeaderboardEntry",
+    "CoordinatorResult",
 ]
 
 
@@ -144,6 +151,7 @@ class TrainProgress(BaseModel):
     """Live progress of a run, as reported by the training activity and answered by queries."""
 
     state: Literal["pending", "snapshotting", "training", "paused", "stopping", "done", "failed"] = "pending"
+    run_id: str | None = None
     step: int = 0
     max_steps: int = 0
     epoch: int = 0
@@ -183,3 +191,83 @@ class PredictionResult(_Frozen):
     checkpoint: CheckpointRef
     labels: list[Any]
     confidences: list[float]
+
+
+class EvalResult(_Frozen):
+    """Evaluation of one checkpoint on one split of the snapshot it was trained on.
+
+    Classification fills ``accuracy``, ``macro_f1`` and ``loss``; regression ``mse``, ``rmse`` and
+    ``loss``. ``metrics`` holds everything the trainable reported.
+    """
+
+    checkpoint: CheckpointRef
+    snapshot: SnapshotRef
+    split: str
+    examples: int
+    loss: float | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    mse: float | None = None
+    rmse: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class Lineage(_Frozen):
+    """Everything needed to reproduce (and recognise) one experiment's result."""
+
+    config: TrainConfig
+    config_hash: str
+    seed: int
+    snapshot_id: str | None = None
+    checkpoint_sha256: str | None = None
+    library_version: str
+
+
+class ExperimentSpec(_Frozen):
+    """One experiment of a coordinator: a name (part of its workflow ids) and a training config."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,99}$")
+    config: TrainConfig
+
+
+class ExperimentStatus(BaseModel):
+    """Live status of one experiment, answered by the coordinator's ``status`` query."""
+
+    name: str
+    state: Literal["pending", "training", "evaluating", "done", "failed"] = "pending"
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None
+    latest_checkpoint: CheckpointRef | None = None
+    error: str | None = None
+
+
+class ExperimentResult(_Frozen):
+    """The outcome of one experiment: its training and evaluation results, or why it failed."""
+
+    name: str
+    status: Literal["done", "failed"]
+    train_workflow_id: str
+    eval_workflow_id: str
+    train: TrainResult | None = None
+    eval: EvalResult | None = None
+    error: str | None = None
+    lineage: Lineage
+
+
+class LeaderboardEntry(_Frozen):
+    """One row of a coordinator's leaderboard."""
+
+    rank: int
+    name: str
+    metric: str
+    value: float
+
+
+class CoordinatorResult(_Frozen):
+    """Results of every experiment (in input order) and the leaderboard of the successful ones."""
+
+    run_id: str
+    snapshot: SnapshotRef | None = None
+    experiments: list[ExperimentResult]
+    leaderboard: list[LeaderboardEntry]

@@ -19,9 +19,12 @@ __all__ = [
     "TrainRequest",
     "TrainOutcome",
     "PredictRequest",
+    "EVALUATE",
+    "EvalRequest",
 ]
 
 CREATE_SNAPSHOT = "temporal_ml.create_snapshot"
+EVALUATE = "temporal_ml.evaluate"
 TRAIN = "temporal_ml.train"
 PREDICT = "temporal_ml.predict"
 #: Signal the training activity sends its workflow: a :class:`TrainProgress`.
@@ -37,6 +40,8 @@ class TrainRequest(BaseModel):
     resume_from: CheckpointRef | None = None
     resumes: int = 0
     progress_every_seconds: float = 10.0
+    #: Further workflows (e.g. a coordinator) to send progress reports to, besides the caller.
+    report_to: list[str] = []
 
 
 class TrainOutcome(BaseModel):
@@ -56,3 +61,12 @@ class PredictRequest(BaseModel):
     snapshot: SnapshotRef
     checkpoint: CheckpointRef
     inputs: list[Any]
+
+
+class EvalRequest(BaseModel):
+    """Input of the ``evaluate`` activity: a checkpoint (verified by digest) and a snapshot split."""
+
+    config: TrainConfig
+    snapshot: SnapshotRef
+    checkpoint: CheckpointRef
+    split: str

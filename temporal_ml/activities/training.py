@@ -32,12 +32,12 @@ from temporal_ml.activities.messages import (
     TrainRequest,
 )
 from temporal_ml.errors import ConfigError
-from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
+from temporal_ml.storage.checkpoints import CheckpointManager
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.training.control import LoopControl
-from temporal_ml.training.loop import LoopResult, TrainingLoop, resolve_device
-from temporal_ml.training.rng import seed_everything
-from temporal_ml.training.trainable import Trainable, TrainContext
+from temporal_ml.training.loop import LoopResult, TrainingLoop
+from temporal_ml.training.restore import setup_from_checkpoint
+from temporal_ml.training.trainable import Trainable
 from temporal_ml.types import CheckpointRef, PredictionResult, TrainProgress
 
 __all__ = ["TrainingActivities"]
@@ -47,9 +47,10 @@ log = logging.getLogger(__name__)
 class _Supervisor:
     """State shared between the training thread and the activity's event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_steps: int, resumes: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, run_id: str, max_steps: int, resumes: int) -> None:
         self._loop = loop
-        self.progress = TrainProgress(state="training", max_steps=max_steps, resumes=resumes)
+        self.progress = TrainProgress(state="training", run_id=run_id, max_steps=max_steps,
+                                      resumes=resumes)
         self.new_checkpoint = asyncio.Event()
 
     def _apply(self, **changes: Any) -> None:  # runs on the event loop
@@ -147,10 +148,10 @@ class TrainingActivities:
         info = activity.info()
         prior = _prior_resumes(info.heartbeat_details)
         loop = asyncio.get_running_loop()
-        sup = _Supervisor(loop, req.config.max_steps, max(prior, req.resumes))
+        sup = _Supervisor(loop, req.run_id, req.config.max_steps, max(prior, req.resumes))
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
                               on_start=sup.on_start)
-        handle = _workflow_handle(info.workflow_id)
+        handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]
         hint = _hint(info.heartbeat_details) or req.resume_from
 
         def run() -> LoopResult:
@@ -166,16 +167,16 @@ class TrainingActivities:
                 if sup.new_checkpoint.is_set() or due:
                     sup.new_checkpoint.clear()
                     last_report = time.monotonic()
-                    await _report(handle, sup.progress)
+                    await _report(handles, sup.progress)
         except asyncio.CancelledError:
             control.request_stop("cancel")
             result = await asyncio.shield(future)
-            await _report(handle, sup.progress.model_copy(update={
+            await _report(handles, sup.progress.model_copy(update={
                 "step": result.step, "latest_checkpoint": result.checkpoint, "state": "stopping"}))
             raise
         result = future.result()
         final = sup.progress.model_copy(update={"step": result.step, "latest_checkpoint": result.checkpoint})
-        await _report(handle, final)
+        await _report(handles, final)
         return TrainOutcome(step=result.step, checkpoint=result.checkpoint, metrics=result.metrics,
                             resumes=final.resumes, stopped=result.stopped is not None)
 
@@ -184,16 +185,8 @@ class TrainingActivities:
     def predict(self, req: PredictRequest) -> PredictionResult:
         """Predictions and confidences of a checkpoint (verified by sha256) for raw inputs."""
         trainable = self._trainable(req.config.trainable)
-        state = load_checkpoint(req.checkpoint, storage_options=self.storage_options)
-        seed_everything(req.config.seed)
-        ctx = TrainContext(
-            run_id=req.checkpoint.run_id, hparams=req.config.hparams, seed=req.config.seed,
-            data=self.snapshots.load(req.snapshot), device=resolve_device(req.config.device),
-            batch_size=req.config.batch_size, total_steps=req.config.max_steps,
-        )
-        setup = trainable.setup(ctx)
-        setup.model.load_state_dict(state["model"])
-        setup.model.eval()
+        setup = setup_from_checkpoint(trainable, req.config, self.snapshots.load(req.snapshot),
+                                      req.checkpoint, storage_options=self.storage_options)
         predictions = trainable.predict(setup, req.inputs)
         return PredictionResult(checkpoint=req.checkpoint, labels=[p.label for p in predictions],
                                 confidences=[p.confidence for p in predictions])
@@ -225,11 +218,10 @@ def _workflow_handle(workflow_id: str | None) -> Any:
         return None
 
 
-async def _report(handle: Any, progress: TrainProgress) -> None:
-    """Signal progress to the workflow; a failed signal is logged, never fatal to training."""
-    if handle is None:
-        return
-    try:
-        await handle.signal(REPORT_SIGNAL, progress)
-    except Exception as exc:  # noqa: BLE001 - the checkpoint store remains the source of truth
-        log.warning("could not report progress to workflow %s: %s", handle.id, exc)
+async def _report(handles: list[Any], progress: TrainProgress) -> None:
+    """Signal progress to the workflows; a failed signal is logged, never fatal to training."""
+    for handle in handles:
+        try:
+            await handle.signal(REPORT_SIGNAL, progress)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint store remains the source of truth
+            log.warning("could not report progress to workflow %s: %s", handle.id, exc)

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         TrainResult,
     )
 
-__all__ = ["TrainingWorkflow", "TrainingInput"]
+__all__ = ["TrainingWorkflow", "TrainingInput", "create_snapshot", "train_retry_policy"]
 
 
 class TrainingInput(BaseModel):
@@ -58,6 +58,7 @@ class TrainingInput(BaseModel):
             retried on another worker from the latest checkpoint.
         max_attempts: attempts of the training activity before the run fails (0: unlimited).
         progress_every_seconds: how often the activity reports progress to the workflow.
+        report_to: ids of further workflows (e.g. a coordinator) that receive the progress reports.
     """
 
     config: TrainConfig
@@ -68,12 +69,23 @@ class TrainingInput(BaseModel):
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=20, ge=0)
     progress_every_seconds: float = Field(default=10.0, gt=0)
+    report_to: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_data_source(self) -> TrainingInput:
         if (self.dataset is None) == (self.snapshot is None):
             raise ValueError("set exactly one of dataset or snapshot")
         return self
+
+
+async def create_snapshot(source: DatasetSource, task_queue: str | None = None) -> SnapshotRef:
+    """Run the snapshot activity from workflow code (idempotent: same content, same id)."""
+    return await workflow.execute_activity(
+        CREATE_SNAPSHOT, source, result_type=SnapshotRef, task_queue=task_queue,
+        start_to_close_timeout=timedelta(hours=2),
+        retry_policy=RetryPolicy(maximum_attempts=5,
+                                 non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
+    )
 
 
 def train_retry_policy(max_attempts: int) -> RetryPolicy:
@@ -113,12 +125,7 @@ class TrainingWorkflow:
     async def snapshot(self, source: DatasetSource) -> SnapshotRef:
         """Snapshot the dataset (an activity). Override to change timeouts or the queue."""
         self._set_state("snapshotting")
-        return await workflow.execute_activity(
-            CREATE_SNAPSHOT, source, result_type=SnapshotRef,
-            start_to_close_timeout=timedelta(hours=2),
-            retry_policy=RetryPolicy(maximum_attempts=5,
-                                     non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
-        )
+        return await create_snapshot(source)
 
     async def _train_once(self, inp: TrainingInput, run_id: str, snapshot: SnapshotRef) -> TrainOutcome | None:
         """One training activity; ``None`` if it was cancelled by pause or stop-early."""
@@ -126,7 +133,7 @@ class TrainingWorkflow:
         request = TrainRequest(
             run_id=run_id, config=inp.config, snapshot=snapshot,
             resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
-            progress_every_seconds=inp.progress_every_seconds,
+            progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
         )
         self._activity = workflow.start_activity(
             TRAIN, request, result_type=TrainOutcome,

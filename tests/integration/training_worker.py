@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from temporal_ml.activities.evaluation import EvalActivities
 from temporal_ml.activities.snapshot import SnapshotActivities
 from temporal_ml.activities.training import TrainingActivities
 from temporal_ml.client import connect
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.worker import create_worker
-from tests.integration._training_workflows import MLPInference, MLPTraining
+from tests.integration._training_workflows import MLPCoordinator, MLPEval, MLPInference, MLPTraining
 from tests.trainables import MLPTrainable, blobs
 
 
@@ -20,9 +21,12 @@ async def main(task_queue: str, root: str) -> None:
     training = TrainingActivities(trainables={"mlp": MLPTrainable()}, snapshot_store=store,
                                   checkpoint_root=f"{root}/checkpoints", metrics_dir=f"{root}/metrics")
     snapshots = SnapshotActivities(store, generators={"blobs": blobs})
+    evaluation = EvalActivities(trainables={"mlp": MLPTrainable()}, snapshot_store=store)
     client = await connect()
-    worker = create_worker(client, task_queue=task_queue, workflows=[MLPTraining, MLPInference],
-                           activities=[*training.activities(), *snapshots.activities()])
+    worker = create_worker(client, task_queue=task_queue,
+                           workflows=[MLPTraining, MLPInference, MLPEval, MLPCoordinator],
+                           activities=[*training.activities(), *snapshots.activities(),
+                                       *evaluation.activities()])
     async with worker:
         print("worker ready", flush=True)
         await asyncio.Event().wait()

@@ -1,0 +1,79 @@
+"""The evaluation activity: metrics of a verified checkpoint on a split of its own snapshot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from temporalio import activity
+
+from temporal_ml.activities._fail_fast import fail_fast
+from temporal_ml.activities.messages import EVALUATE, EvalRequest
+from temporal_ml.errors import ConfigError, NotFoundError
+from temporal_ml.storage.snapshots import SnapshotStore
+from temporal_ml.training.restore import setup_from_checkpoint
+from temporal_ml.training.trainable import Trainable
+from temporal_ml.types import EvalResult
+
+__all__ = ["EvalActivities"]
+
+_NAMED = ("loss", "accuracy", "macro_f1", "mse", "rmse")
+
+
+class EvalActivities:
+    """Evaluation activities bound to a snapshot store and the trainables that can rebuild models.
+
+    Args:
+        trainables: name -> :class:`Trainable` (``TrainConfig.trainable`` picks one).
+        snapshot_store: the store holding the snapshots runs trained on.
+        storage_options: fsspec options for reading checkpoints.
+    """
+
+    def __init__(
+        self,
+        *,
+        trainables: Mapping[str, Trainable],
+        snapshot_store: SnapshotStore,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.trainables = dict(trainables)
+        self.snapshots = snapshot_store
+        self.storage_options = storage_options
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """The activity callables to register on an evaluation worker."""
+        return [self.evaluate]
+
+    @activity.defn(name=EVALUATE)
+    @fail_fast
+    def evaluate(self, req: EvalRequest) -> EvalResult:
+        """Evaluate ``req.checkpoint`` on split ``req.split`` of ``req.snapshot``.
+
+        The data comes from the snapshot the run trained on (never a fresh download); the checkpoint
+        is verified by sha256 before use.
+
+        Raises:
+            ApplicationError (non-retryable): unknown trainable or split, a missing checkpoint, or a
+                checkpoint that does not match its digests.
+        """
+        trainable = self.trainables.get(req.config.trainable)
+        if trainable is None:
+            raise ConfigError(
+                f"unknown trainable {req.config.trainable!r}; this worker has {sorted(self.trainables)}"
+            )
+        data = self.snapshots.load(req.snapshot)
+        if req.split not in data:
+            raise NotFoundError(
+                f"split {req.split!r} is not in snapshot {req.snapshot.short_id} (splits: {sorted(data)})"
+            )
+        setup = setup_from_checkpoint(trainable, req.config, data, req.checkpoint,
+                                      storage_options=self.storage_options)
+        metrics = {k: float(v) for k, v in trainable.evaluate(setup, data[req.split]).items()}
+        if "mse" in metrics and "rmse" not in metrics:
+            metrics["rmse"] = math.sqrt(metrics["mse"])
+        return EvalResult(
+            checkpoint=req.checkpoint, snapshot=req.snapshot, split=req.split,
+            examples=int(metrics.get("examples", data[req.split].num_rows)),
+            metrics=metrics, **{k: metrics[k] for k in _NAMED if k in metrics},
+        )

@@ -1,0 +1,43 @@
+"""Rebuilding a trained model from a checkpoint, for evaluation and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from temporal_ml.storage.checkpoints import load_checkpoint
+from temporal_ml.training.loop import resolve_device
+from temporal_ml.training.rng import seed_everything
+from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
+from temporal_ml.types import CheckpointRef, TrainConfig
+
+__all__ = ["setup_from_checkpoint"]
+
+
+def setup_from_checkpoint(
+    trainable: Trainable,
+    config: TrainConfig,
+    data: Mapping[str, Any],
+    checkpoint: CheckpointRef,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> TrainSetup:
+    """The trainable's setup for ``config`` with the model weights of ``checkpoint``, in eval mode.
+
+    The checkpoint is verified (every file's sha256, and the model digest against the reference)
+    before anything is built.
+
+    Raises:
+        NotFoundError: no committed checkpoint at ``checkpoint.uri``.
+        IntegrityError: a file does not match its digest.
+    """
+    state = load_checkpoint(checkpoint, storage_options=storage_options)
+    seed_everything(config.seed)
+    ctx = TrainContext(
+        run_id=checkpoint.run_id, hparams=config.hparams, seed=config.seed, data=data,
+        device=resolve_device(config.device), batch_size=config.batch_size, total_steps=config.max_steps,
+    )
+    setup = trainable.setup(ctx)
+    setup.model.load_state_dict(state["model"])
+    setup.model.eval()
+    return setup

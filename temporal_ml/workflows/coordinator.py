@@ -1,0 +1,217 @@
+"""``CoordinatorWorkflow``: many experiments (train + evaluate each) as one durable unit.
+
+Each experiment runs as two child workflows with deterministic, readable ids derived from the
+coordinator's canonical run id: ``<run_id>--<name>--train`` and ``<run_id>--<name>--eval``. The
+coordinator snapshots the data once (every experiment trains and evaluates on the same snapshot),
+enforces ``max_concurrency`` itself, keeps going when an experiment fails (its result says why), and
+returns an :class:`ExperimentResult` per config plus a leaderboard. The ``status`` query reports
+every experiment's state and latest progress (training activities report to the coordinator too).
+
+Subclass it and name the child workflow types::
+
+    @workflow.defn
+    class Sweep(CoordinatorWorkflow):
+        training_workflow = "BertFineTune"   # a TrainingWorkflow subclass registered on the worker
+        eval_workflow = "BertEval"           # an EvalWorkflow subclass
+
+        @workflow.run
+        async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
+            return await super().run(inp)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml._names import NAME_PATTERN
+    from temporal_ml._version import __version__
+    from temporal_ml.activities.messages import REPORT_SIGNAL
+    from temporal_ml.types import (
+        CoordinatorResult,
+        DatasetSource,
+        EvalResult,
+        ExperimentResult,
+        ExperimentSpec,
+        ExperimentStatus,
+        LeaderboardEntry,
+        Lineage,
+        SnapshotRef,
+        TrainProgress,
+        TrainResult,
+    )
+    from temporal_ml.workflows.evaluation import EvalInput
+    from temporal_ml.workflows.training import TrainingInput, create_snapshot
+
+__all__ = ["CoordinatorWorkflow", "CoordinatorInput"]
+
+_EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
+
+
+class CoordinatorInput(BaseModel):
+    """Input of a coordinator.
+
+    Attributes:
+        experiments: the configs to run (unique names).
+        dataset / snapshot: the data every experiment uses (exactly one; a dataset is snapshotted once).
+        run_id: the canonical run id the child ids derive from (default: the workflow id).
+        max_concurrency: experiments in flight at once (enforced by the workflow).
+        eval_split: split of the snapshot to evaluate on.
+        train_task_queue / eval_task_queue: activity queues of training and evaluation workers
+            (default: the coordinator's own queue).
+        leaderboard_metric / leaderboard_mode: rank by this evaluation metric, ``max`` or ``min``.
+        heartbeat_timeout_seconds, max_attempts, progress_every_seconds: passed to each training.
+    """
+
+    experiments: list[ExperimentSpec] = Field(min_length=1)
+    dataset: DatasetSource | None = None
+    snapshot: SnapshotRef | None = None
+    run_id: str | None = Field(default=None, pattern=NAME_PATTERN.pattern)
+    max_concurrency: int = Field(default=2, ge=1)
+    eval_split: str = "dev"
+    train_task_queue: str | None = None
+    eval_task_queue: str | None = None
+    leaderboard_metric: str = "accuracy"
+    leaderboard_mode: Literal["max", "min"] = "max"
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=20, ge=0)
+    progress_every_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> CoordinatorInput:
+        if (self.dataset is None) == (self.snapshot is None):
+            raise ValueError("set exactly one of dataset or snapshot")
+        names = [e.name for e in self.experiments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment names must be unique, got {names}")
+        return self
+
+
+class CoordinatorWorkflow:
+    """Base of coordinators; see the module docstring. Subclasses set the child workflow types."""
+
+    #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
+    training_workflow: ClassVar[str | type] = ""
+    #: The evaluation child workflow (a registered ``EvalWorkflow`` subclass: name or class).
+    eval_workflow: ClassVar[str | type] = ""
+
+    def __init__(self) -> None:
+        self._status: dict[str, ExperimentStatus] = {}
+        self._by_run_id: dict[str, str] = {}
+        self._running = 0
+
+    async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
+        """Run every experiment (at most ``max_concurrency`` at once) and rank the results."""
+        run_id = inp.run_id or workflow.info().workflow_id
+        if not NAME_PATTERN.match(run_id) or ".." in run_id:
+            raise ApplicationError(f"run id {run_id!r} is not a valid name; pass run_id", non_retryable=True)
+        for spec in inp.experiments:
+            self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps)
+            self._by_run_id[self._child_id(run_id, spec.name, "train")] = spec.name
+        snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
+        workflow.upsert_search_attributes([
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"), "coordinator"),
+            SearchAttributePair(_EXPERIMENT, run_id),
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlSnapshotId"), snapshot.id),
+        ])
+        results = await asyncio.gather(*(self._slot(inp, run_id, spec, snapshot) for spec in inp.experiments))
+        return CoordinatorResult(run_id=run_id, snapshot=snapshot, experiments=list(results),
+                                 leaderboard=self._leaderboard(inp, list(results)))
+
+    async def _slot(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
+                    snapshot: SnapshotRef) -> ExperimentResult:
+        """Wait for a free slot (re-checked after every wake-up), then run the experiment."""
+        while self._running >= inp.max_concurrency:
+            await workflow.wait_condition(lambda: self._running < inp.max_concurrency)
+        self._running += 1
+        try:
+            return await self._experiment(inp, run_id, spec, snapshot)
+        finally:
+            self._running -= 1
+
+    async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
+                          snapshot: SnapshotRef) -> ExperimentResult:
+        train_id, eval_id = (self._child_id(run_id, spec.name, k) for k in ("train", "eval"))
+        tags = TypedSearchAttributes([SearchAttributePair(_EXPERIMENT, run_id)])
+        train: TrainResult | None = None
+        evaluation: EvalResult | None = None
+        try:
+            self._update(spec.name, state="training")
+            train = await workflow.execute_child_workflow(
+                self.training_workflow,
+                TrainingInput(
+                    config=spec.config, snapshot=snapshot, run_id=train_id,
+                    task_queue=inp.train_task_queue, heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
+                    max_attempts=inp.max_attempts, progress_every_seconds=inp.progress_every_seconds,
+                    report_to=[workflow.info().workflow_id],
+                ),
+                id=train_id, result_type=TrainResult, search_attributes=tags,
+            )
+            self._update(spec.name, state="evaluating", step=train.steps,
+                         latest_checkpoint=train.checkpoint)
+            evaluation = await workflow.execute_child_workflow(
+                self.eval_workflow,
+                EvalInput.from_result(spec.config, train, inp.eval_split, task_queue=inp.eval_task_queue),
+                id=eval_id, result_type=EvalResult, search_attributes=tags,
+            )
+        except ChildWorkflowError as err:
+            message = _root_message(err)
+            self._update(spec.name, state="failed", error=message)
+            return self._result(spec, train_id, eval_id, snapshot, train, None, message)
+        self._update(spec.name, state="done")
+        return self._result(spec, train_id, eval_id, snapshot, train, evaluation, None)
+
+    @staticmethod
+    def _child_id(run_id: str, name: str, kind: str) -> str:
+        return f"{run_id}--{name}--{kind}"
+
+    @staticmethod
+    def _result(spec: ExperimentSpec, train_id: str, eval_id: str, snapshot: SnapshotRef,
+                train: TrainResult | None, evaluation: EvalResult | None, error: str | None) -> ExperimentResult:
+        lineage = Lineage(
+            config=spec.config, config_hash=spec.config.config_hash(), seed=spec.config.seed,
+            snapshot_id=snapshot.id, checkpoint_sha256=train.checkpoint.model_sha256 if train else None,
+            library_version=__version__,
+        )
+        return ExperimentResult(
+            name=spec.name, status="failed" if error else "done", train_workflow_id=train_id,
+            eval_workflow_id=eval_id, train=train, eval=evaluation, error=error, lineage=lineage,
+        )
+
+    @staticmethod
+    def _leaderboard(inp: CoordinatorInput, results: list[ExperimentResult]) -> list[LeaderboardEntry]:
+        metric = inp.leaderboard_metric
+        scored = [(r.eval.metrics[metric], i, r.name) for i, r in enumerate(results)
+                  if r.eval is not None and metric in r.eval.metrics]
+        sign = -1.0 if inp.leaderboard_mode == "max" else 1.0
+        scored.sort(key=lambda t: (sign * t[0], t[1]))
+        return [LeaderboardEntry(rank=k + 1, name=name, metric=metric, value=value)
+                for k, (value, _, name) in enumerate(scored)]
+
+    def _update(self, name: str, **changes: object) -> None:
+        self._status[name] = self._status[name].model_copy(update=changes)
+
+    @workflow.signal(name=REPORT_SIGNAL)
+    def _on_report(self, report: TrainProgress) -> None:
+        name = self._by_run_id.get(report.run_id or "")
+        if name is not None and self._status[name].state == "training":
+            self._update(name, step=report.step, loss=report.loss,
+                         latest_checkpoint=report.latest_checkpoint)
+
+    @workflow.query
+    def status(self) -> list[ExperimentStatus]:
+        """State (pending/training/evaluating/done/failed) and latest progress of every experiment."""
+        return list(self._status.values())
+
+
+def _root_message(err: BaseException) -> str:
+    """The message of the innermost cause (e.g. the trainable's ConfigError text)."""
+    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
+        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
+    return str(getattr(err, "message", None) or err)

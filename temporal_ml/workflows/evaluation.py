@@ -1,0 +1,59 @@
+"""``EvalWorkflow``: evaluate a checkpoint on a split of the snapshot it was trained on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.activities._fail_fast import NON_RETRYABLE
+    from temporal_ml.activities.messages import EVALUATE, EvalRequest
+    from temporal_ml.types import CheckpointRef, EvalResult, SnapshotRef, TrainConfig, TrainResult
+
+__all__ = ["EvalWorkflow", "EvalInput"]
+
+
+class EvalInput(BaseModel):
+    """Input of an evaluation workflow. Build it from a training result with :meth:`from_result`."""
+
+    config: TrainConfig
+    snapshot: SnapshotRef
+    checkpoint: CheckpointRef
+    split: str = "dev"
+    task_queue: str | None = None
+
+    @classmethod
+    def from_result(cls, config: TrainConfig, result: TrainResult, split: str = "dev",
+                    task_queue: str | None = None) -> EvalInput:
+        """Evaluate the final checkpoint of a training run on ``split`` of its own snapshot."""
+        return cls(config=config, snapshot=result.snapshot, checkpoint=result.checkpoint,
+                   split=split, task_queue=task_queue)
+
+
+class EvalWorkflow:
+    """Base of evaluation workflows: one verified-checkpoint evaluation activity."""
+
+    async def run(self, inp: EvalInput) -> EvalResult:
+        """Evaluate ``inp.checkpoint`` on ``inp.split``; tags the workflow with the headline metric."""
+        result: EvalResult = await workflow.execute_activity(
+            EVALUATE, EvalRequest(config=inp.config, snapshot=inp.snapshot, checkpoint=inp.checkpoint,
+                                  split=inp.split),
+            result_type=EvalResult, task_queue=inp.task_queue,
+            start_to_close_timeout=timedelta(hours=2),
+            retry_policy=RetryPolicy(maximum_attempts=5,
+                                     non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
+        )
+        headline = result.accuracy if result.accuracy is not None else result.loss
+        pairs = [
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"), "eval"),
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlRunId"), inp.checkpoint.run_id),
+            SearchAttributePair(SearchAttributeKey.for_keyword("TmlSnapshotId"), inp.snapshot.id),
+        ]
+        if headline is not None:
+            pairs.append(SearchAttributePair(SearchAttributeKey.for_float("TmlMetric"), headline))
+        workflow.upsert_search_attributes(pairs)
+        workflow.upsert_memo({"split": inp.split, "metrics": result.metrics})
+        return result
