@@ -27,11 +27,11 @@ from temporal_ml.types import PredictionResult, TrainConfig, TrainResult
 from temporal_ml.workflows.inference import InferenceInput
 from temporal_ml.workflows.training import TrainingInput
 
-SENTENCES = [
-    "a truly wonderful film",
-    "not good at all",
-    "never boring , always delightful",
-    "the plot was dull but the acting was great",
+SENTENCES = [  # in the style of the synthetic data set (see temporal_ml/hf/synthetic.py)
+    "the movie was truly wonderful .",
+    "the plot was not good .",
+    "the acting was never boring .",
+    "the plot was dull but the acting was great .",
 ]
 
 parser = starter_parser(__doc__.splitlines()[0])
@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace) -> int:
     lines = [f"fine-tuned {training.steps} steps in run {training.run_id}: "
              + "  ".join(f"{k} {v:.4f}" for k, v in sorted(training.metrics.items())),
              f"weights sha256 {training.checkpoint.model_sha256}", "predictions:"]
-    for text, label, conf in zip(args.predict, predictions.labels, predictions.confidences):
+    for text, label, conf in zip(args.predict, predictions.labels, predictions.confidences, strict=True):
         lines.append(f"  {label}  ({conf:.2f})  {text}")
     emit(args, FineTuneResult(training=training, predictions=predictions, inputs=list(args.predict)),
          "\n".join(lines))
