@@ -24,7 +24,7 @@ import torch
 from temporal_ml.errors import ConfigError
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
-from temporal_ml.training.rng import capture_rng_state, restore_rng_state, seed_everything
+from temporal_ml.training.rng import RngStream, capture_rng_state, restore_rng_state, seed_everything
 from temporal_ml.training.sampler import ResumableSampler
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
@@ -114,6 +114,7 @@ class TrainingLoop:
         self.control = control or LoopControl()
         self.metrics = _MetricsLog(metrics_path)
         self.config_hash = config.config_hash()
+        self.rng = RngStream()
 
     # -- set-up and resume -------------------------------------------------------------------------
 
@@ -177,13 +178,22 @@ class TrainingLoop:
         Returns:
             The step reached, its checkpoint and the last metrics.
         """
+        try:
+            return self._run(resume_hint)
+        finally:
+            self.rng.close()
+
+    def _run(self, resume_hint: CheckpointRef | None) -> LoopResult:
         cfg = self.config
-        setup, sampler = self._build()
+        rng = self.rng.active
+        with rng():
+            setup, sampler = self._build()
         step, resumed_from = 0, None
         found = self._find_resume_point(resume_hint)
         if found is not None:
             resumed_from = found[0]
-            step = self._restore(setup, sampler, found[1])
+            with rng():
+                step = self._restore(setup, sampler, found[1])
             log.info("run %s resumed from step %d", self.run_id, step)
             self.metrics.write("resume", step=step, checkpoint=resumed_from.uri)
         else:
@@ -201,7 +211,8 @@ class TrainingLoop:
         stopped: StopReason | None = None
 
         def checkpoint(at_step: int, final: bool) -> CheckpointRef | None:
-            state = self._state(setup, sampler, at_step)
+            with rng():
+                state = self._state(setup, sampler, at_step)
             metrics = {"loss": last_loss} if last_loss == last_loss else {}
             if cfg.async_checkpoints and not final:
                 future = self.checkpoints.save_async(at_step, state, metrics=metrics)
@@ -215,9 +226,10 @@ class TrainingLoop:
             if self.control.should_stop():
                 stopped = self.control.reason
                 break
-            batch = setup.make_batch(sampler.next_batch())
-            loss = self.trainable.train_step(setup, batch)
-            self._optimizer_step(setup, loss)
+            with rng():
+                batch = setup.make_batch(sampler.next_batch())
+                loss = self.trainable.train_step(setup, batch)
+                self._optimizer_step(setup, loss)
             step += 1
             loss_sum += loss.detach()
             window += 1
@@ -249,7 +261,8 @@ class TrainingLoop:
         assert final_ref is not None
         metrics = {"loss": last_loss} if last_loss == last_loss else dict(final_ref.metrics)
         if stopped is None and cfg.eval_split is not None:
-            metrics.update(self._evaluate(setup))
+            with rng():
+                metrics.update(self._evaluate(setup))
         self.metrics.write("end", step=step, stopped=stopped, checkpoint=final_ref.uri, **metrics)
         return LoopResult(step=step, checkpoint=final_ref, metrics=metrics,
                           resumed_from=resumed_from, stopped=stopped)

@@ -7,7 +7,7 @@ from typing import Any
 
 from temporal_ml.storage.checkpoints import load_checkpoint
 from temporal_ml.training.loop import resolve_device
-from temporal_ml.training.rng import seed_everything
+from temporal_ml.training.rng import RngStream, seed_everything
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CheckpointRef, TrainConfig
 
@@ -32,12 +32,17 @@ def setup_from_checkpoint(
         IntegrityError: a file does not match its digest.
     """
     state = load_checkpoint(checkpoint, storage_options=storage_options)
-    seed_everything(config.seed)
     ctx = TrainContext(
         run_id=checkpoint.run_id, hparams=config.hparams, seed=config.seed, data=data,
         device=resolve_device(config.device), batch_size=config.batch_size, total_steps=config.max_steps,
     )
-    setup = trainable.setup(ctx)
+    stream = RngStream()  # never disturb the RNGs of a run training in this process
+    try:
+        with stream.active():
+            seed_everything(config.seed)
+            setup = trainable.setup(ctx)
+    finally:
+        stream.close()
     setup.model.load_state_dict(state["model"])
     setup.model.eval()
     return setup

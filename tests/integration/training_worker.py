@@ -1,10 +1,17 @@
-"""A training worker process for the crash tests: ``python -m tests.integration.training_worker
-TASK_QUEUE STORE_ROOT``. Prints ``worker ready`` once polling; runs until killed."""
+"""A worker process for the crash tests::
+
+    python -m tests.integration.training_worker TASK_QUEUE STORE_ROOT [ROLE]
+
+ROLE is ``all`` (default: every workflow and activity on one queue), ``orchestration`` (workflows +
+snapshot activity), ``train`` (training activities, up to 4 concurrent trainings) or ``eval``.
+Prints ``worker ready`` once polling; runs until killed."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from temporal_ml.activities.evaluation import EvalActivities
 from temporal_ml.activities.snapshot import SnapshotActivities
@@ -15,22 +22,33 @@ from temporal_ml.worker import create_worker
 from tests.integration._training_workflows import MLPCoordinator, MLPEval, MLPInference, MLPTraining
 from tests.trainables import MLPTrainable, blobs
 
+WORKFLOWS = [MLPTraining, MLPInference, MLPEval, MLPCoordinator]
 
-async def main(task_queue: str, root: str) -> None:
+
+def _parts(role: str, root: str) -> tuple[list[type], list[Callable[..., Any]]]:
     store = SnapshotStore(f"{root}/snapshots")
-    training = TrainingActivities(trainables={"mlp": MLPTrainable()}, snapshot_store=store,
-                                  checkpoint_root=f"{root}/checkpoints", metrics_dir=f"{root}/metrics")
-    snapshots = SnapshotActivities(store, generators={"blobs": blobs})
-    evaluation = EvalActivities(trainables={"mlp": MLPTrainable()}, snapshot_store=store)
+    trainables = {"mlp": MLPTrainable()}
+    train = TrainingActivities(trainables=trainables, snapshot_store=store, max_concurrent_trainings=4,
+                               checkpoint_root=f"{root}/checkpoints", metrics_dir=f"{root}/metrics")
+    snapshot = SnapshotActivities(store, generators={"blobs": blobs}).activities()
+    evaluate = EvalActivities(trainables=trainables, snapshot_store=store).activities()
+    return {
+        "all": (WORKFLOWS, [*train.activities(), *snapshot, *evaluate]),
+        "orchestration": (WORKFLOWS, snapshot),
+        "train": ([], train.activities()),
+        "eval": ([], evaluate),
+    }[role]
+
+
+async def main(task_queue: str, root: str, role: str) -> None:
+    workflows, activities = _parts(role, root)
     client = await connect()
-    worker = create_worker(client, task_queue=task_queue,
-                           workflows=[MLPTraining, MLPInference, MLPEval, MLPCoordinator],
-                           activities=[*training.activities(), *snapshots.activities(),
-                                       *evaluation.activities()])
+    worker = create_worker(client, task_queue=task_queue, workflows=workflows, activities=activities,
+                           max_concurrent_activities=8)
     async with worker:
         print("worker ready", flush=True)
         await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "all"))
