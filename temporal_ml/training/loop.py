@@ -24,7 +24,12 @@ import torch
 from temporal_ml.errors import ConfigError
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
-from temporal_ml.training.rng import RngStream, capture_rng_state, restore_rng_state, seed_everything
+from temporal_ml.training.rng import (
+    RngStream,
+    capture_rng_state,
+    restore_rng_state,
+    seed_everything,
+)
 from temporal_ml.training.sampler import ResumableSampler
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
