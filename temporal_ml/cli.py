@@ -2,19 +2,26 @@
 
 Subcommands:
     server   run the embedded Temporal dev server (persistent, Web UI, our search attributes)
+    worker   run workers for chosen roles (orchestration, train, eval), each on its own task queue
     version  print the library version
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from temporal_ml._version import __version__
-from temporal_ml.errors import TemporalMLError
+from temporal_ml.errors import ConfigError, TemporalMLError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from temporal_ml.roles import Role, WorkerSpec
 
 __all__ = ["main", "build_parser"]
 
@@ -37,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--headless", action="store_true", help="do not serve the Web UI")
     server.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for start-up")
     server.set_defaults(handler=_run_server)
+
+    _add_worker_parser(sub)
 
     version = sub.add_parser("version", help="print the temporal-ml version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
@@ -69,6 +78,145 @@ def _run_server(args: argparse.Namespace) -> int:
         server.stop()
         print("stopped", flush=True)
         return 0
+
+
+def _add_worker_parser(sub: Any) -> None:
+    worker = sub.add_parser(
+        "worker", help="run workers for chosen roles until Ctrl-C",
+        description="Run one worker per role, each on its own task queue, in this process. "
+                    "Connects like temporal_ml.connect() (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, "
+                    "API key); module:attr references are imported with the current directory on "
+                    "the path.",
+    )
+    add = worker.add_argument
+    add("--role", action="append", required=True, metavar="ROLE",
+        help="orchestration, train or eval (repeatable: one worker per role)")
+    add("--task-queue", action="append", default=[], metavar="ROLE=NAME",
+        help="task queue of a role (repeatable; default $TEMPORAL_ML_<ROLE>_QUEUE, else "
+             "temporal-ml, temporal-ml-train, temporal-ml-eval)")
+    add("--workflows", action="append", default=[], metavar="MODULE:CLASS",
+        help="@workflow.defn class for the orchestration role (repeatable)")
+    add("--trainable", action="append", default=[], metavar="NAME=MODULE:ATTR",
+        help="Trainable instance or class (built with no arguments) for the train/eval roles (repeatable)")
+    add("--generator", action="append", default=[], metavar="NAME=MODULE:ATTR",
+        help="data generator for DatasetSource(generator=NAME), orchestration role (repeatable)")
+    add("--store", default=None, metavar="URL",
+        help="fsspec root: URL/snapshots, URL/checkpoints (default $TEMPORAL_ML_STORE, else "
+             "$TEMPORAL_ML_HOME/store or ~/.temporal-ml/store)")
+    add("--metrics-dir", default=None, metavar="PATH",
+        help="per-run metrics.jsonl files (default <store>/metrics for a local store, else none)")
+    add("--max-concurrent-trainings", type=int, default=None, metavar="N",
+        help="train role: trainings at once, e.g. the number of GPUs (default 1)")
+    add("--max-concurrent-activities", type=int, default=None, metavar="N",
+        help="eval role (default 1) and orchestration role (default: the SDK's)")
+    worker.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    if os.getcwd() not in sys.path:  # like `python -m`: the user's modules are importable
+        sys.path.insert(0, os.getcwd())
+    spec = _worker_spec(args)
+    return asyncio.run(_serve(spec))
+
+
+def _worker_spec(args: argparse.Namespace) -> WorkerSpec:
+    """The spec of ``temporal-ml worker``; :class:`ConfigError` (exit 2) for bad arguments."""
+    from temporal_ml.roles import (
+        Role,
+        WorkerSpec,
+        default_store,
+        load_generator,
+        load_trainable,
+        load_workflow,
+    )
+
+    roles = [Role.parse(role) for role in args.role]
+    if args.max_concurrent_trainings is not None and Role.TRAIN not in roles:
+        raise ConfigError("--max-concurrent-trainings applies only to the train role")
+    return WorkerSpec(
+        roles=roles,
+        task_queues=_named("--task-queue", args.task_queue, Role.parse, str),
+        store=args.store or default_store(),
+        workflows=[_option("--workflows", load_workflow, ref) for ref in args.workflows],
+        generators=_named("--generator", args.generator, str, load_generator),
+        trainables=_named("--trainable", args.trainable, str, load_trainable),
+        metrics_dir=args.metrics_dir, max_concurrent_trainings=_or(args.max_concurrent_trainings, 1),
+        max_concurrent_activities=args.max_concurrent_activities,
+    )
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _option(option: str, fn: Callable[[str], Any], value: str) -> Any:
+    """``fn(value)``, with the option named in the message of a :class:`ConfigError`."""
+    try:
+        return fn(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from exc
+
+
+def _named(option: str, values: Sequence[str], key: Callable[[str], Any],
+           load: Callable[[str], Any]) -> dict[Any, Any]:
+    """``NAME=VALUE`` options -> ``{key(NAME): load(VALUE)}``; a name may be given once."""
+    result: dict[Any, Any] = {}
+    for text in values:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"{option}: expected NAME=VALUE, got {text!r}")
+        name = _option(option, key, name.strip())
+        if name in result:
+            raise ConfigError(f"{option}: {text!r}: that name is given twice")
+        result[name] = _option(option, load, value.strip())
+    return result
+
+
+def _describe(spec: WorkerSpec, role: Role) -> str:
+    """``role=train queue=temporal-ml-train trainables=[mlp] max_concurrent=1``."""
+    from temporal_ml.roles import Role
+
+    parts = [f"role={role.value}", f"queue={spec.task_queues[role]}"]
+    if role is Role.ORCHESTRATION:
+        parts.append(f"workflows=[{','.join(w.__name__ for w in spec.workflows)}]")
+        parts.append(f"generators=[{','.join(sorted(spec.generators))}]")
+    else:
+        parts.append(f"trainables=[{','.join(sorted(spec.trainables))}]")
+    parts.append(f"max_concurrent={spec.max_concurrent(role) or 'default'}")
+    return " ".join(parts)
+
+
+async def _serve(spec: WorkerSpec) -> int:
+    """Connect, run the spec's workers until SIGINT/SIGTERM (or a fatal worker error), shut down."""
+    from temporal_ml.client import connect
+    from temporal_ml.roles import build_workers
+
+    try:
+        client = await connect()
+    except Exception as exc:  # noqa: BLE001 - unreachable server, bad TLS settings, ...
+        print(f"temporal-ml: error: cannot connect to Temporal: {exc}", file=sys.stderr)
+        return 1
+    workers = build_workers(client, spec)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runs = [asyncio.create_task(worker.run()) for worker in workers]
+    while not all(w.is_running or r.done() for w, r in zip(workers, runs, strict=True)):
+        await asyncio.sleep(0.02)  # each worker has been validated by the server and is polling
+    if not any(r.done() for r in runs):
+        for role in spec.roles:
+            print(f"worker ready: {_describe(spec, role)}", flush=True)
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+    print("shutting down workers ...", flush=True)
+    await asyncio.gather(*(worker.shutdown() for worker in workers))
+    errors = [r.exception() for r in runs if not r.cancelled() and r.exception()]
+    for error in errors:
+        print(f"temporal-ml: error: worker failed: {error}", file=sys.stderr)
+    print("stopped" if not errors else "stopped after a worker failure", flush=True)
+    return 1 if errors else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,249 @@
+"""Worker roles: what a worker of each role runs, and on which task queue.
+
+A deployment runs workers by resource class, each polling a task queue of its own:
+
+* ``orchestration``: workflows and the snapshot activity (no torch needed), queue ``temporal-ml``;
+* ``train``: the training and prediction activities, at most N trainings at once (N = the GPUs of
+  the machine), queue ``temporal-ml-train``;
+* ``eval``: the evaluation activity, queue ``temporal-ml-eval``.
+
+:class:`WorkerSpec` describes the workers of one process and is validated when built (before
+anything connects); :func:`build_workers` makes one worker per role; :func:`import_object` and the
+``load_*`` helpers resolve ``module:attr`` references. ``temporal-ml worker`` is a thin layer on top.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from temporal_ml.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from temporal_ml.storage.snapshots import SnapshotStore
+    from temporal_ml.training.trainable import Trainable
+
+__all__ = [
+    "Role", "WorkerSpec", "build_workers", "DEFAULT_QUEUES", "default_queue", "default_store",
+    "local_path", "import_object", "load_workflow", "load_trainable", "load_generator",
+]
+
+
+class Role(str, Enum):
+    """What a worker does; each role polls a task queue of its own."""
+
+    ORCHESTRATION = "orchestration"
+    TRAIN = "train"
+    EVAL = "eval"
+
+    @classmethod
+    def parse(cls, value: str | Role) -> Role:
+        """The role named ``value``; :class:`ConfigError` for an unknown name."""
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(role.value for role in cls)
+            raise ConfigError(f"unknown role {value!r}; choose from {names}") from None
+
+
+#: The task queue of each role unless ``$TEMPORAL_ML_<ROLE>_QUEUE`` or the spec says otherwise.
+DEFAULT_QUEUES: Mapping[Role, str] = {
+    Role.ORCHESTRATION: "temporal-ml", Role.TRAIN: "temporal-ml-train", Role.EVAL: "temporal-ml-eval",
+}
+
+
+def default_queue(role: Role) -> str:
+    """``$TEMPORAL_ML_<ROLE>_QUEUE`` (e.g. ``TEMPORAL_ML_TRAIN_QUEUE``), else ``DEFAULT_QUEUES[role]``."""
+    return os.environ.get(f"TEMPORAL_ML_{role.name}_QUEUE") or DEFAULT_QUEUES[role]
+
+
+def default_store() -> str:
+    """``$TEMPORAL_ML_STORE``, else ``$TEMPORAL_ML_HOME/store``, else ``~/.temporal-ml/store``."""
+    home = os.environ.get("TEMPORAL_ML_HOME") or Path.home() / ".temporal-ml"
+    return os.environ.get("TEMPORAL_ML_STORE") or str(Path(home) / "store")
+
+
+def local_path(url: str) -> Path | None:
+    """The absolute local path of a store URL (plain path or ``file://``), ``None`` if remote."""
+    url = url.removeprefix("file://")
+    return None if "://" in url else Path(url).expanduser().resolve()
+
+
+@dataclass
+class WorkerSpec:
+    """The workers of one process: roles, task queues, code to run and per-resource limits.
+
+    Validated on construction; normalized fields are filled in (``task_queues`` then holds every
+    role's queue, ``store`` is absolute if local, ``metrics_dir`` has its default).
+
+    Attributes:
+        roles: one worker per role (duplicates are dropped).
+        store: fsspec root URL: snapshots in ``<store>/snapshots``, checkpoints in
+            ``<store>/checkpoints`` (default :func:`default_store`).
+        task_queues: queue overrides per role; the others come from :func:`default_queue`.
+        workflows: ``@workflow.defn`` classes (orchestration role).
+        generators: name -> data generator for ``DatasetSource(generator=...)`` (orchestration).
+        trainables: name -> :class:`Trainable` (train and eval roles; required there).
+        metrics_dir: local directory of ``<run_id>/metrics.jsonl`` (default ``<store>/metrics`` for a
+            local store, else none).
+        max_concurrent_trainings: the train role's per-resource limit (e.g. GPUs): training threads
+            and the worker's ``max_concurrent_activities``.
+        max_concurrent_activities: limit of the eval worker (default 1) and the orchestration
+            worker (default: the SDK's).
+        storage_options: fsspec options for the store.
+    """
+
+    roles: Sequence[Role]
+    store: str = field(default_factory=default_store)
+    task_queues: Mapping[Role, str] = field(default_factory=dict)
+    workflows: Sequence[type] = ()
+    generators: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    trainables: Mapping[str, Trainable] = field(default_factory=dict)
+    metrics_dir: str | Path | None = None
+    max_concurrent_trainings: int = 1
+    max_concurrent_activities: int | None = None
+    storage_options: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.roles = tuple(dict.fromkeys(Role.parse(r) for r in self.roles))
+        _require(bool(self.roles), "no role given; choose one or more of orchestration, train, eval")
+        path = local_path(str(self.store))
+        self.store = str(path) if path is not None else str(self.store).rstrip("/")
+        if self.metrics_dir is None and path is not None:
+            self.metrics_dir = path / "metrics"
+        self.task_queues = self._resolve_queues()
+        self._check_options()
+
+    def _resolve_queues(self) -> dict[Role, str]:
+        given = {Role.parse(role): queue for role, queue in self.task_queues.items()}
+        extra = sorted(role.value for role in given.keys() - set(self.roles))
+        _require(not extra, f"task queue given for role {', '.join(extra)}, which is not run here")
+        queues = {role: given.get(role) or default_queue(role) for role in self.roles}
+        for role, queue in queues.items():
+            _require(bool(queue.strip()), f"empty task queue for role {role.value!r}")
+            _require(list(queues.values()).count(queue) == 1,
+                     f"roles must poll different task queues; {queue!r} is given twice "
+                     "(a worker would receive activities it does not have)")
+        return queues
+
+    def _check_options(self) -> None:
+        orchestration = Role.ORCHESTRATION in self.roles
+        models = Role.TRAIN in self.roles or Role.EVAL in self.roles
+        _require(orchestration or not self.workflows, "workflows are run only by the orchestration role")
+        _require(orchestration or not self.generators, "generators are used only by the orchestration role")
+        _require(models or not self.trainables, "trainables are used only by the train and eval roles")
+        _require(not models or bool(self.trainables), "the train and eval roles need at least one trainable")
+        _require(orchestration or Role.EVAL in self.roles or self.max_concurrent_activities is None,
+                 "max_concurrent_activities applies to the orchestration and eval roles; "
+                 "limit the train role with max_concurrent_trainings")
+        for what, value in (("max_concurrent_trainings", self.max_concurrent_trainings),
+                            ("max_concurrent_activities", self.max_concurrent_activities)):
+            _require(value is None or value >= 1, f"{what} must be >= 1, got {value}")
+
+    def max_concurrent(self, role: Role) -> int | None:
+        """The ``max_concurrent_activities`` of the role's worker (``None``: the SDK default)."""
+        if role is Role.TRAIN:
+            return self.max_concurrent_trainings
+        if role is Role.EVAL:
+            return self.max_concurrent_activities or 1
+        return self.max_concurrent_activities
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def build_workers(client: Client, spec: WorkerSpec) -> list[Worker]:
+    """One (not yet running) worker per role of ``spec``, in the order of ``spec.roles``.
+
+    Torch and the evaluation module are imported only by the roles that need them.
+
+    Args:
+        client: a client from :func:`temporal_ml.client.connect`.
+        spec: the validated spec.
+    """
+    from temporal_ml.storage.snapshots import SnapshotStore
+    from temporal_ml.worker import create_worker
+
+    store = SnapshotStore(f"{spec.store}/snapshots", storage_options=spec.storage_options)
+    return [
+        create_worker(client, task_queue=spec.task_queues[role],
+                      workflows=spec.workflows if role is Role.ORCHESTRATION else (),
+                      activities=_activities(spec, role, store),
+                      max_concurrent_activities=spec.max_concurrent(role))
+        for role in spec.roles
+    ]
+
+
+def _activities(spec: WorkerSpec, role: Role, store: SnapshotStore) -> list[Callable[..., Any]]:
+    if role is Role.ORCHESTRATION:
+        from temporal_ml.activities.snapshot import SnapshotActivities
+
+        return SnapshotActivities(store, spec.generators).activities()
+    if role is Role.TRAIN:
+        from temporal_ml.activities.training import TrainingActivities
+
+        return TrainingActivities(
+            trainables=spec.trainables, snapshot_store=store, checkpoint_root=f"{spec.store}/checkpoints",
+            metrics_dir=spec.metrics_dir, storage_options=spec.storage_options,
+            max_concurrent_trainings=spec.max_concurrent_trainings,
+        ).activities()
+    from temporal_ml.activities.evaluation import EvalActivities
+
+    return EvalActivities(trainables=spec.trainables, snapshot_store=store,
+                          storage_options=spec.storage_options).activities()
+
+
+def import_object(ref: str) -> Any:
+    """Import ``"package.module:attr"`` (``attr`` may be dotted); :class:`ConfigError` if impossible."""
+    module_name, sep, attr = ref.partition(":")
+    _require(bool(sep and module_name and attr), f"expected module:attr, got {ref!r}")
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any failure while importing user code
+        raise ConfigError(f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{ref!r}: module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def load_workflow(ref: str) -> type:
+    """The ``@workflow.defn`` class at ``module:Class``."""
+    obj = import_object(ref)
+    defn = getattr(obj, "__temporal_workflow_definition", None)  # set by @workflow.defn
+    _require(isinstance(obj, type) and getattr(defn, "cls", None) is obj,
+             f"{ref!r} is not a @workflow.defn class")
+    return obj
+
+
+def load_trainable(ref: str) -> Trainable:
+    """The :class:`Trainable` at ``module:attr``: an instance, or a class instantiated with no args."""
+    from temporal_ml.training.trainable import Trainable
+
+    obj = import_object(ref)
+    if isinstance(obj, type) and issubclass(obj, Trainable):
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - user code
+            raise ConfigError(f"cannot instantiate {ref!r} with no arguments: {exc}") from exc
+    _require(isinstance(obj, Trainable), f"{ref!r} is not a Trainable instance or subclass")
+    return obj
+
+
+def load_generator(ref: str) -> Callable[..., Any]:
+    """The data generator (a callable) at ``module:attr``."""
+    obj = import_object(ref)
+    _require(callable(obj), f"{ref!r} is not callable, so it cannot be a data generator")
+    return obj
