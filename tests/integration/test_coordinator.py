@@ -109,3 +109,39 @@ async def test_coordinator_with_separate_workers_survives_a_kill(tmp_path: Path,
         events = [json.loads(line) for line in metrics.read_text().splitlines()]
         intervals.append((events[0]["time"], events[-1]["time"]))
     assert len(intervals) == 4 and _max_overlap(intervals) <= 2
+
+
+async def test_eval_workflow_verifies_its_checkpoint(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    from temporal_ml.workflows.evaluation import EvalInput
+    from temporal_ml.workflows.training import TrainingInput
+    from tests.integration._training_workflows import MLPEval, MLPTraining
+
+    queue = f"all-{uuid.uuid4().hex[:6]}"
+    worker = _start("all", queue, tmp_path, subprocess_env, 0)
+    try:
+        client = await connect()
+        config = BASE.model_copy(update={"max_steps": 40, "hparams": {}})
+        trained = await client.execute_workflow(
+            MLPTraining.run, TrainingInput(config=config, dataset=DatasetSource(generator="blobs")),
+            id=f"eval-src-{uuid.uuid4().hex[:6]}", task_queue=queue)
+        ok = await client.execute_workflow(MLPEval.run, EvalInput.from_result(config, trained, "dev"),
+                                           id=f"eval-ok-{uuid.uuid4().hex[:6]}", task_queue=queue)
+        assert ok.checkpoint == trained.checkpoint and ok.snapshot == trained.snapshot and ok.split == "dev"
+        assert ok.examples == 128 and ok.accuracy is not None and ok.loss is not None
+        assert ok.metrics["accuracy"] == ok.accuracy
+
+        missing = trained.checkpoint.model_copy(update={"uri": trained.checkpoint.uri + "-gone"})
+        tampered = trained.checkpoint.model_copy(update={"model_sha256": "0" * 64})
+        for ref, error in ((missing, "NotFoundError"), (tampered, "IntegrityError")):
+            started = time.monotonic()
+            with pytest.raises(WorkflowFailureError) as info:
+                await client.execute_workflow(
+                    MLPEval.run, EvalInput(config=config, snapshot=trained.snapshot, checkpoint=ref),
+                    id=f"eval-bad-{uuid.uuid4().hex[:6]}", task_queue=queue)
+            cause = info.value.cause.cause  # type: ignore[union-attr]
+            assert cause.type == error and cause.non_retryable, cause  # type: ignore[union-attr]
+            assert time.monotonic() - started < 10  # failed at once, not after retries
+    finally:
+        worker.kill()
