@@ -46,7 +46,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()
-        store = SnapshotStore(f"{root}/snapshots")
+        store = SnapshotStore(root)
         snapshot = store.put_files({"train": str(args.data / "train.tsv"), "dev": str(args.data / "dev.tsv")})
         snapshotted = time.perf_counter()
         activities = TrainingActivities(trainables={"text": TextClassificationTrainable()},

@@ -81,7 +81,7 @@ def main() -> None:
     config = TrainConfig(trainable="text", max_steps=args.steps, batch_size=args.batch_size,
                          hparams={"model": "tiny-bert"})  # default cadence: ckpt/100 steps, async, log/20
     with tempfile.TemporaryDirectory() as root:
-        store = SnapshotStore(f"{root}/snapshots")
+        store = SnapshotStore(root)
         snapshot = store.put(data)
         activities = TrainingActivities(
             trainables={"text": TextClassificationTrainable()}, snapshot_store=store,

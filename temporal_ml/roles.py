@@ -174,7 +174,7 @@ def build_workers(client: Client, spec: WorkerSpec) -> list[Worker]:
     from temporal_ml.storage.snapshots import SnapshotStore
     from temporal_ml.worker import create_worker
 
-    store = SnapshotStore(f"{spec.store}/snapshots", storage_options=spec.storage_options)
+    store = SnapshotStore(spec.store, storage_options=spec.storage_options)  # keeps <store>/snapshots/<id>
     return [
         create_worker(client, task_queue=spec.task_queues[role],
                       workflows=spec.workflows if role is Role.ORCHESTRATION else (),

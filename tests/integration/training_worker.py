@@ -26,7 +26,7 @@ WORKFLOWS = [MLPTraining, MLPInference, MLPEval, MLPCoordinator]
 
 
 def _parts(role: str, root: str) -> tuple[list[type], list[Callable[..., Any]]]:
-    store = SnapshotStore(f"{root}/snapshots")
+    store = SnapshotStore(root)
     trainables = {"mlp": MLPTrainable()}
     train = TrainingActivities(trainables=trainables, snapshot_store=store, max_concurrent_trainings=4,
                                checkpoint_root=f"{root}/checkpoints", metrics_dir=f"{root}/metrics")
