@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
-from temporal_ml.types import DatasetSource, TrainProgress
+from temporal_ml.types import DatasetSource, ExperimentResult, ExperimentStatus, TrainProgress
 
 DEFAULT_STORE = Path(os.environ.get("TEMPORAL_ML_HOME", Path.home() / ".temporal-ml")) / "examples"
 TRAINABLE = "text-classification"
@@ -205,5 +205,164 @@ def main_of(coro_fn: Callable[[argparse.Namespace], Awaitable[int]],
     def main() -> None:
         args = parser.parse_args()
         sys.exit(asyncio.run(coro_fn(args)))
+
+    return main
+
+
+# -- train + evaluate experiments (bert_eval, bert_parallel) -----------------------------------------
+
+def experiment_worker(client: Client, *, task_queue: str, workflows: Sequence[type], example: str,
+                      max_concurrent_trainings: int = 1) -> Worker:
+    """One worker for a whole train + evaluate experiment: the workflows plus the snapshot, training,
+    prediction and evaluation activities, on one task queue.
+
+    To run the roles on separate queues and machines, use :func:`temporal_ml.roles.build_workers`
+    (see ``examples/bert_parallel``).
+
+    Args:
+        client: a connected client.
+        task_queue: the queue to poll.
+        workflows: the example's workflow classes.
+        example: the example's name (its storage directory, see :func:`store_dir`).
+        max_concurrent_trainings: training loops at once (e.g. the GPUs of the machine).
+    """
+    from temporal_ml.activities.evaluation import EvalActivities
+    from temporal_ml.activities.snapshot import SnapshotActivities
+    from temporal_ml.activities.training import TrainingActivities
+    from temporal_ml.hf import TextClassificationTrainable, sentiment_dataset
+    from temporal_ml.storage.snapshots import SnapshotStore
+    from temporal_ml.worker import create_worker
+
+    root = store_dir(example)
+    store = SnapshotStore(str(root))  # snapshots in <root>/snapshots
+    trainables = {TRAINABLE: TextClassificationTrainable()}
+    training = TrainingActivities(
+        trainables=trainables, snapshot_store=store, checkpoint_root=str(root / "checkpoints"),
+        metrics_dir=root / "metrics", max_concurrent_trainings=max_concurrent_trainings,
+    )
+    activities = [*training.activities(),
+                  *SnapshotActivities(store, generators={SYNTHETIC: sentiment_dataset}).activities(),
+                  *EvalActivities(trainables=trainables, snapshot_store=store).activities()]
+    return create_worker(client, task_queue=task_queue, workflows=workflows, activities=activities,
+                         max_concurrent_activities=max_concurrent_trainings + 2)
+
+
+def run_workers(make_workers: Callable[[Client], Sequence[Worker]], example: str) -> None:
+    """``worker.py`` main for several workers in one process: connect and poll until Ctrl-C."""
+
+    async def main() -> None:
+        client = await connect()
+        async with contextlib.AsyncExitStack() as stack:
+            workers = make_workers(client)
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            queues = ", ".join(repr(w.task_queue) for w in workers)
+            print(f"worker polling {queues} at {client.service_client.config.target_host}; "
+                  f"storage in {store_dir(example)}", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def environment_with(args: argparse.Namespace,
+                           make_workers: Callable[[Client], Sequence[Worker]]) -> AsyncIterator[Client]:
+    """Like :func:`environment`, with any set of in-process workers under ``--embedded``."""
+    if not args.embedded:
+        yield await connect()
+        return
+    server = DevServer(port=_free_port(), headless=True,
+                       data_dir=tempfile.mkdtemp(prefix="temporal-ml-server-"))
+    await asyncio.to_thread(server.start)
+    _say(args, f"embedded Temporal server at {server.address}")
+    try:
+        client = await connect(server.address)
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in make_workers(client):
+                await stack.enter_async_context(worker)
+            yield client
+    finally:
+        server.stop()
+
+
+def eval_split_of(source: DatasetSource) -> str:
+    """The split to evaluate on: ``dev`` (synthetic data, or a dev file), else ``validation``."""
+    if source.files and "dev" not in source.files and "validation" in source.files:
+        return "validation"
+    return "dev"
+
+
+async def follow_experiments(args: argparse.Namespace, handle: WorkflowHandle,
+                             status_query: Callable[..., Any], every: float = 2.0) -> Any:
+    """Wait for a coordinator's result, printing each experiment's state, step and loss as it changes."""
+    result_task = asyncio.ensure_future(handle.result())
+    shown: dict[str, str] = {}
+    while not result_task.done():
+        await asyncio.wait([result_task], timeout=every)
+        if result_task.done():
+            break
+        with contextlib.suppress(Exception):
+            for status in await handle.query(status_query):
+                line = status_line(status)
+                if shown.get(status.name) != line:
+                    _say(args, line)
+                    shown[status.name] = line
+    return result_task.result()
+
+
+def status_line(s: ExperimentStatus) -> str:
+    """One experiment's live status (the coordinator's ``status`` query) as a line."""
+    parts = [f"{s.name:<16} {s.state:<10} step {s.step}/{s.max_steps}"]
+    if s.loss is not None:
+        parts.append(f"loss {s.loss:.4f}")
+    if s.latest_checkpoint is not None:
+        parts.append(f"checkpoint @ {s.latest_checkpoint.step}")
+    if s.error:
+        parts.append(f"error: {s.error}")
+    return "  ".join(parts)
+
+
+def experiment_summary(result: ExperimentResult) -> str:
+    """A human summary of one experiment: training, evaluation, lineage and workflow ids."""
+    lines = [f"{result.name}: {result.status}"]
+    if result.train is not None:
+        t = result.train
+        lines.append(f"  train      {t.steps} steps, loss {t.metrics.get('loss', float('nan')):.4f}, "
+                     f"resumes {t.resumes}  ({result.train_workflow_id})")
+    if result.eval is not None:
+        e = result.eval
+        metrics = "  ".join(f"{k} {e.metrics[k]:.4f}" for k in ("accuracy", "macro_f1", "loss", "rmse")
+                            if k in e.metrics)
+        lines.append(f"  eval       {e.split} ({e.examples} examples): {metrics}  ({result.eval_workflow_id})")
+    if result.error:
+        lines.append(f"  error      {result.error}")
+    lin = result.lineage
+    lines += [
+        f"  config     sha256 {lin.config_hash}  seed {lin.seed}  hparams {dict(lin.config.hparams)}",
+        f"  snapshot   {lin.snapshot_id}",
+        f"  weights    sha256 {lin.checkpoint_sha256}",
+        f"  library    temporal-ml {lin.library_version}",
+    ]
+    if result.train is not None:
+        lines.append(f"  checkpoint {result.train.checkpoint.uri}")
+    return "\n".join(lines)
+
+
+def main_of_hard_exit(coro_fn: Callable[[argparse.Namespace], Awaitable[int]],
+                      parser: argparse.ArgumentParser) -> Callable[[], None]:
+    """Like :func:`main_of`, but a finished run leaves with ``os._exit`` after flushing its output.
+
+    A short-lived Temporal client process can crash in interpreter finalization (the SDK's Rust
+    runtime threads outlive the interpreter, temporalio/sdk-python#300): about 1 exit in 30 here
+    turned a finished run into exit code 139. Skipping finalization avoids that.
+    """
+
+    def main() -> None:
+        args = parser.parse_args()
+        code = asyncio.run(coro_fn(args))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     return main

@@ -1,0 +1,59 @@
+"""Train and evaluate a BERT classifier as one durable experiment; print its result and lineage.
+
+    python -m examples.bert_eval.starter --embedded            # self-contained
+    python -m examples.bert_eval.starter --run-id demo          # against a running server + worker
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+
+from examples._shared import (
+    TRAINABLE,
+    dataset_source,
+    emit,
+    environment_with,
+    eval_split_of,
+    experiment_summary,
+    follow_experiments,
+    main_of_hard_exit,
+    model_name,
+    starter_parser,
+)
+from examples.bert_eval.worker import workers
+from examples.bert_eval.workflows import TASK_QUEUE, BertExperiment
+from temporal_ml.types import CoordinatorResult, ExperimentResult, ExperimentSpec, TrainConfig
+from temporal_ml.workflows.coordinator import CoordinatorInput
+
+parser = starter_parser(__doc__.splitlines()[0])
+parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the trainable's)")
+parser.add_argument("--seed", type=int, default=0, help="seed of the run (weights init, data order)")
+parser.add_argument("--name", default="bert", help="experiment name, part of the child workflow ids")
+
+
+async def run(args: argparse.Namespace) -> int:
+    hparams: dict = {"model": model_name(args.model)}
+    if args.lr is not None:
+        hparams["lr"] = args.lr
+    config = TrainConfig(trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size,
+                         seed=args.seed, checkpoint_every_steps=100, hparams=hparams)
+    source = dataset_source(args.dataset, args.train_limit)
+    run_id = args.run_id or f"bert-eval-{uuid.uuid4().hex[:8]}"
+    inp = CoordinatorInput(experiments=[ExperimentSpec(name=args.name, config=config)], dataset=source,
+                           run_id=run_id, max_concurrency=1, eval_split=eval_split_of(source),
+                           progress_every_seconds=2, heartbeat_timeout_seconds=20)
+    async with environment_with(args, workers) as client:
+        handle = await client.start_workflow(BertExperiment.run, inp, id=run_id, task_queue=TASK_QUEUE)
+        if not args.json:
+            print(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})", flush=True)
+        result: CoordinatorResult = await follow_experiments(args, handle, BertExperiment.status)
+    experiment: ExperimentResult = result.experiments[0]
+    emit(args, experiment, f"done: run {result.run_id}\n{experiment_summary(experiment)}")
+    return 0 if experiment.status == "done" else 1
+
+
+main = main_of_hard_exit(run, parser)
+
+if __name__ == "__main__":
+    main()
