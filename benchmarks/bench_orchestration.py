@@ -95,12 +95,14 @@ class NoopTrainable(Trainable):
                           make_batch=lambda idx: x[torch.as_tensor(list(idx))], train_size=len(x))
 
     def train_step(self, setup: TrainSetup, batch: Any) -> torch.Tensor:
-        return ((setup.model.w - batch) ** 2).mean()
+        w: torch.Tensor = setup.model.w  # type: ignore[assignment]
+        return ((w - batch) ** 2).mean()
 
     def evaluate(self, setup: TrainSetup, split: pa.Table) -> dict[str, float]:
         x = torch.tensor(split.column("x").to_pylist())
+        w: torch.Tensor = setup.model.w  # type: ignore[assignment]
         with torch.no_grad():
-            return {"loss": float(((setup.model.w - x) ** 2).mean()), "examples": float(len(x))}
+            return {"loss": float(((w - x) ** 2).mean()), "examples": float(len(x))}
 
 
 # -- measuring activities from inside the worker ---------------------------------------------------

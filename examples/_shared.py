@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -349,7 +349,7 @@ def experiment_summary(result: ExperimentResult) -> str:
     return "\n".join(lines)
 
 
-def main_of_hard_exit(coro_fn: Callable[[argparse.Namespace], Awaitable[int]],
+def main_of_hard_exit(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
                       parser: argparse.ArgumentParser) -> Callable[[], None]:
     """Like :func:`main_of`, but a finished run leaves with ``os._exit`` after flushing its output.
 
@@ -360,7 +360,7 @@ def main_of_hard_exit(coro_fn: Callable[[argparse.Namespace], Awaitable[int]],
 
     def main() -> None:
         args = parser.parse_args()
-        code = asyncio.run(coro_fn(args))
+        code: int = asyncio.run(coro_fn(args))
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -56,7 +56,8 @@ def workers(client: Client, roles: Sequence[str], *, queue: str = TASK_QUEUE,
         trainables = {TRAINABLE: TextClassificationTrainable()}
     try:
         spec = WorkerSpec(
-            roles=roles, store=str(store_dir(EXAMPLE)), task_queues={r: queues[r] for r in roles},
+            roles=[Role.parse(r) for r in roles], store=str(store_dir(EXAMPLE)),
+            task_queues={Role.parse(r): queues[r] for r in roles},
             workflows=WORKFLOWS if orchestration else (),
             generators={SYNTHETIC: sentiment_dataset} if orchestration else {},
             trainables=trainables, max_concurrent_trainings=max_concurrent_trainings,
