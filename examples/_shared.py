@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +30,12 @@ def store_dir(example: str) -> Path:
     return Path(os.environ.get("TEMPORAL_ML_STORE", DEFAULT_STORE / example))
 
 
-def text_classification_worker(client: Client, *, task_queue: str, workflows: Sequence[type],
-                               example: str) -> Worker:
-    """A worker running the example's workflows plus snapshot, training and prediction activities."""
-    from temporal_ml.activities.snapshot import SnapshotActivities
-    from temporal_ml.activities.training import TrainingActivities
-    from temporal_ml.hf import TextClassificationTrainable, sentiment_dataset
-    from temporal_ml.storage.snapshots import SnapshotStore
-    from temporal_ml.worker import create_worker
-
-    root = store_dir(example)
-    store = SnapshotStore(str(root / "snapshots"))
-    training = TrainingActivities(
-        trainables={TRAINABLE: TextClassificationTrainable()}, snapshot_store=store,
-        checkpoint_root=str(root / "checkpoints"), metrics_dir=root / "metrics",
-    )
-    snapshots = SnapshotActivities(store, generators={SYNTHETIC: sentiment_dataset})
-    return create_worker(client, task_queue=task_queue, workflows=workflows,
-                         activities=[*training.activities(), *snapshots.activities()],
-                         max_concurrent_activities=2)
-
-
 def run_worker(example: str, task_queue: str, workflows: Sequence[type]) -> None:
     """``worker.py`` main: connect (``TEMPORAL_ADDRESS`` etc.) and poll until Ctrl-C."""
 
     async def main() -> None:
         client = await connect()
-        async with text_classification_worker(client, task_queue=task_queue, workflows=workflows,
+        async with experiment_worker(client, task_queue=task_queue, workflows=workflows,
                                               example=example):
             print(f"worker polling {task_queue!r} at {client.service_client.config.target_host}; "
                   f"storage in {store_dir(example)}", flush=True)
@@ -139,7 +118,7 @@ async def environment(args: argparse.Namespace, *, task_queue: str, workflows: S
     _say(args, f"embedded Temporal server at {server.address}")
     try:
         client = await connect(server.address)
-        async with text_classification_worker(client, task_queue=task_queue, workflows=workflows,
+        async with experiment_worker(client, task_queue=task_queue, workflows=workflows,
                                               example=example):
             yield client
     finally:
@@ -198,13 +177,22 @@ def emit(args: argparse.Namespace, result: Any, summary: str) -> None:
         print(summary, flush=True)
 
 
-def main_of(coro_fn: Callable[[argparse.Namespace], Awaitable[int]],
+def main_of(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
             parser: argparse.ArgumentParser) -> Callable[[], None]:
-    """A ``main()`` that parses arguments and runs the starter coroutine."""
+    """A ``main()`` that parses arguments, runs the starter coroutine and exits with its code.
+
+    A finished run leaves with ``os._exit`` after flushing its output: a short-lived Temporal client
+    process can crash in interpreter finalization (the SDK's Rust runtime threads outlive the
+    interpreter, temporalio/sdk-python#300); about 1 exit in 30 here turned a finished run into exit
+    code 139. Skipping finalization avoids that.
+    """
 
     def main() -> None:
         args = parser.parse_args()
-        sys.exit(asyncio.run(coro_fn(args)))
+        code: int = asyncio.run(coro_fn(args))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     return main
 
@@ -347,22 +335,3 @@ def experiment_summary(result: ExperimentResult) -> str:
     if result.train is not None:
         lines.append(f"  checkpoint {result.train.checkpoint.uri}")
     return "\n".join(lines)
-
-
-def main_of_hard_exit(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
-                      parser: argparse.ArgumentParser) -> Callable[[], None]:
-    """Like :func:`main_of`, but a finished run leaves with ``os._exit`` after flushing its output.
-
-    A short-lived Temporal client process can crash in interpreter finalization (the SDK's Rust
-    runtime threads outlive the interpreter, temporalio/sdk-python#300): about 1 exit in 30 here
-    turned a finished run into exit code 139. Skipping finalization avoids that.
-    """
-
-    def main() -> None:
-        args = parser.parse_args()
-        code: int = asyncio.run(coro_fn(args))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-    return main

@@ -17,7 +17,7 @@ from examples._shared import (
     eval_split_of,
     experiment_summary,
     follow_experiments,
-    main_of_hard_exit,
+    main_of,
     model_name,
     starter_parser,
 )
@@ -53,7 +53,7 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if experiment.status == "done" else 1
 
 
-main = main_of_hard_exit(run, parser)
+main = main_of(run, parser)
 
 if __name__ == "__main__":
     main()

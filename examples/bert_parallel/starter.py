@@ -23,7 +23,7 @@ from examples._shared import (
     eval_split_of,
     experiment_summary,
     follow_experiments,
-    main_of_hard_exit,
+    main_of,
     model_name,
     starter_parser,
 )
@@ -114,7 +114,7 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if all(e.status == "done" for e in result.experiments) else 1
 
 
-main = main_of_hard_exit(run, parser)
+main = main_of(run, parser)
 
 if __name__ == "__main__":
     main()
