@@ -35,6 +35,7 @@ def bench(session: nox.Session) -> None:
     session.install(TORCH, "-e", ".[examples]")
     session.run("python", "benchmarks/bench_checkpoint.py")
     session.run("python", "benchmarks/bench_training_loop.py")
+    session.run("python", "benchmarks/bench_orchestration.py")
 
 
 @nox.session
