@@ -216,7 +216,7 @@ def load_model_and_tokenizer(
     if num_labels < 1:
         raise ConfigError(f"num_labels must be at least 1, got {num_labels}")
     overrides = dict(config_overrides or {})
-    head = {"num_labels": num_labels}
+    head: dict[str, Any] = {"num_labels": num_labels}
     if problem_type is not None:
         head["problem_type"] = problem_type
 

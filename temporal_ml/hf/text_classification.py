@@ -151,7 +151,8 @@ class TextClassificationTrainable(Trainable):
                 [ids[i] for i in rows], ctx.device, labels[torch.as_tensor(rows, dtype=torch.long)]
             )
 
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, param in model.named_parameters():
             if param.requires_grad:
                 plain = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
@@ -160,8 +161,8 @@ class TextClassificationTrainable(Trainable):
             {"params": decay, "weight_decay": params.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        fused = {"fused": True} if cuda and params.fused_adamw else {}
-        optimizer = torch.optim.AdamW(groups, lr=params.learning_rate, **fused)
+        fused = bool(cuda and params.fused_adamw) or None  # None: torch picks the implementation
+        optimizer = torch.optim.AdamW(groups, lr=params.learning_rate, fused=fused)
         scheduler = _linear_schedule(
             optimizer, int(params.warmup_ratio * ctx.total_steps), ctx.total_steps
         )
@@ -197,7 +198,7 @@ class TextClassificationTrainable(Trainable):
         device = next(model.parameters()).device
         ids = pad.encode(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = torch.empty(len(ids), model.config.num_labels)
+        out = torch.empty(len(ids), int(model.config.num_labels))  # type: ignore[union-attr,arg-type]
         was_training = model.training
         model.eval()
         try:

@@ -221,7 +221,12 @@ class TrainingLoop:
             metrics = {"loss": last_loss} if last_loss == last_loss else {}
             if cfg.async_checkpoints and not final:
                 future = self.checkpoints.save_async(at_step, state, metrics=metrics)
-                future.add_done_callback(lambda f: f.exception() is None and committed(f.result()))
+
+                def on_done(f: Any) -> None:
+                    if f.exception() is None:
+                        committed(f.result())
+
+                future.add_done_callback(on_done)
                 return None
             ref = self.checkpoints.save(at_step, state, metrics=metrics)
             committed(ref)
@@ -292,6 +297,7 @@ class TrainingLoop:
 
     def _evaluate(self, setup: TrainSetup) -> dict[str, float]:
         split = self.config.eval_split
+        assert split is not None
         if split not in self.data:
             raise ConfigError(f"eval_split {split!r} is not in the snapshot (splits: {sorted(self.data)})")
         metrics = self.trainable.evaluate(setup, self.data[split])

@@ -116,9 +116,9 @@ class CoordinatorWorkflow:
             self._by_run_id[self._child_id(run_id, spec.name, "train")] = spec.name
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         workflow.upsert_search_attributes([
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"), "coordinator"),
-            SearchAttributePair(_EXPERIMENT, run_id),
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlSnapshotId"), snapshot.id),
+            SearchAttributeKey.for_keyword("TmlKind").value_set("coordinator"),
+            _EXPERIMENT.value_set(run_id),
+            SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
         ])
         results = await asyncio.gather(*(self._slot(inp, run_id, spec, snapshot) for spec in inp.experiments))
         return CoordinatorResult(run_id=run_id, snapshot=snapshot, experiments=list(results),
@@ -144,7 +144,7 @@ class CoordinatorWorkflow:
         try:
             self._update(spec.name, state="training")
             train = await workflow.execute_child_workflow(
-                self.training_workflow,
+                self.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
                 TrainingInput(
                     config=spec.config, snapshot=snapshot, run_id=train_id,
                     task_queue=inp.train_task_queue, heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
@@ -156,7 +156,7 @@ class CoordinatorWorkflow:
             self._update(spec.name, state="evaluating", step=train.steps,
                          latest_checkpoint=train.checkpoint)
             evaluation = await workflow.execute_child_workflow(
-                self.eval_workflow,
+                self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
                 EvalInput.from_result(spec.config, train, inp.eval_split, task_queue=inp.eval_task_queue),
                 id=eval_id, result_type=EvalResult, search_attributes=tags,
             )

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
@@ -47,13 +47,13 @@ class EvalWorkflow:
                                      non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
         )
         headline = result.accuracy if result.accuracy is not None else result.loss
-        pairs = [
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"), "eval"),
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlRunId"), inp.checkpoint.run_id),
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlSnapshotId"), inp.snapshot.id),
+        pairs: list[SearchAttributeUpdate] = [
+            SearchAttributeKey.for_keyword("TmlKind").value_set("eval"),
+            SearchAttributeKey.for_keyword("TmlRunId").value_set(inp.checkpoint.run_id),
+            SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(inp.snapshot.id),
         ]
         if headline is not None:
-            pairs.append(SearchAttributePair(SearchAttributeKey.for_float("TmlMetric"), headline))
+            pairs.append(SearchAttributeKey.for_float("TmlMetric").value_set(headline))
         workflow.upsert_search_attributes(pairs)
         workflow.upsert_memo({"split": inp.split, "metrics": result.metrics})
         return result

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field, model_validator
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -192,10 +192,10 @@ class TrainingWorkflow:
     def _tag(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig) -> None:
         """Search attributes and memo, so runs can be found in the Web UI (e.g. by snapshot)."""
         workflow.upsert_search_attributes([
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"), "train"),
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlRunId"), run_id),
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlSnapshotId"), snapshot.id),
-            SearchAttributePair(SearchAttributeKey.for_keyword("TmlConfigHash"), config.config_hash()),
+            SearchAttributeKey.for_keyword("TmlKind").value_set("train"),
+            SearchAttributeKey.for_keyword("TmlRunId").value_set(run_id),
+            SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
+            SearchAttributeKey.for_keyword("TmlConfigHash").value_set(config.config_hash()),
         ])
         workflow.upsert_memo({"snapshot": snapshot.id, "trainable": config.trainable,
                               "max_steps": config.max_steps, "temporal_ml": __version__})
