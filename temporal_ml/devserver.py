@@ -8,6 +8,7 @@ frontend answers, and stops it cleanly. ``temporal-ml server`` is a thin CLI aro
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
@@ -126,6 +127,8 @@ class DevServer:
         log_level: the server's own log level (debug, info, warn, error, never).
         die_with_parent: on Linux, the server is killed when this process dies, even by SIGKILL, so
             an embedded server never outlives its owner.
+        dynamic_config: server dynamic-config overrides (key -> JSON value), e.g.
+            ``{"limit.historyCount.suggestContinueAsNew": 1000}``.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class DevServer:
         headless: bool = False,
         log_level: str = "warn",
         die_with_parent: bool = True,
+        dynamic_config: Mapping[str, object] | None = None,
     ) -> None:
         for name, value in (("port", port), ("ui_port", ui_port)):
             if value is not None and not 0 < value < 65536:
@@ -150,6 +154,7 @@ class DevServer:
         self.namespaces = namespaces
         self.log_level = log_level
         self.die_with_parent = die_with_parent
+        self.dynamic_config = dict(dynamic_config or {})
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -187,6 +192,8 @@ class DevServer:
             cmd += ["--search-attribute", f"{name}={kind}"]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]
+        for key, value in self.dynamic_config.items():
+            cmd += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
         return cmd
 
     def start(self, timeout: float = 60.0) -> DevServer:

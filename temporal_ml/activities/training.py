@@ -51,7 +51,6 @@ class _Supervisor:
         self._loop = loop
         self.progress = TrainProgress(state="training", run_id=run_id, max_steps=max_steps,
                                       resumes=resumes)
-        self.new_checkpoint = asyncio.Event()
 
     def _apply(self, **changes: Any) -> None:  # runs on the event loop
         self.progress = self.progress.model_copy(update=changes)
@@ -71,7 +70,6 @@ class _Supervisor:
             current = self.progress.latest_checkpoint
             if current is None or ref.step >= current.step:
                 self._apply(latest_checkpoint=ref)
-                self.new_checkpoint.set()
 
         self._loop.call_soon_threadsafe(apply)
 
@@ -163,9 +161,9 @@ class TrainingActivities:
             while not future.done():
                 await asyncio.wait([future], timeout=self.heartbeat_every_seconds)
                 activity.heartbeat(sup.progress.model_dump(mode="json"))
-                due = time.monotonic() - last_report >= req.progress_every_seconds
-                if sup.new_checkpoint.is_set() or due:
-                    sup.new_checkpoint.clear()
+                # Reports (checkpoints included) are throttled: each costs the workflow history
+                # a few events. The heartbeat details and the store always have the latest one.
+                if time.monotonic() - last_report >= req.progress_every_seconds:
                     last_report = time.monotonic()
                     await _report(handles, sup.progress)
         except asyncio.CancelledError:

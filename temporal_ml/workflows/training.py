@@ -59,6 +59,7 @@ class TrainingInput(BaseModel):
         max_attempts: attempts of the training activity before the run fails (0: unlimited).
         progress_every_seconds: how often the activity reports progress to the workflow.
         report_to: ids of further workflows (e.g. a coordinator) that receive the progress reports.
+        carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
     config: TrainConfig
@@ -70,6 +71,8 @@ class TrainingInput(BaseModel):
     max_attempts: int = Field(default=20, ge=0)
     progress_every_seconds: float = Field(default=10.0, gt=0)
     report_to: list[str] = Field(default_factory=list)
+    carried: TrainProgress | None = None
+    carried_paused: bool = False
 
     @model_validator(mode="after")
     def _one_data_source(self) -> TrainingInput:
@@ -105,12 +108,15 @@ class TrainingWorkflow:
         self._paused = False
         self._stop_requested = False
         self._activity: workflow.ActivityHandle[TrainOutcome] | None = None
+        self._rollover = False
 
     # -- the run -----------------------------------------------------------------------------------
 
     async def run(self, inp: TrainingInput) -> TrainResult:
         """Snapshot (if needed), train until done or stopped early, return the result."""
         run_id = inp.run_id or workflow.info().workflow_id
+        if inp.carried is not None:
+            self._progress, self._paused = inp.carried, inp.carried_paused
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
         self._tag(run_id, snapshot, inp.config)
         self._progress = self._progress.model_copy(update={"max_steps": inp.config.max_steps})
@@ -120,6 +126,12 @@ class TrainingWorkflow:
             if self._stop_requested and self._progress.latest_checkpoint is not None:
                 break
             outcome = await self._train_once(inp, run_id, snapshot)
+            if outcome is None and self._rollover and not self._stop_requested:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={
+                    "run_id": run_id, "snapshot": snapshot, "dataset": None,
+                    "carried": self._progress, "carried_paused": self._paused,
+                }))
         return self._result(run_id, snapshot, inp.config, outcome)
 
     async def snapshot(self, source: DatasetSource) -> SnapshotRef:
@@ -143,12 +155,14 @@ class TrainingWorkflow:
             retry_policy=train_retry_policy(inp.max_attempts),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
-        if self._paused or self._stop_requested:  # requested while the activity was being started
+        if self._paused or self._stop_requested or self._rollover:  # requested while starting
             self._activity.cancel()
         try:
             outcome = await self._activity
         except ActivityError as err:
-            if isinstance(err.cause, CancelledError) and (self._paused or self._stop_requested):
+            if isinstance(err.cause, CancelledError) and (
+                self._paused or self._stop_requested or self._rollover
+            ):
                 self._set_state("stopping" if self._stop_requested else "paused")
                 return None
             self._set_state("failed")
@@ -205,6 +219,12 @@ class TrainingWorkflow:
     @workflow.signal(name=REPORT_SIGNAL)
     def _on_report(self, report: TrainProgress) -> None:
         self._record(report)
+        if workflow.info().is_continue_as_new_suggested() and not self._rollover:
+            # The history is getting long (e.g. a multi-day run): checkpoint the run like a pause,
+            # then continue as a new run of this workflow that resumes from that checkpoint.
+            self._rollover = True
+            if self._activity is not None:
+                self._activity.cancel()
 
     @workflow.query
     def progress(self) -> TrainProgress:

@@ -214,3 +214,40 @@ async def test_config_error_fails_fast_and_inference_works(workers: Workers) -> 
     )
     assert prediction.labels == [1, 0]
     assert all(0.5 <= c <= 1 for c in prediction.confidences)
+
+
+async def test_long_history_continues_as_new_and_stays_exact(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A chatty run on a server that suggests continue-as-new after a few dozen events rolls over to
+    new runs (checkpointing like a pause) and still ends bitwise equal to an undisturbed run."""
+    from temporal_ml.devserver import DevServer
+    from tests.conftest import free_port
+
+    server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server",
+                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 25})
+    server.start(timeout=120)
+    try:
+        env = {**subprocess_env, "TEMPORAL_ADDRESS": server.address}
+        workers = Workers(tmp_path, env)
+        workers.start()
+        client = await connect(server.address)
+        config = CONFIG.model_copy(update={"max_steps": 300})
+        quiet = await client.execute_workflow(
+            MLPTraining.run, TrainingInput(config=config, dataset=DATASET, run_id="quiet",
+                                           task_queue=workers.queue, progress_every_seconds=30),
+            id="quiet", task_queue=workers.queue)
+        chatty_input = TrainingInput(config=config, dataset=DATASET, run_id="chatty",
+                                     task_queue=workers.queue, progress_every_seconds=0.05)
+        handle = await client.start_workflow(MLPTraining.run, chatty_input, id="chatty",
+                                             task_queue=workers.queue)
+        chatty = await handle.result()
+        for _ in range(50):  # visibility is eventually consistent
+            runs = [wf async for wf in client.list_workflows('WorkflowId = "chatty"')]
+            if len(runs) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        workers.stop_all()
+    finally:
+        server.stop()
+    assert len(runs) >= 2, "the server never suggested continue-as-new"
+    assert chatty.checkpoint.model_sha256 == quiet.checkpoint.model_sha256
+    assert chatty.steps == 300 and chatty.resumes >= 1 and not chatty.stopped_early
