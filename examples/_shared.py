@@ -31,18 +31,10 @@ def store_dir(example: str) -> Path:
 
 
 def run_worker(example: str, task_queue: str, workflows: Sequence[type]) -> None:
-    """``worker.py`` main: connect (``TEMPORAL_ADDRESS`` etc.) and poll until Ctrl-C."""
-
-    async def main() -> None:
-        client = await connect()
-        async with experiment_worker(client, task_queue=task_queue, workflows=workflows,
-                                              example=example):
-            print(f"worker polling {task_queue!r} at {client.service_client.config.target_host}; "
-                  f"storage in {store_dir(example)}", flush=True)
-            await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    """``worker.py`` main: one :func:`experiment_worker`; connect (``TEMPORAL_ADDRESS`` etc.) and poll
+    until Ctrl-C."""
+    run_workers(lambda client: [experiment_worker(client, task_queue=task_queue, workflows=workflows,
+                                                  example=example)], example)
 
 
 def starter_parser(description: str) -> argparse.ArgumentParser:
@@ -105,24 +97,12 @@ def _head(path: str, rows: int) -> str:
     return str(dst)
 
 
-@contextlib.asynccontextmanager
-async def environment(args: argparse.Namespace, *, task_queue: str, workflows: Sequence[type],
-                      example: str) -> AsyncIterator[Client]:
-    """A connected client; with ``--embedded`` also an embedded server and an in-process worker."""
-    if not args.embedded:
-        yield await connect()
-        return
-    server = DevServer(port=_free_port(), headless=True,
-                       data_dir=tempfile.mkdtemp(prefix="temporal-ml-server-"))
-    await asyncio.to_thread(server.start)
-    _say(args, f"embedded Temporal server at {server.address}")
-    try:
-        client = await connect(server.address)
-        async with experiment_worker(client, task_queue=task_queue, workflows=workflows,
-                                              example=example):
-            yield client
-    finally:
-        server.stop()
+def environment(args: argparse.Namespace, *, task_queue: str, workflows: Sequence[type],
+                example: str) -> contextlib.AbstractAsyncContextManager[Client]:
+    """A connected client; with ``--embedded`` also an embedded server and an in-process
+    :func:`experiment_worker`."""
+    return environment_with(args, lambda client: [experiment_worker(
+        client, task_queue=task_queue, workflows=workflows, example=example)])
 
 
 def _free_port() -> int:
