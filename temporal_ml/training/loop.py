@@ -203,9 +203,12 @@ class TrainingLoop:
             self.metrics.write("resume", step=step, checkpoint=resumed_from.uri)
         else:
             self.metrics.write("start", step=0, config_hash=self.config_hash)
-        latest = resumed_from
         self.control.started(step, resumed_from)
         setup.model.train()
+        # The newest checkpoint this call verified (the resume point) or wrote itself. The final
+        # checkpoint is taken from here, never from a listing of the store: a committed step there
+        # may be corrupt (it is what the resume skipped), and returning it would hand out a bad result.
+        known = resumed_from
 
         def committed(ref: CheckpointRef) -> None:
             self.control.checkpoint_committed(ref)
@@ -216,6 +219,7 @@ class TrainingLoop:
         stopped: StopReason | None = None
 
         def checkpoint(at_step: int, final: bool) -> CheckpointRef | None:
+            nonlocal known
             with rng():
                 state = self._state(setup, sampler, at_step)
             metrics = {"loss": last_loss} if last_loss == last_loss else {}
@@ -229,6 +233,7 @@ class TrainingLoop:
                 future.add_done_callback(on_done)
                 return None
             ref = self.checkpoints.save(at_step, state, metrics=metrics)
+            known = ref
             committed(ref)
             return ref
 
@@ -251,7 +256,7 @@ class TrainingLoop:
                                    samples_per_second=rate)
                 self.control.progress(TrainProgress(
                     state="training", step=step, max_steps=cfg.max_steps, epoch=sampler.epoch,
-                    loss=last_loss, samples_per_second=rate, latest_checkpoint=latest,
+                    loss=last_loss, samples_per_second=rate,
                 ))
                 loss_sum.zero_()
                 window, window_start = 0, time.perf_counter()
@@ -264,10 +269,10 @@ class TrainingLoop:
 
         if window:
             last_loss = float((loss_sum / window).item())
-        self.checkpoints.wait()
-        final_ref = self.checkpoints.latest(verify=False)
-        if final_ref is None or final_ref.step != step:
-            final_ref = checkpoint(step, final=True)
+        pending = self.checkpoints.wait()  # the last background save, written by this call
+        if pending is not None and (known is None or pending.step >= known.step):
+            known = pending
+        final_ref = known if known is not None and known.step == step else checkpoint(step, final=True)
         assert final_ref is not None
         metrics = {"loss": last_loss} if last_loss == last_loss else dict(final_ref.metrics)
         if stopped is None and cfg.eval_split is not None:
