@@ -39,7 +39,6 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {
     "TmlExperiment": "Keyword",
     "TmlSnapshotId": "Keyword",
     "TmlConfigHash": "Keyword",
-    "TmlStatus": "Keyword",
     "TmlMetric": "Double",
 }
 

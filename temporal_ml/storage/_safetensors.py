@@ -4,6 +4,13 @@
 header bytes, which the tests check) without copying any data: the checkpoint manager then writes and
 hashes the header and the tensors' own memory. :func:`parse_file` reads a whole file held in a buffer
 back into CPU tensors that share its memory. Importing this module does not import torch.
+
+Why not the ``safetensors`` library: a checkpoint file must be written *and* sha256-hashed, and loaded
+from the very bytes that were verified. ``safetensors.torch.save`` first serializes a full copy and
+``load`` copies every tensor again; ``save_file`` writes only local paths (not fsspec) and would have to
+be read back to hash. ``benchmarks/bench_safetensors.py`` (100 MB of float32, 2 files, page cache)
+measured write+hash at 0.45-0.55x the library's time and parsing at under 0.02x. The library stays
+the reference in the tests: both produce byte-identical files, and each reads the other's.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from temporal_ml._names import NAME_PATTERN
+    from temporal_ml._names import NAME_PATTERN, check_name
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.types import (
@@ -90,7 +90,28 @@ class CoordinatorInput(BaseModel):
         names = [e.name for e in self.experiments]
         if len(set(names)) != len(names):
             raise ValueError(f"experiment names must be unique, got {names}")
+        if self.run_id is not None:
+            check_child_ids(self.run_id, names)
         return self
+
+
+def child_id(run_id: str, name: str, kind: str) -> str:
+    """The workflow id (and run id) of an experiment's ``kind`` (``train``/``eval``) child."""
+    return f"{run_id}--{name}--{kind}"
+
+
+def check_child_ids(run_id: str, names: list[str]) -> None:
+    """Raise ``ConfigError`` (a ``ValueError``) unless ``run_id`` and every derived child id are valid
+    names (at most 200 characters: a child's id is its training run id, a storage path component)."""
+    check_name(run_id, "run id")
+    for name in names:
+        for kind in ("train", "eval"):
+            derived = child_id(run_id, name, kind)
+            if len(derived) > 200:
+                raise ValueError(
+                    f"the child id {derived[:40]}... of experiment {name!r} would be {len(derived)} "
+                    "characters (at most 200): use a shorter run id or experiment name"
+                )
 
 
 class CoordinatorWorkflow:
@@ -109,8 +130,11 @@ class CoordinatorWorkflow:
     async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
         """Run every experiment (at most ``max_concurrency`` at once) and rank the results."""
         run_id = inp.run_id or workflow.info().workflow_id
-        if not NAME_PATTERN.match(run_id) or ".." in run_id:
-            raise ApplicationError(f"run id {run_id!r} is not a valid name; pass run_id", non_retryable=True)
+        try:  # the default run id (the workflow id) is only known here: check what derives from it
+            check_child_ids(run_id, [spec.name for spec in inp.experiments])
+        except ValueError as exc:
+            raise ApplicationError(f"{exc} (pass a valid run_id)", type="ConfigError",
+                                   non_retryable=True) from None
         for spec in inp.experiments:
             self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps)
             self._by_run_id[self._child_id(run_id, spec.name, "train")] = spec.name
@@ -169,7 +193,7 @@ class CoordinatorWorkflow:
 
     @staticmethod
     def _child_id(run_id: str, name: str, kind: str) -> str:
-        return f"{run_id}--{name}--{kind}"
+        return child_id(run_id, name, kind)
 
     @staticmethod
     def _result(spec: ExperimentSpec, train_id: str, eval_id: str, snapshot: SnapshotRef,

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from temporal_ml._names import check_name
     from temporal_ml._version import __version__
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import (
@@ -73,6 +74,12 @@ class TrainingInput(BaseModel):
     report_to: list[str] = Field(default_factory=list)
     carried: TrainProgress | None = None
     carried_paused: bool = False
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, value: str | None) -> str | None:
+        # The run id becomes a directory of the checkpoint store: no '/', no '..'.
+        return None if value is None else check_name(value, "run id")
 
     @model_validator(mode="after")
     def _one_data_source(self) -> TrainingInput:
