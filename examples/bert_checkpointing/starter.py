@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from examples._shared import (
+from temporal_ml.types import TrainConfig
+from temporal_ml.workflows.training import TrainingInput
+
+from .._shared import (
     TRAINABLE,
     dataset_source,
     emit,
@@ -19,9 +22,7 @@ from examples._shared import (
     model_name,
     starter_parser,
 )
-from examples.bert_checkpointing.workflows import TASK_QUEUE, BertCheckpointingWorkflow
-from temporal_ml.types import TrainConfig
-from temporal_ml.workflows.training import TrainingInput
+from .workflows import TASK_QUEUE, BertCheckpointingWorkflow
 
 parser = starter_parser(__doc__.splitlines()[0])
 parser.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint every N steps (default 50)")

@@ -5,8 +5,8 @@ checkpoints under ``$TEMPORAL_ML_STORE`` (default ``~/.temporal-ml/examples/bert
 
 from __future__ import annotations
 
-from examples._shared import run_worker
-from examples.bert_checkpointing.workflows import TASK_QUEUE, BertCheckpointingWorkflow
+from .._shared import run_worker
+from .workflows import TASK_QUEUE, BertCheckpointingWorkflow
 
 
 def main() -> None:

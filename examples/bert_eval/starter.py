@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from examples._shared import (
+from temporal_ml.types import CoordinatorResult, ExperimentResult, ExperimentSpec, TrainConfig
+from temporal_ml.workflows.coordinator import CoordinatorInput
+
+from .._shared import (
     TRAINABLE,
     dataset_source,
     emit,
@@ -21,10 +24,8 @@ from examples._shared import (
     model_name,
     starter_parser,
 )
-from examples.bert_eval.worker import workers
-from examples.bert_eval.workflows import TASK_QUEUE, BertExperiment
-from temporal_ml.types import CoordinatorResult, ExperimentResult, ExperimentSpec, TrainConfig
-from temporal_ml.workflows.coordinator import CoordinatorInput
+from .worker import workers
+from .workflows import TASK_QUEUE, BertExperiment
 
 parser = starter_parser(__doc__.splitlines()[0])
 parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the trainable's)")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from examples._shared import experiment_worker, run_workers
-from examples.bert_eval.workflows import TASK_QUEUE, WORKFLOWS
+from .._shared import experiment_worker, run_workers
+from .workflows import TASK_QUEUE, WORKFLOWS
 
 
 def workers(client: Client) -> list[Worker]:

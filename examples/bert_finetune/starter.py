@@ -12,7 +12,11 @@ import uuid
 
 from pydantic import BaseModel
 
-from examples._shared import (
+from temporal_ml.types import PredictionResult, TrainConfig, TrainResult
+from temporal_ml.workflows.inference import InferenceInput
+from temporal_ml.workflows.training import TrainingInput
+
+from .._shared import (
     TRAINABLE,
     dataset_source,
     emit,
@@ -22,10 +26,7 @@ from examples._shared import (
     model_name,
     starter_parser,
 )
-from examples.bert_finetune.workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
-from temporal_ml.types import PredictionResult, TrainConfig, TrainResult
-from temporal_ml.workflows.inference import InferenceInput
-from temporal_ml.workflows.training import TrainingInput
+from .workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
 
 SENTENCES = [  # in the style of the synthetic data set (see temporal_ml/hf/synthetic.py)
     "the movie was truly wonderful .",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from examples._shared import run_worker
-from examples.bert_finetune.workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
+from .._shared import run_worker
+from .workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
 
 
 def main() -> None:

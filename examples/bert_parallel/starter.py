@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from examples._shared import (
+from temporal_ml.types import CoordinatorResult, ExperimentSpec, TrainConfig
+from temporal_ml.workflows.coordinator import CoordinatorInput
+
+from .._shared import (
     TRAINABLE,
     dataset_source,
     emit,
@@ -27,10 +30,8 @@ from examples._shared import (
     model_name,
     starter_parser,
 )
-from examples.bert_parallel.worker import ROLES, add_queue_options, workers
-from examples.bert_parallel.workflows import BertParallel
-from temporal_ml.types import CoordinatorResult, ExperimentSpec, TrainConfig
-from temporal_ml.workflows.coordinator import CoordinatorInput
+from .worker import ROLES, add_queue_options, workers
+from .workflows import BertParallel
 
 
 def _floats(value: str) -> list[float]:

@@ -19,10 +19,11 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from examples._shared import SYNTHETIC, TRAINABLE, run_workers, store_dir
-from examples.bert_parallel.workflows import EVAL_QUEUE, TASK_QUEUE, TRAIN_QUEUE, WORKFLOWS
 from temporal_ml.errors import ConfigError
 from temporal_ml.roles import Role, WorkerSpec, build_workers
+
+from .._shared import SYNTHETIC, TRAINABLE, run_workers, store_dir
+from .workflows import EVAL_QUEUE, TASK_QUEUE, TRAIN_QUEUE, WORKFLOWS
 
 EXAMPLE = "bert_parallel"
 ROLES = tuple(role.value for role in Role)
