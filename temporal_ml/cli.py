@@ -3,6 +3,8 @@
 Subcommands:
     server   run the embedded Temporal dev server (persistent, Web UI, our search attributes)
     worker   run workers for chosen roles (orchestration, train, eval), each on its own task queue
+    example  list and run the bundled examples (``example list``, ``example run NAME [ARGS...]``,
+             ``example worker NAME [ARGS...]``)
     version  print the library version
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from temporal_ml._examples_cli import add_example_parser
 from temporal_ml._version import __version__
 from temporal_ml.errors import ConfigError, TemporalMLError
 
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(handler=_run_server)
 
     _add_worker_parser(sub)
+    add_example_parser(sub)
 
     version = sub.add_parser("version", help="print the temporal-ml version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
