@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
 
 __all__ = [
     "SnapshotRef",
@@ -30,6 +38,48 @@ __all__ = [
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BoundaryModel(BaseModel):
+    """Base of workflow input models: input that reaches a workflow invalid fails it at once.
+
+    Outside workflows these models validate like any pydantic model (``ValidationError``). When one
+    is validated inside a workflow (decoding a start request sent as raw JSON, by another SDK or by
+    ``temporal workflow start``; or built by workflow code), a validation error becomes a
+    non-retryable ``ApplicationError`` of type ``ValidationError`` with a one-line message, which
+    fails the workflow instead of failing its workflow task forever.
+    """
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fail_workflow_when_invalid(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not _in_workflow():
+                raise
+            from temporalio.exceptions import ApplicationError
+
+            raise ApplicationError(
+                f"invalid {cls.__name__}: {one_line(exc)}", type="ValidationError", non_retryable=True
+            ) from None
+
+
+def one_line(exc: ValidationError, limit: int = 5) -> str:
+    """A pydantic validation error as one short line: ``loc: message; ...``."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "input"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _in_workflow() -> bool:
+    """Whether this runs in workflow code (including payload decoding in the workflow sandbox)."""
+    from temporalio import workflow
+
+    return workflow.in_workflow() or workflow.unsafe.in_sandbox()
 
 
 class SnapshotRef(_Frozen):
@@ -139,12 +189,33 @@ class TrainConfig(_Frozen):
         return self
 
     def config_hash(self) -> str:
-        """sha256 of the canonical JSON of this config (lineage; guards resume against a changed config)."""
-        import hashlib
-        import json
+        """sha256 of the canonical JSON of the fields that change the training trajectory.
 
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        Used for lineage and to guard a resume against a changed config. Fields that only change how
+        a run is operated, not the weights it reaches (checkpoint cadence, retention, log cadence,
+        asynchronous saving, the device and the final evaluation split), are left out, so they may be
+        changed when a run is resumed.
+        """
+        return _sha256_json(self.model_dump(mode="json", exclude=set(OPERATIONAL_FIELDS)))
+
+    def full_hash(self) -> str:
+        """sha256 of the canonical JSON of every field (what ``config_hash`` covered in 0.1.0: checkpoints of that version record it)."""
+        return _sha256_json(self.model_dump(mode="json"))
+
+
+#: ``TrainConfig`` fields that do not change a run's trajectory (left out of ``config_hash``).
+OPERATIONAL_FIELDS = (
+    "checkpoint_every_steps", "checkpoint_every_seconds", "async_checkpoints", "keep_last",
+    "log_every_steps", "device", "eval_split",
+)
+
+
+def _sha256_json(value: Any) -> str:
+    import hashlib
+    import json
+
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class TrainProgress(BaseModel):
@@ -172,7 +243,7 @@ class TrainResult(_Frozen):
         metrics: final metrics (``loss`` and, with ``eval_split``, evaluation metrics).
         resumes: how many times training resumed from a checkpoint (worker crashes, pauses).
         stopped_early: ``True`` if the run was stopped before ``max_steps``.
-        config_hash: sha256 of the canonical config.
+        config_hash: sha256 of the canonical config (its trajectory fields, see ``TrainConfig.config_hash``).
     """
 
     run_id: str

@@ -136,7 +136,8 @@ class TrainingActivities:
         )
         metrics = self.metrics_dir / run_id / "metrics.jsonl" if self.metrics_dir else None
         return TrainingLoop(self._trainable(req.config.trainable), req.config, run_id=run_id,
-                            data=data, checkpoints=checkpoints, metrics_path=metrics, control=control)
+                            data=data, checkpoints=checkpoints, metrics_path=metrics, control=control,
+                            snapshot_id=req.snapshot.id)
 
     @activity.defn(name=TRAIN)
     @fail_fast_async
@@ -150,10 +151,11 @@ class TrainingActivities:
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
                               on_start=sup.on_start)
         handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]
-        hint = _hint(info.heartbeat_details) or req.resume_from
+        # The newest valid of (last heartbeat's checkpoint, the workflow's record, the store) wins.
+        hints = [_hint(info.heartbeat_details), req.resume_from]
 
         def run() -> LoopResult:
-            return self._loop(req, control).run(resume_hint=hint)
+            return self._loop(req, control).run(resume_hint=hints)
 
         future = loop.run_in_executor(self.training_executor, run)
         last_report = 0.0
@@ -204,7 +206,10 @@ def _prior_resumes(details: Any) -> int:
 def _hint(details: Any) -> CheckpointRef | None:
     last = _last_details(details)
     if last and last.get("latest_checkpoint"):
-        return CheckpointRef.model_validate(last["latest_checkpoint"])
+        try:
+            return CheckpointRef.model_validate(last["latest_checkpoint"])
+        except ValueError:  # details of another version: the store and the workflow's record remain
+            return None
     return None
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from temporal_ml.errors import ConfigError
+from temporal_ml.errors import ConfigError, IntegrityError, NotFoundError
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
 from temporal_ml.training.rng import (
@@ -98,6 +98,8 @@ class TrainingLoop:
         checkpoints: the run's checkpoint manager.
         metrics_path: JSONL metrics file (``None``: no file).
         control: stop requests and progress callbacks (``None``: run to the end).
+        snapshot_id: the id of the snapshot ``data`` comes from; recorded in every checkpoint, and a
+            resume from a checkpoint of another snapshot is refused (``None``: not checked).
     """
 
     def __init__(
@@ -110,8 +112,10 @@ class TrainingLoop:
         checkpoints: CheckpointManager,
         metrics_path: Path | None = None,
         control: LoopControl | None = None,
+        snapshot_id: str | None = None,
     ) -> None:
         self.trainable = trainable
+        self.snapshot_id = snapshot_id
         self.config = config
         self.run_id = run_id
         self.data = data
@@ -145,20 +149,46 @@ class TrainingLoop:
             "rng": capture_rng_state(),
             "sampler": sampler.state_dict(),
             "counters": {"step": step},
-            "meta": {"run_id": self.run_id, "config_hash": self.config_hash},
+            "meta": {"run_id": self.run_id, "config_hash": self.config_hash,
+                     "snapshot_id": self.snapshot_id},
         }
 
-    def _find_resume_point(self, hint: CheckpointRef | None) -> tuple[CheckpointRef, dict[str, Any]] | None:
-        """The newest valid checkpoint of this run (corrupt ones are skipped), else ``hint``."""
+    def _find_resume_point(
+        self, hints: Sequence[CheckpointRef]
+    ) -> tuple[CheckpointRef, dict[str, Any]] | None:
+        """The newest *valid* checkpoint among the run's store and ``hints`` (e.g. the one in the
+        last heartbeat, the one the workflow recorded, possibly on another store).
+
+        Corrupt or missing checkpoints are skipped with a warning, whichever side they are on; with
+        none valid the run starts from scratch (which reaches the same weights, only later).
+        """
         found = self.checkpoints.load_latest_valid()
-        if found is None and hint is not None:
-            found = (hint, load_checkpoint(hint))
-        if found is not None and found[1]["meta"]["config_hash"] != self.config_hash:
-            raise ConfigError(
-                f"run {self.run_id!r} already has checkpoints made with a different config; "
-                "use a new run id (or the original config) to resume"
-            )
+        for hint in sorted(hints, key=lambda h: -h.step):
+            if found is not None and hint.step <= found[0].step:
+                break
+            try:
+                found = (hint, load_checkpoint(hint))
+                break
+            except (IntegrityError, NotFoundError) as exc:
+                log.warning("run %s: ignoring resume hint %s: %s", self.run_id, hint.uri, exc)
+        if found is not None:
+            self._check_compatible(found[0], found[1]["meta"])
         return found
+
+    def _check_compatible(self, ref: CheckpointRef, meta: Mapping[str, Any]) -> None:
+        """Refuse to resume from a checkpoint of another trajectory (config or snapshot)."""
+        if meta.get("config_hash") not in (self.config_hash, self.config.full_hash()):
+            raise ConfigError(
+                f"run {self.run_id!r} already has checkpoints made with a different config "
+                f"({ref.uri}); use a new run id (or the original config) to resume. Only the "
+                "checkpoint/log cadence, retention, async saving, device and eval split may change"
+            )
+        theirs = meta.get("snapshot_id")
+        if theirs is not None and self.snapshot_id is not None and theirs != self.snapshot_id:
+            raise ConfigError(
+                f"run {self.run_id!r} was trained on snapshot {theirs[:12]}, not on "
+                f"{self.snapshot_id[:12]} ({ref.uri}); use a new run id to train on other data"
+            )
 
     def _restore(self, setup: TrainSetup, sampler: ResumableSampler, state: dict[str, Any]) -> int:
         setup.model.load_state_dict(state["model"])
@@ -173,22 +203,29 @@ class TrainingLoop:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def run(self, resume_hint: CheckpointRef | None = None) -> LoopResult:
+    def run(
+        self, resume_hint: CheckpointRef | Sequence[CheckpointRef | None] | None = None
+    ) -> LoopResult:
         """Train from the newest valid checkpoint of the run (or from scratch) to ``max_steps``.
 
         Args:
-            resume_hint: a checkpoint to resume from if the run's own directory has none (e.g.
-                recorded by the workflow on another store).
+            resume_hint: checkpoints to consider besides the run's own directory (e.g. the one in
+                the last heartbeat and the one the workflow recorded, possibly on another store);
+                the newest one that verifies wins, bad ones are skipped.
 
         Returns:
             The step reached, its checkpoint and the last metrics.
         """
+        if isinstance(resume_hint, CheckpointRef):
+            hints = [resume_hint]
+        else:
+            hints = [h for h in resume_hint or () if h is not None]
         try:
-            return self._run(resume_hint)
+            return self._run(hints)
         finally:
             self.rng.close()
 
-    def _run(self, resume_hint: CheckpointRef | None) -> LoopResult:
+    def _run(self, resume_hint: Sequence[CheckpointRef]) -> LoopResult:
         cfg = self.config
         rng = self.rng.active
         with rng():

@@ -22,9 +22,9 @@ Subclass it and name the child workflow types::
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.types import (
+        BoundaryModel,
         CoordinatorResult,
         DatasetSource,
         EvalResult,
@@ -43,18 +44,17 @@ with workflow.unsafe.imports_passed_through():
         LeaderboardEntry,
         Lineage,
         SnapshotRef,
-        TrainProgress,
         TrainResult,
     )
     from temporal_ml.workflows.evaluation import EvalInput
-    from temporal_ml.workflows.training import TrainingInput, create_snapshot
+    from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
 
 __all__ = ["CoordinatorWorkflow", "CoordinatorInput"]
 
 _EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
 
 
-class CoordinatorInput(BaseModel):
+class CoordinatorInput(BoundaryModel):
     """Input of a coordinator.
 
     Attributes:
@@ -222,7 +222,10 @@ class CoordinatorWorkflow:
         self._status[name] = self._status[name].model_copy(update=changes)
 
     @workflow.signal(name=REPORT_SIGNAL)
-    def _on_report(self, report: TrainProgress) -> None:
+    def _on_report(self, *args: Any) -> None:
+        report = parse_report(args)
+        if report is None:
+            return
         name = self._by_run_id.get(report.run_id or "")
         if name is not None and self._status[name].state == "training":
             self._update(name, step=report.step, loss=report.loss,

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import EVALUATE, EvalRequest
-    from temporal_ml.types import CheckpointRef, EvalResult, SnapshotRef, TrainConfig, TrainResult
+    from temporal_ml.types import (
+        BoundaryModel,
+        CheckpointRef,
+        EvalResult,
+        SnapshotRef,
+        TrainConfig,
+        TrainResult,
+    )
 
 __all__ = ["EvalWorkflow", "EvalInput"]
 
 
-class EvalInput(BaseModel):
+class EvalInput(BoundaryModel):
     """Input of an evaluation workflow. Build it from a training result with :meth:`from_result`."""
 
     config: TrainConfig

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -13,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import PREDICT, PredictRequest
     from temporal_ml.types import (
+        BoundaryModel,
         CheckpointRef,
         PredictionResult,
         SnapshotRef,
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["InferenceWorkflow", "InferenceInput"]
 
 
-class InferenceInput(BaseModel):
+class InferenceInput(BoundaryModel):
     """Input of an inference workflow: what was trained (config, snapshot, checkpoint) and the inputs.
 
     Build it from a training result with :meth:`from_result`.

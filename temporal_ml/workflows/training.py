@@ -17,11 +17,12 @@ ends the run at its latest checkpoint and returns it as the result.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import check_name
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         TrainRequest,
     )
     from temporal_ml.types import (
+        BoundaryModel,
         CheckpointRef,
         DatasetSource,
         SnapshotRef,
@@ -46,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["TrainingWorkflow", "TrainingInput", "create_snapshot", "train_retry_policy"]
 
 
-class TrainingInput(BaseModel):
+class TrainingInput(BoundaryModel):
     """Input of a training workflow.
 
     Attributes:
@@ -98,6 +100,22 @@ async def create_snapshot(source: DatasetSource, task_queue: str | None = None) 
     )
 
 
+def parse_report(args: tuple[Any, ...]) -> TrainProgress | None:
+    """The progress report carried by a ``tml_report`` signal, or ``None`` (logged) if it is malformed.
+
+    The handler takes raw arguments and validates them itself, so a bad signal (sent by hand or by
+    another SDK) is dropped instead of failing the workflow task.
+    """
+    if len(args) == 1:
+        try:
+            return TrainProgress.model_validate(args[0])
+        except ValueError as exc:
+            workflow.logger.warning("dropping a malformed %s signal: %s", REPORT_SIGNAL, exc)
+            return None
+    workflow.logger.warning("dropping a %s signal with %d arguments (expected 1)", REPORT_SIGNAL, len(args))
+    return None
+
+
 def train_retry_policy(max_attempts: int) -> RetryPolicy:
     """The training activity's retry policy: quick first retry, capped backoff, config errors final."""
     return RetryPolicy(
@@ -122,6 +140,11 @@ class TrainingWorkflow:
     async def run(self, inp: TrainingInput) -> TrainResult:
         """Snapshot (if needed), train until done or stopped early, return the result."""
         run_id = inp.run_id or workflow.info().workflow_id
+        try:  # the default run id (the workflow id) becomes a storage path component too
+            check_name(run_id, "run id")
+        except ValueError as exc:
+            raise ApplicationError(f"{exc}; pass a valid run_id", type="ConfigError",
+                                   non_retryable=True) from None
         if inp.carried is not None:
             self._progress, self._paused = inp.carried, inp.carried_paused
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
@@ -224,7 +247,10 @@ class TrainingWorkflow:
     # -- handlers ----------------------------------------------------------------------------------
 
     @workflow.signal(name=REPORT_SIGNAL)
-    def _on_report(self, report: TrainProgress) -> None:
+    def _on_report(self, *args: Any) -> None:
+        report = parse_report(args)
+        if report is None:
+            return
         self._record(report)
         if workflow.info().is_continue_as_new_suggested() and not self._rollover:
             # The history is getting long (e.g. a multi-day run): checkpoint the run like a pause,
