@@ -14,6 +14,7 @@ import ast
 import importlib.util
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,11 @@ def _list(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _runner(command: str, module: str) -> Any:
+def _runner(command: str, module: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         example = _example(args.name)
         # Like `python -m <package>.<module> ARGS`, with this command as the program name in --help.
-        sys.argv = [f"temporal-ml example {command} {example.name}", *args.args]
+        saved, sys.argv = sys.argv, [f"temporal-ml example {command} {example.name}", *args.args]
         try:
             runpy.run_module(f"{example.package}.{module}", run_name="__main__")
         except ModuleNotFoundError as exc:
@@ -124,6 +125,8 @@ def _runner(command: str, module: str) -> Any:
             raise MissingDependencyError(
                 f"example {example.name!r} needs {exc.name!r}: pip install 'temporal-ml[examples]'"
             ) from exc
+        finally:
+            sys.argv = saved
         return 0
 
     return run
