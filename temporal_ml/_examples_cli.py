@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import builtins
 import importlib.util
-import runpy
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,7 @@ def _runner(command: str, module: str) -> Callable[[argparse.Namespace], int]:
         # Like `python -m <package>.<module> ARGS`, with this command as the program name in --help.
         saved, sys.argv = sys.argv, [f"temporal-ml example {command} {example.name}", *args.args]
         try:
-            runpy.run_module(f"{example.package}.{module}", run_name="__main__")
+            _run_as_main(f"{example.package}.{module}")
         except ModuleNotFoundError as exc:
             if (exc.name or "").split(".")[0] not in _EXTRA_MODULES:
                 raise
@@ -130,3 +131,24 @@ def _runner(command: str, module: str) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return run
+
+
+def _run_as_main(name: str) -> None:
+    """Execute module ``name`` as ``__main__``, as ``python -m name`` does (``runpy`` with
+    ``alter_sys=True`` minus its ``sys.argv[0]`` rewrite): the module *is* ``sys.modules["__main__"]``
+    while it runs, so pydantic resolves its models' annotations and multiprocessing can re-import it.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
+        raise ConfigError(f"cannot run {name}: module not found")
+    code = spec.loader.get_code(name)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=spec.origin, __spec__=spec, __loader__=spec.loader,
+                         __package__=spec.parent, __cached__=spec.cached, __builtins__=builtins)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved

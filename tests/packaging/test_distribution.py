@@ -8,12 +8,12 @@ environments (no system site-packages) outside the repository:
   examples, and running one fails in one line that names the extra to install;
 * with the ``examples`` extra: ``temporal-ml example run bert_checkpointing --embedded --json`` trains on
   an embedded server and prints a ``TrainResult`` whose weights digest is that of the checkpoint's
-  ``model.safetensors``; the code ran from the installed ``temporal_ml._examples``, and no top-level
-  ``examples`` package was installed.
+  ``model.safetensors`` (and ``bert_finetune`` trains and predicts); the code ran from the installed
+  ``temporal_ml._examples``, and no top-level ``examples`` package was installed.
 
 Cost on 2 cores: build about 5 s, the core environment about 10 s, the examples environment about
 50 s (pip unpacks torch, transformers and the rest from local wheels and its usual cache), the example
-run about 10 s.
+runs about 20 s.
 """
 
 from __future__ import annotations
@@ -198,3 +198,11 @@ def test_examples_install_runs_the_bundled_example(examples_venv: Path, tmp_path
     weights = Path(urlparse(result.checkpoint.uri).path) / "model.safetensors"
     assert weights.is_relative_to(tmp_path)  # the store is under TEMPORAL_ML_HOME
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == result.checkpoint.model_sha256
+
+    # A starter that defines its own pydantic model runs as __main__ (as with `python -m`).
+    proc = _run([cli, "example", "run", "bert_finetune", "--embedded", "--json", "--steps", "10",
+                 "--predict", "the movie was truly wonderful ."], cwd=tmp_path, env=env, timeout=300)
+    finetune = json.loads(proc.stdout)
+    assert TrainResult.model_validate(finetune["training"]).steps == 10
+    assert finetune["inputs"] == ["the movie was truly wonderful ."]
+    assert finetune["predictions"]["checkpoint"] == finetune["training"]["checkpoint"]
