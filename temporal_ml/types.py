@@ -221,7 +221,9 @@ def _sha256_json(value: Any) -> str:
 class TrainProgress(BaseModel):
     """Live progress of a run, as reported by the training activity and answered by queries."""
 
-    state: Literal["pending", "snapshotting", "training", "paused", "stopping", "done", "failed"] = "pending"
+    state: Literal[
+        "pending", "snapshotting", "training", "pausing", "paused", "stopping", "done", "failed"
+    ] = "pending"
     run_id: str | None = None
     step: int = 0
     max_steps: int = 0

@@ -42,6 +42,9 @@ class TrainRequest(BaseModel):
     progress_every_seconds: float = 10.0
     #: Further workflows (e.g. a coordinator) to send progress reports to, besides the caller.
     report_to: list[str] = []
+    #: Stop at the first step boundary: resume (or set up), checkpoint there and return (a stop
+    #: requested before the run had any checkpoint).
+    stop_at_start: bool = False
 
 
 class TrainOutcome(BaseModel):

@@ -150,6 +150,8 @@ class TrainingActivities:
         sup = _Supervisor(loop, req.run_id, req.config.max_steps, max(prior, req.resumes))
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
                               on_start=sup.on_start)
+        if req.stop_at_start:
+            control.request_stop("stop")
         handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]
         # The newest valid of (last heartbeat's checkpoint, the workflow's record, the store) wins.
         hints = [_hint(info.heartbeat_details), req.resume_from]

@@ -125,6 +125,35 @@ def train_retry_policy(max_attempts: int) -> RetryPolicy:
     )
 
 
+#: Run control as a state machine. The phase of a run (derived from what was requested, see
+#: ``TrainingWorkflow._phase``) decides which control requests its update validators admit; any other
+#: request is refused with a message naming the phase, and never disturbs the run. Admitted requests
+#: are idempotent (pausing a paused run, stopping a stopping run: no-ops).
+#:
+#: ============  ==========================================  =====================================
+#: phase         states                                      admits
+#: ============  ==========================================  =====================================
+#: ``running``   pending, snapshotting, training             pause, stop_early
+#: ``paused``    pausing (checkpointing), paused             pause, resume, stop_early
+#: ``stopping``  stopping (ending at a checkpoint)           stop_early
+#: ``done``      done                                        nothing
+#: ``failed``    failed                                      nothing
+#: ============  ==========================================  =====================================
+CONTROL: dict[str, frozenset[str]] = {
+    "pause": frozenset({"running", "paused"}),
+    "resume": frozenset({"paused"}),
+    "stop_early": frozenset({"running", "paused", "stopping"}),
+}
+_WHY = {
+    "running": "it is not paused", "paused": "it is paused", "stopping": "it is stopping early",
+    "done": "it has finished", "failed": "it has failed",
+}
+#: ``workflow.patched`` id of the run-control state machine. Histories recorded before it (no marker)
+#: replay with the previous behaviour: interruption judged by the requested flags, stop without a
+#: checkpoint by cancelling a just-started activity, updates returning as soon as the activity ended.
+CONTROL_PATCH = "tml-run-control-v2"
+
+
 class TrainingWorkflow:
     """Base of training workflows; see the module docstring."""
 
@@ -133,12 +162,22 @@ class TrainingWorkflow:
         self._paused = False
         self._stop_requested = False
         self._activity: workflow.ActivityHandle[TrainOutcome] | None = None
+        self._cancelled = False  # this workflow asked the current activity to stop
+        self._stopping_activity = False  # the current activity stops by itself at its first step
         self._rollover = False
+        self._finished = False
+        self._v2: bool | None = None
+
+    def _control_v2(self) -> bool:
+        if self._v2 is None:
+            self._v2 = workflow.patched(CONTROL_PATCH)
+        return self._v2
 
     # -- the run -----------------------------------------------------------------------------------
 
     async def run(self, inp: TrainingInput) -> TrainResult:
         """Snapshot (if needed), train until done or stopped early, return the result."""
+        v2 = self._control_v2()
         run_id = inp.run_id or workflow.info().workflow_id
         try:  # the default run id (the workflow id) becomes a storage path component too
             check_name(run_id, "run id")
@@ -147,22 +186,31 @@ class TrainingWorkflow:
                                    non_retryable=True) from None
         if inp.carried is not None:
             self._progress, self._paused = inp.carried, inp.carried_paused
+            self._set_state("pending")
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
         self._tag(run_id, snapshot, inp.config)
         self._progress = self._progress.model_copy(update={"max_steps": inp.config.max_steps})
         outcome: TrainOutcome | None = None
         while outcome is None:
+            if self._paused and not self._stop_requested:
+                self._set_state("paused")
             await workflow.wait_condition(lambda: not self._paused or self._stop_requested)
             if self._stop_requested and self._progress.latest_checkpoint is not None:
                 break
             outcome = await self._train_once(inp, run_id, snapshot)
             if outcome is None and self._rollover and not self._stop_requested:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(inp.model_copy(update={
-                    "run_id": run_id, "snapshot": snapshot, "dataset": None,
-                    "carried": self._progress, "carried_paused": self._paused,
-                }))
-        return self._result(run_id, snapshot, inp.config, outcome)
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() or (v2 and self._stop_requested))
+                if not self._stop_requested:
+                    workflow.continue_as_new(inp.model_copy(update={
+                        "run_id": run_id, "snapshot": snapshot, "dataset": None,
+                        "carried": self._progress, "carried_paused": self._paused,
+                    }))
+        result = self._result(run_id, snapshot, inp.config, outcome)
+        self._finished = True
+        if v2:  # let a stop_early that waits for this result answer before the run closes
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
 
     async def snapshot(self, source: DatasetSource) -> SnapshotRef:
         """Snapshot the dataset (an activity). Override to change timeouts or the queue."""
@@ -170,12 +218,19 @@ class TrainingWorkflow:
         return await create_snapshot(source)
 
     async def _train_once(self, inp: TrainingInput, run_id: str, snapshot: SnapshotRef) -> TrainOutcome | None:
-        """One training activity; ``None`` if it was cancelled by pause or stop-early."""
-        self._set_state("training")
+        """One training activity; ``None`` if this workflow interrupted it (pause, stop, rollover).
+
+        A stop requested before the run has any checkpoint starts the activity in stop mode: it
+        resumes (or sets up) and checkpoints at its first step boundary, and that is the result.
+        """
+        v2 = self._control_v2()
+        stop_now = v2 and self._stop_requested
+        self._set_state("stopping" if stop_now else "training")
         request = TrainRequest(
             run_id=run_id, config=inp.config, snapshot=snapshot,
             resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
             progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
+            stop_at_start=stop_now,
         )
         self._activity = workflow.start_activity(
             TRAIN, request, result_type=TrainOutcome,
@@ -185,23 +240,31 @@ class TrainingWorkflow:
             retry_policy=train_retry_policy(inp.max_attempts),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        self._cancelled, self._stopping_activity = False, stop_now
         if self._paused or self._stop_requested or self._rollover:  # requested while starting
-            self._activity.cancel()
+            self._interrupt()
         try:
             outcome = await self._activity
         except ActivityError as err:
-            if isinstance(err.cause, CancelledError) and (
-                self._paused or self._stop_requested or self._rollover
-            ):
-                self._set_state("stopping" if self._stop_requested else "paused")
+            ours = self._cancelled if v2 else (self._paused or self._stop_requested or self._rollover)
+            if isinstance(err.cause, CancelledError) and ours:
+                self._set_state("stopping" if self._stop_requested
+                                else "paused" if self._paused else "training")
                 return None
             self._set_state("failed")
             raise
         finally:
             self._activity = None
+            self._cancelled = self._stopping_activity = False
         self._record(TrainProgress(step=outcome.step, latest_checkpoint=outcome.checkpoint,
                                    resumes=outcome.resumes))
         return outcome
+
+    def _interrupt(self) -> None:
+        """Ask the running activity to checkpoint and stop (once; not one that stops by itself)."""
+        if self._activity is not None and not self._cancelled and not self._stopping_activity:
+            self._cancelled = True
+            self._activity.cancel()
 
     def _result(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig,
                 outcome: TrainOutcome | None) -> TrainResult:
@@ -256,8 +319,7 @@ class TrainingWorkflow:
             # The history is getting long (e.g. a multi-day run): checkpoint the run like a pause,
             # then continue as a new run of this workflow that resumes from that checkpoint.
             self._rollover = True
-            if self._activity is not None:
-                self._activity.cancel()
+            self._interrupt()
 
     @workflow.query
     def progress(self) -> TrainProgress:
@@ -269,26 +331,70 @@ class TrainingWorkflow:
         """The newest committed checkpoint the workflow knows of."""
         return self._progress.latest_checkpoint
 
+    def _phase(self) -> str:
+        """The run-control phase (see :data:`CONTROL`)."""
+        if self._finished or self._progress.state in ("done", "failed"):
+            return "failed" if self._progress.state == "failed" else "done"
+        if self._stop_requested:
+            return "stopping"
+        return "paused" if self._paused else "running"
+
+    def _admit(self, request: str) -> None:
+        phase = self._phase()
+        if phase not in CONTROL[request]:
+            raise ApplicationError(
+                f"cannot {request.replace('_', ' ')} run {workflow.info().workflow_id!r}: "
+                f"{_WHY[phase]} (state {self._progress.state})",
+                type="RunControlRefused", non_retryable=True,
+            )
+
     @workflow.update
     async def pause(self) -> TrainProgress:
-        """Checkpoint and pause training (no-op if already paused)."""
+        """Checkpoint and pause training (no-op if already paused).
+
+        Returns once the training activity has checkpointed and stopped (or at once if none runs),
+        or when a ``resume`` or ``stop_early`` overtakes the pause.
+        """
         self._paused = True
         if self._activity is not None:
-            self._activity.cancel()
-            await workflow.wait_condition(lambda: self._activity is None)
+            if self._control_v2():
+                self._set_state("pausing")
+            self._interrupt()
+            if self._control_v2():
+                await workflow.wait_condition(
+                    lambda: self._activity is None or not self._paused or self._stop_requested)
+            else:
+                await workflow.wait_condition(lambda: self._activity is None)
         return self._progress
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        self._admit("pause")
 
     @workflow.update
     def resume(self) -> TrainProgress:
-        """Continue a paused run from its checkpoint."""
+        """Continue a paused run from its checkpoint (also while the pause is still checkpointing)."""
         self._paused = False
         return self._progress
 
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._admit("resume")
+
     @workflow.update
     async def stop_early(self) -> TrainProgress:
-        """End the run at a checkpoint of its current step; the workflow returns it as the result."""
+        """End the run at a checkpoint of its current step; the workflow returns it as the result.
+
+        Returns the run's final progress: its ``latest_checkpoint`` is the result's checkpoint.
+        """
         self._stop_requested = True
-        if self._activity is not None:
-            self._activity.cancel()
+        self._interrupt()
+        if self._control_v2():
+            await workflow.wait_condition(lambda: self._finished)
+        elif self._activity is not None:
             await workflow.wait_condition(lambda: self._activity is None)
         return self._progress
+
+    @stop_early.validator
+    def _validate_stop_early(self) -> None:
+        self._admit("stop_early")
