@@ -1,0 +1,106 @@
+"""The searcher contract: a pure function from (space, seed, index, history) to the next point.
+
+Searchers hold only their settings (pydantic, JSON-serializable, so a workflow input can carry
+one); everything that changes during a search is in the ``history`` the caller passes in. With all
+randomness drawn from :func:`trial_rng` seeded by ``(seed, index)``, the same inputs always give the
+same suggestion, which is what lets a Temporal workflow replay a sweep to the same decisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from temporal_ml.search._space import SearchSpace
+
+__all__ = ["Direction", "TrialState", "TrialRecord", "Searcher", "SearchExhausted", "trial_rng"]
+
+Direction = Literal["minimize", "maximize"]
+TrialState = Literal["complete", "failed", "pending"]
+
+
+class SearchExhausted(Exception):
+    """The searcher has no new point to suggest (e.g. every grid point has been tried)."""
+
+
+class TrialRecord(BaseModel):
+    """What a searcher knows about one trial.
+
+    Attributes:
+        index: the trial's number in its search (0, 1, 2, ...).
+        params: the point it was given (space keys to values).
+        state: ``complete`` (``value`` is set), ``failed``, or ``pending`` (still running).
+        value: the objective, for complete trials. A non-finite value counts as a failure.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    params: dict[str, JsonValue]
+    state: TrialState = "complete"
+    value: float | None = None
+
+    @model_validator(mode="after")
+    def _value_when_complete(self) -> TrialRecord:
+        if self.state == "complete" and self.value is None:
+            raise ValueError(f"trial {self.index}: a complete trial needs a value")
+        return self
+
+    @property
+    def ok(self) -> bool:
+        """Complete with a finite objective value."""
+        return self.state == "complete" and self.value is not None and math.isfinite(self.value)
+
+
+def trial_rng(seed: int, index: int, salt: str) -> random.Random:
+    """A generator seeded by ``(seed, index, salt)`` alone: stable across processes and versions."""
+    digest = hashlib.sha256(f"temporal-ml/{salt}/{seed}/{index}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+class Searcher(BaseModel):
+    """Base of every searcher: settings only, no state.
+
+    Subclasses set ``kind`` (the JSON discriminator) and implement :meth:`suggest`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Raise ``ValueError`` if this searcher cannot search ``space`` (before any trial runs)."""
+
+    def suggest(
+        self,
+        space: SearchSpace,
+        history: Sequence[TrialRecord],
+        *,
+        seed: int,
+        index: int,
+        direction: Direction = "minimize",
+    ) -> dict[str, JsonValue]:
+        """The point for trial ``index``, from the trials so far (complete, failed and pending).
+
+        Pure: equal arguments give an equal point. Raises :class:`SearchExhausted` when there is
+        no new point to try.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def random_point(space: SearchSpace, rng: random.Random) -> dict[str, JsonValue]:
+        """A point drawn uniformly (on each parameter's own scale) from ``space``."""
+        point: dict[str, Any] = {}
+        for name, param in space.params.items():
+            if param.kind == "categorical":
+                point[name] = param.choices[rng.randrange(len(param.choices))]
+            elif param.kind == "fixed":
+                point[name] = param.value
+            else:
+                point[name] = param.from_unit(rng.random())
+        return point
