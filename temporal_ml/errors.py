@@ -12,6 +12,7 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "MissingDependencyError",
+    "StorageError",
 ]
 
 
@@ -29,6 +30,15 @@ class IntegrityError(TemporalMLError):
 
 class NotFoundError(TemporalMLError, LookupError):
     """A snapshot, checkpoint or other stored object does not exist."""
+
+
+class StorageError(TemporalMLError, OSError):
+    """A store cannot be written: out of space or quota, no permission, a read-only filesystem.
+
+    Retrying cannot help until someone frees space or fixes the permissions, so activities fail at once
+    (non-retryable) with a short message naming the path; the run keeps its last committed checkpoint
+    and resumes from it when started again with the same run id.
+    """
 
 
 class MissingDependencyError(TemporalMLError, ImportError):

@@ -8,24 +8,48 @@ from typing import Any, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from temporal_ml.errors import ConfigError, IntegrityError, MissingDependencyError, NotFoundError
+from temporal_ml.errors import (
+    ConfigError,
+    IntegrityError,
+    MissingDependencyError,
+    NotFoundError,
+    StorageError,
+)
 
 __all__ = ["fail_fast", "fail_fast_async", "NON_RETRYABLE"]
 
-#: Errors that no retry can fix: bad config, missing or corrupt data, a missing dependency.
+#: Errors that no retry can fix: bad config, missing or corrupt data, a missing dependency, a store
+#: that is full, read-only or not writable.
 NON_RETRYABLE: tuple[type[Exception], ...] = (
-    ConfigError, NotFoundError, IntegrityError, MissingDependencyError,
+    ConfigError, NotFoundError, IntegrityError, MissingDependencyError, StorageError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Longest error message an activity failure carries (the rest is cut): failures are stored in the
+#: workflow history, and the server refuses one that is too large ("Failure exceeds size limit").
+MAX_MESSAGE = 2000
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 16] + " ... (truncated)"
+
+
 def _convert(exc: Exception) -> ApplicationError:
-    return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True)
+    return ApplicationError(_short(str(exc)), type=type(exc).__name__, non_retryable=True)
+
+
+def _bounded(exc: Exception) -> Exception:
+    """``exc`` itself, or a retryable stand-in with its message cut if the message is huge."""
+    if isinstance(exc, ApplicationError) or len(str(exc)) <= MAX_MESSAGE:
+        return exc
+    return ApplicationError(_short(str(exc)), type=type(exc).__name__)
 
 
 def fail_fast(fn: F) -> F:
-    """Decorate a sync activity: :data:`NON_RETRYABLE` errors fail the activity without retry."""
+    """Decorate a sync activity: :data:`NON_RETRYABLE` errors fail the activity without retry;
+    other errors keep retrying, with messages cut to :data:`MAX_MESSAGE` characters."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,6 +57,10 @@ def fail_fast(fn: F) -> F:
             return fn(*args, **kwargs)
         except NON_RETRYABLE as exc:
             raise _convert(exc) from exc
+        except Exception as exc:
+            if (small := _bounded(exc)) is exc:
+                raise
+            raise small from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -46,5 +74,9 @@ def fail_fast_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
             return await fn(*args, **kwargs)
         except NON_RETRYABLE as exc:
             raise _convert(exc) from exc
+        except Exception as exc:
+            if (small := _bounded(exc)) is exc:
+                raise
+            raise small from None
 
     return wrapper

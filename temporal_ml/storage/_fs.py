@@ -7,13 +7,19 @@ leaves only a ``.tmp-*`` file behind). Digests are sha256, written as 64 lowerca
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import os
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 from fsspec import AbstractFileSystem
+
+from temporal_ml.errors import StorageError
 
 __all__ = [
     "open_root",
@@ -24,6 +30,7 @@ __all__ = [
     "is_sha256",
     "SHA256_PATTERN",
     "TMP_MARKER",
+    "storage_errors",
 ]
 
 TMP_MARKER = ".tmp-"
@@ -92,3 +99,32 @@ def _silently_remove(fs: AbstractFileSystem, path: str) -> None:
             fs.rm(path)
     except Exception:  # noqa: BLE001 - best-effort cleanup of a temporary file
         pass
+
+
+#: ``errno`` values that mean "this store cannot be written until someone acts" (no retry helps).
+FATAL_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EFBIG")
+    if hasattr(errno, name)
+)
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn out-of-space, quota, permission and read-only errors into a short :class:`StorageError`.
+
+    The message names ``what`` was being written and the error (e.g. ``No space left on device
+    [ENOSPC]``), in one line; the original exception is not chained, so activity failures stay small.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        code = exc.errno
+        if code is None or code not in FATAL_ERRNOS:
+            raise
+        reason = exc.strerror or os.strerror(code)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StorageError(
+            f"cannot write {what}: {reason} [{errno.errorcode.get(code, code)}]{where}"[:500]
+        ) from None

@@ -187,13 +187,29 @@ class CheckpointManager:
 
     def _commit(self, job: _ckpt_save.SaveJob, payloads: Mapping[str, Payload]) -> CheckpointRef:
         directory = self._dir(job.step)
-        body = _ckpt_save.write_checkpoint(self.fs, directory, self.run_id, job, payloads)
+        with _fs.storage_errors(f"checkpoint {self.fs.unstrip_protocol(directory)}"):
+            body = _ckpt_save.write_checkpoint(self.fs, directory, self.run_id, job, payloads)
         ref = self._ref(job.step, body)
         policy = _ckpt_retention.Retention(
             self.keep_last, self.keep_best, self.best_metric, self.best_mode
         )
         _ckpt_retention.prune(self.fs, self.run_dir, job.step, policy, self._scan)
         return ref
+
+    def check(self) -> None:
+        """Raise the error of a failed :meth:`save_async` now, without waiting for a running one.
+
+        Cheap (no I/O, no lock wait): a training loop calls it every step, so a failed background
+        save stops training at the next step instead of at the next checkpoint.
+
+        Raises:
+            Exception: the error of the pending save, if it has already failed.
+        """
+        future = self._pending
+        if future is not None and future.done() and future.exception() is not None:
+            with self._lock:
+                if self._pending is future:
+                    self._drain()
 
     # ---- reading ----------------------------------------------------------------------------
 

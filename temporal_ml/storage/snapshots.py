@@ -220,8 +220,9 @@ class SnapshotStore:
         if (committed := self._committed(sid)) is not None:
             return self._ref(committed)
         directory = self._dir(sid)
-        self._fs.makedirs(directory, exist_ok=True)
-        splits = {name: self._write_split(directory, name, table) for name, table in tables.items()}
+        with _fs.storage_errors(f"snapshot {self._fs.unstrip_protocol(directory)}"):
+            self._fs.makedirs(directory, exist_ok=True)
+            splits = {name: self._write_split(directory, name, table) for name, table in tables.items()}
         manifest = SnapshotManifest(
             id=sid,
             splits=splits,
@@ -231,7 +232,8 @@ class SnapshotStore:
         )
         if (committed := self._committed(sid)) is not None:  # a concurrent writer won: keep theirs
             return self._ref(committed)
-        _snapshot_manifest.write_manifest(self._fs, _fs.join(directory, MANIFEST_NAME), manifest)
+        with _fs.storage_errors(f"snapshot {self._fs.unstrip_protocol(directory)}"):
+            _snapshot_manifest.write_manifest(self._fs, _fs.join(directory, MANIFEST_NAME), manifest)
         return self._ref(manifest)
 
     def _committed(self, sid: str) -> SnapshotManifest | None:

@@ -135,7 +135,7 @@ class TrainingLoop:
         seed_everything(cfg.seed)
         ctx = TrainContext(
             run_id=self.run_id, hparams=cfg.hparams, seed=cfg.seed, data=self.data, device=device,
-            batch_size=cfg.batch_size, total_steps=cfg.max_steps,
+            batch_size=cfg.batch_size, total_steps=cfg.total_steps,
         )
         setup = self.trainable.setup(ctx)
         return setup, ResumableSampler(setup.train_size, cfg.batch_size, cfg.seed)
@@ -275,6 +275,7 @@ class TrainingLoop:
             return ref
 
         while step < cfg.max_steps:
+            self.checkpoints.check()  # a failed background save stops training here, not later
             if self.control.should_stop():
                 stopped = self.control.reason
                 break

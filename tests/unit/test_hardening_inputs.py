@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -40,3 +42,40 @@ def test_coordinator_rejects_derived_child_ids_that_would_be_too_long_up_front()
 
 def test_no_dead_search_attribute() -> None:
     assert "TmlStatus" not in SEARCH_ATTRIBUTES  # registered but never set by any workflow
+
+
+def test_activity_failures_stay_small() -> None:
+    """Item 6: an error with a huge message becomes a short (still retryable) activity failure."""
+    from temporalio.exceptions import ApplicationError
+
+    from temporal_ml.activities._fail_fast import MAX_MESSAGE, fail_fast
+    from temporal_ml.errors import StorageError
+
+    @fail_fast
+    def huge() -> None:
+        raise OSError("x" * 100_000)
+
+    @fail_fast
+    def full() -> None:
+        raise StorageError("cannot write checkpoint /x: No space left on device [ENOSPC]")
+
+    with pytest.raises(ApplicationError) as info:
+        huge()
+    assert len(info.value.message) <= MAX_MESSAGE and not info.value.non_retryable
+    with pytest.raises(ApplicationError) as info:
+        full()
+    assert info.value.non_retryable and info.value.type == "StorageError"
+
+
+def test_storage_errors_are_classified(tmp_path: Path) -> None:
+    import errno
+
+    from temporal_ml.errors import StorageError
+    from temporal_ml.storage._fs import storage_errors
+
+    with pytest.raises(StorageError, match=r"cannot write x: No space left on device \[ENOSPC\]"):
+        with storage_errors("x"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(FileNotFoundError):  # not a "someone must act" error: left as is (retryable)
+        with storage_errors("x"):
+            raise FileNotFoundError(errno.ENOENT, "gone")

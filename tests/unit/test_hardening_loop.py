@@ -152,3 +152,38 @@ def test_checkpoints_of_the_previous_version_still_resume(tmp_path: Path) -> Non
     result = _loop(tmp_path / "b", config).run()
     assert result.resumed_from is not None and result.resumed_from.step == 15
     assert result.checkpoint.model_sha256 == straight.checkpoint.model_sha256
+
+
+# -- item 6: a failed background save stops training at the next step, as a StorageError --
+
+
+def test_failed_async_save_surfaces_at_the_next_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write fails as a full disk does (the tmpfs version is tests/integration/test_hardening_storage.py)."""
+    import errno
+    import time as _time
+
+    from temporal_ml.errors import StorageError
+    from temporal_ml.storage import _ckpt_io
+
+    real = _ckpt_io.write_files
+    steps: list[int] = []
+
+    def full_after_two(*args: object, **kwargs: object) -> object:
+        if len(steps) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        steps.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_ckpt_io, "write_files", full_after_two)
+    seen: list[int] = []
+    control = LoopControl(on_progress=lambda p: seen.append(p.step))
+    config = _config(async_checkpoints=True, log_every_steps=1, max_steps=60,
+                     hparams={"step_delay": 0.01})
+    loop = TrainingLoop(MLPTrainable(), config, run_id="run", data=DATA, control=control,
+                        checkpoints=CheckpointManager(str(tmp_path), "run"))
+    start = _time.monotonic()
+    with pytest.raises(StorageError, match=r"step-000000000030: No space left on device \[ENOSPC\]"):
+        loop.run()
+    assert max(seen) <= 32  # the save of step 30 failed; training stopped at once, not at step 40
+    assert [r.step for r in CheckpointManager(str(tmp_path), "run").list()] == [10, 20]
+    assert _time.monotonic() - start < 30
