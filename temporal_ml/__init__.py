@@ -44,6 +44,11 @@ __all__ = [
     "TrainingInput",
     "InferenceWorkflow",
     "InferenceInput",
+    # sweeps
+    "SweepWorkflow",
+    "SweepInput",
+    "SweepResult",
+    "SweepActivities",
     # errors
     "TemporalMLError",
     "ConfigError",
@@ -67,6 +72,9 @@ _WHERE = {
     "TrainingActivities": "activities.training",
     **dict.fromkeys(["TrainingWorkflow", "TrainingInput"], "workflows.training"),
     **dict.fromkeys(["InferenceWorkflow", "InferenceInput"], "workflows.inference"),
+    "SweepWorkflow": "workflows.sweep",
+    **dict.fromkeys(["SweepInput", "SweepResult"], "sweep_types"),
+    "SweepActivities": "activities.sweep",
     **dict.fromkeys(["TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError",
                      "MissingDependencyError"], "errors"),
 }

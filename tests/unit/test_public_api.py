@@ -14,6 +14,7 @@ PUBLIC = {
     "TrainContext", "TrainSetup", "Prediction", "TrainingLoop", "LoopControl", "SnapshotActivities",
     "TrainingActivities", "TrainingWorkflow", "TrainingInput", "InferenceWorkflow", "InferenceInput",
     "TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError", "MissingDependencyError",
+    "SweepWorkflow", "SweepInput", "SweepResult", "SweepActivities",
 }
 
 
@@ -28,6 +29,7 @@ def test_orchestration_imports_do_not_need_torch() -> None:
         "import sys, temporal_ml\n"
         "from temporal_ml import connect, TrainingWorkflow, InferenceWorkflow, TrainConfig, DevServer\n"
         "from temporal_ml import SnapshotStore, CheckpointManager, TemporalMLPlugin\n"
+        "from temporal_ml import SweepWorkflow, SweepInput, SweepResult, SweepActivities\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,103 @@
+"""Activities of sweeps: stop a trial's training run, delete the checkpoints of a dead trial.
+
+Torch-free; they run on the orchestration workers beside the sweep workflows (register
+``SweepActivities().activities()`` there). Workflow code cannot send an Update to another
+workflow, so stopping one trial is an activity that sends the training workflow its ``stop_early``
+update through ``activity.client()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from temporal_ml.types import CheckpointRef, TrainProgress
+
+__all__ = [
+    "SweepActivities",
+    "STOP_RUN",
+    "DELETE_RUN_CHECKPOINTS",
+    "StopRunRequest",
+    "DeleteCheckpointsRequest",
+    "DeleteCheckpointsResult",
+]
+
+STOP_RUN = "temporal_ml.sweep.stop_run"
+DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
+
+
+class StopRunRequest(BaseModel):
+    """Stop the training workflow ``workflow_id`` early (it ends at a checkpoint of its current step)."""
+
+    workflow_id: str
+
+
+class DeleteCheckpointsRequest(BaseModel):
+    """Delete the whole checkpoint directory of the run that ``checkpoint`` belongs to."""
+
+    checkpoint: CheckpointRef
+
+
+class DeleteCheckpointsResult(BaseModel):
+    """What was deleted: the directory and the bytes it held (0 when it was already gone)."""
+
+    directory: str
+    bytes: int
+
+
+class SweepActivities:
+    """The sweep activities, bound to the storage options of the checkpoint store.
+
+    Args:
+        storage_options: fsspec options for the checkpoint URLs (credentials of an object store).
+    """
+
+    def __init__(self, storage_options: dict[str, Any] | None = None) -> None:
+        self.storage_options = dict(storage_options or {})
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """The activity callables to register on an orchestration worker."""
+        return [self.stop_run, self.delete_run_checkpoints]
+
+    @activity.defn(name=STOP_RUN)
+    async def stop_run(self, req: StopRunRequest) -> TrainProgress | None:
+        """Send ``stop_early`` to a training workflow; ``None`` if it had already finished.
+
+        Idempotent: a retry after the run stopped is refused by the run (it has finished) and
+        answered ``None`` as well.
+        """
+        handle = activity.client().get_workflow_handle(req.workflow_id)
+        try:
+            return await handle.execute_update("stop_early", result_type=TrainProgress)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if getattr(cause, "type", None) == "RunControlRefused":
+                return None
+            raise
+        except RPCError as err:
+            if "already completed" in str(err) or "not found" in str(err).lower():
+                return None
+            raise
+
+    @activity.defn(name=DELETE_RUN_CHECKPOINTS)
+    def delete_run_checkpoints(self, req: DeleteCheckpointsRequest) -> DeleteCheckpointsResult:
+        """Delete ``<root>/<run_id>/`` of the checkpoint's run (idempotent)."""
+        import fsspec
+
+        uri = req.checkpoint.uri.rstrip("/")
+        directory = uri.rsplit("/", 1)[0]
+        if directory.rsplit("/", 1)[-1] != req.checkpoint.run_id:
+            raise ApplicationError(f"{uri} is not a checkpoint of run {req.checkpoint.run_id!r}",
+                                   type="ConfigError", non_retryable=True)
+        fs, path = fsspec.core.url_to_fs(directory, **self.storage_options)
+        if not fs.exists(path):
+            return DeleteCheckpointsResult(directory=directory, bytes=0)
+        size = int(fs.du(path, total=True))
+        fs.rm(path, recursive=True)
+        return DeleteCheckpointsResult(directory=directory, bytes=size)

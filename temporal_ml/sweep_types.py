@@ -1,0 +1,367 @@
+"""Typed values of hyperparameter sweeps: inputs, live trial status, the audit record, results.
+
+Torch-free and Temporal-free (pydantic only), like :mod:`temporal_ml.types`, so clients and
+orchestration workers import it cheaply. The workflows live in :mod:`temporal_ml.workflows.sweep`
+and :mod:`temporal_ml.workflows.ladder`.
+
+The searcher audit is compact: every trial records the order in which its result arrived
+(``result_seq``), and every suggestion records how many results the sweep had seen
+(``SuggestionAudit.results_seen``). Together they determine exactly which trials were complete,
+failed or pending when a suggestion was made (:func:`history_at`), so a finished sweep's decisions
+can be recomputed (:func:`recompute_suggestions`) at a cost of two integers per trial in the history.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from temporal_ml._names import NAME_PATTERN
+from temporal_ml.search import (
+    AnySearcher,
+    AshaScheduler,
+    Direction,
+    RandomSearcher,
+    RungTable,
+    SearchSpace,
+    TrialRecord,
+)
+from temporal_ml.types import (
+    BoundaryModel,
+    DatasetSource,
+    LeaderboardEntry,
+    Lineage,
+    SnapshotRef,
+    TrainConfig,
+)
+
+__all__ = [
+    "TrialState",
+    "SuggestionAudit",
+    "TrialRow",
+    "SweepInput",
+    "SweepState",
+    "SweepStatus",
+    "TrialResult",
+    "SweepResult",
+    "LadderInput",
+    "LadderState",
+    "LadderResult",
+    "history_at",
+    "recompute_suggestions",
+    "objective_value",
+    "trial_name",
+]
+
+#: A trial's life: ``training`` -> ``evaluating`` -> ``done``; or ``failed`` (error recorded) or
+#: ``stopped`` (stopped by a user: evaluated at the step it reached, told to the searcher as failed).
+TrialState = Literal["training", "evaluating", "done", "failed", "stopped"]
+
+
+def trial_name(index: int) -> str:
+    """The readable id of trial ``index`` within its sweep: ``t0007`` (part of its workflow ids)."""
+    return f"t{index:04d}"
+
+
+class SuggestionAudit(BaseModel):
+    """What a searcher suggestion was computed from.
+
+    Attributes:
+        searcher: the searcher's ``kind``.
+        results_seen: how many trial results the sweep had recorded (every trial whose
+            ``result_seq`` is below this was complete or failed; every other earlier trial pending).
+        complete, failed, pending: the counts of each, as a cross-check.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    searcher: str
+    results_seen: int = Field(ge=0)
+    complete: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    pending: int = Field(ge=0)
+
+
+class TrialRow(BaseModel):
+    """One trial of a sweep (compact: it travels through continue-as-new).
+
+    Attributes:
+        index: the trial's number (0, 1, ...); ``name`` is :func:`trial_name` of it.
+        params: the point of the space it trains.
+        source: ``searcher`` (``audit`` says from what) or ``user`` (enqueued by an update).
+        state: see :data:`TrialState`.
+        value: the objective (the evaluation metric) when done.
+        metrics: every evaluation metric.
+        step / max_steps / loss: training progress (live, from the training's reports).
+        error: why it failed.
+        result_seq: the order in which its result (done/failed/stopped) was recorded.
+        checkpoint_uri / model_sha256: its final checkpoint.
+        resumes: how many times its training resumed (crashes, pauses).
+        started / trained / finished: workflow times (start, end of training, end).
+        audit: what its suggestion was computed from (searcher trials).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0)
+    params: dict[str, JsonValue]
+    source: Literal["searcher", "user"] = "searcher"
+    state: TrialState = "training"
+    value: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None
+    error: str | None = None
+    result_seq: int | None = None
+    checkpoint_uri: str | None = None
+    model_sha256: str | None = None
+    resumes: int = 0
+    started: datetime | None = None
+    trained: datetime | None = None
+    finished: datetime | None = None
+    audit: SuggestionAudit | None = None
+
+    @property
+    def name(self) -> str:
+        return trial_name(self.index)
+
+    @property
+    def train_seconds(self) -> float | None:
+        return (self.trained - self.started).total_seconds() if self.trained and self.started else None
+
+    @property
+    def eval_seconds(self) -> float | None:
+        return (self.finished - self.trained).total_seconds() if self.finished and self.trained else None
+
+    def record(self) -> TrialRecord:
+        """What the searcher is told about this trial now."""
+        if self.state == "done" and self.value is not None and math.isfinite(self.value):
+            return TrialRecord(index=self.index, params=self.params, state="complete", value=self.value)
+        if self.state in ("training", "evaluating"):
+            return TrialRecord(index=self.index, params=self.params, state="pending")
+        return TrialRecord(index=self.index, params=self.params, state="failed")
+
+
+def objective_value(metrics: dict[str, float], objective: str) -> float | None:
+    """The objective from evaluation metrics, ``None`` when missing or not finite."""
+    value = metrics.get(objective)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[TrialRecord]:
+    """The history trial ``index``'s suggestion was computed from, rebuilt from finished rows."""
+    history = []
+    for row in rows:
+        if row.index >= index:
+            continue
+        if row.result_seq is not None and row.result_seq < results_seen:
+            history.append(row.record())
+        else:
+            history.append(TrialRecord(index=row.index, params=row.params, state="pending"))
+    return history
+
+
+def recompute_suggestions(inp: SweepInput, rows: list[TrialRow]) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """``(index, recorded params, recomputed params)`` for every searcher trial of a finished sweep."""
+    out = []
+    for row in sorted(rows, key=lambda r: r.index):
+        if row.audit is None:
+            continue
+        history = history_at(rows, row.index, row.audit.results_seen)
+        again = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=row.index,
+                                     direction=inp.direction)
+        out.append((row.index, dict(row.params), dict(again)))
+    return out
+
+
+class SweepState(BaseModel):
+    """What a sweep carries through continue-as-new (and all its decisions depend on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[TrialRow] = Field(default_factory=list)
+    n_trials: int = 0
+    max_concurrency: int = 1
+    queue: list[dict[str, JsonValue]] = Field(default_factory=list)
+    results_seen: int = 0
+    paused: bool = False
+    stopping: bool = False
+    exhausted: bool = False
+    runs: int = 1
+
+
+class _SweepCommon(BoundaryModel):
+    base: TrainConfig
+    space: SearchSpace
+    searcher: AnySearcher = Field(default_factory=RandomSearcher)
+    max_concurrency: int = Field(default=2, ge=1, le=1000)
+    objective: str = "accuracy"
+    direction: Direction = "maximize"
+    seed: int = 0
+    dataset: DatasetSource | None = None
+    snapshot: SnapshotRef | None = None
+    run_id: str | None = Field(default=None, pattern=NAME_PATTERN.pattern, max_length=150)
+    eval_split: str = "dev"
+    train_task_queue: str | None = None
+    eval_task_queue: str | None = None
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    progress_every_seconds: float = Field(default=10.0, gt=0)
+    max_inline_rows: int = Field(default=500, ge=1)
+
+    @model_validator(mode="after")
+    def _check_common(self) -> _SweepCommon:
+        if (self.dataset is None) == (self.snapshot is None):
+            raise ValueError("set exactly one of dataset or snapshot")
+        self.space.check_keys(self.base)
+        self.searcher.check_space(self.space)
+        return self
+
+
+class SweepInput(_SweepCommon):
+    """Input of a :class:`~temporal_ml.workflows.sweep.SweepWorkflow`.
+
+    Attributes:
+        base: the config every trial starts from; the space's points are applied to it.
+        space: the search space (keys ``hparams.<name>`` or top-level ``TrainConfig`` fields).
+        searcher: random, grid or TPE (``kind`` in JSON).
+        n_trials: trials to run (an update can add more; a grid may run out first).
+        max_concurrency: trials in flight at once (enforced by the workflow; an update can change it).
+        objective / direction: the evaluation metric to optimize, ``maximize`` or ``minimize``.
+        seed: seeds the searcher (each trial's own seed is the base config's unless searched).
+        dataset / snapshot: the data (exactly one; a dataset is snapshotted once for all trials).
+        run_id: the canonical id child ids derive from (default: the workflow id).
+        eval_split: the split every trial is evaluated on.
+        train_task_queue / eval_task_queue: activity queues of training and evaluation workers.
+        heartbeat_timeout_seconds, max_attempts, progress_every_seconds: passed to each training
+            (a trial's training fails after ``max_attempts`` attempts: never retried forever).
+        max_inline_rows: per-trial rows returned inline in the result (the best ones beyond it).
+        carried: state handed over by continue-as-new (set by the workflow itself).
+    """
+
+    n_trials: int = Field(ge=1, le=100_000)
+    carried: SweepState | None = None
+
+
+class SweepStatus(BaseModel):
+    """Answer of the ``sweep_status`` query: the sweep's phase, settings and every trial."""
+
+    phase: Literal["running", "paused", "stopping", "draining", "done"]
+    n_trials: int
+    max_concurrency: int
+    running: int
+    queued: int
+    exhausted: bool
+    runs: int
+    trials: list[TrialRow]
+
+
+class TrialResult(BaseModel):
+    """A trial as a result row: its row plus its lineage and workflow ids."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    row: TrialRow
+    train_workflow_id: str
+    eval_workflow_id: str
+    lineage: Lineage | None = None
+
+
+class SweepResult(BaseModel):
+    """The outcome of a sweep (bounded in size: at most ``max_inline_rows`` rows inline).
+
+    Attributes:
+        run_id / snapshot: the sweep and the data every trial used.
+        objective / direction: what was optimized.
+        best: the best done trial.
+        leaderboard: done trials ranked by the objective (names are trial names).
+        trials: per-trial rows, by index (the best ``max_inline_rows`` when there are more).
+        n_trials / n_done / n_failed / n_stopped: counts over all trials.
+        rows_omitted: rows left out of ``trials`` to bound the payload.
+        stopped / exhausted: the sweep was stopped by a user / the searcher ran out of points.
+        runs: workflow runs the sweep took (continue-as-new).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    snapshot: SnapshotRef
+    objective: str
+    direction: Direction
+    best: TrialResult | None
+    leaderboard: list[LeaderboardEntry]
+    trials: list[TrialResult]
+    n_trials: int
+    n_done: int
+    n_failed: int
+    n_stopped: int
+    rows_omitted: int = 0
+    stopped: bool = False
+    exhausted: bool = False
+    runs: int = 1
+
+
+class LadderState(BaseModel):
+    """What a ladder sweep carries through continue-as-new."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: RungTable
+    rows: list[TrialRow] = Field(default_factory=list)
+    rung_of: dict[str, int] = Field(default_factory=dict)
+    decisions: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    started: int = 0
+    results_seen: int = 0
+    stopping: bool = False
+
+
+class LadderInput(_SweepCommon):
+    """Input of a :class:`~temporal_ml.workflows.ladder.LadderSweepWorkflow` (ASHA).
+
+    Trials train to the scheduler's rung budgets (steps); ``base.max_steps`` is replaced by each
+    rung's budget and ``base.schedule_steps`` by ``scheduler.max_budget``, so the LR schedule spans
+    the maximum budget and a promotion continues the same run from its rung checkpoint.
+
+    Attributes:
+        scheduler: the ASHA rungs (``min_budget``, ``max_budget``, ``eta``, ``brackets``).
+        n_trials: new trials to start at most (promotions are extra work, not trials).
+        delete_unpromotable: delete the checkpoints of trials that can no longer be promoted.
+    """
+
+    scheduler: AshaScheduler
+    n_trials: int = Field(ge=1, le=10_000)
+    delete_unpromotable: bool = True
+    carried: LadderState | None = None
+
+
+class LadderResult(BaseModel):
+    """The outcome of a ladder sweep.
+
+    Attributes:
+        best: the best trial at the highest rung reached (its row and lineage).
+        best_budget: the rung budget of that result.
+        table: the final rung table (every rung's results and promotions).
+        decisions: the scheduler's audit lines, in order.
+        trials: per-trial rows (value: the objective at the highest rung each reached).
+        deleted: trials whose checkpoints were deleted (they could no longer be promoted).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    snapshot: SnapshotRef
+    objective: str
+    direction: Direction
+    best: TrialResult | None
+    best_budget: int | None
+    leaderboard: list[LeaderboardEntry]
+    table: RungTable
+    decisions: list[str]
+    trials: list[TrialResult]
+    deleted: list[str]

@@ -1,0 +1,475 @@
+"""``SweepWorkflow``: a durable hyperparameter search (random, grid or TPE) as a live service.
+
+Each trial is train + evaluate on one snapshot, as in the coordinator: two child workflows with
+readable ids ``<run_id>--t0007--train`` and ``<run_id>--t0007--eval``. The sweep is asynchronous:
+the moment a slot frees (``max_concurrency``, enforced here), the searcher suggests the next point
+from the results recorded so far. Suggestions are pure functions of the recorded state (searcher,
+space, seed, trial index, the rows), so a replayed or restarted sweep makes the same decisions; each
+searcher trial records what its suggestion saw (:class:`~temporal_ml.sweep_types.SuggestionAudit`).
+A failed trial is recorded with its error and told to the searcher; its training is retried at most
+``max_attempts`` times, never forever.
+
+Live control (Updates whose validators refuse bad requests without changing anything):
+``add_trials``, ``stop_trial`` (its training ends at a checkpoint of its current step and is
+evaluated there), ``enqueue`` (a user config, checked against the space), ``set_max_concurrency``,
+``pause`` / ``resume`` (no new trials start while paused; running ones go on) and ``stop`` (running
+trials finish, no new ones start, the sweep returns). Queries: ``sweep_status``, ``trials`` and
+``leaderboard``.
+
+Long sweeps continue-as-new when the server suggests it: the sweep stops starting trials, lets the
+running ones finish (a child's result reaches only the run that started it), and continues as a new
+run carrying its compact :class:`~temporal_ml.sweep_types.SweepState`.
+
+The orchestration worker that runs a sweep also needs the sweep activities
+(``SweepActivities().activities()``): stopping a trial is an activity (workflows cannot send
+Updates). Subclass it and name the child workflow types::
+
+    @workflow.defn
+    class MySweep(SweepWorkflow):
+        training_workflow = "BertFineTune"
+        eval_workflow = "BertEval"
+
+        @workflow.run
+        async def run(self, inp: SweepInput) -> SweepResult:
+            return await super().run(inp)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from pydantic import JsonValue
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml._names import check_name
+    from temporal_ml._version import __version__
+    from temporal_ml.activities.messages import REPORT_SIGNAL
+    from temporal_ml.activities.sweep import STOP_RUN, StopRunRequest
+    from temporal_ml.search import SearchExhausted, SearchSpace
+    from temporal_ml.sweep_types import (
+        SuggestionAudit,
+        SweepInput,
+        SweepResult,
+        SweepState,
+        SweepStatus,
+        TrialResult,
+        TrialRow,
+        objective_value,
+        trial_name,
+    )
+    from temporal_ml.types import (
+        EvalResult,
+        LeaderboardEntry,
+        Lineage,
+        SnapshotRef,
+        TrainConfig,
+        TrainResult,
+    )
+    from temporal_ml.workflows.coordinator import _root_message
+    from temporal_ml.workflows.evaluation import EvalInput
+    from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
+
+__all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "check_sweep_run_id"]
+
+_EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
+
+
+def refuse(message: str) -> ApplicationError:
+    """The error an update validator raises to refuse a request (changes nothing)."""
+    return ApplicationError(message, type="SweepControlRefused", non_retryable=True)
+
+
+def check_sweep_run_id(run_id: str) -> None:
+    """Fail the workflow (non-retryably) unless ``run_id`` gives valid child ids."""
+    try:
+        check_name(run_id, "run id")
+        if len(run_id) > 150:
+            raise ValueError(f"run id {run_id[:40]}... is longer than 150 characters")
+    except ValueError as exc:
+        raise ApplicationError(f"{exc} (pass a valid run_id)", type="ConfigError",
+                               non_retryable=True) from None
+
+
+def rank_rows(rows: list[TrialRow], direction: str) -> list[TrialRow]:
+    """Done trials with a value, best first (ties: lower index first)."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    done = [r for r in rows if r.state == "done" and r.value is not None]
+    return sorted(done, key=lambda r: (sign * float(r.value), r.index))  # type: ignore[arg-type]
+
+
+def trial_result(run_id: str, row: TrialRow, base: TrainConfig, space: SearchSpace,
+                 snapshot: SnapshotRef, train_id: str, eval_id: str) -> TrialResult:
+    """A row with its lineage (the config it trained, hash, seed, snapshot, weights digest)."""
+    lineage = None
+    try:
+        config = space.apply(base, row.params)
+    except ValueError:
+        config = None
+    if config is not None:
+        lineage = Lineage(config=config, config_hash=config.config_hash(), seed=config.seed,
+                          snapshot_id=snapshot.id, checkpoint_sha256=row.model_sha256,
+                          library_version=__version__)
+    return TrialResult(name=row.name, row=row.model_copy(), train_workflow_id=train_id,
+                       eval_workflow_id=eval_id, lineage=lineage)
+
+
+class SweepWorkflow:
+    """Base of sweeps; see the module docstring. Subclasses set the child workflow types."""
+
+    #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
+    training_workflow: ClassVar[str | type] = ""
+    #: The evaluation child workflow (a registered ``EvalWorkflow`` subclass: name or class).
+    eval_workflow: ClassVar[str | type] = ""
+
+    def __init__(self) -> None:
+        self._s = SweepState()
+        self._inp: SweepInput | None = None
+        self._run_id = ""
+        self._running = 0
+        self._started_here = 0
+        self._draining = False
+        self._done = False
+        self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
+        self._by_train_id: dict[str, int] = {}
+        self._stop_requested: set[int] = set()
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    async def run(self, inp: SweepInput) -> SweepResult:
+        """Run trials until ``n_trials`` are done (or the sweep is stopped); rank them."""
+        self._inp = inp
+        self._run_id = run_id = inp.run_id or workflow.info().workflow_id
+        check_sweep_run_id(run_id)
+        if inp.carried is not None:
+            self._s = inp.carried.model_copy(update={"runs": inp.carried.runs + 1})
+        else:
+            self._s = SweepState(n_trials=inp.n_trials, max_concurrency=inp.max_concurrency)
+        snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
+        workflow.upsert_search_attributes([
+            SearchAttributeKey.for_keyword("TmlKind").value_set("sweep"),
+            _EXPERIMENT.value_set(run_id),
+            SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
+        ])
+        tasks: list[asyncio.Task[None]] = []
+        while True:
+            await workflow.wait_condition(
+                lambda: self._may_start() or self._finished() or self._rollover_due())
+            if self._finished():
+                break
+            if self._rollover_due():
+                self._draining = True
+                await workflow.wait_condition(lambda: self._running == 0)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._finished():
+                    break
+                workflow.continue_as_new(inp.model_copy(update={
+                    "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": self._s}))
+            row = self._next_row()
+            if row is not None:
+                self._running += 1
+                self._started_here += 1
+                tasks.append(asyncio.create_task(self._trial(inp, row, snapshot)))
+        await asyncio.gather(*tasks)
+        self._done = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result(inp, snapshot)
+
+    def _more_to_start(self) -> bool:
+        s = self._s
+        return len(s.rows) < s.n_trials and (bool(s.queue) or not s.exhausted)
+
+    def _may_start(self) -> bool:
+        s = self._s
+        return (not s.paused and not s.stopping and not self._draining
+                and self._running < s.max_concurrency and self._more_to_start())
+
+    def _finished(self) -> bool:
+        s = self._s
+        return self._running == 0 and (s.stopping or (not s.paused and not self._more_to_start()))
+
+    def _rollover_due(self) -> bool:
+        return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
+
+    def _next_row(self) -> TrialRow | None:
+        """The next trial: a queued user config first, else the searcher's suggestion."""
+        inp, s = self._inp, self._s
+        assert inp is not None
+        index = len(s.rows)
+        audit = None
+        if s.queue:
+            params, source = s.queue.pop(0), "user"
+        else:
+            history = [r.record() for r in s.rows]
+            try:
+                params = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=index,
+                                              direction=inp.direction)
+            except SearchExhausted as exc:
+                workflow.logger.info("sweep %s: %s", self._run_id, exc)
+                s.exhausted = True
+                return None
+            source = "searcher"
+            audit = SuggestionAudit(
+                searcher=inp.searcher.kind, results_seen=s.results_seen,
+                complete=sum(h.state == "complete" for h in history),
+                failed=sum(h.state == "failed" for h in history),
+                pending=sum(h.state == "pending" for h in history),
+            )
+        row = TrialRow(index=index, params=params, source=source,  # type: ignore[arg-type]
+                       started=workflow.now(), audit=audit, max_steps=inp.base.max_steps)
+        s.rows.append(row)
+        return row
+
+    def child_ids(self, index: int) -> tuple[str, str]:
+        """Workflow ids of trial ``index``'s training and evaluation children."""
+        name = trial_name(index)
+        return f"{self._run_id}--{name}--train", f"{self._run_id}--{name}--eval"
+
+    async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
+        train_id, eval_id = self.child_ids(row.index)
+        tags = TypedSearchAttributes([SearchAttributePair(_EXPERIMENT, self._run_id)])
+        try:
+            try:
+                config = inp.space.apply(inp.base, row.params)
+            except ValueError as exc:
+                self._finish(row, "failed", error=f"invalid config: {exc}")
+                return
+            row.max_steps = config.max_steps
+            self._by_train_id[train_id] = row.index
+            handle = await workflow.start_child_workflow(
+                self.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                TrainingInput(
+                    config=config, snapshot=snapshot, run_id=train_id, task_queue=inp.train_task_queue,
+                    heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds, max_attempts=inp.max_attempts,
+                    progress_every_seconds=inp.progress_every_seconds,
+                    report_to=[workflow.info().workflow_id],
+                ),
+                id=train_id, result_type=TrainResult, search_attributes=tags,
+            )
+            self._train_handles[row.index] = handle
+            try:
+                train = await handle
+            finally:
+                self._train_handles.pop(row.index, None)
+            row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
+            row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
+            row.resumes = train.resumes
+            evaluation = await workflow.execute_child_workflow(
+                self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),
+                id=eval_id, result_type=EvalResult, search_attributes=tags,
+            )
+        except ChildWorkflowError as err:
+            self._finish(row, "failed", error=_root_message(err))
+            return
+        finally:
+            self._running -= 1
+        metrics = dict(evaluation.metrics)
+        value = objective_value(metrics, inp.objective)
+        if train.stopped_early:
+            self._finish(row, "stopped", value=value, metrics=metrics)
+        elif value is None:
+            self._finish(row, "failed", metrics=metrics,
+                         error=f"the evaluation reported no finite {inp.objective!r} (got {sorted(metrics)})")
+        else:
+            self._finish(row, "done", value=value, metrics=metrics)
+
+    def _finish(self, row: TrialRow, state: str, *, value: float | None = None,
+                metrics: dict[str, float] | None = None, error: str | None = None) -> None:
+        row.state = state  # type: ignore[assignment]
+        row.value, row.metrics, row.error = value, metrics or {}, error
+        row.finished = workflow.now()
+        row.result_seq = self._s.results_seen
+        self._s.results_seen += 1
+
+    # -- results -----------------------------------------------------------------------------------
+
+    def _leaderboard(self) -> list[LeaderboardEntry]:
+        assert self._inp is not None
+        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective, value=float(r.value))  # type: ignore[arg-type]
+                for k, r in enumerate(rank_rows(self._s.rows, self._inp.direction))]
+
+    def _result(self, inp: SweepInput, snapshot: SnapshotRef) -> SweepResult:
+        rows = self._s.rows
+        ranked = rank_rows(rows, inp.direction)
+        keep = rows
+        if len(rows) > inp.max_inline_rows:  # bound the payload: the best rows, then the rest by index
+            chosen = {r.index for r in ranked[:inp.max_inline_rows]}
+            for r in rows:
+                if len(chosen) >= inp.max_inline_rows:
+                    break
+                chosen.add(r.index)
+            keep = [r for r in rows if r.index in chosen]
+
+        def result(row: TrialRow) -> TrialResult:
+            return trial_result(self._run_id, row, inp.base, inp.space, snapshot, *self.child_ids(row.index))
+
+        return SweepResult(
+            run_id=self._run_id, snapshot=snapshot, objective=inp.objective, direction=inp.direction,
+            best=result(ranked[0]) if ranked else None, leaderboard=self._leaderboard(),
+            trials=[result(r) for r in keep], n_trials=len(rows),
+            n_done=sum(r.state == "done" for r in rows), n_failed=sum(r.state == "failed" for r in rows),
+            n_stopped=sum(r.state == "stopped" for r in rows), rows_omitted=len(rows) - len(keep),
+            stopped=self._s.stopping, exhausted=self._s.exhausted, runs=self._s.runs,
+        )
+
+    # -- progress ----------------------------------------------------------------------------------
+
+    @workflow.signal(name=REPORT_SIGNAL)
+    def _on_report(self, *args: Any) -> None:
+        report = parse_report(args)
+        if report is None:
+            return
+        index = self._by_train_id.get(report.run_id or "")
+        if index is not None and self._s.rows[index].state == "training":
+            row = self._s.rows[index]
+            row.step = max(row.step, report.step)
+            row.loss = report.loss if report.loss is not None else row.loss
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def _phase(self) -> str:
+        if self._done:
+            return "done"
+        if self._s.stopping:
+            return "stopping"
+        if self._draining:
+            return "draining"
+        return "paused" if self._s.paused else "running"
+
+    @workflow.query
+    def sweep_status(self) -> SweepStatus:
+        """Phase, settings and every trial's row (state, step, loss, value, error)."""
+        s = self._s
+        return SweepStatus(phase=self._phase(), n_trials=s.n_trials,  # type: ignore[arg-type]
+                           max_concurrency=s.max_concurrency, running=self._running,
+                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs, trials=list(s.rows))
+
+    @workflow.query
+    def trials(self) -> list[TrialRow]:
+        """Every trial so far (state, step, latest loss, objective, error), by index."""
+        return list(self._s.rows)
+
+    @workflow.query
+    def leaderboard(self) -> list[LeaderboardEntry]:
+        """Done trials ranked by the objective."""
+        return self._leaderboard()
+
+    # -- control -----------------------------------------------------------------------------------
+
+    def _refuse_if_over(self, what: str) -> None:
+        phase = self._phase()
+        if phase in ("done", "stopping"):
+            raise refuse(f"cannot {what}: the sweep is {'finished' if phase == 'done' else 'stopping'}")
+
+    @workflow.update
+    def add_trials(self, n: int) -> int:
+        """Run ``n`` more trials; returns the new trial count."""
+        self._s.n_trials += n
+        return self._s.n_trials
+
+    @add_trials.validator
+    def _validate_add_trials(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
+            raise refuse(f"add_trials needs a whole number from 1 to 10000 (got {n!r})")
+        self._refuse_if_over("add trials")
+        if self._s.exhausted and not self._s.queue:
+            raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
+
+    @workflow.update
+    async def stop_trial(self, index: int) -> TrialRow:
+        """Stop one training trial: it ends at a checkpoint of its current step, is evaluated there
+        and recorded as ``stopped`` (told to the searcher as failed: its budget was cut short).
+        Returns its row once its training has ended."""
+        self._stop_requested.add(index)
+        await workflow.execute_activity(
+            STOP_RUN, StopRunRequest(workflow_id=self.child_ids(index)[0]),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
+        )
+        await workflow.wait_condition(lambda: self._s.rows[index].state != "training")
+        return self._s.rows[index].model_copy()
+
+    @stop_trial.validator
+    def _validate_stop_trial(self, index: int) -> None:
+        rows = self._s.rows
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(rows):
+            raise refuse(f"no trial {index!r} in this sweep (it has {len(rows)} trials)")
+        if rows[index].state != "training" or index not in self._train_handles:
+            raise refuse(f"cannot stop trial {trial_name(index)}: it is {rows[index].state}, not training")
+
+    @workflow.update
+    def enqueue(self, params: dict[str, JsonValue]) -> int:
+        """Run a config of the user's own next (one more trial); returns the queue length."""
+        self._s.queue.append(dict(params))
+        self._s.n_trials += 1
+        return len(self._s.queue)
+
+    @enqueue.validator
+    def _validate_enqueue(self, params: dict[str, JsonValue]) -> None:
+        assert self._inp is not None
+        if not isinstance(params, dict):
+            raise refuse(f"enqueue needs a point of the space (a JSON object), got {params!r}")
+        problem = self._inp.space.problem_with(params)
+        if problem is None:
+            try:
+                self._inp.space.apply(self._inp.base, params)
+            except ValueError as exc:
+                problem = f"the config rejects it: {str(exc).splitlines()[0]}"
+        if problem:
+            raise refuse(f"cannot enqueue {params}: {problem}")
+        self._refuse_if_over("enqueue a config")
+
+    @workflow.update
+    def set_max_concurrency(self, n: int) -> int:
+        """Change how many trials run at once (running ones beyond it finish); returns it."""
+        self._s.max_concurrency = n
+        return n
+
+    @set_max_concurrency.validator
+    def _validate_set_max_concurrency(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000:
+            raise refuse(f"max_concurrency must be a whole number from 1 to 1000 (got {n!r})")
+        self._refuse_if_over("change max_concurrency")
+
+    @workflow.update
+    def pause(self) -> SweepStatus:
+        """Start no new trials until ``resume`` (running ones go on)."""
+        self._s.paused = True
+        return self.sweep_status()
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        self._refuse_if_over("pause")
+
+    @workflow.update
+    def resume(self) -> SweepStatus:
+        """Start trials again after a ``pause``."""
+        self._s.paused = False
+        return self.sweep_status()
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._refuse_if_over("resume")
+        if not self._s.paused:
+            raise refuse("cannot resume: the sweep is not paused")
+
+    @workflow.update
+    def stop(self) -> SweepStatus:
+        """Stop the sweep: running trials finish, no new ones start, then it returns its result."""
+        self._s.stopping = True
+        return self.sweep_status()
+
+    @stop.validator
+    def _validate_stop(self) -> None:
+        if self._done:
+            raise refuse("cannot stop: the sweep has finished")

@@ -1,0 +1,20 @@
+"""Concrete sweep workflows over the MLP test trainable (thin subclasses)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.sweep_types import SweepInput, SweepResult
+    from temporal_ml.workflows.sweep import SweepWorkflow
+    from tests.integration._training_workflows import MLPEval, MLPTraining
+
+
+@workflow.defn
+class MLPSweep(SweepWorkflow):
+    training_workflow = MLPTraining
+    eval_workflow = MLPEval
+
+    @workflow.run
+    async def run(self, inp: SweepInput) -> SweepResult:
+        return await super().run(inp)

@@ -1,0 +1,178 @@
+"""SweepWorkflow against a real dev server with separate orchestration, training and evaluation worker
+processes: a TPE sweep survives SIGKILLs of its training and orchestration workers, every trial runs
+exactly once with a correct result, every suggestion is recomputed from the audit record, live
+control (add trials, stop a trial, enqueue a config) works, and bad updates are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+
+from temporal_ml.client import connect
+from temporal_ml.search import Categorical, Float, SearchSpace, TPESearcher
+from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
+from temporal_ml.types import DatasetSource, TrainConfig
+from tests.integration._sweep_workflows import MLPSweep
+
+pytestmark = pytest.mark.integration
+
+BASE = TrainConfig(trainable="mlp", max_steps=80, batch_size=16, checkpoint_every_steps=20,
+                   log_every_steps=5, async_checkpoints=False, hparams={"step_delay": 0.02})
+SPACE = SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True),
+                     "hparams.hidden": Categorical([0, 8, 32])})
+DATASET = DatasetSource(generator="blobs", params={"seed": 3})
+
+
+def start_worker(role: str, queue: str, root: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
+    log = root / f"{role}-{n}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.sweep_worker", queue, str(root), role],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    for _ in range(600):
+        if "worker ready" in log.read_text():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError(log.read_text())
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+async def refused(handle: WorkflowHandle, update: str, *args: object) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.execute_update(update, args=list(args))
+    cause = info.value.cause
+    assert getattr(cause, "type", None) == "SweepControlRefused", cause
+    return str(cause)
+
+
+async def train_runs(client: Client, run_id: str) -> dict[str, int]:
+    """Workflow id -> number of runs, for every training child of the sweep (visibility)."""
+    counts: dict[str, int] = {}
+    async for wf in client.list_workflows(f'TmlExperiment = "{run_id}" AND TmlKind = "train"'):
+        counts[wf.id] = counts.get(wf.id, 0) + 1
+    return counts
+
+
+def check_result(result: SweepResult, inp: SweepInput) -> None:
+    rows = [t.row for t in result.trials]
+    assert [r.index for r in rows] == list(range(result.n_trials)) and result.rows_omitted == 0
+    for t in result.trials:
+        r = t.row
+        if r.state == "failed":
+            assert r.error and r.result_seq is not None, r
+            continue
+        assert r.state in ("done", "stopped"), r
+        assert t.lineage is not None and t.lineage.checkpoint_sha256 == r.model_sha256
+        assert t.lineage.snapshot_id == result.snapshot.id
+        assert r.metrics["examples"] == 128 and r.value == r.metrics["accuracy"]
+        assert (r.step == BASE.max_steps) == (r.state == "done")
+        assert r.train_seconds is not None and r.eval_seconds is not None
+    # Every searcher suggestion, recomputed from its audit record, is the recorded one.
+    recomputed = recompute_suggestions(inp, rows)
+    assert recomputed and all(recorded == again for _, recorded, again in recomputed), recomputed
+    assert [e.name for e in result.leaderboard] == [
+        r.name for r in sorted((r for r in rows if r.state == "done"), key=lambda r: (-(r.value or 0), r.index))]
+    assert result.best is not None and result.best.name == result.leaderboard[0].name
+
+
+@pytest.mark.slow
+async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
+                                                           subprocess_env: dict[str, str]) -> None:
+    tag = uuid.uuid4().hex[:6]
+    queues = {role: f"sw-{role}-{tag}" for role in ("orchestration", "train", "eval")}
+    procs = {role: start_worker(role, q, tmp_path, subprocess_env, 0) for role, q in queues.items()}
+    inp = SweepInput(
+        base=BASE, space=SPACE, searcher=TPESearcher(n_startup=3), n_trials=8, max_concurrency=2,
+        objective="accuracy", direction="maximize", seed=11, dataset=DATASET, run_id=f"sweep-{tag}",
+        train_task_queue=queues["train"], eval_task_queue=queues["eval"], heartbeat_timeout_seconds=3,
+        progress_every_seconds=0.5,
+    )
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id,
+                                             task_queue=queues["orchestration"])
+        killed_train = killed_orch = stopped = False
+        peak, bad_checked, added = 0, False, False
+        while True:
+            status = await handle.query(MLPSweep.sweep_status)
+            peak = max(peak, sum(t.state == "training" for t in status.trials))
+            training = [t for t in status.trials if t.state == "training"]
+            if not bad_checked and status.trials:
+                # Bad requests are refused with a message and change nothing.
+                assert "outside" in await refused(handle, "enqueue", {"hparams.lr": 5.0, "hparams.hidden": 8})
+                assert "missing" in await refused(handle, "enqueue", {"hparams.lr": 0.01})
+                assert "no trial 99" in await refused(handle, "stop_trial", 99)
+                assert "1 to 10000" in await refused(handle, "add_trials", 0)
+                assert "1 to 1000" in await refused(handle, "set_max_concurrency", 0)
+                assert "not paused" in await refused(handle, "resume")
+                again = await handle.query(MLPSweep.sweep_status)
+                assert again.n_trials == 8 and again.queued == 0 and again.max_concurrency == 2
+                # A good one: a user config (a failing one: hidden 0 is a config error) and a trial more.
+                assert await handle.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 0}) == 1
+                bad_checked = True
+            if not killed_train and any(t.step >= 30 for t in training):
+                kill(procs["train"])
+                procs["train"] = start_worker("train", queues["train"], tmp_path, subprocess_env, 1)
+                killed_train = True
+            elif killed_train and not killed_orch and len(status.trials) >= 4:
+                kill(procs["orchestration"])
+                procs["orchestration"] = start_worker("orchestration", queues["orchestration"], tmp_path,
+                                                      subprocess_env, 1)
+                killed_orch = True
+            elif killed_orch and not added:
+                assert await handle.execute_update(MLPSweep.add_trials, 1) == 10
+                added = True
+            elif added and not stopped and len(status.trials) >= 7:
+                fresh = [t for t in training if 5 <= t.step <= 40]
+                if fresh:
+                    try:
+                        row = await handle.execute_update(MLPSweep.stop_trial, fresh[0].index)
+                    except WorkflowUpdateFailedError:
+                        pass  # it finished in the meantime: try another
+                    else:
+                        assert row.state != "training" and row.step < BASE.max_steps
+                        stopped = True
+            if status.phase == "done" or (len(status.trials) == status.n_trials and not status.running
+                                          and all(t.state not in ("training", "evaluating")
+                                                  for t in status.trials)):
+                break
+            await asyncio.sleep(0.1)
+        result = await handle.result()
+        history = await handle.fetch_history()
+        runs = await train_runs(client, inp.run_id)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+
+    assert killed_train and killed_orch and stopped and peak <= 2
+    assert result.n_trials == 10 and result.runs == 1
+    check_result(result, inp)
+    rows = {t.row.index: t.row for t in result.trials}
+    assert [r.index for r in rows.values() if r.source == "user"] and all(
+        r.state == "failed" and "hidden must be positive" in (r.error or "")
+        for r in rows.values() if r.source == "user")
+    assert result.n_stopped == 1 and result.n_done >= 3
+    assert sum(r.resumes for r in rows.values()) >= 1  # the kill hit a running training
+    # Exactly once: one training workflow per trial that trained, never a second run of one.
+    for _ in range(50):  # visibility is eventually consistent
+        if len(runs) == result.n_trials:
+            break
+        await asyncio.sleep(0.2)
+        runs = await train_runs(await connect(), inp.run_id)
+    assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(result.n_trials)]
+    assert set(runs.values()) == {1}
+    events = len(history.events)
+    print(f"\nsweep history: {events} events for {result.n_trials} trials "
+          f"({events / result.n_trials:.1f} per trial, progress reports every 0.5 s included)")
