@@ -157,7 +157,13 @@ class TrainConfig(_Frozen):
         hparams: hyperparameters passed to the trainable (JSON values).
         seed: seeds every RNG and the data order.
         batch_size: examples per optimizer step.
-        max_steps: optimizer steps to train (the budget the LR schedule is defined over).
+        max_steps: optimizer steps to train (the budget the LR schedule is defined over, unless
+            ``schedule_steps`` is set).
+        schedule_steps: the step budget the LR schedule (``TrainContext.total_steps``) is defined
+            over, when it differs from ``max_steps``: a run trained to ``max_steps`` and later
+            continued to ``schedule_steps`` (an ASHA promotion) follows the trajectory of a run
+            trained straight to ``schedule_steps``. With it set, ``max_steps`` is only where this
+            call stops and is left out of ``config_hash`` (``None``: the schedule spans ``max_steps``).
         checkpoint_every_steps: checkpoint cadence in steps (``None``: by time only).
         checkpoint_every_seconds: checkpoint cadence in seconds (``None``: by steps only).
         async_checkpoints: write checkpoints in a background thread (the step waits only for the copy).
@@ -173,6 +179,7 @@ class TrainConfig(_Frozen):
     seed: int = 0
     batch_size: int = Field(default=32, ge=1)
     max_steps: int = Field(ge=1)
+    schedule_steps: int | None = Field(default=None, ge=1)
     checkpoint_every_steps: int | None = Field(default=100, ge=1)
     checkpoint_every_seconds: float | None = Field(default=None, gt=0)
     async_checkpoints: bool = True
@@ -186,7 +193,14 @@ class TrainConfig(_Frozen):
     def _has_cadence(self) -> TrainConfig:
         if self.checkpoint_every_steps is None and self.checkpoint_every_seconds is None:
             raise ValueError("set checkpoint_every_steps and/or checkpoint_every_seconds")
+        if self.schedule_steps is not None and self.max_steps > self.schedule_steps:
+            raise ValueError(f"max_steps ({self.max_steps}) exceeds schedule_steps ({self.schedule_steps})")
         return self
+
+    @property
+    def total_steps(self) -> int:
+        """The step budget the LR schedule is defined over (``schedule_steps`` or ``max_steps``)."""
+        return self.schedule_steps if self.schedule_steps is not None else self.max_steps
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the fields that change the training trajectory.
@@ -196,11 +210,20 @@ class TrainConfig(_Frozen):
         asynchronous saving, the device and the final evaluation split), are left out, so they may be
         changed when a run is resumed.
         """
-        return _sha256_json(self.model_dump(mode="json", exclude=set(OPERATIONAL_FIELDS)))
+        exclude = set(OPERATIONAL_FIELDS)
+        if self.schedule_steps is not None:
+            exclude.add("max_steps")  # where a call stops; the trajectory is fixed by schedule_steps
+        return _sha256_json(self._hashed(self.model_dump(mode="json", exclude=exclude)))
 
     def full_hash(self) -> str:
         """sha256 of the canonical JSON of every field (what ``config_hash`` covered in 0.1.0: checkpoints of that version record it)."""
-        return _sha256_json(self.model_dump(mode="json"))
+        return _sha256_json(self._hashed(self.model_dump(mode="json")))
+
+    @staticmethod
+    def _hashed(data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("schedule_steps", 0) is None:  # unset: hashes stay those of configs before the field
+            del data["schedule_steps"]
+        return data
 
 
 #: ``TrainConfig`` fields that do not change a run's trajectory (left out of ``config_hash``).

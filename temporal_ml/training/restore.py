@@ -34,7 +34,7 @@ def setup_from_checkpoint(
     state = load_checkpoint(checkpoint, storage_options=storage_options)
     ctx = TrainContext(
         run_id=checkpoint.run_id, hparams=config.hparams, seed=config.seed, data=data,
-        device=resolve_device(config.device), batch_size=config.batch_size, total_steps=config.max_steps,
+        device=resolve_device(config.device), batch_size=config.batch_size, total_steps=config.total_steps,
     )
     stream = RngStream()  # never disturb the RNGs of a run training in this process
     try:
