@@ -77,7 +77,7 @@ def check_result(result: SweepResult, inp: SweepInput) -> None:
         assert t.lineage is not None and t.lineage.checkpoint_sha256 == r.model_sha256
         assert t.lineage.snapshot_id == result.snapshot.id
         assert r.metrics["examples"] == 128 and r.value == r.metrics["accuracy"]
-        assert (r.step == BASE.max_steps) == (r.state == "done")
+        assert (r.step == inp.base.max_steps) == (r.state == "done")
         assert r.train_seconds is not None and r.eval_seconds is not None
     # Every searcher suggestion, recomputed from its audit record, is the recorded one.
     recomputed = recompute_suggestions(inp, rows)

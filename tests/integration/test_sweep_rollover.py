@@ -1,0 +1,85 @@
+"""A sweep on a server that suggests continue-as-new after a few dozen events rolls over to new runs
+carrying its compact state, survives the dev server itself being SIGKILLed and restarted on the same
+data directory, and still runs every trial exactly once with every suggestion recomputable."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+
+from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
+from temporal_ml.search import Float, Int, SearchSpace, TPESearcher
+from temporal_ml.sweep_types import SweepInput, SweepResult
+from temporal_ml.types import DatasetSource, TrainConfig
+from tests.conftest import free_port
+from tests.integration._sweep_workflows import MLPSweep
+from tests.integration.test_sweep import check_result, start_worker, train_runs
+
+pytestmark = pytest.mark.integration
+
+BASE = TrainConfig(trainable="mlp", max_steps=40, batch_size=16, checkpoint_every_steps=20,
+                   log_every_steps=10, async_checkpoints=False, hparams={"step_delay": 0.02})
+
+
+def kill_server(server: DevServer) -> None:
+    process = server._process  # noqa: SLF001 - a real SIGKILL of the server's process group
+    assert process is not None
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    server._process = None  # noqa: SLF001
+
+
+@pytest.mark.slow
+async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
+                                                                 subprocess_env: dict[str, str]) -> None:
+    port = free_port()
+    server = DevServer(port=port, headless=True, data_dir=tmp_path / "server",
+                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 60})
+    server.start(timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    env = {**subprocess_env, "TEMPORAL_ADDRESS": server.address}
+    worker = start_worker("all", f"roll-{tag}", tmp_path, env, 0)
+    inp = SweepInput(
+        base=BASE, space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Int(4, 32)}),
+        searcher=TPESearcher(n_startup=3), n_trials=7, max_concurrency=2, seed=5,
+        dataset=DatasetSource(generator="blobs"), run_id=f"roll-{tag}", heartbeat_timeout_seconds=5,
+        progress_every_seconds=5,
+    )
+    try:
+        client = await connect(server.address)
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=f"roll-{tag}")
+        while True:
+            status = await handle.query(MLPSweep.sweep_status)
+            if sum(t.state == "done" for t in status.trials) >= 2:
+                break
+            await asyncio.sleep(0.2)
+        kill_server(server)
+        await asyncio.sleep(1)
+        server.start(timeout=120)
+        client = await connect(server.address)
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        runs = await train_runs(client, inp.run_id)
+        for _ in range(50):  # visibility is eventually consistent
+            if len(runs) == result.n_trials:
+                break
+            await asyncio.sleep(0.2)
+            runs = await train_runs(client, inp.run_id)
+        sweep_runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+        events = 0
+        for wf in sweep_runs:
+            history = await client.get_workflow_handle(inp.run_id, run_id=wf.run_id).fetch_history()
+            events += len(history.events)
+    finally:
+        worker.kill()
+        server.stop()
+    assert result.n_trials == 7 and result.n_done == 7 and result.runs >= 2, result.runs
+    assert len(sweep_runs) == result.runs
+    check_result(result, inp)
+    assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(7)] and set(runs.values()) == {1}
+    print(f"\nsweep: {result.runs} runs, {events} events for 7 trials ({events / 7:.1f} per trial)")
