@@ -37,7 +37,8 @@ def _tensors(table: pa.Table) -> tuple[torch.Tensor, torch.Tensor]:
 
 class MLPTrainable(Trainable):
     """hparams: hidden (int), lr (float), dropout (float), step_delay (seconds slept per step, to give
-    crash tests time to kill mid-run), fail ("config" -> raise ConfigError in setup)."""
+    crash tests time to kill mid-run), eval_delay (seconds an evaluation takes), fail ("config" ->
+    raise ConfigError in setup)."""
 
     def setup(self, ctx: TrainContext) -> TrainSetup:
         if ctx.hparams.get("fail") == "config":
@@ -63,13 +64,15 @@ class MLPTrainable(Trainable):
             return x[idx].to(ctx.device), y[idx].to(ctx.device)
 
         return TrainSetup(model=model, optimizer=optimizer, scheduler=scheduler,
-                          make_batch=make_batch, train_size=len(y))
+                          make_batch=make_batch, train_size=len(y),
+                          extra={"eval_delay": float(ctx.hparams.get("eval_delay", 0.0))})
 
     def train_step(self, setup: TrainSetup, batch: Any) -> torch.Tensor:
         x, y = batch
         return torch.nn.functional.cross_entropy(setup.model(x), y)
 
     def evaluate(self, setup: TrainSetup, split: pa.Table) -> dict[str, float]:
+        time.sleep(setup.extra.get("eval_delay", 0.0))  # a slow evaluation, for kill tests
         x, y = _tensors(split)
         setup.model.eval()
         with torch.no_grad():

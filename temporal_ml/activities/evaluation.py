@@ -9,6 +9,7 @@ from typing import Any
 from temporalio import activity
 
 from temporal_ml.activities._fail_fast import fail_fast
+from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import EVALUATE, EvalRequest
 from temporal_ml.errors import ConfigError, NotFoundError
 from temporal_ml.storage.snapshots import SnapshotStore
@@ -57,6 +58,10 @@ class EvalActivities:
             ApplicationError (non-retryable): unknown trainable or split, a missing checkpoint, or a
                 checkpoint that does not match its digests.
         """
+        with heartbeating():
+            return self._evaluate(req)
+
+    def _evaluate(self, req: EvalRequest) -> EvalResult:
         trainable = self.trainables.get(req.config.trainable)
         if trainable is None:
             raise ConfigError(

@@ -9,6 +9,7 @@ from typing import Any
 from temporalio import activity
 
 from temporal_ml.activities._fail_fast import fail_fast
+from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import CREATE_SNAPSHOT
 from temporal_ml.errors import ConfigError
 from temporal_ml.storage.snapshots import SnapshotStore
@@ -40,6 +41,10 @@ class SnapshotActivities:
     @fail_fast
     def create_snapshot(self, source: DatasetSource) -> SnapshotRef:
         """Snapshot the source (idempotent: the same content yields the same id and writes nothing)."""
+        with heartbeating():
+            return self._create(source)
+
+    def _create(self, source: DatasetSource) -> SnapshotRef:
         if source.files:
             return self.store.put_files(source.files)
         if source.generator:

@@ -23,6 +23,7 @@ from temporalio import activity
 
 from temporal_ml._names import check_name
 from temporal_ml.activities._fail_fast import fail_fast, fail_fast_async
+from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import (
     PREDICT,
     REPORT_SIGNAL,
@@ -187,9 +188,10 @@ class TrainingActivities:
     def predict(self, req: PredictRequest) -> PredictionResult:
         """Predictions and confidences of a checkpoint (verified by sha256) for raw inputs."""
         trainable = self._trainable(req.config.trainable)
-        setup = setup_from_checkpoint(trainable, req.config, self.snapshots.load(req.snapshot),
-                                      req.checkpoint, storage_options=self.storage_options)
-        predictions = trainable.predict(setup, req.inputs)
+        with heartbeating():
+            setup = setup_from_checkpoint(trainable, req.config, self.snapshots.load(req.snapshot),
+                                          req.checkpoint, storage_options=self.storage_options)
+            predictions = trainable.predict(setup, req.inputs)
         return PredictionResult(checkpoint=req.checkpoint, labels=[p.label for p in predictions],
                                 confidences=[p.confidence for p in predictions])
 

@@ -66,7 +66,8 @@ class CoordinatorInput(BoundaryModel):
         train_task_queue / eval_task_queue: activity queues of training and evaluation workers
             (default: the coordinator's own queue).
         leaderboard_metric / leaderboard_mode: rank by this evaluation metric, ``max`` or ``min``.
-        heartbeat_timeout_seconds, max_attempts, progress_every_seconds: passed to each training.
+        heartbeat_timeout_seconds: passed to each training and evaluation (a silent worker is dead).
+        max_attempts, progress_every_seconds: passed to each training.
     """
 
     experiments: list[ExperimentSpec] = Field(min_length=1)
@@ -181,7 +182,8 @@ class CoordinatorWorkflow:
                          latest_checkpoint=train.checkpoint)
             evaluation = await workflow.execute_child_workflow(
                 self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                EvalInput.from_result(spec.config, train, inp.eval_split, task_queue=inp.eval_task_queue),
+                EvalInput.from_result(spec.config, train, inp.eval_split, task_queue=inp.eval_task_queue,
+                                      heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds),
                 id=eval_id, result_type=EvalResult, search_attributes=tags,
             )
         except ChildWorkflowError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 
@@ -30,13 +31,15 @@ class EvalInput(BoundaryModel):
     checkpoint: CheckpointRef
     split: str = "dev"
     task_queue: str | None = None
+    #: A worker silent this long (killed, lost) is considered dead and the evaluation is retried.
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @classmethod
     def from_result(cls, config: TrainConfig, result: TrainResult, split: str = "dev",
-                    task_queue: str | None = None) -> EvalInput:
+                    task_queue: str | None = None, heartbeat_timeout_seconds: float = 30.0) -> EvalInput:
         """Evaluate the final checkpoint of a training run on ``split`` of its own snapshot."""
         return cls(config=config, snapshot=result.snapshot, checkpoint=result.checkpoint,
-                   split=split, task_queue=task_queue)
+                   split=split, task_queue=task_queue, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
 
 
 class EvalWorkflow:
@@ -49,6 +52,7 @@ class EvalWorkflow:
                                   split=inp.split),
             result_type=EvalResult, task_queue=inp.task_queue,
             start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
             retry_policy=RetryPolicy(maximum_attempts=5,
                                      non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
         )

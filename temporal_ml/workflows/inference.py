@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pydantic import Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -34,6 +35,8 @@ class InferenceInput(BoundaryModel):
     checkpoint: CheckpointRef
     inputs: list[Any]
     task_queue: str | None = None
+    #: A worker silent this long (killed, lost) is considered dead and the prediction is retried.
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @classmethod
     def from_result(cls, config: TrainConfig, result: TrainResult, inputs: list[Any],
@@ -53,6 +56,7 @@ class InferenceWorkflow:
         return await workflow.execute_activity(
             PREDICT, request, result_type=PredictionResult, task_queue=inp.task_queue,
             start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
             retry_policy=RetryPolicy(maximum_attempts=3,
                                      non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
         )

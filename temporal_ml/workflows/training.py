@@ -90,11 +90,17 @@ class TrainingInput(BoundaryModel):
         return self
 
 
-async def create_snapshot(source: DatasetSource, task_queue: str | None = None) -> SnapshotRef:
-    """Run the snapshot activity from workflow code (idempotent: same content, same id)."""
+async def create_snapshot(source: DatasetSource, task_queue: str | None = None,
+                          heartbeat_timeout_seconds: float = 60.0) -> SnapshotRef:
+    """Run the snapshot activity from workflow code (idempotent: same content, same id).
+
+    The activity heartbeats while it works, so a worker that dies mid-snapshot is noticed within
+    ``heartbeat_timeout_seconds`` and the snapshot retried on another worker.
+    """
     return await workflow.execute_activity(
         CREATE_SNAPSHOT, source, result_type=SnapshotRef, task_queue=task_queue,
         start_to_close_timeout=timedelta(hours=2),
+        heartbeat_timeout=timedelta(seconds=heartbeat_timeout_seconds),
         retry_policy=RetryPolicy(maximum_attempts=5,
                                  non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
     )

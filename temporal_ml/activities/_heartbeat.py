@@ -1,0 +1,53 @@
+"""Heartbeats for sync activities whose work is one long call (evaluate, predict, snapshot).
+
+Such an activity cannot heartbeat between steps of its own, so a helper thread heartbeats for it while
+the work runs. With a heartbeat timeout on the activity, a dead worker (SIGKILL, OOM, a lost machine)
+is then noticed within that timeout and the activity retried elsewhere, instead of after its whole
+start-to-close timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+from collections.abc import Iterator
+
+from temporalio import activity
+
+__all__ = ["heartbeating"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def heartbeating(every_seconds: float = 2.0) -> Iterator[None]:
+    """Heartbeat every ``every_seconds`` from a helper thread while the ``with`` body runs.
+
+    Outside an activity (a plain call, a test) it does nothing. The helper thread runs in a copy of
+    the caller's context, so ``activity.heartbeat`` reaches this very activity (thread-safe for
+    activities on a thread pool).
+    """
+    if not activity.in_activity():
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                activity.heartbeat()
+            except Exception:  # noqa: BLE001 - a lost heartbeat must not kill the work
+                log.debug("heartbeat failed", exc_info=True)
+            if stop.wait(every_seconds):
+                return
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(beat,), daemon=True,
+                              name="tml-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
