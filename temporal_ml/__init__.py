@@ -49,6 +49,9 @@ __all__ = [
     "SweepInput",
     "SweepResult",
     "SweepActivities",
+    "LadderSweepWorkflow",
+    "LadderInput",
+    "LadderResult",
     # errors
     "TemporalMLError",
     "ConfigError",
@@ -75,6 +78,8 @@ _WHERE = {
     "SweepWorkflow": "workflows.sweep",
     **dict.fromkeys(["SweepInput", "SweepResult"], "sweep_types"),
     "SweepActivities": "activities.sweep",
+    "LadderSweepWorkflow": "workflows.ladder",
+    **dict.fromkeys(["LadderInput", "LadderResult"], "sweep_types"),
     **dict.fromkeys(["TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError",
                      "MissingDependencyError"], "errors"),
 }

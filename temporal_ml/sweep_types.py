@@ -316,6 +316,7 @@ class LadderState(BaseModel):
     rung_of: dict[str, int] = Field(default_factory=dict)
     decisions: list[str] = Field(default_factory=list)
     deleted: list[str] = Field(default_factory=list)
+    freed_bytes: int = 0
     started: int = 0
     results_seen: int = 0
     stopping: bool = False
@@ -339,6 +340,13 @@ class LadderInput(_SweepCommon):
     delete_unpromotable: bool = True
     carried: LadderState | None = None
 
+    @model_validator(mode="after")
+    def _check_budgets(self) -> LadderInput:
+        for name in ("max_steps", "schedule_steps"):
+            if name in self.space.params:
+                raise ValueError(f"parameter {name!r}: a ladder sets it from the scheduler's rung budgets")
+        return self
+
 
 class LadderResult(BaseModel):
     """The outcome of a ladder sweep.
@@ -350,6 +358,7 @@ class LadderResult(BaseModel):
         decisions: the scheduler's audit lines, in order.
         trials: per-trial rows (value: the objective at the highest rung each reached).
         deleted: trials whose checkpoints were deleted (they could no longer be promoted).
+        freed_bytes: the bytes those deletions freed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -365,3 +374,4 @@ class LadderResult(BaseModel):
     decisions: list[str]
     trials: list[TrialResult]
     deleted: list[str]
+    freed_bytes: int = 0

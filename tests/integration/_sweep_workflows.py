@@ -5,7 +5,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from temporal_ml.sweep_types import SweepInput, SweepResult
+    from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult
+    from temporal_ml.workflows.ladder import LadderSweepWorkflow
     from temporal_ml.workflows.sweep import SweepWorkflow
     from tests.integration._training_workflows import MLPEval, MLPTraining
 
@@ -17,4 +18,14 @@ class MLPSweep(SweepWorkflow):
 
     @workflow.run
     async def run(self, inp: SweepInput) -> SweepResult:
+        return await super().run(inp)
+
+
+@workflow.defn
+class MLPLadder(LadderSweepWorkflow):
+    training_workflow = MLPTraining
+    eval_workflow = MLPEval
+
+    @workflow.run
+    async def run(self, inp: LadderInput) -> LadderResult:
         return await super().run(inp)

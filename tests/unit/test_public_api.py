@@ -14,7 +14,8 @@ PUBLIC = {
     "TrainContext", "TrainSetup", "Prediction", "TrainingLoop", "LoopControl", "SnapshotActivities",
     "TrainingActivities", "TrainingWorkflow", "TrainingInput", "InferenceWorkflow", "InferenceInput",
     "TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError", "MissingDependencyError",
-    "SweepWorkflow", "SweepInput", "SweepResult", "SweepActivities",
+    "SweepWorkflow", "SweepInput", "SweepResult", "SweepActivities", "LadderSweepWorkflow",
+    "LadderInput", "LadderResult",
 }
 
 
@@ -30,6 +31,7 @@ def test_orchestration_imports_do_not_need_torch() -> None:
         "from temporal_ml import connect, TrainingWorkflow, InferenceWorkflow, TrainConfig, DevServer\n"
         "from temporal_ml import SnapshotStore, CheckpointManager, TemporalMLPlugin\n"
         "from temporal_ml import SweepWorkflow, SweepInput, SweepResult, SweepActivities\n"
+        "from temporal_ml import LadderSweepWorkflow, LadderInput, LadderResult\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

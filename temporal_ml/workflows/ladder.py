@@ -1,0 +1,347 @@
+"""``LadderSweepWorkflow``: asynchronous successive halving (ASHA) whose promotions continue the run.
+
+Trials train to rung budgets (steps). Every trial is one training run (run id
+``<run_id>--t0007``, one checkpoint directory); each rung is a training child
+(``<run_id>--t0007--r1--train``) with ``max_steps`` = the rung's budget and ``schedule_steps`` = the
+maximum budget, followed by an evaluation child. A promotion starts the next rung's training on the
+same run id, so it resumes from the rung checkpoint and continues the very trajectory a run trained
+straight to the maximum budget would follow (bitwise, on CPU with deterministic settings), never
+retraining from scratch.
+
+The scheduler (:class:`~temporal_ml.search.AshaScheduler`) decides from the rung table, which is the
+workflow's state (carried through continue-as-new); every decision's audit line is recorded. New
+trials come from the searcher (random or TPE: with TPE a BOHB-like search), told each trial's value
+at the highest rung it reached. The checkpoints of trials that can no longer be promoted are deleted
+(``delete_unpromotable``) by an activity of :class:`~temporal_ml.activities.sweep.SweepActivities`.
+
+Subclass it like :class:`~temporal_ml.workflows.sweep.SweepWorkflow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.activities.messages import REPORT_SIGNAL
+    from temporal_ml.activities.sweep import (
+        DELETE_RUN_CHECKPOINTS,
+        DeleteCheckpointsRequest,
+        DeleteCheckpointsResult,
+    )
+    from temporal_ml.search import SearchExhausted, TrialRecord
+    from temporal_ml.sweep_types import (
+        LadderInput,
+        LadderResult,
+        LadderState,
+        SuggestionAudit,
+        TrialRow,
+        objective_value,
+        trial_name,
+    )
+    from temporal_ml.types import (
+        CheckpointRef,
+        EvalResult,
+        LeaderboardEntry,
+        SnapshotRef,
+        TrainConfig,
+        TrainResult,
+    )
+    from temporal_ml.workflows.coordinator import _root_message
+    from temporal_ml.workflows.evaluation import EvalInput
+    from temporal_ml.workflows.sweep import check_sweep_run_id, refuse, trial_result
+    from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
+
+__all__ = ["LadderSweepWorkflow"]
+
+_EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
+
+
+class LadderSweepWorkflow:
+    """Base of ASHA ladder sweeps; see the module docstring. Subclasses set the child workflow types."""
+
+    #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
+    training_workflow: ClassVar[str | type] = ""
+    #: The evaluation child workflow (a registered ``EvalWorkflow`` subclass: name or class).
+    eval_workflow: ClassVar[str | type] = ""
+
+    def __init__(self) -> None:
+        self._s: LadderState | None = None
+        self._inp: LadderInput | None = None
+        self._run_id = ""
+        self._running = 0
+        self._started_here = 0
+        self._changes = 0
+        self._draining = False
+        self._done = False
+        self._by_train_id: dict[str, int] = {}
+
+    @property
+    def state(self) -> LadderState:
+        assert self._s is not None
+        return self._s
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    async def run(self, inp: LadderInput) -> LadderResult:
+        """Start, promote and evaluate trials as the scheduler decides, until it says done."""
+        self._inp = inp
+        self._run_id = run_id = inp.run_id or workflow.info().workflow_id
+        check_sweep_run_id(run_id)
+        self._s = inp.carried or LadderState(table=inp.scheduler.new_table(inp.direction))
+        snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
+        workflow.upsert_search_attributes([
+            SearchAttributeKey.for_keyword("TmlKind").value_set("ladder"),
+            _EXPERIMENT.value_set(run_id),
+            SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
+        ])
+        tasks: list[asyncio.Task[None]] = []
+        s = self.state
+        while True:
+            await workflow.wait_condition(lambda: self._running < inp.max_concurrency or self._rollover_due())
+            if self._rollover_due() and not s.stopping:
+                self._draining = True
+                await workflow.wait_condition(lambda: self._running == 0)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={
+                    "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": s}))
+            may_start = s.started < inp.n_trials and not s.stopping
+            decision = inp.scheduler.next(s.table, may_start=may_start)
+            if s.stopping and decision.action == "promote":  # a stopped ladder only finishes
+                decision = decision.model_copy(update={"action": "wait" if self._running else "done"})
+            if decision.action == "done":
+                break
+            if decision.action == "wait":
+                await workflow.wait_condition(lambda seen=self._changes: self._changes != seen)  # type: ignore[misc]
+                continue
+            if decision.action == "start":
+                row = self._new_trial()
+                if row is None:  # the searcher ran out of points: no more new trials
+                    s.started = inp.n_trials
+                    continue
+                s.table.start(row.name, decision.bracket)
+            else:
+                assert decision.trial_id is not None
+                s.table.promote(decision.trial_id, decision.rung - 1)
+                row = s.rows[int(decision.trial_id[1:])]
+            s.decisions.append(decision.reason)
+            s.rung_of[row.name] = decision.rung
+            self._running += 1
+            self._started_here += 1
+            tasks.append(asyncio.create_task(
+                self._rung(inp, row, decision.rung, decision.budget, snapshot)))
+        await asyncio.gather(*tasks)
+        await self._delete_dead(final=True)
+        self._done = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result(inp, snapshot)
+
+    def _rollover_due(self) -> bool:
+        return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
+
+    def history(self) -> list[TrialRecord]:
+        """What the searcher is told: each trial's value at the highest rung it reached (complete),
+        pending while it has no result yet, failed when it failed before any."""
+        out = []
+        for row in self.state.rows:
+            if row.value is not None and math.isfinite(row.value):
+                out.append(TrialRecord(index=row.index, params=row.params, state="complete", value=row.value))
+            elif row.state in ("training", "evaluating"):
+                out.append(TrialRecord(index=row.index, params=row.params, state="pending"))
+            else:
+                out.append(TrialRecord(index=row.index, params=row.params, state="failed"))
+        return out
+
+    def _new_trial(self) -> TrialRow | None:
+        inp, s = self._inp, self.state
+        assert inp is not None
+        index = len(s.rows)
+        history = self.history()
+        try:
+            params = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=index,
+                                          direction=inp.direction)
+        except SearchExhausted:
+            return None
+        audit = SuggestionAudit(
+            searcher=inp.searcher.kind, results_seen=s.results_seen,
+            complete=sum(h.state == "complete" for h in history),
+            failed=sum(h.state == "failed" for h in history),
+            pending=sum(h.state == "pending" for h in history),
+        )
+        row = TrialRow(index=index, params=params, started=workflow.now(), audit=audit)
+        s.rows.append(row)
+        s.started += 1
+        return row
+
+    def rung_config(self, inp: LadderInput, row: TrialRow, budget: int) -> TrainConfig:
+        """The trial's config for one rung: ``max_steps`` = the budget, the schedule over the maximum."""
+        config = inp.space.apply(inp.base, row.params)
+        return TrainConfig.model_validate({**config.model_dump(), "max_steps": budget,
+                                           "schedule_steps": inp.scheduler.max_budget})
+
+    def run_id_of(self, index: int) -> str:
+        """The training run id (checkpoint directory) of trial ``index``: the same for every rung."""
+        return f"{self._run_id}--{trial_name(index)}"
+
+    async def _rung(self, inp: LadderInput, row: TrialRow, rung: int, budget: int,
+                    snapshot: SnapshotRef) -> None:
+        s = self.state
+        base_id = f"{self.run_id_of(row.index)}--r{rung}"
+        train_id, eval_id = f"{base_id}--train", f"{base_id}--eval"
+        tags = TypedSearchAttributes([SearchAttributePair(_EXPERIMENT, self._run_id)])
+        row.state, row.max_steps, row.error = "training", budget, None
+        try:
+            try:
+                config = self.rung_config(inp, row, budget)
+            except ValueError as exc:
+                self._fail(row, f"invalid config: {exc}")
+                return
+            self._by_train_id[self.run_id_of(row.index)] = row.index
+            train = await workflow.execute_child_workflow(
+                self.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                TrainingInput(
+                    config=config, snapshot=snapshot, run_id=self.run_id_of(row.index),
+                    task_queue=inp.train_task_queue, heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
+                    max_attempts=inp.max_attempts, progress_every_seconds=inp.progress_every_seconds,
+                    report_to=[workflow.info().workflow_id],
+                ),
+                id=train_id, result_type=TrainResult, search_attributes=tags,
+            )
+            row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
+            row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
+            row.resumes = train.resumes
+            evaluation = await workflow.execute_child_workflow(
+                self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),
+                id=eval_id, result_type=EvalResult, search_attributes=tags,
+            )
+        except ChildWorkflowError as err:
+            self._fail(row, _root_message(err))
+            return
+        finally:
+            self._running -= 1
+            self._changes += 1
+        metrics = dict(evaluation.metrics)
+        value = objective_value(metrics, inp.objective)
+        s.table.report(row.name, rung, value if value is not None else math.nan)
+        row.state, row.value, row.metrics, row.finished = "done", value, metrics, workflow.now()
+        row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
+        await self._delete_dead()
+
+    def _fail(self, row: TrialRow, error: str) -> None:
+        s = self.state
+        s.table.drop(row.name)
+        row.state, row.error, row.finished = "failed", error, workflow.now()
+        row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
+
+    async def _delete_dead(self, final: bool = False) -> None:
+        """Delete the checkpoints of trials that can never be promoted (idle ones only)."""
+        inp, s = self._inp, self.state
+        assert inp is not None
+        if not inp.delete_unpromotable:
+            return
+        if final:
+            s.table.closed = True
+        running = {t for br in s.table.brackets for r in br.rungs for t in r.running}
+        dead = []
+        for tid, rung in inp.scheduler.unpromotable(s.table, max_trials=inp.n_trials):
+            row = s.rows[int(tid[1:])]
+            if (tid in s.deleted or tid in running or s.rung_of.get(tid) != rung
+                    or row.checkpoint_uri is None or row.model_sha256 is None):
+                continue
+            s.deleted.append(tid)
+            dead.append(row)
+        for row in dead:
+            ref = CheckpointRef(run_id=self.run_id_of(row.index), step=row.step, uri=row.checkpoint_uri,  # type: ignore[arg-type]
+                                model_sha256=row.model_sha256)  # type: ignore[arg-type]
+            freed: DeleteCheckpointsResult = await workflow.execute_activity(
+                DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref),
+                result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
+            )
+            s.freed_bytes += freed.bytes
+
+    # -- results -----------------------------------------------------------------------------------
+
+    def _ranked(self) -> list[TrialRow]:
+        assert self._inp is not None
+        sign = -1.0 if self._inp.direction == "maximize" else 1.0
+        done = [r for r in self.state.rows if r.value is not None and r.state == "done"]
+        return sorted(done, key=lambda r: (-r.step, sign * float(r.value), r.index))  # type: ignore[arg-type]
+
+    def _leaderboard(self) -> list[LeaderboardEntry]:
+        assert self._inp is not None
+        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective, value=float(r.value))  # type: ignore[arg-type]
+                for k, r in enumerate(self._ranked())]
+
+    def _result(self, inp: LadderInput, snapshot: SnapshotRef) -> LadderResult:
+        s = self.state
+
+        def result(row: TrialRow) -> Any:
+            base = inp.base.model_copy(update={"max_steps": max(row.step, 1),
+                                               "schedule_steps": inp.scheduler.max_budget})
+            rung = s.rung_of.get(row.name, 0)
+            prefix = f"{self.run_id_of(row.index)}--r{rung}"
+            return trial_result(self._run_id, row, base, inp.space, snapshot,
+                                f"{prefix}--train", f"{prefix}--eval")
+
+        best = s.table.best()
+        best_row = s.rows[int(best[0][1:])] if best is not None else None
+        return LadderResult(
+            run_id=self._run_id, snapshot=snapshot, objective=inp.objective, direction=inp.direction,
+            best=result(best_row) if best_row is not None else None,
+            best_budget=best[1] if best is not None else None, leaderboard=self._leaderboard(),
+            table=s.table, decisions=s.decisions, trials=[result(r) for r in s.rows], deleted=s.deleted,
+            freed_bytes=s.freed_bytes,
+        )
+
+    # -- progress, queries, control ----------------------------------------------------------------
+
+    @workflow.signal(name=REPORT_SIGNAL)
+    def _on_report(self, *args: Any) -> None:
+        report = parse_report(args)
+        if report is None or self._s is None:
+            return
+        index = self._by_train_id.get(report.run_id or "")
+        if index is not None and self._s.rows[index].state == "training":
+            row = self._s.rows[index]
+            row.step = max(row.step, report.step)
+            row.loss = report.loss if report.loss is not None else row.loss
+
+    @workflow.query
+    def trials(self) -> list[TrialRow]:
+        """Every trial (state, rung budget, step, value at its highest rung, error), by index."""
+        return list(self._s.rows) if self._s is not None else []
+
+    @workflow.query
+    def ladder(self) -> LadderState:
+        """The rung table, the decisions so far and the deleted trials."""
+        return self.state
+
+    @workflow.query
+    def leaderboard(self) -> list[LeaderboardEntry]:
+        """Trials ranked by the highest rung reached, then the objective there."""
+        return self._leaderboard()
+
+    @workflow.update
+    def stop(self) -> int:
+        """No new trials and no promotions; running rungs finish. Returns the running count."""
+        self.state.stopping = True
+        self._changes += 1
+        return self._running
+
+    @stop.validator
+    def _validate_stop(self) -> None:
+        if self._done:
+            raise refuse("cannot stop: the ladder has finished")

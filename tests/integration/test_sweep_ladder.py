@@ -1,0 +1,65 @@
+"""LadderSweepWorkflow (ASHA) on a real dev server: promotions continue the same run from its rung
+checkpoint, so a trial promoted through every rung ends with weights bitwise equal to the same config
+trained straight to the maximum budget; checkpoints of unpromotable trials are deleted."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from temporal_ml.client import connect
+from temporal_ml.search import AshaScheduler, Float, Int, RandomSearcher, SearchSpace
+from temporal_ml.sweep_types import LadderInput
+from temporal_ml.types import DatasetSource, TrainConfig
+from temporal_ml.workflows.training import TrainingInput
+from tests.integration._sweep_workflows import MLPLadder
+from tests.integration._training_workflows import MLPTraining
+from tests.integration.test_sweep import start_worker
+
+pytestmark = pytest.mark.integration
+
+BASE = TrainConfig(trainable="mlp", max_steps=1, batch_size=16, checkpoint_every_steps=4,
+                   log_every_steps=5, async_checkpoints=False)
+
+
+@pytest.mark.slow
+async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path,
+                                                              subprocess_env: dict[str, str]) -> None:
+    tag = uuid.uuid4().hex[:6]
+    queue = f"ladder-{tag}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    dataset = DatasetSource(generator="blobs", params={"seed": 4})
+    inp = LadderInput(
+        base=BASE, space=SearchSpace({"hparams.lr": Float(1e-3, 5e-2, log=True), "hparams.hidden": Int(4, 32)}),
+        searcher=RandomSearcher(), scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3),
+        n_trials=9, max_concurrency=2, seed=1, dataset=dataset, run_id=f"ladder-{tag}",
+        heartbeat_timeout_seconds=5, progress_every_seconds=5,
+    )
+    try:
+        client = await connect()
+        result = await client.execute_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+        assert result.best is not None and result.best_budget == 54
+        top = result.best.row
+        assert top.step == 54 and top.resumes >= 1  # continued from its rung checkpoints
+        config = inp.space.apply(BASE, top.params).model_copy(update={"max_steps": 54})
+        straight = await client.execute_workflow(
+            MLPTraining.run, TrainingInput(config=config, snapshot=result.snapshot, run_id=f"straight-{tag}"),
+            id=f"straight-{tag}", task_queue=queue)
+    finally:
+        worker.kill()
+    # Bitwise: promoted 6 -> 18 -> 54 steps equals 54 steps straight (LR schedule over 54 both ways).
+    assert straight.steps == 54 and straight.resumes == 0 and config.schedule_steps is None
+    assert top.model_sha256 == straight.checkpoint.model_sha256
+    rungs = result.table.brackets[0].rungs
+    assert [r.budget for r in rungs] == [6, 18, 54]
+    assert len(rungs[0].results) == 9 and len(rungs[1].results) >= 3 and len(rungs[2].results) >= 1
+    assert len(result.decisions) == 9 + len(rungs[0].promoted) + len(rungs[1].promoted)
+    assert all(t.row.state == "done" for t in result.trials)
+    # Every trial that can no longer go on lost its checkpoints; the others keep theirs.
+    assert result.deleted and result.freed_bytes > 0
+    for t in result.trials:
+        directory = tmp_path / "checkpoints" / f"{inp.run_id}--{t.name}"
+        assert directory.exists() == (t.name not in result.deleted), t.name
+    assert top.name not in result.deleted
