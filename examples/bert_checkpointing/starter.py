@@ -9,17 +9,20 @@ from __future__ import annotations
 import argparse
 import uuid
 
+from temporal_ml.cli_start import start_or_attach
 from temporal_ml.types import TrainConfig
 from temporal_ml.workflows.training import TrainingInput
 
 from .._shared import (
     TRAINABLE,
+    check_input,
     dataset_source,
     emit,
     environment,
     follow,
     main_of,
     model_name,
+    say,
     starter_parser,
 )
 from .workflows import TASK_QUEUE, BertCheckpointingWorkflow
@@ -37,10 +40,11 @@ async def run(args: argparse.Namespace) -> int:
     run_id = args.run_id or f"bert-ckpt-{uuid.uuid4().hex[:8]}"
     inp = TrainingInput(config=config, dataset=dataset_source(args.dataset, args.train_limit),
                         run_id=run_id, progress_every_seconds=2, heartbeat_timeout_seconds=20)
+    check_input(args, inp)
     async with environment(args, task_queue=TASK_QUEUE, workflows=[BertCheckpointingWorkflow],
                            example="bert_checkpointing") as client:
-        handle = await client.start_workflow(BertCheckpointingWorkflow.run, inp, id=run_id,
-                                             task_queue=TASK_QUEUE)
+        handle = await start_or_attach(client, BertCheckpointingWorkflow.run, inp, id=run_id,
+                                       task_queue=TASK_QUEUE, say=say(args))
         if not args.json:
             print(f"started run {run_id} (workflow {handle.id} on {TASK_QUEUE!r})", flush=True)
         result = await follow(args, handle, BertCheckpointingWorkflow.progress)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import uuid
 
+from temporal_ml.cli_start import start_or_attach
 from temporal_ml.types import CoordinatorResult, ExperimentResult, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
 
 from .._shared import (
     TRAINABLE,
+    check_input,
     dataset_source,
     emit,
     environment_with,
@@ -22,6 +24,7 @@ from .._shared import (
     follow_experiments,
     main_of,
     model_name,
+    say,
     starter_parser,
 )
 from .worker import workers
@@ -44,8 +47,10 @@ async def run(args: argparse.Namespace) -> int:
     inp = CoordinatorInput(experiments=[ExperimentSpec(name=args.name, config=config)], dataset=source,
                            run_id=run_id, max_concurrency=1, eval_split=eval_split_of(source),
                            progress_every_seconds=2, heartbeat_timeout_seconds=20)
+    check_input(args, inp)
     async with environment_with(args, workers) as client:
-        handle = await client.start_workflow(BertExperiment.run, inp, id=run_id, task_queue=TASK_QUEUE)
+        handle = await start_or_attach(client, BertExperiment.run, inp, id=run_id, task_queue=TASK_QUEUE,
+                                       say=say(args))
         if not args.json:
             print(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})", flush=True)
         result: CoordinatorResult = await follow_experiments(args, handle, BertExperiment.status)

@@ -12,18 +12,21 @@ import uuid
 
 from pydantic import BaseModel
 
+from temporal_ml.cli_start import start_or_attach
 from temporal_ml.types import PredictionResult, TrainConfig, TrainResult
 from temporal_ml.workflows.inference import InferenceInput
 from temporal_ml.workflows.training import TrainingInput
 
 from .._shared import (
     TRAINABLE,
+    check_input,
     dataset_source,
     emit,
     environment,
     follow,
     main_of,
     model_name,
+    say,
     starter_parser,
 )
 from .workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
@@ -58,10 +61,12 @@ async def run(args: argparse.Namespace) -> int:
     run_id = args.run_id or f"bert-finetune-{uuid.uuid4().hex[:8]}"
     inp = TrainingInput(config=config, dataset=dataset_source(args.dataset, args.train_limit),
                         run_id=run_id, progress_every_seconds=2)
+    check_input(args, inp)
     async with environment(args, task_queue=TASK_QUEUE,
                            workflows=[BertFineTuneWorkflow, BertInferenceWorkflow],
                            example="bert_finetune") as client:
-        handle = await client.start_workflow(BertFineTuneWorkflow.run, inp, id=run_id, task_queue=TASK_QUEUE)
+        handle = await start_or_attach(client, BertFineTuneWorkflow.run, inp, id=run_id,
+                                       task_queue=TASK_QUEUE, say=say(args))
         training: TrainResult = await follow(args, handle, BertFineTuneWorkflow.progress)
         predictions = await client.execute_workflow(
             BertInferenceWorkflow.run, InferenceInput.from_result(config, training, list(args.predict)),

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from temporal_ml.cli_start import start_or_attach
+from temporal_ml.errors import ConfigError
 from temporal_ml.types import CoordinatorResult, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
 
 from .._shared import (
     TRAINABLE,
+    check_input,
     dataset_source,
     emit,
     environment_with,
@@ -28,6 +31,7 @@ from .._shared import (
     follow_experiments,
     main_of,
     model_name,
+    say,
     starter_parser,
 )
 from .worker import ROLES, add_queue_options, workers
@@ -62,7 +66,7 @@ def grid(lrs: Sequence[float], seeds: Sequence[int], configs: int | None) -> lis
     pairs = [(lr, seed) for seed, lr in itertools.product(seeds, lrs)]
     if configs is not None:
         if not 1 <= configs <= len(pairs):
-            raise SystemExit(f"--configs must be in 1..{len(pairs)} (the grid of --lrs x --seeds)")
+            raise ConfigError(f"--configs must be in 1..{len(pairs)} (the grid of --lrs x --seeds)")
         pairs = pairs[:configs]
     return pairs
 
@@ -102,8 +106,10 @@ async def run(args: argparse.Namespace) -> int:
         return workers(client, ROLES, queue=args.queue, train_queue=args.train_queue,
                        eval_queue=args.eval_queue, max_concurrent_trainings=trainings)
 
+    check_input(args, inp)
     async with environment_with(args, in_process) as client:
-        handle = await client.start_workflow(BertParallel.run, inp, id=run_id, task_queue=args.queue)
+        handle = await start_or_attach(client, BertParallel.run, inp, id=run_id, task_queue=args.queue,
+                                       say=say(args))
         if not args.json:
             print(f"started {len(inp.experiments)} experiments, at most {args.max_concurrency} at once: "
                   f"run {run_id} on {args.queue!r} (training on {args.train_queue!r}, "

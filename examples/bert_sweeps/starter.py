@@ -1,0 +1,152 @@
+"""A durable hyperparameter search over BERT fine-tuning: an ASHA ladder (default) or a random/TPE sweep.
+
+    python -m examples.bert_sweeps.starter --embedded                         # ASHA ladder, 9 trials
+    python -m examples.bert_sweeps.starter --embedded --mode sweep --searcher tpe --trials 8
+    python -m examples.bert_sweeps.starter --run-id ladder1                   # against running workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from temporal_ml.search import (
+    AshaScheduler,
+    Categorical,
+    Float,
+    GridSearcher,
+    RandomSearcher,
+    SearchSpace,
+    TPESearcher,
+)
+from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult, TrialRow
+from temporal_ml.types import TrainConfig
+
+from .._shared import (
+    TRAINABLE,
+    dataset_source,
+    emit,
+    environment_with,
+    eval_split_of,
+    main_of,
+    model_name,
+    starter_parser,
+)
+from .worker import ROLES, add_queue_options, workers
+from .workflows import BertLadder, BertSweep
+
+parser = starter_parser(__doc__.splitlines()[0])
+parser.set_defaults(steps=270)
+parser.add_argument("--mode", choices=["ladder", "sweep"], default="ladder",
+                    help="ladder: ASHA over --min-budget..--steps (default); sweep: every trial to --steps")
+parser.add_argument("--searcher", choices=["random", "tpe", "grid"], default=None,
+                    help="how new trials are chosen (default: random for the ladder, tpe for a sweep)")
+parser.add_argument("--trials", type=int, default=9, help="trials to start (default 9)")
+parser.add_argument("--max-concurrency", type=int, default=2, help="trials in flight at once (default 2)")
+parser.add_argument("--min-budget", type=int, default=30, help="ladder: steps of the first rung (default 30)")
+parser.add_argument("--eta", type=int, default=3, help="ladder: 1/eta of each rung goes on (default 3)")
+parser.add_argument("--seed", type=int, default=0, help="seed of the searcher (default 0)")
+add_queue_options(parser)
+
+
+def space_for(searcher: str) -> SearchSpace:
+    """Learning rate and warm-up: continuous for random/TPE, a small grid for grid search."""
+    if searcher == "grid":
+        return SearchSpace({"hparams.lr": Categorical([3e-4, 1e-3, 3e-3]),
+                            "hparams.warmup_ratio": Categorical([0.0, 0.1])})
+    return SearchSpace({"hparams.lr": Float(2e-4, 4e-3, log=True), "hparams.warmup_ratio": Float(0.0, 0.2)})
+
+
+def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInput:
+    """The typed workflow input (validated here, before anything starts)."""
+    kind = args.searcher or ("random" if args.mode == "ladder" else "tpe")
+    searcher: Any = {"random": RandomSearcher(), "tpe": TPESearcher(n_startup=max(2, args.trials // 3)),
+                     "grid": GridSearcher()}[kind]
+    source = dataset_source(args.dataset, args.train_limit)
+    base = TrainConfig(trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size,
+                       checkpoint_every_steps=max(1, min(50, args.min_budget)),
+                       hparams={"model": model_name(args.model)})
+    common: dict[str, Any] = dict(
+        base=base, space=space_for(kind), searcher=searcher, n_trials=args.trials,
+        max_concurrency=args.max_concurrency, objective="accuracy", direction="maximize", seed=args.seed,
+        dataset=source, run_id=run_id, eval_split=eval_split_of(source), train_task_queue=args.train_queue,
+        eval_task_queue=args.eval_queue, heartbeat_timeout_seconds=20, progress_every_seconds=5,
+    )
+    if args.mode == "sweep":
+        return SweepInput(**common)
+    return LadderInput(**common, scheduler=AshaScheduler(min_budget=args.min_budget, max_budget=args.steps,
+                                                         eta=args.eta))
+
+
+def trial_line(row: TrialRow) -> str:
+    value = f" accuracy {row.value:.4f}" if row.value is not None else ""
+    error = f" error: {row.error}" if row.error else ""
+    return f"  {row.name} {row.state:<10} step {row.step:>4}/{row.max_steps:<4}{value}{error}  {row.params}"
+
+
+async def follow(args: argparse.Namespace, handle: WorkflowHandle[Any, Any]) -> Any:
+    """Print each trial's changes (unless ``--json``) until the sweep returns its result."""
+    shown: dict[int, str] = {}
+    result_task = asyncio.ensure_future(handle.result())
+    while not result_task.done():
+        try:
+            rows: list[TrialRow] = await handle.query("trials", result_type=list[TrialRow])
+        except Exception:  # noqa: BLE001 - the sweep may be between runs (continue-as-new); try again
+            rows = []
+        for row in rows:
+            line = trial_line(row)
+            if not args.json and shown.get(row.index) != f"{row.state}{row.max_steps}":
+                print(line, flush=True)
+                shown[row.index] = f"{row.state}{row.max_steps}"
+        await asyncio.wait([result_task], timeout=1.0)
+    return result_task.result()
+
+
+def summary(result: SweepResult | LadderResult) -> str:
+    lines = [f"done: run {result.run_id}, snapshot {result.snapshot.short_id}"]
+    if isinstance(result, LadderResult):
+        rungs = result.table.brackets[0].rungs
+        lines.append("rungs: " + ", ".join(f"{r.budget} steps: {len(r.results)} trials" for r in rungs))
+        lines.append(f"checkpoints deleted for {len(result.deleted)} trials that could not go on "
+                     f"({result.freed_bytes / 1e6:.1f} MB)")
+    lines.append(f"leaderboard ({result.objective}):")
+    lines += [f"  {e.rank:<3} {e.name} {e.value:.4f}" for e in result.leaderboard[:10]]
+    if result.best is not None:
+        best = result.best
+        lines.append(f"best: {best.name} {best.row.params} accuracy {best.row.value} after {best.row.step} "
+                     f"steps, weights sha256 {best.row.model_sha256}")
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> int:
+    run_id = args.run_id or f"bert-{args.mode}-{uuid.uuid4().hex[:8]}"
+    try:
+        inp = build_input(args, run_id)
+    except (ValidationError, ValueError) as exc:
+        raise SystemExit(f"bert_sweeps: {str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else exc}")
+
+    def in_process(client: Client) -> list[Worker]:
+        return workers(client, ROLES, queue=args.queue, train_queue=args.train_queue,
+                       eval_queue=args.eval_queue, max_concurrent_trainings=args.max_concurrency)
+
+    async with environment_with(args, in_process) as client:
+        workflow_run = BertLadder.run if isinstance(inp, LadderInput) else BertSweep.run
+        handle = await client.start_workflow(workflow_run, inp, id=run_id, task_queue=args.queue)  # type: ignore[arg-type]
+        if not args.json:
+            print(f"started {args.mode} {run_id}: {args.trials} trials, at most {args.max_concurrency} at once "
+                  f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"", flush=True)
+        result = await follow(args, handle)
+    emit(args, result, summary(result))
+    return 0 if result.leaderboard else 1
+
+
+main = main_of(run, parser)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Bad input to the example starters ends in one line on stderr and a non-zero exit code: invalid
+configs and hyperparameters (checked before any server starts), missing local paths, hub models out of
+reach offline, no server, a run id already used or finished, a failed workflow. ``--verbose`` adds the
+traceback. Every case runs the real starter as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, free_port
+
+
+def _starter(module: str, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", f"examples.{module}.starter", *args], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str, code: int | None = None) -> str:
+    """The single stderr line of a failed starter (asserting it is one line and names ``needles``)."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    if code is not None:
+        assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = lines[0]
+    assert line.startswith("starter.py: error: "), line
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+def _env(**extra: str) -> dict[str, str]:
+    # No server anywhere near: a check that reached the network would fail differently.
+    return {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", **extra}
+
+
+CLIENT_SIDE = [
+    ("bert_checkpointing", ["--steps", "0"], "invalid TrainConfig: max_steps"),
+    ("bert_eval", ["--lr", "5"], "invalid text-classification hparams: lr"),
+    ("bert_parallel", ["--configs", "9"], "--configs must be in 1..4"),
+    ("bert_checkpointing", ["--steps", "ten"], "argument --steps: invalid int value"),
+    ("bert_checkpointing", ["--run-id", "a/b"], "invalid run id 'a/b'"),
+    ("bert_checkpointing", ["--model", "./no-such-model"], "--model ./no-such-model: no such directory"),
+    ("bert_finetune", ["--dataset", "./no/such/data"], "--dataset ./no/such/data: no such directory"),
+    ("bert_eval", ["--dataset", "README.md"], "is a file"),
+]
+
+
+@pytest.mark.parametrize(("example", "args", "needle"), CLIENT_SIDE,
+                         ids=[f"{e}:{' '.join(a)}" for e, a, _ in CLIENT_SIDE])
+def test_bad_input_is_refused_before_anything_starts(example: str, args: list[str], needle: str) -> None:
+    started = time.monotonic()
+    # --embedded would start a server: the refusal must come before it (and well within seconds)
+    proc = _starter(example, "--embedded", *args, env=_env(), timeout=120)
+    _one_line_error(proc, needle, code=2)
+    assert "embedded Temporal server" not in proc.stdout + proc.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_hub_model_out_of_reach_offline_is_one_line() -> None:
+    proc = _starter("bert_checkpointing", "--embedded", "--model", "temporal-ml-tests/no-such-model",
+                    env=_env(HF_HUB_OFFLINE="1"))
+    _one_line_error(proc, "temporal-ml-tests/no-such-model", "cannot be downloaded", "local model directory",
+                    code=2)
+    assert "embedded Temporal server" not in proc.stdout
+
+
+def test_no_server_says_how_to_start_one() -> None:
+    env = _env()
+    proc = _starter("bert_checkpointing", "--steps", "5", env=env)
+    _one_line_error(proc, f"no Temporal server at {env['TEMPORAL_ADDRESS']}", "connection refused",
+                    "temporal-ml server", "--embedded", code=1)
+
+
+def test_verbose_shows_the_traceback() -> None:
+    proc = _starter("bert_checkpointing", "--steps", "0", "--verbose", env=_env())
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("starter.py: error: invalid TrainConfig")
+
+
+# -- against a real server ------------------------------------------------------------------------
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "examples.bert_checkpointing.worker"], cwd=REPO_ROOT,
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    for _ in range(600):
+        if "worker polling" in log.read_text():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(log.read_text())
+
+
+@pytest.mark.integration
+def test_run_ids_in_use_finished_runs_and_failed_runs(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A run id of a running or ended run with another config, a finished run, a failed workflow's root
+    cause: each one line. (One worker for the whole story.)"""
+    from temporal_ml.client import connect
+    from temporal_ml.types import DatasetSource, TrainConfig
+    from temporal_ml.workflows.training import TrainingInput
+
+    env = {**subprocess_env, "TEMPORAL_ML_STORE": str(tmp_path / "store")}
+    tag = uuid.uuid4().hex[:6]
+
+    # 1. another config under a run id that is running (parked on a queue nobody polls), then ended
+    taken = f"taken-{tag}"
+
+    async def park() -> None:
+        client = await connect()
+        inp = TrainingInput(config=TrainConfig(trainable="text-classification", max_steps=7),
+                            dataset=DatasetSource(generator="synthetic-sentiment"), run_id=taken)
+        await client.start_workflow("BertCheckpointing", inp, id=taken, task_queue=f"nobody-{tag}")
+
+    async def terminate() -> None:
+        client = await connect()
+        await client.get_workflow_handle(taken).terminate("test")
+
+    asyncio.run(park())
+    line = _one_line_error(_starter("bert_checkpointing", "--run-id", taken, "--steps", "20", env=env),
+                           f"run id '{taken}' is already used by a running run with another config",
+                           f"temporal-ml stop {taken}", code=2)
+    asyncio.run(terminate())
+    _one_line_error(_starter("bert_checkpointing", "--run-id", taken, "--steps", "20", env=env),
+                    "already used by a terminated run with another config", "--run-id", code=2)
+
+    worker = _worker(env, tmp_path / "worker.log")
+    try:
+        # 2. a finished run: the same command again is refused instead of silently re-running
+        done = f"done-{tag}"
+        args = ["--run-id", done, "--steps", "20", "--checkpoint-every", "10", "--json"]
+        first = _starter("bert_checkpointing", *args, env=env)
+        assert first.returncode == 0, first.stderr
+        line = _one_line_error(_starter("bert_checkpointing", *args, env=env),
+                               f"run id '{done}' is already used by a run that finished",
+                               f"temporal-ml results {done}", code=2)
+        assert "--run-id" in line
+
+        # 3. a workflow that fails in the worker: the root cause, not the chain
+        not_a_model = tmp_path / "not-a-model"
+        not_a_model.mkdir()
+        proc = _starter("bert_checkpointing", "--run-id", f"fails-{tag}", "--steps", "20",
+                        "--model", str(not_a_model), env=env)
+        line = _one_line_error(proc, "the run failed: ", code=1)
+        assert "tokenizer" in line.lower() or "model" in line.lower(), line  # the trainable's own words
+        assert "ActivityError" not in line and "WorkflowFailureError" not in line
+    finally:
+        worker.kill()
+        worker.wait()
