@@ -187,8 +187,11 @@ def build_workers(client: Client, spec: WorkerSpec) -> list[Worker]:
 def _activities(spec: WorkerSpec, role: Role, store: SnapshotStore) -> list[Callable[..., Any]]:
     if role is Role.ORCHESTRATION:
         from temporal_ml.activities.snapshot import SnapshotActivities
+        from temporal_ml.activities.sweep import SweepActivities
 
-        return SnapshotActivities(store, spec.generators).activities()
+        # the sweep activities: stop one trial, delete the checkpoints of dead trials
+        return [*SnapshotActivities(store, spec.generators).activities(),
+                *SweepActivities(spec.storage_options).activities()]
     if role is Role.TRAIN:
         from temporal_ml.activities.training import TrainingActivities
 

@@ -128,16 +128,21 @@ async def run(args: argparse.Namespace) -> int:
     run_id = args.run_id or f"bert-{args.mode}-{uuid.uuid4().hex[:8]}"
     try:
         inp = build_input(args, run_id)
-    except (ValidationError, ValueError) as exc:
-        raise SystemExit(f"bert_sweeps: {str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else exc}")
+    except ValidationError as exc:
+        raise SystemExit(f"bert_sweeps: {exc}") from None
+    except ValueError as exc:
+        raise SystemExit(f"bert_sweeps: {str(exc).splitlines()[0]}") from None
 
     def in_process(client: Client) -> list[Worker]:
         return workers(client, ROLES, queue=args.queue, train_queue=args.train_queue,
                        eval_queue=args.eval_queue, max_concurrent_trainings=args.max_concurrency)
 
     async with environment_with(args, in_process) as client:
-        workflow_run = BertLadder.run if isinstance(inp, LadderInput) else BertSweep.run
-        handle = await client.start_workflow(workflow_run, inp, id=run_id, task_queue=args.queue)  # type: ignore[arg-type]
+        handle: WorkflowHandle[Any, Any]
+        if isinstance(inp, LadderInput):
+            handle = await client.start_workflow(BertLadder.run, inp, id=run_id, task_queue=args.queue)
+        else:
+            handle = await client.start_workflow(BertSweep.run, inp, id=run_id, task_queue=args.queue)
         if not args.json:
             print(f"started {args.mode} {run_id}: {args.trials} trials, at most {args.max_concurrency} at once "
                   f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"", flush=True)

@@ -1,0 +1,41 @@
+"""The bert_sweeps example end to end (tiny BERT, synthetic data, embedded server): an ASHA ladder
+whose promoted trials continue their runs, and a TPE sweep, each printing only its typed result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from temporal_ml.sweep_types import LadderResult, SweepResult
+from tests.examples.test_eval_parallel_examples import _run
+
+pytestmark = pytest.mark.integration
+
+
+def test_sweeps_starter_help() -> None:
+    out = _run("examples.bert_sweeps.starter", "--help").stdout
+    assert all(opt in out for opt in ("--embedded", "--json", "--mode", "--searcher", "--trials",
+                                      "--max-concurrency", "--min-budget", "--eta", "--dataset"))
+
+
+@pytest.mark.slow
+def test_ladder_example_embedded_json(tmp_path: Path) -> None:
+    proc = _run("examples.bert_sweeps.starter", "--embedded", "--json", "--trials", "4", "--steps", "45",
+                "--min-budget", "15", "--run-id", "ladder-test", tmp_path=tmp_path)
+    result = LadderResult.model_validate_json(proc.stdout)  # stdout is only the typed result
+    rungs = result.table.brackets[0].rungs
+    assert [r.budget for r in rungs] == [15, 45] and len(rungs[0].results) == 4 and rungs[1].results
+    assert result.best is not None and result.best_budget == 45 and result.best.row.step == 45
+    assert result.best.row.resumes >= 1  # the promotion continued the rung checkpoint
+    assert result.best.lineage is not None and result.best.lineage.checkpoint_sha256 == result.best.row.model_sha256
+    assert len(result.decisions) == 4 + len(rungs[0].promoted)
+
+
+@pytest.mark.slow
+def test_tpe_sweep_example_embedded_json(tmp_path: Path) -> None:
+    proc = _run("examples.bert_sweeps.starter", "--embedded", "--json", "--mode", "sweep", "--trials", "3",
+                "--steps", "30", "--max-concurrency", "2", "--run-id", "sweep-test", tmp_path=tmp_path)
+    result = SweepResult.model_validate_json(proc.stdout)
+    assert result.n_trials == 3 and result.n_done == 3 and len(result.leaderboard) == 3
+    assert all(t.row.step == 30 and t.row.audit is not None for t in result.trials)
