@@ -1,0 +1,102 @@
+"""Record the histories replayed by ``tests/replay/test_replay.py``::
+
+    python -m tests.replay.record_histories [OUT_DIR]      # default: tests/replay/histories
+
+Runs every workflow base once (through the thin MLP subclasses of the integration tests) on an
+embedded dev server with an in-process worker, and writes each history as ``<name>.json``. Re-record
+only on purpose: the committed files are what old runs in production look like, and the replay test
+proves the current code still makes the same decisions on them (see ``docs/replay.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from temporal_ml.activities.sweep import SweepActivities
+from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
+from temporal_ml.search import AshaScheduler, Categorical, Float, RandomSearcher, SearchSpace
+from temporal_ml.sweep_types import LadderInput, SweepInput
+from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
+from temporal_ml.worker import create_worker
+from temporal_ml.workflows.coordinator import CoordinatorInput
+from temporal_ml.workflows.evaluation import EvalInput
+from temporal_ml.workflows.inference import InferenceInput
+from temporal_ml.workflows.training import TrainingInput
+from tests.conftest import free_port
+from tests.integration._sweep_workflows import MLPLadder, MLPSweep
+from tests.integration._training_workflows import MLPCoordinator, MLPEval, MLPInference, MLPTraining
+from tests.integration.training_worker import _parts
+
+HERE = Path(__file__).resolve().parent
+WORKFLOWS = [MLPTraining, MLPEval, MLPInference, MLPCoordinator, MLPSweep, MLPLadder]
+CONFIG = TrainConfig(trainable="mlp", max_steps=30, batch_size=16, checkpoint_every_steps=10,
+                     log_every_steps=5, async_checkpoints=False, hparams={"step_delay": 0.01})
+DATASET = DatasetSource(generator="blobs", params={"seed": 9})
+SPACE = SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Categorical([8, 16])})
+
+
+async def record(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server")
+        server.start(timeout=120)
+        try:
+            client = await connect(server.address)
+            _, activities = _parts("all", f"{tmp}/store")
+            worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
+                                   activities=[*activities, *SweepActivities().activities()])
+            async with worker:
+                await _run_all(client, out)
+        finally:
+            server.stop()
+
+
+async def _save(handle: object, out: Path, name: str) -> None:
+    history = await handle.fetch_history()  # type: ignore[attr-defined]
+    (out / f"{name}.json").write_text(history.to_json())
+    print(f"{name}: {len(history.events)} events")
+
+
+async def _run_all(client: object, out: Path) -> None:
+    c = client  # a temporalio Client
+    train = await c.start_workflow(  # type: ignore[attr-defined]
+        MLPTraining.run, TrainingInput(config=CONFIG, dataset=DATASET, run_id="replay-train",
+                                       progress_every_seconds=0.1), id="replay-train", task_queue="replay")
+    trained = await train.result()
+    await _save(train, out, "training")
+    ev = await c.start_workflow(MLPEval.run, EvalInput.from_result(CONFIG, trained, "dev"),  # type: ignore[attr-defined]
+                                id="replay-eval", task_queue="replay")
+    await ev.result()
+    await _save(ev, out, "evaluation")
+    inf = await c.start_workflow(MLPInference.run, InferenceInput(  # type: ignore[attr-defined]
+        config=CONFIG, snapshot=trained.snapshot, checkpoint=trained.checkpoint,
+        inputs=[[0.0] * 8, [1.5] * 8]), id="replay-inference", task_queue="replay")
+    await inf.result()
+    await _save(inf, out, "inference")
+    coord = await c.start_workflow(MLPCoordinator.run, CoordinatorInput(  # type: ignore[attr-defined]
+        experiments=[ExperimentSpec(name="a", config=CONFIG),
+                     ExperimentSpec(name="b", config=CONFIG.model_copy(update={"seed": 1}))],
+        dataset=DATASET, run_id="replay-coord", progress_every_seconds=0.5), id="replay-coord", task_queue="replay")
+    await coord.result()
+    await _save(coord, out, "coordinator")
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(  # type: ignore[attr-defined]
+        base=CONFIG, space=SPACE, searcher=RandomSearcher(), n_trials=3, max_concurrency=2, seed=3,
+        dataset=DATASET, run_id="replay-sweep", progress_every_seconds=0.5), id="replay-sweep", task_queue="replay")
+    await sweep.execute_update(MLPSweep.add_trials, 1)
+    await sweep.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 8})
+    await sweep.result()
+    await _save(sweep, out, "sweep")
+    ladder = await c.start_workflow(MLPLadder.run, LadderInput(  # type: ignore[attr-defined]
+        base=CONFIG, space=SPACE, searcher=RandomSearcher(), n_trials=3, max_concurrency=2, seed=4,
+        scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), dataset=DATASET, run_id="replay-ladder",
+        progress_every_seconds=0.5), id="replay-ladder", task_queue="replay")
+    await ladder.result()
+    await _save(ladder, out, "ladder")
+
+
+if __name__ == "__main__":
+    asyncio.run(record(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "histories"))

@@ -1,0 +1,50 @@
+"""DESIGN promise 3: recorded histories of every workflow base replay against the current code.
+
+The histories under ``tests/replay/histories`` were recorded by ``tests/replay/record_histories.py``
+(training, evaluation, inference, coordinator, sweep with accepted updates, ASHA ladder). A change to
+workflow code that would make an old run take a different decision fails here; guard such changes
+with ``workflow.patched`` (see ``docs/replay.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from temporal_ml.plugin import TemporalMLPlugin
+from tests.replay.record_histories import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
+
+
+def test_every_workflow_base_has_a_history() -> None:
+    assert {p.stem for p in HISTORIES} >= {"training", "evaluation", "inference", "coordinator", "sweep",
+                                           "ladder"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, plugins=[TemporalMLPlugin()])
+    result = await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text()))
+    assert result.replay_failure is None
+
+
+def test_recorded_sweep_decisions_recompute() -> None:
+    """Child ids are checked by replay, their inputs are not: recompute every recorded suggestion of
+    the recorded sweep with the current searchers, from its audit record, and compare."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
+
+    history = WorkflowHistory.from_json("replay-sweep", (HISTORIES[0].parent / "sweep.json").read_text())
+    convert = pydantic_data_converter.payload_converter
+    started = history.events[0].workflow_execution_started_event_attributes.input.payloads
+    completed = history.events[-1].workflow_execution_completed_event_attributes.result.payloads
+    [inp] = convert.from_payloads(started, [SweepInput])
+    [result] = convert.from_payloads(completed, [SweepResult])
+    rows = [t.row for t in result.trials]
+    assert sorted(r.source for r in rows) == ["searcher"] * 4 + ["user"]
+    recomputed = recompute_suggestions(inp, rows)
+    assert len(recomputed) == 4 and all(recorded == again for _, recorded, again in recomputed)
