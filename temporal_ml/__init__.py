@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import Any
 
 from temporal_ml._version import __version__
+from temporal_ml.results import results  # the function (the module stays importable by name)
 
 __all__ = [
     "__version__",
@@ -26,6 +27,13 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "PredictionResult",
+    "EvalResult",
+    "Lineage",
+    "ExperimentSpec",
+    "ExperimentStatus",
+    "ExperimentResult",
+    "LeaderboardEntry",
+    "CoordinatorResult",
     # storage
     "SnapshotStore",
     "CheckpointManager",
@@ -44,6 +52,13 @@ __all__ = [
     "TrainingInput",
     "InferenceWorkflow",
     "InferenceInput",
+    "EvalActivities",
+    "EvalWorkflow",
+    "EvalInput",
+    "CoordinatorWorkflow",
+    "CoordinatorInput",
+    # results
+    "results",
     # sweeps
     "SweepWorkflow",
     "SweepInput",
@@ -67,7 +82,8 @@ _WHERE = {
     "TemporalMLPlugin": "plugin",
     **dict.fromkeys(
         ["SnapshotRef", "CheckpointRef", "DatasetSource", "TrainConfig", "TrainProgress",
-         "TrainResult", "PredictionResult"], "types"),
+         "TrainResult", "PredictionResult", "EvalResult", "Lineage", "ExperimentSpec",
+         "ExperimentStatus", "ExperimentResult", "LeaderboardEntry", "CoordinatorResult"], "types"),
     **dict.fromkeys(["SnapshotStore", "CheckpointManager", "load_checkpoint"], "storage"),
     **dict.fromkeys(["Trainable", "TrainContext", "TrainSetup", "Prediction", "TrainingLoop",
                      "LoopControl"], "training"),
@@ -75,6 +91,9 @@ _WHERE = {
     "TrainingActivities": "activities.training",
     **dict.fromkeys(["TrainingWorkflow", "TrainingInput"], "workflows.training"),
     **dict.fromkeys(["InferenceWorkflow", "InferenceInput"], "workflows.inference"),
+    "EvalActivities": "activities.evaluation",
+    **dict.fromkeys(["EvalWorkflow", "EvalInput"], "workflows.evaluation"),
+    **dict.fromkeys(["CoordinatorWorkflow", "CoordinatorInput"], "workflows.coordinator"),
     "SweepWorkflow": "workflows.sweep",
     **dict.fromkeys(["SweepInput", "SweepResult"], "sweep_types"),
     "SweepActivities": "activities.sweep",

@@ -1,11 +1,19 @@
 """The ``temporal-ml`` command line.
 
-Subcommands:
+Subcommands (reference: ``docs/cli.md``):
     server   run the embedded Temporal dev server (persistent, Web UI, our search attributes)
     worker   run workers for chosen roles (orchestration, train, eval), each on its own task queue
     example  list and run the bundled examples (``example list``, ``example run NAME [ARGS...]``,
              ``example worker NAME [ARGS...]``)
-    version  print the library version
+    runs     list trainings, experiments and sweeps (filters: kind, state, snapshot, config hash)
+    status   one run, live with ``--follow``
+    results  a run's results as a table, CSV, JSON or Parquet
+    pause, resume, stop   steer a training (or every training of an experiment)
+    replay   replay histories against the installed workflow code (determinism check)
+    setup    register the temporal-ml search attributes on a namespace
+    version  print the library version (also ``--version``)
+
+Every error is one line on stderr (``--verbose``: with the traceback) and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -21,7 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from temporal_ml._examples_cli import add_example_parser
 from temporal_ml._version import __version__
-from temporal_ml.errors import ConfigError, TemporalMLError
+from temporal_ml.cli_control import add_control_parsers
+from temporal_ml.cli_errors import OneLineArgumentParser, report
+from temporal_ml.cli_results import add_results_parser
+from temporal_ml.cli_runs import add_runs_parsers
+from temporal_ml.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from temporal_ml.roles import Role, WorkerSpec
@@ -31,9 +43,10 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``temporal-ml`` (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="temporal-ml", description="Durable ML training, evaluation and sweeps on Temporal."
     )
+    parser.add_argument("--version", action="version", version=f"temporal-ml {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     server = sub.add_parser("server", help="run the embedded Temporal dev server until Ctrl-C")
@@ -50,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_worker_parser(sub)
     add_example_parser(sub)
+    add_runs_parsers(sub)
+    add_results_parser(sub)
+    add_control_parsers(sub)
 
     version = sub.add_parser("version", help="print the temporal-ml version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
@@ -192,13 +208,13 @@ def _describe(spec: WorkerSpec, role: Role) -> str:
 
 async def _serve(spec: WorkerSpec) -> int:
     """Connect, run the spec's workers until SIGINT/SIGTERM (or a fatal worker error), shut down."""
-    from temporal_ml.client import connect
+    from temporal_ml.cli_errors import connect_or_explain, one_line
     from temporal_ml.roles import build_workers
 
     try:
-        client = await connect()
+        client = await connect_or_explain()
     except Exception as exc:  # noqa: BLE001 - unreachable server, bad TLS settings, ...
-        print(f"temporal-ml: error: cannot connect to Temporal: {exc}", file=sys.stderr)
+        print(f"temporal-ml: error: cannot connect to Temporal: {one_line(exc)}", file=sys.stderr)
         return 1
     workers = build_workers(client, spec)
     stop = asyncio.Event()
@@ -227,10 +243,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``temporal-ml``; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
-    except TemporalMLError as exc:
-        print(f"temporal-ml: error: {exc}", file=sys.stderr)
-        return 2
+        code = int(args.handler(args) or 0)
+    except (Exception, KeyboardInterrupt) as exc:  # one line; the traceback too with --verbose
+        code = report(exc, prog="temporal-ml", verbose=bool(getattr(args, "verbose", False)))
+    if argv is None and args.command in _CLIENT_COMMANDS:
+        # A short-lived Temporal client process can crash in interpreter finalization (the SDK's
+        # Rust runtime threads outlive it, temporalio/sdk-python#300): leave without finalizing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+_CLIENT_COMMANDS = frozenset({"runs", "status", "results", "pause", "resume", "stop", "replay", "setup"})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,9 @@ PUBLIC = {
     "TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError", "MissingDependencyError",
     "SweepWorkflow", "SweepInput", "SweepResult", "SweepActivities", "LadderSweepWorkflow",
     "LadderInput", "LadderResult",
+    "EvalResult", "Lineage", "ExperimentSpec", "ExperimentStatus", "ExperimentResult", "LeaderboardEntry",
+    "CoordinatorResult", "EvalActivities", "EvalWorkflow", "EvalInput", "CoordinatorWorkflow",
+    "CoordinatorInput", "results",
 }
 
 
@@ -30,8 +33,31 @@ def test_orchestration_imports_do_not_need_torch() -> None:
         "import sys, temporal_ml\n"
         "from temporal_ml import connect, TrainingWorkflow, InferenceWorkflow, TrainConfig, DevServer\n"
         "from temporal_ml import SnapshotStore, CheckpointManager, TemporalMLPlugin\n"
+        "from temporal_ml import EvalWorkflow, CoordinatorWorkflow, CoordinatorInput, results\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
         "from temporal_ml import SweepWorkflow, SweepInput, SweepResult, SweepActivities\n"
         "from temporal_ml import LadderSweepWorkflow, LadderInput, LadderResult\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_results_is_the_function_and_pandas_is_optional() -> None:
+    import importlib
+    import inspect
+
+    from temporal_ml.results import learning_curves, result_rows  # noqa: F401 - the module's names
+
+    # `temporal_ml.results` is the function; the module is reached by its full name
+    module = importlib.import_module("temporal_ml.results")
+    assert inspect.iscoroutinefunction(temporal_ml.results) and module.results is temporal_ml.results
+    # without pandas, the DataFrame API fails with the extra to install (and nothing else breaks)
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"
+        "import temporal_ml\n"
+        "from temporal_ml.results import require_pandas\n"
+        "from temporal_ml.errors import MissingDependencyError\n"
+        "try:\n    require_pandas()\nexcept MissingDependencyError as exc:\n"
+        "    assert \"pip install 'temporal-ml[ui]'\" in str(exc), exc\nelse:\n    raise SystemExit(1)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,249 @@
+"""``temporal-ml runs`` (list runs from visibility) and ``temporal-ml status ID [--follow]``.
+
+``runs`` lists the workflows that carry our ``TmlKind`` search attribute (trainings, evaluations,
+experiments/coordinators, sweeps), newest first, filtered by kind, state, snapshot, config hash or
+experiment; it works against any server ``connect()`` reaches (``temporal-ml setup`` registers the
+attributes there). ``status`` shows one run: what visibility knows of it, then a row per experiment
+(coordinators, sweeps) or its progress (trainings); ``--follow`` keeps it live until the run closes
+(a rich live table on a terminal, one line per change otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
+
+from temporal_ml.cli_common import (
+    KIND_ALIASES,
+    RunInfo,
+    add_client_options,
+    client_for,
+    describe_run,
+    format_duration,
+    format_table,
+    run_info,
+)
+from temporal_ml.errors import ConfigError
+
+__all__ = ["add_runs_parsers", "runs_query", "STATUS_COLUMNS"]
+
+_STATES = {
+    "running": "Running", "completed": "Completed", "failed": "Failed", "canceled": "Canceled",
+    "cancelled": "Canceled", "terminated": "Terminated", "timed_out": "TimedOut",
+    "continued_as_new": "ContinuedAsNew",
+}
+
+#: Columns of the per-row table ``status`` shows, by run kind (sweeps add theirs here).
+STATUS_COLUMNS: dict[str, list[str]] = {
+    "coordinator": ["name", "status", "step", "max_steps", "train.loss", "eval.accuracy", "train_s",
+                    "eval_s", "error"],
+    "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "resumes", "error"],
+    "eval": ["name", "status", "split", "eval.accuracy", "eval.loss", "error"],
+}
+
+
+def add_runs_parsers(sub: Any) -> None:
+    """Add ``runs`` and ``status`` to the ``temporal-ml`` subcommands."""
+    runs = sub.add_parser("runs", help="list trainings, experiments and sweeps with their state",
+                          description="List temporal-ml runs (workflows with the TmlKind search "
+                                      "attribute), newest first.")
+    runs.add_argument("--kind", action="append", default=[], metavar="KIND",
+                      help="training, eval, experiment (coordinator), sweep, or any TmlKind (repeatable)")
+    runs.add_argument("--state", action="append", default=[], metavar="STATE",
+                      help=f"{', '.join(k for k in _STATES if k != 'cancelled')} (repeatable)")
+    runs.add_argument("--snapshot", metavar="ID", help="runs on this dataset snapshot (id or prefix)")
+    runs.add_argument("--config-hash", metavar="SHA", help="runs of this config (hash or prefix)")
+    runs.add_argument("--experiment", metavar="ID", help="a coordinator/sweep and its child runs")
+    runs.add_argument("--query", metavar="VISIBILITY_QUERY",
+                      help="extra visibility query ANDed to the filters, e.g. \"StartTime > '2026-01-01'\"")
+    runs.add_argument("--all", action="store_true",
+                      help="every workflow of the namespace, not only temporal-ml runs")
+    runs.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    runs.add_argument("--format", choices=["table", "json"], default="table")
+    add_client_options(runs)
+    runs.set_defaults(handler=lambda args: asyncio.run(_runs(args)))
+
+    status = sub.add_parser("status", help="show a run (live with --follow)",
+                            description="Show one run: state, timing, lineage and a row per experiment "
+                                        "or its training progress.")
+    status.add_argument("id", metavar="ID", help="workflow id of the run")
+    status.add_argument("--follow", "-f", action="store_true", help="keep the view live until the run closes")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--follow)")
+    status.add_argument("--format", choices=["table", "json"], default="table")
+    add_client_options(status)
+    status.set_defaults(handler=lambda args: asyncio.run(_status(args)))
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def runs_query(args: argparse.Namespace) -> str:
+    """The visibility query of ``temporal-ml runs`` for its filters."""
+    clauses = [] if args.all else ["TmlKind IS NOT NULL"]
+    kinds = [KIND_ALIASES.get(k.lower(), k) for k in args.kind]
+    if kinds:
+        clauses.append("(" + " OR ".join(f"TmlKind = {_quote(k)}" for k in kinds) + ")")
+    states = []
+    for state in args.state:
+        key = state.lower().replace("-", "_")
+        if key not in _STATES:
+            raise ConfigError(f"--state {state}: unknown state (one of {', '.join(_STATES)})")
+        states.append(_STATES[key])
+    if states:
+        clauses.append("(" + " OR ".join(f"ExecutionStatus = {_quote(s)}" for s in states) + ")")
+    for attr, value in (("TmlSnapshotId", args.snapshot), ("TmlConfigHash", args.config_hash)):
+        if value:
+            op = "=" if len(value) == 64 else "STARTS_WITH"
+            clauses.append(f"{attr} {op} {_quote(value.lower())}")
+    if args.experiment:
+        clauses.append(f"(TmlExperiment = {_quote(args.experiment)} OR WorkflowId = {_quote(args.experiment)})")
+    if args.query:
+        clauses.append(f"({args.query})")
+    return " AND ".join(clauses)
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    query = runs_query(args)
+    client = await client_for(args)
+    found: list[RunInfo] = []
+    try:
+        async for execution in client.list_workflows(query or None, limit=args.limit):
+            found.append(run_info(execution))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT and "Tml" in str(exc):
+            raise ConfigError(
+                f"the temporal-ml search attributes are not registered on namespace {client.namespace!r}: "
+                "run `temporal-ml setup` once (or list every workflow with --all)") from exc
+        raise
+    if args.format == "json":
+        print(json.dumps([r.as_dict() for r in found], indent=2, default=str))
+        return 0
+    if not found:
+        print("no runs" + (f" match {query}" if query else ""), file=sys.stderr)
+        return 0
+    rows = [{"id": r.id, "kind": r.kind or "-", "status": r.status, "type": r.type,
+             "started": r.start_time, "duration": format_duration(r.duration_seconds),
+             "snapshot": r.snapshot_id[:12] or None, "config": r.config_hash[:12] or None,
+             "metric": r.metric} for r in found]
+    print(format_table(rows, ["id", "kind", "status", "type", "started", "duration", "snapshot", "config",
+                              "metric"]))
+    return 0
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+def _header(info: RunInfo) -> list[str]:
+    lines = [f"run {info.id}  kind {info.kind or '-'}  status {info.status}  type {info.type}  "
+             f"queue {info.task_queue or '-'}"]
+    timing = f"started {info.start_time:%Y-%m-%d %H:%M:%S} UTC" if info.start_time else "not started"
+    timing += f"  {'running for' if info.running else 'took'} {format_duration(info.duration_seconds)}"
+    lines.append(timing)
+    lineage = [f"{label} {value}" for label, value in (("snapshot", info.snapshot_id),
+                                                       ("config", info.config_hash),
+                                                       ("experiment", info.experiment)) if value]
+    if lineage:
+        lines.append("  ".join(lineage))
+    return lines
+
+
+async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[str, Any]]]:
+    from temporal_ml.results import result_rows
+
+    info, _ = await describe_run(client, workflow_id)
+    rows = await result_rows(client, workflow_id) if info.kind else []
+    return info, rows
+
+
+def _row_columns(info: RunInfo, rows: Sequence[dict[str, Any]]) -> list[str]:
+    wanted = STATUS_COLUMNS.get(info.kind)
+    present = {k for row in rows for k in row}
+    if wanted is None:
+        return [c for c in ("name", "status", "step", "error") if c in present] or sorted(present)
+    return [c for c in wanted if c in present or c in ("name", "status")]
+
+
+def _render(info: RunInfo, rows: Sequence[dict[str, Any]]) -> str:
+    parts = _header(info)
+    if rows:
+        parts += ["", format_table(rows, _row_columns(info, rows))]
+    return "\n".join(parts)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    client = await client_for(args)
+    info, rows = await _snapshot(client, args.id)
+    if args.format == "json" and not args.follow:
+        print(json.dumps({"run": info.as_dict(), "rows": rows}, indent=2, default=str))
+        return _code(info)
+    if not args.follow:
+        print(_render(info, rows))
+        return _code(info)
+    if sys.stdout.isatty():
+        return await _follow_live(client, args, info, rows)
+    return await _follow_lines(client, args, info, rows)
+
+
+def _code(info: RunInfo) -> int:
+    return 1 if info.status in ("failed", "terminated", "timed_out", "canceled") else 0
+
+
+async def _follow_lines(client: Any, args: argparse.Namespace, info: RunInfo,
+                        rows: list[dict[str, Any]]) -> int:
+    """Not a terminal: the header once, then one line per row whenever that row changes."""
+    print("\n".join(_header(info)), flush=True)
+    shown: dict[str, str] = {}
+    while True:
+        columns = _row_columns(info, rows)
+        for row in rows:
+            line = "  ".join(f"{c}={_short(row.get(c))}" for c in columns if row.get(c) is not None)
+            if shown.get(str(row.get("name"))) != line:
+                print(line, flush=True)
+                shown[str(row.get("name"))] = line
+        if not info.running:
+            print(f"run {info.id} {info.status} after {format_duration(info.duration_seconds)}", flush=True)
+            return _code(info)
+        await asyncio.sleep(args.interval)
+        info, rows = await _snapshot(client, args.id)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+async def _follow_live(client: Any, args: argparse.Namespace, info: RunInfo,
+                       rows: list[dict[str, Any]]) -> int:
+    """A terminal: a rich live view refreshed every ``--interval`` seconds."""
+    from temporal_ml.errors import require
+
+    require("rich", "ui")
+    from rich.console import Group
+    from rich.live import Live
+    from rich.table import Table
+    from rich.text import Text
+
+    def view() -> Group:
+        table = Table(box=None, pad_edge=False)
+        columns = _row_columns(info, rows)
+        for column in columns:
+            table.add_column(column.upper())
+        for row in rows:
+            table.add_row(*(_short(row.get(c)) if row.get(c) is not None else "-" for c in columns))
+        stamp = Text(f"updated {time.strftime('%H:%M:%S')} (Ctrl-C to stop following)", style="dim")
+        return Group(Text("\n".join(_header(info))), table, stamp)
+
+    with Live(view(), refresh_per_second=4) as live:
+        while info.running:
+            await asyncio.sleep(args.interval)
+            info, rows = await _snapshot(client, args.id)
+            live.update(view())
+    return _code(info)
