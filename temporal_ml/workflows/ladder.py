@@ -86,6 +86,7 @@ class LadderSweepWorkflow:
         self._draining = False
         self._done = False
         self._by_train_id: dict[str, int] = {}
+        self._early_stop = False
 
     @property
     def state(self) -> LadderState:
@@ -100,6 +101,7 @@ class LadderSweepWorkflow:
         self._run_id = run_id = inp.run_id or workflow.info().workflow_id
         check_sweep_run_id(run_id)
         self._s = inp.carried or LadderState(table=inp.scheduler.new_table(inp.direction))
+        self._s.stopping = self._s.stopping or self._early_stop  # a stop accepted before run started
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         workflow.upsert_search_attributes([
             SearchAttributeKey.for_keyword("TmlKind").value_set("ladder"),
@@ -325,9 +327,9 @@ class LadderSweepWorkflow:
         return list(self._s.rows) if self._s is not None else []
 
     @workflow.query
-    def ladder(self) -> LadderState:
-        """The rung table, the decisions so far and the deleted trials."""
-        return self.state
+    def ladder(self) -> LadderState | None:
+        """The rung table, the decisions so far and the deleted trials (``None`` while starting)."""
+        return self._s
 
     @workflow.query
     def leaderboard(self) -> list[LeaderboardEntry]:
@@ -337,7 +339,10 @@ class LadderSweepWorkflow:
     @workflow.update
     def stop(self) -> int:
         """No new trials and no promotions; running rungs finish. Returns the running count."""
-        self.state.stopping = True
+        if self._s is None:  # handled before run started
+            self._early_stop = True
+            return 0
+        self._s.stopping = True
         self._changes += 1
         return self._running
 

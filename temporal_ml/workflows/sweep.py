@@ -142,6 +142,11 @@ class SweepWorkflow:
         self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
         self._by_train_id: dict[str, int] = {}
         self._stop_requested: set[int] = set()
+        # Updates can be handled before ``run`` starts (in the first workflow task): what they ask
+        # for is kept here and applied to the state ``run`` builds from the input.
+        self._s.n_trials = 0
+        self._early_pause: bool | None = None
+        self._early_concurrency: int | None = None
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -150,10 +155,17 @@ class SweepWorkflow:
         self._inp = inp
         self._run_id = run_id = inp.run_id or workflow.info().workflow_id
         check_sweep_run_id(run_id)
+        early = self._s  # what updates accepted before this run started asked for
         if inp.carried is not None:
             self._s = inp.carried.model_copy(update={"runs": inp.carried.runs + 1})
         else:
             self._s = SweepState(n_trials=inp.n_trials, max_concurrency=inp.max_concurrency)
+        self._s.n_trials += early.n_trials
+        self._s.stopping = self._s.stopping or early.stopping
+        if self._early_pause is not None:
+            self._s.paused = self._early_pause
+        if self._early_concurrency is not None:
+            self._s.max_concurrency = self._early_concurrency
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         workflow.upsert_search_attributes([
             SearchAttributeKey.for_keyword("TmlKind").value_set("sweep"),
@@ -382,7 +394,7 @@ class SweepWorkflow:
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
             raise refuse(f"add_trials needs a whole number from 1 to 10000 (got {n!r})")
         self._refuse_if_over("add trials")
-        if self._s.exhausted and not self._s.queue:
+        if self._inp is not None and self._s.exhausted and not self._s.queue:
             raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
 
     @workflow.update
@@ -416,7 +428,8 @@ class SweepWorkflow:
 
     @enqueue.validator
     def _validate_enqueue(self, params: dict[str, JsonValue]) -> None:
-        assert self._inp is not None
+        if self._inp is None:
+            raise refuse("cannot enqueue yet: the sweep is starting (try again in a moment)")
         if not isinstance(params, dict):
             raise refuse(f"enqueue needs a point of the space (a JSON object), got {params!r}")
         problem = self._inp.space.problem_with(params)
@@ -433,6 +446,8 @@ class SweepWorkflow:
     def set_max_concurrency(self, n: int) -> int:
         """Change how many trials run at once (running ones beyond it finish); returns it."""
         self._s.max_concurrency = n
+        if self._inp is None:
+            self._early_concurrency = n
         return n
 
     @set_max_concurrency.validator
@@ -445,6 +460,8 @@ class SweepWorkflow:
     def pause(self) -> SweepStatus:
         """Start no new trials until ``resume`` (running ones go on)."""
         self._s.paused = True
+        if self._inp is None:
+            self._early_pause = True
         return self.sweep_status()
 
     @pause.validator
@@ -455,12 +472,14 @@ class SweepWorkflow:
     def resume(self) -> SweepStatus:
         """Start trials again after a ``pause``."""
         self._s.paused = False
+        if self._inp is None:
+            self._early_pause = False
         return self.sweep_status()
 
     @resume.validator
     def _validate_resume(self) -> None:
         self._refuse_if_over("resume")
-        if not self._s.paused:
+        if self._inp is not None and not self._s.paused:
             raise refuse("cannot resume: the sweep is not paused")
 
     @workflow.update

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from temporal_ml.client import connect
 from temporal_ml.search import Categorical, Float, SearchSpace, TPESearcher
@@ -176,3 +177,42 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
     events = len(history.events)
     print(f"\nsweep history: {events} events for {result.n_trials} trials "
           f"({events / result.n_trials:.1f} per trial, progress reports every 0.5 s included)")
+
+
+async def test_sweep_pause_concurrency_and_stop(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """Pause starts nothing new, max_concurrency can change, stop lets running trials finish and
+    returns; every refused request names why."""
+    from temporal_ml.search import GridSearcher
+
+    queue = f"ctl-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    base = BASE.model_copy(update={"max_steps": 30, "hparams": {"step_delay": 0.02}})
+    inp = SweepInput(base=base, space=SearchSpace({"hparams.hidden": Categorical([4, 8, 16, 32])}),
+                     searcher=GridSearcher(), n_trials=20, max_concurrency=2, dataset=DATASET,
+                     run_id=f"ctl-{queue}", progress_every_seconds=5)
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        paused = await handle.execute_update(MLPSweep.pause)
+        assert paused.phase == "paused"
+        assert await handle.execute_update(MLPSweep.set_max_concurrency, 1) == 1
+        await asyncio.sleep(3)
+        status = await handle.query(MLPSweep.sweep_status)
+        assert len(status.trials) <= 2  # what started before the pause, nothing since
+        before = len(status.trials)
+        resumed = await handle.execute_update(MLPSweep.resume)
+        assert resumed.phase == "running" and resumed.max_concurrency == 1
+        while len((await handle.query(MLPSweep.sweep_status)).trials) <= before:
+            await asyncio.sleep(0.1)
+        stopped = await handle.execute_update(MLPSweep.stop)
+        assert stopped.phase == "stopping"
+        assert "stopping" in await refused(handle, "add_trials", 1)
+        result = await handle.result()
+        with pytest.raises(RPCError, match="already completed"):  # a finished sweep takes no updates
+            await handle.execute_update(MLPSweep.stop)
+    finally:
+        worker.kill()
+    # The grid has 4 points: at most 4 trials ran, all finished although the sweep was stopped.
+    assert result.stopped and not result.exhausted and result.n_trials <= 4
+    assert result.n_done == result.n_trials and len(result.leaderboard) == result.n_trials
+    assert sorted(t.row.params["hparams.hidden"] for t in result.trials) == [4, 8, 16, 32][:result.n_trials]
