@@ -108,6 +108,60 @@ def ackley(p: dict[str, Any]) -> float:
     return -20 * math.exp(-0.2 * math.sqrt(s1)) - math.exp(s2) + 20 + math.e
 
 
+def levy(p: dict[str, Any]) -> float:
+    w = [1 + (p[f"x{i}"] - 1) / 4 for i in range(5)]
+    head = math.sin(math.pi * w[0]) ** 2
+    tail = (w[-1] - 1) ** 2 * (1 + math.sin(2 * math.pi * w[-1]) ** 2)
+    body = sum((v - 1) ** 2 * (1 + 10 * math.sin(math.pi * v + 1) ** 2) for v in w[:-1])
+    return head + body + tail
+
+
+def camel(p: dict[str, Any]) -> float:
+    x, y = p["x0"], p["x1"]
+    return (4 - 2.1 * x**2 + x**4 / 3) * x**2 + x * y + (-4 + 4 * y**2) * y**2
+
+
+_OPT = {"sgd": 0.4, "adam": 0.05, "adamw": 0.0}
+
+
+def training_like(p: dict[str, Any]) -> float:
+    """A mock fine-tune: optimizer-dependent best lr, weight decay, warmup on a grid; minimum 0."""
+    best_lr = -1.5 if p["optimizer"] == "sgd" else -3.5
+    batch_shift = 0.3 * math.log2(p["batch"] / 32)  # bigger batches like bigger lr
+    return (
+        (math.log10(p["lr"]) - best_lr - batch_shift) ** 2
+        + _OPT[p["optimizer"]]
+        + 0.2 * (math.log10(p["wd"]) + 2) ** 2
+        + (p["warmup"] - 0.1) ** 2
+        + 0.01 * (p["epochs"] - 12) ** 2
+    )
+
+
+_SHEKEL_C = [0.1, 0.2, 0.2, 0.4, 0.4, 0.6, 0.3, 0.7, 0.5, 0.5]
+_SHEKEL_A = [[4, 4, 4, 4], [1, 1, 1, 1], [8, 8, 8, 8], [6, 6, 6, 6], [3, 7, 3, 7],
+             [2, 9, 2, 9], [5, 5, 3, 3], [8, 1, 8, 1], [6, 2, 6, 2], [7, 3.6, 7, 3.6]]
+
+
+def shekel(p: dict[str, Any]) -> float:
+    x = [p[f"x{i}"] for i in range(4)]
+    return -sum(
+        1 / (c + sum((xi - ai) ** 2 for xi, ai in zip(x, a, strict=True)))
+        for c, a in zip(_SHEKEL_C, _SHEKEL_A, strict=True)
+    )
+
+
+def michalewicz(p: dict[str, Any]) -> float:
+    return -sum(
+        math.sin(v) * math.sin((i + 1) * v * v / math.pi) ** 20
+        for i, v in enumerate(p[f"x{i}"] for i in range(5))
+    )
+
+
+def rastrigin(p: dict[str, Any]) -> float:
+    x = [p[f"x{i}"] for i in range(3)]
+    return 10 * len(x) + sum(v * v - 10 * math.cos(2 * math.pi * v) for v in x)
+
+
 def _cube(n: int, low: float, high: float) -> SearchSpace:
     return SearchSpace({f"x{i}": Float(low, high) for i in range(n)})
 
@@ -127,6 +181,21 @@ PROBLEMS: dict[str, tuple[SearchSpace, Objective, float, bool]] = {
     "rosenbrock4": (_cube(4, -2, 2), rosenbrock, 0.0, True),
     "styblinski5": (_cube(5, -5, 5), styblinski_tang, -39.16616570377142 * 5, True),
     "ackley4": (_cube(4, -32.768, 32.768), ackley, 0.0, True),
+    # added later as holdouts; levy5 showed that scoring with sharpened densities overfits
+    "levy5": (_cube(5, -10, 10), levy, 0.0, True),
+    "camel": (SearchSpace({"x0": Float(-3, 3), "x1": Float(-2, 2)}), camel, -1.0316284534898774, True),
+    "training-like": (
+        SearchSpace({
+            "optimizer": Categorical(["sgd", "adam", "adamw"]), "lr": Float(1e-6, 1.0, log=True),
+            "wd": Float(1e-5, 1e-1, log=True), "warmup": Float(0.0, 0.3, step=0.05),
+            "batch": Categorical([16, 32, 64, 128]), "epochs": Int(1, 20),
+        }),
+        training_like, 0.0, True,
+    ),
+    # added after the final defaults were chosen (the ones above were all looked at while choosing)
+    "shekel4": (_cube(4, 0, 10), shekel, -10.536409816692, True),
+    "michalewicz5": (_cube(5, 0, math.pi), michalewicz, -4.687658179, True),
+    "rastrigin3": (_cube(3, -5.12, 5.12), rastrigin, 0.0, True),
 }
 
 # --------------------------------------------------------------------------- runners

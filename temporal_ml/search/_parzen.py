@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import compress, pairwise
 
@@ -23,6 +24,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _SQRT2 = math.sqrt(2.0)
 _SQRT_HALF = math.sqrt(0.5)
 _CUT = 50.0  # e**-50 < 2e-22: kernels this far below the prior kernel do not change a density
+_WINDOW = 0.15  # kernels reaching at most this far (in the first dimension) are found by bisection
 _TAIL = 9.0  # P(|z| > 9) < 1e-18: a kernel this far inside the cube needs no truncation term
 
 
@@ -104,7 +106,7 @@ class ParzenEstimator:
             base = [
                 b - log(sigma) - _LOG_SQRT_2PI - (
                     0.0  # the cut-off tails are below double precision
-                    if mu > _TAIL * sigma and 1.0 - mu > _TAIL * sigma
+                    if (reach := _TAIL * sigma) < mu < 1.0 - reach
                     else log(max(_normal_cdf((1.0 - mu) / sigma) - _normal_cdf(-mu / sigma), 1e-300))
                 )
                 for b, mu, sigma in zip(base, mus, sigmas, strict=True)
@@ -128,6 +130,39 @@ class ParzenEstimator:
             self.cat_probs.append(per_choice_p)
             self.cat_logps.append([[math.log(q) for q in col] for col in per_choice_p])
         self.base = base
+        self._index_first_dimension(n_choices)
+
+    def _index_first_dimension(self, n_choices: Sequence[int]) -> None:
+        """Sort narrow kernels by their first coordinate, so a point visits only nearby ones.
+
+        Whatever the point, its log density is at least the prior kernel's term, which is at least
+        ``floor`` below (the prior's base, uniform choices, at most ``1/8`` per dimension). A
+        kernel whose first coordinate alone puts it ``_CUT`` below that cannot matter, which
+        bounds its reach in the first dimension to ``radius``; kernels that reach at most
+        ``_WINDOW`` are looked up by bisection, the (few) wider ones are always visited.
+        """
+        self._window: tuple[list[float], list[int], list[int]] | None = None
+        if not self.mus or len(self.base) < 64:
+            return
+        prior = len(self.base) - 1
+        floor = (
+            self.base[prior] - sum(math.log(k) for k in n_choices) - len(self.mus) / 8 - _CUT
+        )
+        narrow: list[int] = []
+        wide: list[int] = []
+        for j, (b, h) in enumerate(zip(self.base, self.scales[0], strict=True)):
+            radius = math.sqrt(max(b - floor, 0.0)) / h
+            (narrow if radius <= _WINDOW and j != prior else wide).append(j)
+        narrow.sort(key=lambda j: (self.mus[0][j], j))
+        self._window = ([self.mus[0][j] for j in narrow], narrow, wide)
+
+    def _nearby(self, x: float) -> list[int] | None:
+        """Kernels that can matter for a point whose first coordinate is ``x`` (``None``: all)."""
+        if self._window is None:
+            return None
+        keys, narrow, wide = self._window
+        lo, hi = bisect_left(keys, x - _WINDOW), bisect_right(keys, x + _WINDOW)
+        return wide + narrow[lo:hi]
 
     def sample(self, rng: random.Random, count: int) -> list[Point]:
         """``count`` points drawn from the mixture (kernel by weight, then each dimension)."""
@@ -155,17 +190,24 @@ class ParzenEstimator:
         result = []
         prior = len(self.base) - 1
         for nums, cats in points:
-            acc = self.base
+            keep = self._nearby(nums[0]) if nums else None
+            base = self.base
+            acc = base if keep is None else [base[j] for j in keep]
             for choice, logps in zip(cats, self.cat_logps, strict=True):
-                acc = [a + b for a, b in zip(acc, logps[choice], strict=True)]
+                column = logps[choice]
+                if keep is None:
+                    acc = [a + b for a, b in zip(acc, column, strict=True)]
+                else:
+                    acc = [a + column[j] for a, j in zip(acc, keep, strict=True)]
             # Exponents only fall as dimensions are added, and the prior kernel's final exponent
             # bounds the total from below: a kernel already _CUT below it adds less than e**-_CUT
             # of the density, so it is dropped (large histories get several times faster).
-            floor = acc[prior] - _CUT - sum(
+            floor = base[prior] + sum(
+                logps[choice][prior] for choice, logps in zip(cats, self.cat_logps, strict=True)
+            ) - _CUT - sum(
                 ((x - mus[prior]) * scales[prior]) ** 2
                 for x, mus, scales in zip(nums, self.mus, self.scales, strict=True)
             )
-            keep: list[int] | None = None
             for x, mus, scales in zip(nums, self.mus, self.scales, strict=True):
                 if keep is None:
                     acc = [a - (t := (x - m) * h) * t for a, m, h in zip(acc, mus, scales, strict=True)]

@@ -39,10 +39,11 @@ class TPESearcher(Searcher):
         constant_liar: count running trials as bad, so parallel suggestions spread out.
         failed_as_bad: count failed trials as bad (steer away from where runs crash).
         consider_endpoints: let the range ends bound the bandwidth of the outermost observations.
-        sharpen: let the smallest bandwidth shrink with the whole history (``1 / min(100, n + 1)``
-            for ``n`` trials) rather than with each group's size, so a long search resolves the
-            optimum more finely (continuous parameters only: integers and stepped values keep the
-            group-sized floor, or a search could lock onto one value and never leave it).
+        sharpen: draw candidates from a copy of the good density whose smallest bandwidth shrinks
+            with the whole history (``1 / min(100, n + 1)`` for ``n`` trials) rather than with the
+            good group's size, so a long search proposes points finely around its best ones.
+            Candidates are still *scored* with the ordinary densities: scoring with the sharp one
+            locks onto a local optimum on multimodal problems (Levy). Continuous parameters only.
 
     Example:
         >>> from temporal_ml.search import Float, SearchSpace, TrialRecord
@@ -56,7 +57,7 @@ class TPESearcher(Searcher):
 
     kind: Literal["tpe"] = "tpe"
     n_startup: int = Field(default=10, ge=1)
-    n_candidates: int = Field(default=48, ge=1)
+    n_candidates: int = Field(default=96, ge=1)
     gamma: float = Field(default=0.1, gt=0, lt=1)
     max_good: int = Field(default=25, ge=1)
     prior_weight: float = Field(default=1.0, gt=0)
@@ -132,22 +133,21 @@ class TPESearcher(Searcher):
         cells: list[float],
     ) -> Point:
         n_numeric = len(snappers)
-        min_sigma: list[float | None] | None = None
-        if self.sharpen:  # resolution grows with the whole history, not just one group's size
+        settings: dict[str, Any] = {
+            "n_numeric": n_numeric, "n_choices": n_choices,
+            "prior_weight": self.prior_weight, "endpoints": self.consider_endpoints,
+        }
+        below = ParzenEstimator(good, **settings)
+        above = ParzenEstimator(bad, **settings)
+        proposals = below
+        if self.sharpen:  # proposals resolve finer as the whole history grows (continuous only)
             floor = 1.0 / min(100.0, 1.0 + len(good) + len(bad))
-            min_sigma = [None if cell else floor for cell in cells]
-        below = ParzenEstimator(
-            good, n_numeric=n_numeric, n_choices=n_choices, prior_weight=self.prior_weight,
-            min_sigma=min_sigma, endpoints=self.consider_endpoints,
-        )
-        above = ParzenEstimator(
-            bad, n_numeric=n_numeric, n_choices=n_choices, prior_weight=self.prior_weight,
-            min_sigma=min_sigma, endpoints=self.consider_endpoints,
-        )
+            sharp: list[float | None] = [None if cell else floor for cell in cells]
+            proposals = ParzenEstimator(good, min_sigma=sharp, **settings)
         # score each candidate where it will really land (integers, steps)
         candidates = [
             (tuple(snap(u) for snap, u in zip(snappers, nums, strict=True)), cats)
-            for nums, cats in below.sample(rng, self.n_candidates)
+            for nums, cats in proposals.sample(rng, self.n_candidates)
         ]
         scores = [
             lo - hi
@@ -173,6 +173,7 @@ class _Codec:
         # group-sized bandwidth floor, or TPE could lock onto one integer and never leave it
         self.cells = [_cell(params[n]) for n in self.numeric]
         self._to_unit = [(n, _fast_to_unit(params[n])) for n in self.numeric]
+        self._bounds = [_bounds(params[n]) for n in self.numeric]
         self._choice_index = {
             n: {canonical_json(c): i for i, c in enumerate(params[n].choices)} for n in self.categorical
         }
@@ -187,14 +188,42 @@ class _Codec:
         return nums, cats
 
     def encode_all(self, trials: Sequence[TrialRecord]) -> list[Point]:
-        """Unit coordinates of each trial that fits the space (others are skipped)."""
-        points = []
-        for t in trials:
-            try:
-                points.append(self.encode(t.params))
-            except (ValueError, TypeError):
-                continue  # a value the space no longer holds (e.g. a removed choice)
-        return points
+        """Unit coordinates of each trial that fits the space (others are skipped).
+
+        Column by column: encoding a long history is a hot path of every suggestion.
+        """
+        fitting = [t.params for t in trials]
+        try:
+            return self._encode_columns(fitting)
+        except (TypeError, ValueError, KeyError):  # some trial does not fit: filter, then encode
+            return self._encode_columns([p for p in fitting if self._fits(p)])
+
+    def _encode_columns(self, fitting: list[dict[str, Any]]) -> list[Point]:
+        columns: list[list[float]] = []
+        for name, (low, span, log) in zip(self.numeric, self._bounds, strict=True):
+            raw = [p[name] for p in fitting]
+            if log:
+                raw = [math.log(v) for v in raw]
+            columns.append([
+                0.0 if u < 0.0 else (1.0 if u > 1.0 else u)
+                for u in [(v - low) / span for v in raw]
+            ])
+        choice_columns = [
+            [self._choice_index[name][canonical_json(p[name])] for p in fitting]
+            for name in self.categorical
+        ]
+        nums = list(zip(*columns, strict=True)) if columns else [()] * len(fitting)
+        cats = list(zip(*choice_columns, strict=True)) if choice_columns else [()] * len(fitting)
+        return list(zip(nums, cats, strict=True))
+
+    def _fits(self, point: dict[str, Any]) -> bool:
+        for name, (_, _, log) in zip(self.numeric, self._bounds, strict=True):
+            value = point[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False  # (a bool would encode as 0/1 silently)
+            if log and value <= 0:
+                return False
+        return all(canonical_json(point[n]) in self._choice_index[n] for n in self.categorical)
 
     def decode(self, unit: Point) -> dict[str, JsonValue]:
         params: Any = self.space.params
@@ -207,6 +236,12 @@ class _Codec:
             name: values[name] if name in values else param.value  # type: ignore[union-attr]
             for name, param in self.space.params.items()
         }
+
+
+def _bounds(param: Float | Int) -> tuple[float, float, bool]:
+    """(low, span, log) of the unit mapping: ``u = (x - low) / span`` with ``x = log(v)`` if log."""
+    low, high = param._span()
+    return low, high - low, param.log
 
 
 def _fast_to_unit(param: Float | Int) -> Callable[[float], float]:
