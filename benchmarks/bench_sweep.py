@@ -1,0 +1,159 @@
+"""Orchestration cost per sweep trial, against a bare Temporal floor and Optuna, in one process.
+
+On a local embedded dev server (SQLite, headless, temporary data directory) with an in-process
+worker, after a warm-up:
+
+* **floor**: one parent workflow running N children, each one no-op activity, C at a time (the least a
+  durable trial can cost on Temporal: one child workflow + one activity).
+* **sweep (trivial children)**: ``SweepWorkflow`` (random searcher) running N trials at
+  ``max_concurrency`` C, each a training child and an evaluation child that run one no-op activity
+  each: the cost of the sweep's own machinery (suggestions, audit, bookkeeping, two children).
+* **sweep (no-op trainable)**: the same through the real ``TrainingWorkflow``/``EvalWorkflow`` and the
+  real ``train``/``evaluate`` activities over a one-parameter model (``max_steps=1``).
+* **optuna**: ``study.optimize`` of a no-op objective with a durable journal-file storage, if installed.
+
+Prints wall time per trial, the ratio to the floor, and the sweep history's events per trial.
+
+    python benchmarks/bench_sweep.py [--trials 200] [--max-concurrency 8] [--no-real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep, TrivialSweep, noop
+from bench_orchestration import NoopTrainable, tiny_data
+from temporalio.client import Client
+
+from temporal_ml.activities.evaluation import EvalActivities
+from temporal_ml.activities.snapshot import SnapshotActivities
+from temporal_ml.activities.sweep import SweepActivities
+from temporal_ml.activities.training import TrainingActivities
+from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
+from temporal_ml.search import Float, RandomSearcher, SearchSpace
+from temporal_ml.storage.snapshots import SnapshotStore
+from temporal_ml.sweep_types import SweepInput
+from temporal_ml.types import DatasetSource, TrainConfig
+from temporal_ml.worker import create_worker
+
+QUEUE = "bench-sweep"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sweep_input(n: int, concurrency: int, run_id: str, trainable: str) -> SweepInput:
+    base = TrainConfig(trainable=trainable, max_steps=1, batch_size=4, device="cpu", hparams={"x": 0.0})
+    return SweepInput(base=base, space=SearchSpace({"hparams.x": Float(0.0, 1.0)}), searcher=RandomSearcher(),
+                      n_trials=n, max_concurrency=concurrency, objective="loss", direction="minimize",
+                      dataset=DatasetSource(generator="tiny"), run_id=run_id, progress_every_seconds=60)
+
+
+async def time_floor(client: Client, n: int, c: int) -> float:
+    start = time.perf_counter()
+    await client.execute_workflow(FloorParent.run, args=[n, c], id=f"floor-{uuid.uuid4().hex[:6]}",
+                                  task_queue=QUEUE)
+    return time.perf_counter() - start
+
+
+async def time_sweep(client: Client, workflow_run: object, n: int, c: int) -> tuple[float, int]:
+    run_id = f"sweep-{uuid.uuid4().hex[:6]}"
+    start = time.perf_counter()
+    handle = await client.start_workflow(workflow_run, sweep_input(n, c, run_id, "noop"),  # type: ignore[call-overload]
+                                         id=run_id, task_queue=QUEUE)
+    result = await handle.result()
+    wall = time.perf_counter() - start
+    if result.n_done != n:
+        raise SystemExit(f"only {result.n_done} of {n} trials finished: {result.trials[0].row.error}")
+    events = 0
+    async for wf in client.list_workflows(f'WorkflowId = "{run_id}"'):
+        history = await client.get_workflow_handle(run_id, run_id=wf.run_id).fetch_history()
+        events += len(history.events)
+    return wall, events
+
+
+def time_optuna(n: int, tmp: str) -> float | None:
+    try:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(Path(tmp) / "optuna.log")))
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    start = time.perf_counter()
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=n)
+    return time.perf_counter() - start
+
+
+async def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    n, c = args.trials, args.max_concurrency
+    rows: list[tuple[str, float, int | None]] = []
+    with tempfile.TemporaryDirectory(prefix="tml-bench-sweep-") as tmp:
+        server = DevServer(port=_free_port(), headless=True, data_dir=f"{tmp}/server")
+        await asyncio.to_thread(server.start)
+        try:
+            client = await connect(server.address)
+            store = SnapshotStore(tmp)
+            trainables = {"noop": NoopTrainable()}
+            activities = [
+                noop, *SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
+                *TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
+                                    max_concurrent_trainings=c).activities(),
+                *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
+                *SweepActivities().activities(),
+            ]
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(create_worker(
+                    client, task_queue=QUEUE, workflows=WORKFLOWS, activities=activities,
+                    activity_threads=max(8, c)))
+                await time_floor(client, 8, 4)  # warm-up
+                await time_sweep(client, TrivialSweep.run, 8, 4)
+                print(f"floor: {n} trials at concurrency {c} ...", flush=True)
+                rows.append(("floor (child + activity)", await time_floor(client, n, c), None))
+                print(f"sweep (trivial children): {n} trials ...", flush=True)
+                wall, events = await time_sweep(client, TrivialSweep.run, n, c)
+                rows.append(("sweep, trivial children", wall, events))
+                if not args.no_real:
+                    print(f"sweep (no-op trainable): {n} trials ...", flush=True)
+                    wall, events = await time_sweep(client, NoopSweep.run, n, c)
+                    rows.append(("sweep, no-op trainable", wall, events))
+        finally:
+            server.stop()
+        optuna_wall = time_optuna(n, tmp)
+    floor = rows[0][1]
+    print()
+    print(f"{n} trials, concurrency {c}, embedded dev server (SQLite); python {sys.version.split()[0]}")
+    print(f"{'':<28} {'wall s':>7} {'ms/trial':>9} {'x floor':>8} {'events/trial':>13}")
+    for name, wall, events in rows:
+        per = f"{events / n:.1f}" if events is not None else "-"
+        print(f"{name:<28} {wall:>7.2f} {wall / n * 1000:>9.1f} {wall / floor:>8.2f} {per:>13}")
+    if optuna_wall is not None:
+        print(f"{'optuna (journal file)':<28} {optuna_wall:>7.2f} {optuna_wall / n * 1000:>9.1f} "
+              f"{optuna_wall / floor:>8.2f} {'-':>13}")
+    else:
+        print("optuna: not installed")
+    print("ray tune: not measured (not installed here)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--max-concurrency", type=int, default=8)
+    parser.add_argument("--no-real", action="store_true", help="skip the run through the real training stack")
+    asyncio.run(main(parser.parse_args()))
