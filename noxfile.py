@@ -36,6 +36,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_checkpoint.py")
     session.run("python", "benchmarks/bench_training_loop.py")
     session.run("python", "benchmarks/bench_orchestration.py")
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/bench_search.py")
 
 
 @nox.session

@@ -277,11 +277,6 @@ def speed(n_history: int, repeats: int, tpe: TPESearcher) -> None:
         for i in range(n_history):
             params = RandomSearcher.random_point(space, rng)
             history.append(TrialRecord(index=i, params=params, value=fn(params)))
-        ours = []
-        for r in range(repeats):
-            t0 = time.perf_counter()
-            tpe.suggest(space, history, seed=r, index=n_history)
-            ours.append(time.perf_counter() - t0)
         dists = {}
         for pname, p in space.params.items():
             if isinstance(p, Float):
@@ -290,10 +285,13 @@ def speed(n_history: int, repeats: int, tpe: TPESearcher) -> None:
                 dists[pname] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log)
             elif isinstance(p, Categorical):
                 dists[pname] = optuna.distributions.CategoricalDistribution(p.choices)
+        ours, theirs = [], []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            theirs = []
-            for r in range(repeats):
+            for r in range(repeats):  # alternate the two, so load changes hit both alike
+                t0 = time.perf_counter()
+                tpe.suggest(space, history, seed=r, index=n_history)
+                ours.append(time.perf_counter() - t0)
                 study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=r))
                 study.add_trials([
                     optuna.trial.create_trial(params=t.params, distributions=dists, value=t.value)
@@ -380,7 +378,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--history", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--only", nargs="*", help="quality: only these problems")
     parser.add_argument("--part", choices=["all", "quality", "speed", "mf"], default="all")
     parser.add_argument("--tpe", default="{}", help="TPESearcher settings as JSON (experiments)")
