@@ -83,3 +83,36 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
     check_result(result, inp)
     assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(7)] and set(runs.values()) == {1}
     print(f"\nsweep: {result.runs} runs, {events} events for 7 trials ({events / 7:.1f} per trial)")
+
+
+@pytest.mark.slow
+async def test_ladder_continues_as_new_with_its_rung_table(tmp_path: Path,
+                                                           subprocess_env: dict[str, str]) -> None:
+    from temporal_ml.search import AshaScheduler, RandomSearcher
+    from temporal_ml.sweep_types import LadderInput, LadderResult
+    from tests.integration._sweep_workflows import MLPLadder
+
+    server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server",
+                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 60})
+    server.start(timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    worker = start_worker("all", f"lroll-{tag}", tmp_path, {**subprocess_env, "TEMPORAL_ADDRESS": server.address}, 0)
+    inp = LadderInput(
+        base=BASE.model_copy(update={"hparams": {}}), space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True)}),
+        searcher=RandomSearcher(), scheduler=AshaScheduler(min_budget=5, max_budget=15, eta=3), n_trials=6,
+        max_concurrency=2, seed=2, dataset=DatasetSource(generator="blobs"), run_id=f"lroll-{tag}",
+        progress_every_seconds=30,
+    )
+    try:
+        client = await connect(server.address)
+        result: LadderResult = await client.execute_workflow(MLPLadder.run, inp, id=inp.run_id,
+                                                             task_queue=f"lroll-{tag}")
+        runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+    finally:
+        worker.kill()
+        server.stop()
+    assert len(runs) >= 2, "the ladder never continued as new"
+    rungs = result.table.brackets[0].rungs
+    assert len(rungs[0].results) == 6 and len(rungs[1].results) == len(rungs[0].promoted) >= 2
+    assert len(result.decisions) == 6 + len(rungs[0].promoted) and len(result.trials) == 6
+    assert result.best is not None and result.best_budget == 15 and result.best.row.step == 15
