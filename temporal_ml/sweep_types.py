@@ -212,6 +212,7 @@ class _SweepCommon(BoundaryModel):
     max_attempts: int = Field(default=5, ge=1)
     progress_every_seconds: float = Field(default=10.0, gt=0)
     max_inline_rows: int = Field(default=500, ge=1)
+    table_root: str | None = None
 
     @model_validator(mode="after")
     def _check_common(self) -> _SweepCommon:
@@ -240,6 +241,9 @@ class SweepInput(_SweepCommon):
         heartbeat_timeout_seconds, max_attempts, progress_every_seconds: passed to each training
             (a trial's training fails after ``max_attempts`` attempts: never retried forever).
         max_inline_rows: per-trial rows returned inline in the result (the best ones beyond it).
+        table_root: fsspec URL under which a sweep with more trials than ``max_inline_rows`` writes
+            its full table (``<table_root>/<run_id>/part-*.json``, read back with
+            ``temporal_ml.activities.sweep.read_sweep_table``); ``None``: the extra rows are left out.
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -283,6 +287,7 @@ class SweepResult(BaseModel):
         trials: per-trial rows, by index (the best ``max_inline_rows`` when there are more).
         n_trials / n_done / n_failed / n_stopped: counts over all trials.
         rows_omitted: rows left out of ``trials`` to bound the payload.
+        table_uri: where the full table was written (when rows were omitted and ``table_root`` set).
         stopped / exhausted: the sweep was stopped by a user / the searcher ran out of points.
         runs: workflow runs the sweep took (continue-as-new).
     """
@@ -301,6 +306,7 @@ class SweepResult(BaseModel):
     n_failed: int
     n_stopped: int
     rows_omitted: int = 0
+    table_uri: str | None = None
     stopped: bool = False
     exhausted: bool = False
     runs: int = 1

@@ -26,9 +26,13 @@ __all__ = [
     "StopRunRequest",
     "DeleteCheckpointsRequest",
     "DeleteCheckpointsResult",
+    "WRITE_TABLE_PART",
+    "TablePartRequest",
+    "read_sweep_table",
 ]
 
 STOP_RUN = "temporal_ml.sweep.stop_run"
+WRITE_TABLE_PART = "temporal_ml.sweep.write_table_part"
 DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
 
 
@@ -51,6 +55,28 @@ class DeleteCheckpointsResult(BaseModel):
     bytes: int
 
 
+class TablePartRequest(BaseModel):
+    """Write one part (``part-<index>.json``, a JSON list of trial rows) of a sweep's table under ``uri``."""
+
+    uri: str
+    index: int
+    rows: list[dict[str, Any]]
+
+
+def read_sweep_table(uri: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every trial row of a sweep table written under ``uri`` (``SweepResult.table_uri``), by index."""
+    import json
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    rows: list[dict[str, Any]] = []
+    for part in sorted(fs.glob(f"{path.rstrip('/')}/part-*.json")):
+        with fs.open(part, "rb") as f:
+            rows.extend(json.loads(f.read()))
+    return sorted(rows, key=lambda r: r["index"])
+
+
 class SweepActivities:
     """The sweep activities, bound to the storage options of the checkpoint store.
 
@@ -63,7 +89,7 @@ class SweepActivities:
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an orchestration worker."""
-        return [self.stop_run, self.delete_run_checkpoints]
+        return [self.stop_run, self.delete_run_checkpoints, self.write_table_part]
 
     @activity.defn(name=STOP_RUN)
     async def stop_run(self, req: StopRunRequest) -> TrainProgress | None:
@@ -101,3 +127,19 @@ class SweepActivities:
         size = int(fs.du(path, total=True))
         fs.rm(path, recursive=True)
         return DeleteCheckpointsResult(directory=directory, bytes=size)
+
+    @activity.defn(name=WRITE_TABLE_PART)
+    def write_table_part(self, req: TablePartRequest) -> str:
+        """Write ``part-<index>.json`` atomically (temporary name, then rename); returns its URL."""
+        import json
+
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(req.uri, **self.storage_options)
+        fs.makedirs(path, exist_ok=True)
+        name = f"{path.rstrip('/')}/part-{req.index:05d}.json"
+        tmp = f"{name}.tmp-{activity.info().activity_id}"
+        with fs.open(tmp, "wb") as f:
+            f.write(json.dumps(req.rows, separators=(",", ":")).encode())
+        fs.mv(tmp, name)
+        return f"{req.uri.rstrip('/')}/part-{req.index:05d}.json"

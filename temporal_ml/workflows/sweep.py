@@ -54,7 +54,12 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import check_name
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
-    from temporal_ml.activities.sweep import STOP_RUN, StopRunRequest
+    from temporal_ml.activities.sweep import (
+        STOP_RUN,
+        WRITE_TABLE_PART,
+        StopRunRequest,
+        TablePartRequest,
+    )
     from temporal_ml.search import SearchExhausted, SearchSpace
     from temporal_ml.sweep_types import (
         SuggestionAudit,
@@ -194,7 +199,24 @@ class SweepWorkflow:
         await asyncio.gather(*tasks)
         self._done = True
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._result(inp, snapshot)
+        table_uri = await self._write_table(inp)
+        return self._result(inp, snapshot, table_uri)
+
+    async def _write_table(self, inp: SweepInput) -> str | None:
+        """Write every row to ``table_root`` in parts of ``max_inline_rows`` (payloads stay bounded)."""
+        rows = self._s.rows
+        if inp.table_root is None or len(rows) <= inp.max_inline_rows:
+            return None
+        uri = f"{inp.table_root.rstrip('/')}/{self._run_id}"
+        step = inp.max_inline_rows
+        for k in range(0, len(rows), step):
+            await workflow.execute_activity(
+                WRITE_TABLE_PART,
+                TablePartRequest(uri=uri, index=k // step,
+                                 rows=[r.model_dump(mode="json") for r in rows[k:k + step]]),
+                start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        return uri
 
     def _more_to_start(self) -> bool:
         s = self._s
@@ -310,7 +332,7 @@ class SweepWorkflow:
         return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective, value=float(r.value))  # type: ignore[arg-type]
                 for k, r in enumerate(rank_rows(self._s.rows, self._inp.direction))]
 
-    def _result(self, inp: SweepInput, snapshot: SnapshotRef) -> SweepResult:
+    def _result(self, inp: SweepInput, snapshot: SnapshotRef, table_uri: str | None = None) -> SweepResult:
         rows = self._s.rows
         ranked = rank_rows(rows, inp.direction)
         keep = rows
@@ -331,6 +353,7 @@ class SweepWorkflow:
             trials=[result(r) for r in keep], n_trials=len(rows),
             n_done=sum(r.state == "done" for r in rows), n_failed=sum(r.state == "failed" for r in rows),
             n_stopped=sum(r.state == "stopped" for r in rows), rows_omitted=len(rows) - len(keep),
+            table_uri=table_uri,
             stopped=self._s.stopping, exhausted=self._s.exhausted, runs=self._s.runs,
         )
 

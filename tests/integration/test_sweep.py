@@ -17,6 +17,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.search import Categorical, Float, SearchSpace, TPESearcher
 from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
@@ -189,7 +190,8 @@ async def test_sweep_pause_concurrency_and_stop(tmp_path: Path, subprocess_env: 
     base = BASE.model_copy(update={"max_steps": 30, "hparams": {"step_delay": 0.02}})
     inp = SweepInput(base=base, space=SearchSpace({"hparams.hidden": Categorical([4, 8, 16, 32])}),
                      searcher=GridSearcher(), n_trials=20, max_concurrency=2, dataset=DATASET,
-                     run_id=f"ctl-{queue}", progress_every_seconds=5)
+                     run_id=f"ctl-{queue}", progress_every_seconds=5, max_inline_rows=1,
+                     table_root=str(tmp_path / "tables"))
     try:
         client = await connect()
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
@@ -202,7 +204,7 @@ async def test_sweep_pause_concurrency_and_stop(tmp_path: Path, subprocess_env: 
         before = len(status.trials)
         resumed = await handle.execute_update(MLPSweep.resume)
         assert resumed.phase == "running" and resumed.max_concurrency == 1
-        while len((await handle.query(MLPSweep.sweep_status)).trials) <= before:
+        while len((await handle.query(MLPSweep.sweep_status)).trials) < max(before + 1, 2):
             await asyncio.sleep(0.1)
         stopped = await handle.execute_update(MLPSweep.stop)
         assert stopped.phase == "stopping"
@@ -213,6 +215,11 @@ async def test_sweep_pause_concurrency_and_stop(tmp_path: Path, subprocess_env: 
     finally:
         worker.kill()
     # The grid has 4 points: at most 4 trials ran, all finished although the sweep was stopped.
-    assert result.stopped and not result.exhausted and result.n_trials <= 4
+    assert result.stopped and not result.exhausted and 2 <= result.n_trials <= 4
     assert result.n_done == result.n_trials and len(result.leaderboard) == result.n_trials
-    assert sorted(t.row.params["hparams.hidden"] for t in result.trials) == [4, 8, 16, 32][:result.n_trials]
+    # One row inline (the best), all of them in the table in the store.
+    assert len(result.trials) == 1 and result.trials[0].name == result.leaderboard[0].name
+    assert result.rows_omitted == result.n_trials - 1 and result.table_uri is not None
+    table = read_sweep_table(result.table_uri)
+    assert [r["index"] for r in table] == list(range(result.n_trials))
+    assert [r["params"]["hparams.hidden"] for r in table] == [4, 8, 16, 32][:result.n_trials]
