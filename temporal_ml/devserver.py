@@ -128,6 +128,8 @@ class DevServer:
             an embedded server never outlives its owner.
         dynamic_config: server dynamic-config overrides (key -> JSON value), e.g.
             ``{"limit.historyCount.suggestContinueAsNew": 1000}``.
+        search_attributes: register our :data:`SEARCH_ATTRIBUTES` (``False``: a bare server, as a
+            cluster or Cloud namespace set up without ``temporal-ml setup`` is).
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class DevServer:
         log_level: str = "warn",
         die_with_parent: bool = True,
         dynamic_config: Mapping[str, object] | None = None,
+        search_attributes: bool = True,
     ) -> None:
         for name, value in (("port", port), ("ui_port", ui_port)):
             if value is not None and not 0 < value < 65536:
@@ -154,6 +157,7 @@ class DevServer:
         self.log_level = log_level
         self.die_with_parent = die_with_parent
         self.dynamic_config = dict(dynamic_config or {})
+        self.search_attributes = search_attributes
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -187,7 +191,7 @@ class DevServer:
             self.log_level,
         ]
         cmd += ["--headless"] if self.ui_port is None else ["--ui-port", str(self.ui_port)]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in SEARCH_ATTRIBUTES.items() if self.search_attributes else ():
             cmd += ["--search-attribute", f"{name}={kind}"]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]

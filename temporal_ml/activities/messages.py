@@ -15,6 +15,7 @@ __all__ = [
     "TRAIN",
     "PREDICT",
     "CREATE_SNAPSHOT",
+    "REGISTERED_SEARCH_ATTRIBUTES",
     "REPORT_SIGNAL",
     "TrainRequest",
     "TrainOutcome",
@@ -27,6 +28,8 @@ CREATE_SNAPSHOT = "temporal_ml.create_snapshot"
 EVALUATE = "temporal_ml.evaluate"
 TRAIN = "temporal_ml.train"
 PREDICT = "temporal_ml.predict"
+#: Local activity: the temporal-ml search attributes registered on the worker's namespace.
+REGISTERED_SEARCH_ATTRIBUTES = "temporal_ml.registered_search_attributes"
 #: Signal the training activity sends its workflow: a :class:`TrainProgress`.
 REPORT_SIGNAL = "tml_report"
 

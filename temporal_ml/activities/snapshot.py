@@ -11,6 +11,7 @@ from temporalio import activity
 from temporal_ml.activities._fail_fast import fail_fast
 from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import CREATE_SNAPSHOT
+from temporal_ml.activities.search_attributes import registered_search_attributes
 from temporal_ml.errors import ConfigError
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.types import DatasetSource, SnapshotRef
@@ -34,8 +35,10 @@ class SnapshotActivities:
         self.generators = dict(generators or {})
 
     def activities(self) -> list[Callable[..., Any]]:
-        """The activity callables to register on a worker."""
-        return [self.create_snapshot]
+        """The activity callables to register on a worker: the snapshot activity, and the local
+        activity with which workflows find out which search attributes they may set (register
+        these on the workers that run the workflows)."""
+        return [self.create_snapshot, registered_search_attributes]
 
     @activity.defn(name=CREATE_SNAPSHOT)
     @fail_fast

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey, SearchAttributePair
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -45,6 +45,11 @@ with workflow.unsafe.imports_passed_through():
         Lineage,
         SnapshotRef,
         TrainResult,
+    )
+    from temporal_ml.workflows._tags import (
+        child_search_attributes,
+        registered_search_attributes,
+        tag,
     )
     from temporal_ml.workflows.evaluation import EvalInput
     from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
@@ -127,6 +132,7 @@ class CoordinatorWorkflow:
         self._status: dict[str, ExperimentStatus] = {}
         self._by_run_id: dict[str, str] = {}
         self._running = 0
+        self._registered: frozenset[str] | None = None
 
     async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
         """Run every experiment (at most ``max_concurrency`` at once) and rank the results."""
@@ -140,7 +146,8 @@ class CoordinatorWorkflow:
             self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps)
             self._by_run_id[self._child_id(run_id, spec.name, "train")] = spec.name
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
-        workflow.upsert_search_attributes([
+        self._registered = await registered_search_attributes()
+        tag(self._registered, [
             SearchAttributeKey.for_keyword("TmlKind").value_set("coordinator"),
             _EXPERIMENT.value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
@@ -163,7 +170,7 @@ class CoordinatorWorkflow:
     async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
                           snapshot: SnapshotRef) -> ExperimentResult:
         train_id, eval_id = (self._child_id(run_id, spec.name, k) for k in ("train", "eval"))
-        tags = TypedSearchAttributes([SearchAttributePair(_EXPERIMENT, run_id)])
+        tags = child_search_attributes(self._registered, [SearchAttributePair(_EXPERIMENT, run_id)])
         train: TrainResult | None = None
         evaluation: EvalResult | None = None
         try:

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         TrainConfig,
         TrainResult,
     )
+    from temporal_ml.workflows._tags import registered_search_attributes, tag
 
 __all__ = ["EvalWorkflow", "EvalInput"]
 
@@ -64,6 +65,5 @@ class EvalWorkflow:
         ]
         if headline is not None:
             pairs.append(SearchAttributeKey.for_float("TmlMetric").value_set(headline))
-        workflow.upsert_search_attributes(pairs)
-        workflow.upsert_memo({"split": inp.split, "metrics": result.metrics})
+        tag(await registered_search_attributes(), pairs, {"split": inp.split, "metrics": result.metrics})
         return result

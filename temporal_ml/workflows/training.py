@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         TrainProgress,
         TrainResult,
     )
+    from temporal_ml.workflows._tags import registered_search_attributes, tag
 
 __all__ = ["TrainingWorkflow", "TrainingInput", "create_snapshot", "train_retry_policy"]
 
@@ -194,7 +195,7 @@ class TrainingWorkflow:
             self._progress, self._paused = inp.carried, inp.carried_paused
             self._set_state("pending")
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
-        self._tag(run_id, snapshot, inp.config)
+        self._tag(run_id, snapshot, inp.config, await registered_search_attributes())
         self._progress = self._progress.model_copy(update={"max_steps": inp.config.max_steps})
         outcome: TrainOutcome | None = None
         while outcome is None:
@@ -302,16 +303,17 @@ class TrainingWorkflow:
             "latest_checkpoint": latest, "resumes": max(report.resumes, self._progress.resumes),
         })
 
-    def _tag(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig) -> None:
-        """Search attributes and memo, so runs can be found in the Web UI (e.g. by snapshot)."""
-        workflow.upsert_search_attributes([
+    def _tag(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig,
+             registered: frozenset[str] | None) -> None:
+        """Search attributes (those the namespace defines) and memo, so runs can be found in the
+        Web UI (e.g. by snapshot)."""
+        tag(registered, [
             SearchAttributeKey.for_keyword("TmlKind").value_set("train"),
             SearchAttributeKey.for_keyword("TmlRunId").value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
             SearchAttributeKey.for_keyword("TmlConfigHash").value_set(config.config_hash()),
-        ])
-        workflow.upsert_memo({"snapshot": snapshot.id, "trainable": config.trainable,
-                              "max_steps": config.max_steps, "temporal_ml": __version__})
+        ], {"snapshot": snapshot.id, "trainable": config.trainable,
+            "max_steps": config.max_steps, "temporal_ml": __version__})
 
     # -- handlers ----------------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ async def _send(client: Client, run_id: str, op: str) -> str:
             assert isinstance(cause, ApplicationError) and cause.type == "RunControlRefused", err
             return f"refused: {cause.message}"
         except Exception as err:  # noqa: BLE001 - the run closed (finished, or rolling over)
-            if "already completed" not in str(err):
+            if "already completed" not in str(err) and "aborted by closing workflow" not in str(err):
                 raise
             desc = await handle.describe()
             if desc.status is not None and desc.status.name == "COMPLETED":
