@@ -23,16 +23,21 @@ from datetime import timedelta
 from typing import Any
 
 from temporal_ml.cli_common import add_client_options, client_for, describe_run
+from temporal_ml.cli_errors import RunRefused
 from temporal_ml.errors import ConfigError, TemporalMLError
 
 __all__ = ["add_control_parsers", "UPDATES"]
 
 #: Command -> update name of ``TrainingWorkflow``.
 UPDATES = {"pause": "pause", "resume": "resume", "stop": "stop_early"}
+#: Command -> update name of the sweep workflows (``SweepWorkflow``; ``LadderSweepWorkflow``: stop).
+SWEEP_UPDATES = {"pause": "pause", "resume": "resume", "stop": "stop"}
+SWEEP_KINDS = frozenset({"sweep", "ladder"})
 _HELP = {
     "pause": "checkpoint and pause a training (or every training of an experiment)",
     "resume": "resume a paused training from its checkpoint",
-    "stop": "stop a training early at a checkpoint of its current step; it returns that as its result",
+    "stop": "stop a training early at a checkpoint of its current step (it returns that as its "
+            "result); a sweep: start no new trials, let running ones finish, return its result",
 }
 
 
@@ -69,6 +74,89 @@ def add_control_parsers(sub: Any) -> None:
     add_client_options(setup)
     setup.set_defaults(handler=_setup)
 
+    sweep = sub.add_parser("sweep", help="steer a running sweep (add trials, stop a trial, ...)",
+                           description="Live control of a SweepWorkflow (pause/resume/stop: the "
+                                       "top-level commands).")
+    commands = sweep.add_subparsers(dest="sweep_command", required=True, metavar="COMMAND")
+    for name, update, arg, help_ in (
+        ("add-trials", "add_trials", ("n", int, "N", "how many trials to add"), "add N trials"),
+        ("stop-trial", "stop_trial", ("index", int, "INDEX", "the trial's index (see `results`)"),
+         "stop one running trial (it keeps its checkpoint; its result is 'stopped')"),
+        ("set-concurrency", "set_max_concurrency", ("n", int, "N", "trials at once"),
+         "change how many trials run at once"),
+        ("enqueue", "enqueue", ("params", _json_object, "JSON", 'a config, e.g. \'{"hparams.lr": 0.01}\''),
+         "run this point of the space next"),
+    ):
+        parser = commands.add_parser(name, help=help_, description=help_ + ".")
+        parser.add_argument("id", metavar="ID", help="workflow id of the sweep")
+        parser.add_argument(arg[0], type=arg[1], metavar=arg[2], help=arg[3])
+        parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
+        add_client_options(parser)
+        parser.set_defaults(handler=lambda args, u=update, a=arg[0]: asyncio.run(_sweep(args, u, a)))
+
+
+def _ended(status: str) -> str:
+    """``completed`` -> ``finished``; ``failed``, ``terminated``, ... as they are."""
+    return {"completed": "finished", "canceled": "been cancelled", "timed_out": "timed out",
+            "continued_as_new": "continued as new"}.get(status, status)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"hparams.lr\": 0.01}'")
+    return value
+
+
+async def _send(client: Any, workflow_id: str, update: str, args: list[Any], timeout: float,
+                result_type: type | None = None) -> Any:
+    """Execute an update; a refusal or no answer in ``timeout`` raises a one-line error."""
+    from temporalio.client import (
+        WorkflowUpdateFailedError,
+        WorkflowUpdateRPCTimeoutOrCancelledError,
+    )
+
+    from temporal_ml.cli_errors import one_line
+
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(
+            update, args=args, result_type=result_type, rpc_timeout=timedelta(seconds=timeout))
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise RunRefused(f"{workflow_id}: no answer in {timeout:g}s: is a worker polling the run's "
+                              "task queue? (the request stays queued until one does)") from exc
+    except WorkflowUpdateFailedError as exc:
+        raise RunRefused(f"{workflow_id}: {one_line(exc)}") from exc
+
+
+async def _sweep(args: argparse.Namespace, update: str, arg: str) -> int:
+    client = await client_for(args)
+    info, _ = await describe_run(client, args.id)
+    if info.kind not in SWEEP_KINDS:
+        raise ConfigError(f"run {info.id!r} is not a sweep (kind {info.kind or 'unknown'})")
+    if not info.running:
+        raise RunRefused(f"cannot change sweep {info.id!r}: it has {_ended(info.status)}")
+    answer = await _send(client, info.id, update, [getattr(args, arg)], args.timeout)
+    print(f"{info.id}: {_describe_answer(update, answer)}")
+    return 0
+
+
+def _describe_answer(update: str, answer: Any) -> str:
+    if isinstance(answer, dict) and "phase" in answer:  # a SweepStatus
+        return (f"{update.replace('_', ' ')}: sweep {answer['phase']}, {answer.get('running', '?')} "
+                f"running, {answer.get('n_trials', '?')} trials")
+    if isinstance(answer, dict) and "index" in answer:  # a TrialRow
+        return f"trial {answer['index']} {answer.get('state', '')} at step {answer.get('step', '?')}"
+    if update == "add_trials":
+        return f"added: {answer} trials in all"
+    if update == "enqueue":
+        return f"enqueued as trial {answer}"
+    return f"{update.replace('_', ' ')}: {answer}"
+
 
 # -- pause / resume / stop ------------------------------------------------------------------------
 
@@ -83,6 +171,13 @@ async def _control(args: argparse.Namespace, update: str) -> int:
 
     client = await client_for(args)
     info, _ = await describe_run(client, args.id)
+    command = next(c for c, u in UPDATES.items() if u == update)
+    if not info.running:
+        raise RunRefused(f"cannot {command} run {info.id!r}: it has {_ended(info.status)}")
+    if info.kind in SWEEP_KINDS:
+        answer = await _send(client, info.id, SWEEP_UPDATES[command], [], args.timeout)
+        print(f"{info.id}: {_describe_answer(SWEEP_UPDATES[command], answer)}")
+        return 0
     if info.kind == "train" or not info.kind:
         targets = [info.id]
     else:
@@ -92,8 +187,6 @@ async def _control(args: argparse.Namespace, update: str) -> int:
         if not targets:
             raise TemporalMLError(f"run {info.id!r} ({info.kind}, {info.status}) has no running "
                                   f"training to {update.replace('_', ' ')}")
-    if not info.running and targets == [info.id]:
-        raise TemporalMLError(f"cannot {update.replace('_', ' ')} run {info.id!r}: it is {info.status}")
 
     async def one(workflow_id: str) -> tuple[str, str, bool]:
         handle = client.get_workflow_handle(workflow_id)

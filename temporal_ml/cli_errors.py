@@ -19,6 +19,7 @@ from temporal_ml.errors import ConfigError, TemporalMLError
 __all__ = [
     "ServerUnreachable",
     "RunIdConflict",
+    "RunRefused",
     "one_line",
     "root_cause",
     "exit_code",
@@ -33,6 +34,10 @@ EXIT_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
 
 class ServerUnreachable(TemporalMLError):
     """No Temporal server answers at the address (the message says how to start one)."""
+
+
+class RunRefused(TemporalMLError):
+    """A run refused a control request (e.g. resuming a run that is not paused), or did not answer."""
 
 
 class RunIdConflict(ConfigError):
@@ -112,7 +117,7 @@ def exit_code(exc: BaseException) -> int:
 
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, ServerUnreachable):
+    if isinstance(exc, (ServerUnreachable, RunRefused)):
         return EXIT_FAILURE
     if isinstance(exc, (TemporalMLError, ValidationError, FileNotFoundError, ModuleNotFoundError)):
         return EXIT_INPUT
@@ -166,4 +171,5 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     exit code 2; subparsers inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        program = self.prog.split()[0]  # `temporal-ml`, also for `temporal-ml sweep enqueue`
+        self.exit(EXIT_INPUT, f"{program}: error: {message} (see {self.prog} --help)\n")

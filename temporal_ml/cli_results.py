@@ -23,7 +23,7 @@ from temporal_ml.errors import ConfigError
 __all__ = ["add_results_parser", "write_rows"]
 
 #: Columns of the ``table`` format when present (the other formats carry every column).
-TABLE_COLUMNS = ["name", "status", "rank", "step", "max_steps", "params.lr", "seed", "train.loss",
+TABLE_COLUMNS = ["name", "status", "rank", "value", "step", "max_steps", "params.lr", "seed", "train.loss",
                  "metrics.loss", "eval.accuracy", "eval.macro_f1", "eval.loss", "train_s", "eval_s",
                  "duration_s", "error"]
 
@@ -73,8 +73,11 @@ def _columns(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
         if unknown:
             raise ConfigError(f"--columns: no column {', '.join(unknown)} (columns: {', '.join(present)})")
         return wanted
-    if args.format == "table":
-        return [c for c in TABLE_COLUMNS if c in present]
+    if args.format == "table":  # the headline columns, with every parameter after max_steps
+        params = [c for c in present if c.startswith("params.") and c != "params.model"]
+        wanted = [c for c in TABLE_COLUMNS if c != "params.lr"]
+        at = wanted.index("max_steps") + 1
+        return [c for c in wanted[:at] + params + wanted[at:] if c in present]
     return list(present)
 
 

@@ -46,6 +46,8 @@ STATUS_COLUMNS: dict[str, list[str]] = {
                     "eval_s", "error"],
     "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "resumes", "error"],
     "eval": ["name", "status", "split", "eval.accuracy", "eval.loss", "error"],
+    "sweep": ["name", "status", "value", "step", "max_steps", "train.loss", "duration_s", "error"],
+    "ladder": ["name", "status", "value", "step", "max_steps", "train.loss", "duration_s", "error"],
 }
 
 

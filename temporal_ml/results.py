@@ -302,3 +302,57 @@ async def _child(client: Client, workflow_id: str, prefix: str) -> Row:
         if progress is not None:
             row.update({"step": progress.step, "train.loss": progress.loss})
     return row
+
+
+# -- sweeps (SweepWorkflow: kind "sweep"; LadderSweepWorkflow: kind "ladder") -----------------------
+
+def _trial_row(row: Any) -> Row:
+    """A sweep's ``TrialRow`` as a result row."""
+    from datetime import datetime, timezone
+
+    end = row.finished or (datetime.now(timezone.utc) if row.started is not None else None)
+    duration = (end - row.started).total_seconds() if row.started is not None and end is not None else None
+    return {
+        "name": row.name, "index": row.index, "status": row.state, "value": row.value,
+        **{f"params.{k}": v for k, v in sorted(row.params.items())},
+        "step": row.step, "max_steps": row.max_steps, "train.loss": row.loss,
+        **_prefixed("eval", row.metrics), "resumes": row.resumes, "source": row.source,
+        "started": row.started, "finished": row.finished, "duration_s": duration,
+        "train_s": getattr(row, "train_seconds", None), "eval_s": getattr(row, "eval_seconds", None),
+        "checkpoint": row.checkpoint_uri, "checkpoint_sha256": row.model_sha256, "error": row.error,
+    }
+
+
+@register_rows("sweep")
+@register_rows("ladder")
+async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
+    """One row per trial: from the result of a finished sweep (with lineage and rank), from the
+    ``trials`` query of a running one (needs a worker; without one, no rows)."""
+    from temporal_ml.sweep_types import LadderResult, SweepResult, TrialRow
+
+    rows: list[Row] = []
+    if info.status in ("completed", "failed"):
+        result_type = SweepResult if info.kind == "sweep" else LadderResult
+        result, error = await _result_or_error(client, info.id, result_type)
+        if result is None:
+            return [{**_base_row(info), "error": error}]
+        ranks = {e.name: e.rank for e in result.leaderboard}
+        for trial in result.trials:
+            row = _trial_row(trial.row)
+            row.update({"rank": ranks.get(trial.name), "train_workflow_id": trial.train_workflow_id,
+                        "eval_workflow_id": trial.eval_workflow_id})
+            if trial.lineage is not None:
+                row.update({"seed": trial.lineage.seed, "config_hash": trial.lineage.config_hash,
+                            "snapshot_id": trial.lineage.snapshot_id,
+                            "library_version": trial.lineage.library_version})
+            rows.append(row)
+    elif info.running:
+        try:
+            trials = await client.get_workflow_handle(info.id).query(
+                "trials", result_type=list[TrialRow], rpc_timeout=_QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - no worker answers: visibility only
+            return [_base_row(info)]
+        rows = [_trial_row(t) for t in trials]
+    for row in rows:
+        row["experiment"] = info.id
+    return rows or [_base_row(info)]

@@ -1,0 +1,101 @@
+"""The ``temporal-ml`` commands on a sweep, running and then finished, with a real worker process:
+``runs --kind sweep``, ``status``, ``sweep add-trials``, ``pause``/``resume`` (and a refused resume),
+``stop``, ``results`` (one row per trial) and ``temporal_ml.results``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from temporal_ml.client import connect
+from temporal_ml.search import Categorical, SearchSpace
+from temporal_ml.sweep_types import SweepInput, SweepResult
+from temporal_ml.types import DatasetSource, TrainConfig
+from tests.integration.test_cli import cli, one_line
+
+pytestmark = pytest.mark.integration
+
+BASE = TrainConfig(trainable="mlp", max_steps=60, batch_size=16, checkpoint_every_steps=20,
+                   log_every_steps=5, async_checkpoints=False, hparams={"step_delay": 0.03})
+
+
+def _worker(queue: str, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = root / "worker.log"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.sweep_worker", queue, str(root), "all"],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    for _ in range(600):
+        if "worker ready" in log.read_text():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(log.read_text())
+
+
+async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    from tests.integration._sweep_workflows import MLPSweep
+
+    env = subprocess_env
+    tag = uuid.uuid4().hex[:6]
+    queue, sweep_id = f"cli-sweep-{tag}", f"sweep-{tag}"
+    worker = _worker(queue, tmp_path, env)
+    try:
+        client = await connect()
+        inp = SweepInput(base=BASE, space=SearchSpace({"hparams.hidden": Categorical([4, 8, 16, 32])}),
+                         n_trials=2, max_concurrency=1, objective="accuracy", run_id=sweep_id,
+                         dataset=DatasetSource(generator="blobs", params={"seed": 3}),
+                         progress_every_seconds=0.2)
+        handle = await client.start_workflow(MLPSweep.run, inp, id=sweep_id, task_queue=queue)
+
+        for _ in range(60):  # the sweep tags itself once its snapshot exists; visibility follows
+            code, out, _ = await cli("runs", "--kind", "sweep", "--state", "running", env=env)
+            if sweep_id in out:
+                break
+            await asyncio.sleep(0.5)
+        assert code == 0 and sweep_id in out
+        code, out, err = await cli("status", sweep_id, env=env)
+        assert code == 0 and f"run {sweep_id}  kind sweep  status running" in out, err
+
+        code, out, err = await cli("sweep", "add-trials", sweep_id, "1", env=env)
+        assert code == 0 and f"{sweep_id}: added: 3 trials in all" in out, err
+        code, out, err = await cli("pause", sweep_id, env=env)
+        assert code == 0 and "sweep paused" in out, err
+        code, out, err = await cli("resume", sweep_id, env=env)
+        assert code == 0 and "sweep running" in out, err
+        code, _, err = await cli("resume", sweep_id, env=env)  # not paused: refused, in one line
+        assert code == 1 and "cannot resume: the sweep is not paused" in one_line(err)
+        code, _, err = await cli("sweep", "add-trials", sweep_id, "0", env=env)
+        assert code == 1 and one_line(err)
+        code, _, err = await cli("sweep", "enqueue", sweep_id, "not json", env=env)
+        assert code == 2 and "not JSON" in one_line(err)
+
+        result: SweepResult = await handle.result()
+        code, out, err = await cli("results", sweep_id, "--format", "json", env=env)
+        assert code == 0, err
+        rows = json.loads(out)
+        assert [r["index"] for r in rows] == [t.row.index for t in result.trials] == [0, 1, 2]
+        for row, trial in zip(rows, result.trials, strict=True):
+            assert row["status"] == trial.row.state == "done" and row["value"] == trial.row.value
+            assert row["params.hparams.hidden"] == trial.row.params["hparams.hidden"]
+            assert row["checkpoint_sha256"] == trial.row.model_sha256 and row["rank"] in (1, 2, 3)
+        code, table, _ = await cli("results", sweep_id, env=env)
+        assert table.splitlines()[0].split()[:4] == ["NAME", "STATUS", "RANK", "VALUE"]
+        assert "PARAMS.HPARAMS.HIDDEN" in table.splitlines()[0] and len(table.splitlines()) == 4
+
+        import temporal_ml
+
+        frame = await temporal_ml.results(client, sweep_id)
+        assert len(frame) == 3 and set(frame["status"]) == {"done"}
+        code, _, err = await cli("stop", sweep_id, env=env)  # finished: refused, in one line
+        assert code == 1 and "finished" in one_line(err)
+    finally:
+        worker.kill()
+        worker.wait()
