@@ -323,6 +323,9 @@ class LadderState(BaseModel):
     decisions: list[str] = Field(default_factory=list)
     deleted: list[str] = Field(default_factory=list)
     freed_bytes: int = 0
+    checkpoint_bytes: dict[str, int] = Field(default_factory=dict)
+    peak_checkpoint_bytes: int = 0
+    budget_exceeded: bool = False
     started: int = 0
     results_seen: int = 0
     stopping: bool = False
@@ -339,11 +342,16 @@ class LadderInput(_SweepCommon):
         scheduler: the ASHA rungs (``min_budget``, ``max_budget``, ``eta``, ``brackets``).
         n_trials: new trials to start at most (promotions are extra work, not trials).
         delete_unpromotable: delete the checkpoints of trials that can no longer be promoted.
+        checkpoint_budget_bytes: the most bytes the sweep's checkpoints may hold (measured after each
+            rung); beyond it the checkpoints of idle trials below the top rung are deleted, worst
+            first (the best trial's never). A deleted trial that is promoted later retrains from
+            scratch to its rung, reaching the same weights. ``None``: no budget (nothing measured).
     """
 
     scheduler: AshaScheduler
     n_trials: int = Field(ge=1, le=10_000)
     delete_unpromotable: bool = True
+    checkpoint_budget_bytes: int | None = Field(default=None, ge=0)
     carried: LadderState | None = None
 
     @model_validator(mode="after")
@@ -365,6 +373,9 @@ class LadderResult(BaseModel):
         trials: per-trial rows (value: the objective at the highest rung each reached).
         deleted: trials whose checkpoints were deleted (they could no longer be promoted).
         freed_bytes: the bytes those deletions freed.
+        checkpoint_bytes / peak_checkpoint_bytes: the checkpoints' bytes at the end / at most, after
+            enforcing ``checkpoint_budget_bytes`` (0 without a budget: nothing is measured).
+        budget_exceeded: the budget could not be kept (only the best and top-rung trials were left).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -381,3 +392,6 @@ class LadderResult(BaseModel):
     trials: list[TrialResult]
     deleted: list[str]
     freed_bytes: int = 0
+    checkpoint_bytes: int = 0
+    peak_checkpoint_bytes: int = 0
+    budget_exceeded: bool = False

@@ -43,9 +43,10 @@ class StopRunRequest(BaseModel):
 
 
 class DeleteCheckpointsRequest(BaseModel):
-    """Delete the whole checkpoint directory of the run that ``checkpoint`` belongs to."""
+    """Delete (or with ``dry_run`` only measure) the checkpoint directory of ``checkpoint``'s run."""
 
     checkpoint: CheckpointRef
+    dry_run: bool = False
 
 
 class DeleteCheckpointsResult(BaseModel):
@@ -113,7 +114,7 @@ class SweepActivities:
 
     @activity.defn(name=DELETE_RUN_CHECKPOINTS)
     def delete_run_checkpoints(self, req: DeleteCheckpointsRequest) -> DeleteCheckpointsResult:
-        """Delete ``<root>/<run_id>/`` of the checkpoint's run (idempotent)."""
+        """Delete ``<root>/<run_id>/`` of the checkpoint's run (idempotent); ``dry_run``: only measure."""
         import fsspec
 
         uri = req.checkpoint.uri.rstrip("/")
@@ -125,7 +126,8 @@ class SweepActivities:
         if not fs.exists(path):
             return DeleteCheckpointsResult(directory=directory, bytes=0)
         size = int(fs.du(path, total=True))
-        fs.rm(path, recursive=True)
+        if not req.dry_run:
+            fs.rm(path, recursive=True)
         return DeleteCheckpointsResult(directory=directory, bytes=size)
 
     @activity.defn(name=WRITE_TABLE_PART)

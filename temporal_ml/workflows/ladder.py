@@ -136,6 +136,8 @@ class LadderSweepWorkflow:
             else:
                 assert decision.trial_id is not None
                 s.table.promote(decision.trial_id, decision.rung - 1)
+                if decision.trial_id in s.deleted:  # deleted for the byte budget: it trains anew
+                    s.deleted.remove(decision.trial_id)
                 row = s.rows[int(decision.trial_id[1:])]
             s.decisions.append(decision.reason)
             s.rung_of[row.name] = decision.rung
@@ -240,12 +242,57 @@ class LadderSweepWorkflow:
         row.state, row.value, row.metrics, row.finished = "done", value, metrics, workflow.now()
         row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
         await self._delete_dead()
+        await self._keep_budget(row)
 
     def _fail(self, row: TrialRow, error: str) -> None:
         s = self.state
         s.table.drop(row.name)
         row.state, row.error, row.finished = "failed", error, workflow.now()
         row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
+
+    async def _checkpoints(self, row: TrialRow, dry_run: bool) -> int:
+        """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
+        ref = CheckpointRef(run_id=self.run_id_of(row.index), step=row.step, uri=row.checkpoint_uri,  # type: ignore[arg-type]
+                            model_sha256=row.model_sha256)  # type: ignore[arg-type]
+        done: DeleteCheckpointsResult = await workflow.execute_activity(
+            DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref, dry_run=dry_run),
+            result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
+        )
+        return done.bytes
+
+    async def _keep_budget(self, row: TrialRow) -> None:
+        """Measure ``row``'s checkpoints; over the budget, delete idle trials' worst first."""
+        inp, s = self._inp, self.state
+        assert inp is not None
+        if inp.checkpoint_budget_bytes is None or row.checkpoint_uri is None or row.name in s.deleted:
+            return
+        s.checkpoint_bytes[row.name] = await self._checkpoints(row, dry_run=True)
+        top = len(s.table.brackets[0].rungs) - 1
+        best = s.table.best()
+        running = {t for br in s.table.brackets for r in br.rungs for t in r.running}
+
+        def badness(name: str) -> tuple[int, int]:
+            rung = s.rung_of.get(name, 0)
+            bracket = s.table.trial_bracket.get(name, 0)
+            ranking = s.table.ranking(bracket, rung)
+            return (rung, -(ranking.index(name) if name in ranking else len(ranking)))
+
+        candidates = sorted(
+            (n for n, b in s.checkpoint_bytes.items()
+             if b > 0 and n not in running and s.rung_of.get(n, 0) < top
+             and (best is None or n != best[0])),
+            key=badness)
+        while sum(s.checkpoint_bytes.values()) > inp.checkpoint_budget_bytes and candidates:
+            name = candidates.pop(0)
+            victim = s.rows[int(name[1:])]
+            s.freed_bytes += await self._checkpoints(victim, dry_run=False)
+            s.checkpoint_bytes[name] = 0
+            if name not in s.deleted:
+                s.deleted.append(name)
+        total = sum(s.checkpoint_bytes.values())
+        s.budget_exceeded = s.budget_exceeded or total > inp.checkpoint_budget_bytes
+        s.peak_checkpoint_bytes = max(s.peak_checkpoint_bytes, total)
 
     async def _delete_dead(self, final: bool = False) -> None:
         """Delete the checkpoints of trials that can never be promoted (idle ones only)."""
@@ -265,14 +312,8 @@ class LadderSweepWorkflow:
             s.deleted.append(tid)
             dead.append(row)
         for row in dead:
-            ref = CheckpointRef(run_id=self.run_id_of(row.index), step=row.step, uri=row.checkpoint_uri,  # type: ignore[arg-type]
-                                model_sha256=row.model_sha256)  # type: ignore[arg-type]
-            freed: DeleteCheckpointsResult = await workflow.execute_activity(
-                DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref),
-                result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
-            )
-            s.freed_bytes += freed.bytes
+            s.freed_bytes += await self._checkpoints(row, dry_run=False)
+            s.checkpoint_bytes[row.name] = 0
 
     # -- results -----------------------------------------------------------------------------------
 
@@ -305,7 +346,8 @@ class LadderSweepWorkflow:
             best=result(best_row) if best_row is not None else None,
             best_budget=best[1] if best is not None else None, leaderboard=self._leaderboard(),
             table=s.table, decisions=s.decisions, trials=[result(r) for r in s.rows], deleted=s.deleted,
-            freed_bytes=s.freed_bytes,
+            freed_bytes=s.freed_bytes, checkpoint_bytes=sum(s.checkpoint_bytes.values()),
+            peak_checkpoint_bytes=s.peak_checkpoint_bytes, budget_exceeded=s.budget_exceeded,
         )
 
     # -- progress, queries, control ----------------------------------------------------------------

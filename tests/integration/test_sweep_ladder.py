@@ -25,8 +25,9 @@ BASE = TrainConfig(trainable="mlp", max_steps=1, batch_size=16, checkpoint_every
 
 
 @pytest.mark.slow
-async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path,
-                                                              subprocess_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("budget", [None, 120_000], ids=["no-budget", "byte-budget"])
+async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path, subprocess_env: dict[str, str],
+                                                              budget: int | None) -> None:
     tag = uuid.uuid4().hex[:6]
     queue = f"ladder-{tag}"
     worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
@@ -35,14 +36,14 @@ async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path,
         base=BASE, space=SearchSpace({"hparams.lr": Float(1e-3, 5e-2, log=True), "hparams.hidden": Int(4, 32)}),
         searcher=RandomSearcher(), scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3),
         n_trials=9, max_concurrency=2, seed=1, dataset=dataset, run_id=f"ladder-{tag}",
-        heartbeat_timeout_seconds=5, progress_every_seconds=5,
+        heartbeat_timeout_seconds=5, progress_every_seconds=5, checkpoint_budget_bytes=budget,
     )
     try:
         client = await connect()
         result = await client.execute_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
         assert result.best is not None and result.best_budget == 54
         top = result.best.row
-        assert top.step == 54 and top.resumes >= 1  # continued from its rung checkpoints
+        assert top.step == 54 and (top.resumes >= 1 or budget)  # continued from its rung checkpoints
         config = inp.space.apply(BASE, top.params).model_copy(update={"max_steps": 54})
         straight = await client.execute_workflow(
             MLPTraining.run, TrainingInput(config=config, snapshot=result.snapshot, run_id=f"straight-{tag}"),
@@ -63,3 +64,13 @@ async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path,
         directory = tmp_path / "checkpoints" / f"{inp.run_id}--{t.name}"
         assert directory.exists() == (t.name not in result.deleted), t.name
     assert top.name not in result.deleted
+    if budget is None:
+        assert result.checkpoint_bytes == result.peak_checkpoint_bytes == 0  # nothing measured
+    else:  # kept after every rung: only the last rung's newcomer may have been over it, briefly
+        assert not result.budget_exceeded and 0 < result.checkpoint_bytes <= budget
+        assert 0 < result.peak_checkpoint_bytes <= budget
+        on_disk = sum(f.stat().st_size for f in (tmp_path / "checkpoints").rglob("*")
+                      if f.is_file() and f.parent.parent.name.startswith(inp.run_id))
+        assert on_disk <= budget, on_disk
+        print(f"\ncheckpoint budget {budget} B: {result.checkpoint_bytes} B kept, "
+              f"{result.freed_bytes} B freed, deleted {result.deleted}")
