@@ -8,6 +8,7 @@ Subcommands (reference: ``docs/cli.md``):
     runs     list trainings, experiments and sweeps (filters: kind, state, snapshot, config hash)
     status   one run, live with ``--follow``
     results  a run's results as a table, CSV, JSON or Parquet
+    plot, report   a run's plots as PNG, a self-contained HTML report
     pause, resume, stop   steer a training (or every training of an experiment)
     replay   replay histories against the installed workflow code (determinism check)
     setup    register the temporal-ml search attributes on a namespace
@@ -31,6 +32,7 @@ from temporal_ml._examples_cli import add_example_parser
 from temporal_ml._version import __version__
 from temporal_ml.cli_control import add_control_parsers
 from temporal_ml.cli_errors import OneLineArgumentParser, report
+from temporal_ml.cli_plot import add_plot_parsers
 from temporal_ml.cli_results import add_results_parser
 from temporal_ml.cli_runs import add_runs_parsers
 from temporal_ml.errors import ConfigError
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_example_parser(sub)
     add_runs_parsers(sub)
     add_results_parser(sub)
+    add_plot_parsers(sub)
     add_control_parsers(sub)
 
     version = sub.add_parser("version", help="print the temporal-ml version")
@@ -255,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-_CLIENT_COMMANDS = frozenset({"runs", "status", "results", "pause", "resume", "stop", "replay", "setup"})
+_CLIENT_COMMANDS = frozenset({"runs", "status", "results", "plot", "report", "pause", "resume", "stop",
+                              "replay", "setup", "sweep"})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -90,6 +90,19 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
         assert table.splitlines()[0].split()[:4] == ["NAME", "STATUS", "RANK", "VALUE"]
         assert "PARAMS.HPARAMS.HIDDEN" in table.splitlines()[0] and len(table.splitlines()) == 4
 
+        # plots (learning curves, objective per trial, history, parallel coordinates) and the report
+        png = tmp_path / "sweep.png"
+        code, _, err = await cli("plot", sweep_id, "-o", str(png), "--metrics-dir", str(tmp_path / "metrics"),
+                                 env=env)
+        assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", err
+        report = tmp_path / "sweep.html"
+        code, _, err = await cli("report", sweep_id, "-o", str(report), "--metrics-dir",
+                                 str(tmp_path / "metrics"), env=env)
+        assert code == 0, err
+        check_report(report.read_text(), rows=3)
+        code, _, err = await cli("plot", sweep_id, "-o", str(png), "--objective", "nope", env=env)
+        assert code == 2 and "--objective nope: no numeric column" in one_line(err)
+
         import temporal_ml
 
         frame = await temporal_ml.results(client, sweep_id)
@@ -99,3 +112,32 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
     finally:
         worker.kill()
         worker.wait()
+
+
+def check_report(text: str, rows: int) -> None:
+    """The report is one self-contained page: every image inline (a real PNG), no external resource,
+    the results table with one row per trial."""
+    import base64
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sources: list[str] = []
+            self.rows = 0
+            self.tables = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found = dict(attrs)
+            for key in ("src", "href"):
+                if found.get(key):
+                    self.sources.append(found[key] or "")
+            self.rows += tag == "tr"
+            self.tables += tag == "table"
+
+    parser = Parser()
+    parser.feed(text)
+    assert parser.sources and all(s.startswith("data:image/png;base64,") for s in parser.sources)
+    for source in parser.sources:
+        assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert parser.tables == 2 and parser.rows == 8 + 1 + rows  # facts, header, one row per trial

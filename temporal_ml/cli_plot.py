@@ -1,0 +1,247 @@
+"""``temporal-ml plot ID -o FILE.png`` and ``temporal-ml report ID -o FILE.html``.
+
+Plots (matplotlib, the ``ui`` extra), from the rows of :func:`temporal_ml.results.result_rows` and the
+per-run ``metrics.jsonl`` logs:
+
+* learning curves (training loss against step) of the run, or of every experiment/trial;
+* for coordinators and sweeps, the objective of every experiment/trial (bars);
+* for sweeps, the optimization history (objective per trial in order, with the best so far) and a
+  parallel-coordinates view of the numeric parameters against the objective.
+
+``report`` writes one self-contained HTML file (plots inlined as PNG data, the results table, the
+run's lineage) that opens offline. :func:`figure` and :func:`html_report` are the library API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import html
+import io
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from temporal_ml.cli_common import (
+    RunInfo,
+    add_client_options,
+    client_for,
+    describe_run,
+    format_duration,
+)
+from temporal_ml.errors import ConfigError, require
+
+__all__ = ["add_plot_parsers", "figure", "html_report", "objective_of", "metrics_dir_default"]
+
+
+def add_plot_parsers(sub: Any) -> None:
+    """Add ``plot`` and ``report`` to the subcommands."""
+    for name, suffix, help_ in (("plot", ".png", "plot a run: learning curves, objective per trial, "
+                                 "sweep history and parallel coordinates"),
+                                ("report", ".html", "write a self-contained HTML report of a run "
+                                 "(plots, results table, lineage)")):
+        parser = sub.add_parser(name, help=help_, description=help_ + ".")
+        parser.add_argument("id", metavar="ID", help="workflow id of the run")
+        parser.add_argument("-o", "--output", required=True, metavar=f"FILE{suffix}")
+        parser.add_argument("--metrics-dir", default=None, metavar="PATH",
+                            help="the per-run metrics.jsonl logs (default <store>/metrics of "
+                                 "$TEMPORAL_ML_STORE or $TEMPORAL_ML_HOME/store)")
+        parser.add_argument("--objective", default=None, metavar="COLUMN",
+                            help="the column to rank by (default: value, else eval.accuracy, else "
+                                 "metrics.loss)")
+        add_client_options(parser)
+        parser.set_defaults(handler=lambda args, n=name: asyncio.run(_command(args, n)))
+
+
+def metrics_dir_default() -> Path | None:
+    """``<store>/metrics`` of the default store when it is a local path (as workers write it)."""
+    from temporal_ml.roles import default_store, local_path
+
+    root = local_path(default_store())
+    return root / "metrics" if root is not None else None
+
+
+def objective_of(rows: Sequence[dict[str, Any]], wanted: str | None = None) -> str | None:
+    """The column to rank by: ``wanted``, else ``value``, ``eval.accuracy``, ``metrics.loss``."""
+    present = {k for row in rows for k, v in row.items() if isinstance(v, (int, float)) and v is not None}
+    if wanted is not None:
+        if wanted not in present:
+            raise ConfigError(f"--objective {wanted}: no numeric column of that name "
+                              f"(numeric columns: {', '.join(sorted(present))})")
+        return wanted
+    return next((c for c in ("value", "eval.accuracy", "metrics.loss", "train.loss") if c in present), None)
+
+
+def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Row name -> training run id (its metrics log directory)."""
+    ids = {}
+    for row in rows:
+        run_id = row.get("train_workflow_id") or (row.get("name") if info.kind == "train" else None)
+        if run_id:
+            ids[str(row.get("name"))] = str(run_id)
+    return ids
+
+
+def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None,
+           objective: str | None = None) -> Any:
+    """A matplotlib figure of the run (see the module docstring); panels without data are left out."""
+    require("matplotlib", "ui")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[Any] = []
+    curves = _curves(info, rows, metrics_dir)
+    if curves:
+        panels.append(("curves", curves))
+    goal = objective_of(rows, objective)
+    scored = [r for r in rows if isinstance(r.get(goal), (int, float))] if goal else []
+    if info.kind in ("coordinator", "sweep", "ladder") and scored:
+        panels.append(("bars", scored))
+    if info.kind in ("sweep", "ladder") and scored:
+        panels.append(("history", scored))
+        params = [c for c in _columns(rows) if c.startswith("params.")
+                  and all(isinstance(r.get(c), (int, float)) for r in scored)]
+        if params:
+            panels.append(("parallel", (scored, params)))
+    if not panels:
+        raise ConfigError(f"nothing to plot for run {info.id!r} yet: no metrics logs under "
+                          f"{metrics_dir or '(no --metrics-dir)'} and no results")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.4 * len(panels)), squeeze=False)
+    for ax, (kind, data) in zip(axes[:, 0], panels, strict=True):
+        _draw(ax, kind, data, goal)
+    fig.suptitle(f"{info.id} ({info.kind or info.type}, {info.status})")
+    fig.tight_layout()
+    return fig
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _curves(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None) -> dict[str, Any]:
+    if metrics_dir is None or not Path(metrics_dir).is_dir():
+        return {}
+    from temporal_ml.results import learning_curves
+
+    curves = {}
+    for name, run_id in _train_ids(info, rows).items():
+        frame = learning_curves(metrics_dir, [run_id])
+        if not frame.empty and "loss" in frame:
+            frame = frame[frame["loss"].notna()]
+            if not frame.empty:
+                curves[name] = frame
+    return curves
+
+
+def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
+    if kind == "curves":
+        for name, frame in data.items():
+            ax.plot(frame["step"], frame["loss"], label=name)
+        ax.set(title="learning curves", xlabel="step", ylabel="training loss")
+        if len(data) <= 12:
+            ax.legend(fontsize="small")
+    elif kind == "bars":
+        names = [str(r["name"]) for r in data]
+        ax.bar(names, [float(r[goal]) for r in data], color="tab:blue")
+        ax.set(title=f"{goal} per {'trial' if 'index' in data[0] else 'experiment'}", ylabel=goal)
+        ax.tick_params(axis="x", labelrotation=45, labelsize="small")
+    elif kind == "history":
+        ordered = sorted(data, key=lambda r: (r.get("finished") is None, str(r.get("finished")), r.get("index", 0)))
+        values = [float(r[goal]) for r in ordered]
+        better = min if goal and ("loss" in goal or "rmse" in goal) else max
+        best = [better(values[: i + 1]) for i in range(len(values))]
+        ax.plot(range(1, len(values) + 1), values, "o", label=goal)
+        ax.plot(range(1, len(values) + 1), best, "-", label="best so far")
+        ax.set(title="optimization history", xlabel="trial (in order of completion)", ylabel=goal)
+        ax.legend(fontsize="small")
+    elif kind == "parallel":
+        rows, params = data
+        columns = [*params, goal]
+        lows = {c: min(float(r[c]) for r in rows) for c in columns}
+        highs = {c: max(float(r[c]) for r in rows) for c in columns}
+        cmap = __import__("matplotlib").colormaps["viridis"]
+        for r in rows:
+            ys = [(float(r[c]) - lows[c]) / ((highs[c] - lows[c]) or 1.0) for c in columns]
+            shade = ys[-1] if not math.isnan(ys[-1]) else 0.0
+            ax.plot(range(len(columns)), ys, color=cmap(shade), alpha=0.8)
+        ax.set_xticks(range(len(columns)), [c.removeprefix("params.") for c in columns], fontsize="small")
+        ax.set(title="parameters against the objective (each axis scaled to its range)", yticks=[])
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None) -> str:
+    """One self-contained HTML page: the run, the plots (inlined PNG) and the results table."""
+    from temporal_ml.cli_results import TABLE_COLUMNS
+
+    esc = html.escape
+    columns = [c for c in _columns(rows) if c in TABLE_COLUMNS or c.startswith("params.")] or _columns(rows)
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{esc(_text(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
+    facts = [("kind", info.kind), ("status", info.status), ("workflow type", info.type),
+             ("started", f"{info.start_time:%Y-%m-%d %H:%M:%S} UTC" if info.start_time else "-"),
+             ("duration", format_duration(info.duration_seconds)), ("snapshot", info.snapshot_id),
+             ("config sha256", info.config_hash), ("task queue", info.task_queue)]
+    facts_html = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(v or '-')}</code></td></tr>" for k, v in facts)
+    image = (f'<img alt="plots of {esc(info.id)}" src="data:image/png;base64,'
+             f'{base64.b64encode(png).decode()}">' if png else "<p>(no plots: no metrics or results yet)</p>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>temporal-ml report: {esc(info.id)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
+th{{background:#f3f3f3}}img{{max-width:100%}}code{{font-size:12px}}</style></head>
+<body><h1>{esc(info.id)}</h1>
+<table>{facts_html}</table>
+<h2>Plots</h2>{image}
+<h2>Results ({len(rows)} rows)</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p><small>temporal-ml report; the full table: <code>temporal-ml results {esc(info.id)} --format csv</code></small></p>
+</body></html>
+"""
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+async def _command(args: argparse.Namespace, name: str) -> int:
+    from temporal_ml.results import result_rows
+
+    client = await client_for(args)
+    info, _ = await describe_run(client, args.id)
+    rows = await result_rows(client, args.id)
+    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else metrics_dir_default()
+    output = Path(args.output)
+    if name == "plot":
+        import matplotlib.pyplot as plt
+
+        fig = figure(info, rows, metrics_dir, args.objective)
+        output.write_bytes(_png(fig))
+        plt.close(fig)
+    else:
+        try:
+            fig = figure(info, rows, metrics_dir, args.objective)
+            png: bytes | None = _png(fig)
+        except ConfigError:
+            png = None
+        output.write_text(html_report(info, rows, png), encoding="utf-8")
+    print(f"wrote {output} ({os.path.getsize(output)} bytes)", file=sys.stderr)
+    return 0
