@@ -119,7 +119,7 @@ def check_input(args: argparse.Namespace, inp: Any) -> None:
     """
     from temporal_ml.hf.text_classification import TextClassificationParams
 
-    configs = [inp.config] if hasattr(inp, "config") else [e.config for e in inp.experiments]
+    configs = _configs_of(inp)
     for config in configs:
         if config.trainable == TRAINABLE:
             params = TextClassificationParams.parse(config.hparams)
@@ -128,6 +128,16 @@ def check_input(args: argparse.Namespace, inp: Any) -> None:
     source = getattr(inp, "dataset", None)
     if args.embedded and source is not None and source.hub:
         _check_hub_dataset(source.hub)
+
+
+def _configs_of(inp: Any) -> list[Any]:
+    """The ``TrainConfig``s of a workflow input: a training's ``config``, a coordinator's experiments,
+    a sweep's ``base``."""
+    if hasattr(inp, "config"):
+        return [inp.config]
+    if hasattr(inp, "experiments"):
+        return [e.config for e in inp.experiments]
+    return [inp.base] if hasattr(inp, "base") else []
 
 
 def _hub_usable() -> tuple[bool, str]:
