@@ -1,0 +1,158 @@
+"""The CLI's pure parts, without a server: one-line messages of real exceptions, exit codes, the
+visibility query of ``runs``, output formats, run-id fingerprints, argument errors in one line."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+
+from temporal_ml import cli
+from temporal_ml.cli_common import format_duration, format_table
+from temporal_ml.cli_errors import (
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    OneLineArgumentParser,
+    RunRefused,
+    ServerUnreachable,
+    exit_code,
+    one_line,
+)
+from temporal_ml.cli_results import write_rows
+from temporal_ml.cli_runs import runs_query
+from temporal_ml.cli_start import config_fingerprint
+from temporal_ml.errors import ConfigError, MissingDependencyError
+from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
+from temporal_ml.workflows.coordinator import CoordinatorInput
+from temporal_ml.workflows.training import TrainingInput
+
+CONFIG = TrainConfig(trainable="mlp", max_steps=10)
+
+
+def _failed_workflow() -> WorkflowFailureError:
+    """The chain a client sees when an activity's ConfigError fails a workflow."""
+    root = ApplicationError("hidden must be positive, got -1", type="ConfigError", non_retryable=True)
+    activity = ActivityError("activity error", scheduled_event_id=5, started_event_id=6, identity="w",
+                             activity_type="train", activity_id="1", retry_state=RetryState.NON_RETRYABLE_FAILURE)
+    activity.__cause__ = root
+    failure = WorkflowFailureError(cause=activity)
+    return failure
+
+
+def test_a_failed_workflow_is_its_root_cause() -> None:
+    exc = _failed_workflow()
+    assert one_line(exc) == "the run failed: hidden must be positive, got -1"
+    assert exit_code(exc) == EXIT_FAILURE
+
+
+def test_validation_errors_are_one_line_and_exit_2() -> None:
+    with pytest.raises(ValidationError) as info:
+        TrainConfig(trainable="mlp", max_steps=0, batch_size=0)
+    line = one_line(info.value)
+    assert line.startswith("invalid TrainConfig: ") and "max_steps" in line and "batch_size" in line
+    assert "\n" not in line and exit_code(info.value) == EXIT_INPUT
+    with pytest.raises(ValidationError) as info:
+        TrainingInput(config=CONFIG, dataset=DatasetSource(generator="x"), run_id="../up")
+    assert "Value error" not in one_line(info.value) and "invalid run id '../up'" in one_line(info.value)
+
+
+@pytest.mark.parametrize(("exc", "code", "needle"), [
+    (ConfigError("bad thing\nsecond line"), EXIT_INPUT, "bad thing"),
+    (MissingDependencyError("pip install 'temporal-ml[ui]'"), EXIT_INPUT, "temporal-ml[ui]"),
+    (ModuleNotFoundError("No module named 'torch'", name="torch"), EXIT_INPUT, "needs 'torch'"),
+    (ServerUnreachable("no Temporal server at x"), EXIT_FAILURE, "no Temporal server"),
+    (RunRefused("cannot resume"), EXIT_FAILURE, "cannot resume"),
+    (RuntimeError("Failed client connect: Server connection error: tonic::transport::Error(Transport, "
+                  "ConnectError(\"tcp connect error\", 127.0.0.1:7999, Os { code: 111, kind: "
+                  "ConnectionRefused, message: \"Connection refused\" }))"), EXIT_FAILURE,
+     "no Temporal server at 127.0.0.1:7999 (connection refused)"),
+    (KeyError("x"), EXIT_FAILURE, "KeyError: 'x' (run with --verbose for the traceback)"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_messages_and_exit_codes(exc: BaseException, code: int, needle: str) -> None:
+    line = one_line(exc)
+    assert needle in line and "\n" not in line
+    assert exit_code(exc) == code
+
+
+def test_runs_query() -> None:
+    def args(**kw: object) -> argparse.Namespace:
+        base = dict(all=False, kind=[], state=[], snapshot=None, config_hash=None, experiment=None, query=None)
+        return argparse.Namespace(**{**base, **kw})
+
+    assert runs_query(args()) == "TmlKind IS NOT NULL"
+    assert runs_query(args(all=True)) == ""
+    query = runs_query(args(kind=["training", "experiment"], state=["running", "timed-out"],
+                            config_hash="ABC", snapshot="f" * 64, experiment="it's"))
+    assert query == ("TmlKind IS NOT NULL AND (TmlKind = 'train' OR TmlKind = 'coordinator') AND "
+                     "(ExecutionStatus = 'Running' OR ExecutionStatus = 'TimedOut') AND "
+                     f"TmlSnapshotId = '{'f' * 64}' AND TmlConfigHash STARTS_WITH 'abc' AND "
+                     "(TmlExperiment = 'it\\'s' OR WorkflowId = 'it\\'s')")
+    with pytest.raises(ConfigError, match="--state sleeping: unknown state"):
+        runs_query(args(state=["sleeping"]))
+
+
+ROWS = [{"name": "a", "value": 0.5, "params": {"x": 1}, "error": None},
+        {"name": "b", "value": 0.25, "params": {"x": 2}, "error": "boom"}]
+
+
+def test_output_formats() -> None:
+    table = write_rows(ROWS, ["name", "value", "error"], "table")
+    assert table == "NAME  VALUE  ERROR\na     0.5    -\nb     0.25   boom"
+    records = json.loads(write_rows(ROWS, ["name", "value", "params"], "json"))
+    assert records[1] == {"name": "b", "value": 0.25, "params": {"x": 2}}
+    parsed = list(csv.DictReader(io.StringIO(str(write_rows(ROWS, ["name", "error"], "csv")))))
+    assert parsed == [{"name": "a", "error": ""}, {"name": "b", "error": "boom"}]
+    data = write_rows(ROWS, ["name", "value", "params"], "parquet")
+    assert isinstance(data, bytes)
+    frame = pq.read_table(pa.BufferReader(data))
+    assert frame.column("value").to_pylist() == [0.5, 0.25]
+    assert frame.column("params").to_pylist() == ['{"x": 1}', '{"x": 2}']  # nested values as JSON text
+
+
+def test_table_cells_and_durations() -> None:
+    assert format_table([{"a": 1.23456789, "b": [1, 2]}], ["a", "b", "c"]) == "A      B       C\n1.235  [1, 2]  -"
+    assert [format_duration(s) for s in (None, 5.25, 125, 3725)] == ["-", "5.2s", "2m05s", "1h02m"]
+
+
+def test_config_fingerprint_is_the_trajectory_hash() -> None:
+    dataset = DatasetSource(generator="x")
+    one = TrainingInput(config=CONFIG, dataset=dataset, run_id="a")
+    same = TrainingInput(config=CONFIG.model_copy(update={"keep_last": 5}), dataset=dataset, run_id="b")
+    other = TrainingInput(config=CONFIG.model_copy(update={"seed": 1}), dataset=dataset, run_id="a")
+    assert config_fingerprint(one) == config_fingerprint(same) == CONFIG.config_hash()
+    assert config_fingerprint(one) != config_fingerprint(other)
+    coordinator = CoordinatorInput(experiments=[ExperimentSpec(name="e", config=CONFIG)], dataset=dataset)
+    renamed = CoordinatorInput(experiments=[ExperimentSpec(name="f", config=CONFIG)], dataset=dataset)
+    assert config_fingerprint(coordinator) != config_fingerprint(renamed)
+
+
+def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = OneLineArgumentParser(prog="temporal-ml sweep enqueue")
+    parser.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--n", "x"])
+    assert info.value.code == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err == ("temporal-ml: error: argument --n: invalid int value: 'x' "
+                   "(see temporal-ml sweep enqueue --help)\n")
+
+
+def test_every_command_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("runs", "status", "results", "plot", "report", "pause", "resume", "stop", "replay",
+                    "setup", "sweep", "server", "worker", "example", "version"):
+        assert f"    {command} " in out, command
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("temporal-ml ")
