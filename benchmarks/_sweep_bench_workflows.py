@@ -67,7 +67,9 @@ class TrivialTrain:
         run_id = inp.run_id or workflow.info().workflow_id
         ckpt = CheckpointRef(run_id=run_id, step=inp.config.max_steps, uri=f"mem://{run_id}", model_sha256=_SHA)
         assert inp.snapshot is not None
-        return TrainResult(run_id=run_id, snapshot=inp.snapshot, checkpoint=ckpt, steps=inp.config.max_steps)
+        metrics = {"eval_loss": float(inp.config.hparams.get("x", 0.0))} if inp.config.eval_split else {}  # type: ignore[arg-type]
+        return TrainResult(run_id=run_id, snapshot=inp.snapshot, checkpoint=ckpt, steps=inp.config.max_steps,
+                           metrics=metrics)
 
 
 @workflow.defn(name="TrivialEval")

@@ -10,6 +10,8 @@ worker, after a warm-up:
   each: the cost of the sweep's own machinery (suggestions, audit, bookkeeping, two children).
 * **sweep (no-op trainable)**: the same through the real ``TrainingWorkflow``/``EvalWorkflow`` and the
   real ``train``/``evaluate`` activities over a one-parameter model (``max_steps=1``).
+* each sweep again with ``evaluate_in_training`` (the training activity evaluates; no evaluation
+  child): one child workflow and one activity per trial, as in the floor.
 * **optuna**: ``study.optimize`` of a no-op objective with a durable journal-file storage, if installed.
 
 Prints wall time per trial, the ratio to the floor, and the sweep history's events per trial.
@@ -55,11 +57,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def sweep_input(n: int, concurrency: int, run_id: str, trainable: str) -> SweepInput:
+def sweep_input(n: int, concurrency: int, run_id: str, trainable: str, in_training: bool) -> SweepInput:
     base = TrainConfig(trainable=trainable, max_steps=1, batch_size=4, device="cpu", hparams={"x": 0.0})
     return SweepInput(base=base, space=SearchSpace({"hparams.x": Float(0.0, 1.0)}), searcher=RandomSearcher(),
                       n_trials=n, max_concurrency=concurrency, objective="loss", direction="minimize",
-                      dataset=DatasetSource(generator="tiny"), run_id=run_id, progress_every_seconds=60)
+                      dataset=DatasetSource(generator="tiny"), run_id=run_id, progress_every_seconds=60,
+                      eval_split="train", evaluate_in_training=in_training)
 
 
 async def time_floor(client: Client, n: int, c: int) -> float:
@@ -69,10 +72,11 @@ async def time_floor(client: Client, n: int, c: int) -> float:
     return time.perf_counter() - start
 
 
-async def time_sweep(client: Client, workflow_run: object, n: int, c: int) -> tuple[float, int]:
+async def time_sweep(client: Client, workflow_run: object, n: int, c: int,
+                     in_training: bool = False) -> tuple[float, int]:
     run_id = f"sweep-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
-    handle = await client.start_workflow(workflow_run, sweep_input(n, c, run_id, "noop"),  # type: ignore[call-overload]
+    handle = await client.start_workflow(workflow_run, sweep_input(n, c, run_id, "noop", in_training),  # type: ignore[call-overload]
                                          id=run_id, task_queue=QUEUE)
     result = await handle.result()
     wall = time.perf_counter() - start
@@ -129,10 +133,14 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"sweep (trivial children): {n} trials ...", flush=True)
                 wall, events = await time_sweep(client, TrivialSweep.run, n, c)
                 rows.append(("sweep, trivial children", wall, events))
+                wall, events = await time_sweep(client, TrivialSweep.run, n, c, in_training=True)
+                rows.append(("  + evaluate_in_training", wall, events))
                 if not args.no_real:
                     print(f"sweep (no-op trainable): {n} trials ...", flush=True)
                     wall, events = await time_sweep(client, NoopSweep.run, n, c)
                     rows.append(("sweep, no-op trainable", wall, events))
+                    wall, events = await time_sweep(client, NoopSweep.run, n, c, in_training=True)
+                    rows.append(("  + evaluate_in_training", wall, events))
         finally:
             server.stop()
         optuna_wall = time_optuna(n, tmp)

@@ -244,10 +244,14 @@ class SweepInput(_SweepCommon):
         table_root: fsspec URL under which a sweep with more trials than ``max_inline_rows`` writes
             its full table (``<table_root>/<run_id>/part-*.json``, read back with
             ``temporal_ml.activities.sweep.read_sweep_table``); ``None``: the extra rows are left out.
+        evaluate_in_training: evaluate each trial inside its training activity (``eval_split`` of
+            the config: the ``eval_*`` metrics of the training result) instead of an evaluation child
+            workflow: one child workflow and one activity per trial instead of two of each.
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
     n_trials: int = Field(ge=1, le=100_000)
+    evaluate_in_training: bool = False
     carried: SweepState | None = None
 
 

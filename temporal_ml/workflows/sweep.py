@@ -277,6 +277,8 @@ class SweepWorkflow:
             except ValueError as exc:
                 self._finish(row, "failed", error=f"invalid config: {exc}")
                 return
+            if inp.evaluate_in_training:
+                config = config.model_copy(update={"eval_split": inp.eval_split})
             row.max_steps = config.max_steps
             self._by_train_id[train_id] = row.index
             handle = await workflow.start_child_workflow(
@@ -297,17 +299,20 @@ class SweepWorkflow:
             row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
             row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
             row.resumes = train.resumes
-            evaluation = await workflow.execute_child_workflow(
-                self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),
-                id=eval_id, result_type=EvalResult, search_attributes=tags,
-            )
+            if inp.evaluate_in_training:
+                metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
+            else:
+                evaluation = await workflow.execute_child_workflow(
+                    self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                    EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),
+                    id=eval_id, result_type=EvalResult, search_attributes=tags,
+                )
+                metrics = dict(evaluation.metrics)
         except ChildWorkflowError as err:
             self._finish(row, "failed", error=_root_message(err))
             return
         finally:
             self._running -= 1
-        metrics = dict(evaluation.metrics)
         value = objective_value(metrics, inp.objective)
         if train.stopped_early:
             self._finish(row, "stopped", value=value, metrics=metrics)

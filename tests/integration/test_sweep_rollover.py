@@ -49,7 +49,7 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
         base=BASE, space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Int(4, 32)}),
         searcher=TPESearcher(n_startup=3), n_trials=7, max_concurrency=2, seed=5,
         dataset=DatasetSource(generator="blobs"), run_id=f"roll-{tag}", heartbeat_timeout_seconds=5,
-        progress_every_seconds=5,
+        progress_every_seconds=5, evaluate_in_training=True,  # one child per trial
     )
     try:
         client = await connect(server.address)
@@ -71,6 +71,7 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
             await asyncio.sleep(0.2)
             runs = await train_runs(client, inp.run_id)
         sweep_runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+        evals = [wf async for wf in client.list_workflows(f'TmlExperiment = "{inp.run_id}" AND TmlKind = "eval"')]
         events = 0
         for wf in sweep_runs:
             history = await client.get_workflow_handle(inp.run_id, run_id=wf.run_id).fetch_history()
@@ -82,6 +83,7 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
     assert len(sweep_runs) == result.runs
     check_result(result, inp)
     assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(7)] and set(runs.values()) == {1}
+    assert not evals  # evaluated inside the training activities
     print(f"\nsweep: {result.runs} runs, {events} events for 7 trials ({events / 7:.1f} per trial)")
 
 
