@@ -444,8 +444,10 @@ class SweepWorkflow:
         rows = self._s.rows
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(rows):
             raise refuse(f"no trial {index!r} in this sweep (it has {len(rows)} trials)")
-        if rows[index].state != "training" or index not in self._train_handles:
+        if rows[index].state != "training":
             raise refuse(f"cannot stop trial {trial_name(index)}: it is {rows[index].state}, not training")
+        if index not in self._train_handles:
+            raise refuse(f"cannot stop trial {trial_name(index)} yet: its training is starting (try again)")
 
     @workflow.update
     def enqueue(self, params: dict[str, JsonValue]) -> int:
