@@ -116,7 +116,7 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
     for ax, (kind, data) in zip(axes[:, 0], panels, strict=True):
         _draw(ax, kind, data, goal)
     fig.suptitle(f"{info.id} ({info.kind or info.type}, {info.status})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
 
 
@@ -163,6 +163,7 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         ax.plot(range(1, len(values) + 1), values, "o", label=goal)
         ax.plot(range(1, len(values) + 1), best, "-", label="best so far")
         ax.set(title="optimization history", xlabel="trial (in order of completion)", ylabel=goal)
+        ax.xaxis.set_major_locator(__import__("matplotlib.ticker").ticker.MaxNLocator(integer=True))
         ax.legend(fontsize="small")
     elif kind == "parallel":
         rows, params = data
@@ -175,7 +176,12 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
             shade = ys[-1] if not math.isnan(ys[-1]) else 0.0
             ax.plot(range(len(columns)), ys, color=cmap(shade), alpha=0.8)
         ax.set_xticks(range(len(columns)), [c.removeprefix("params.") for c in columns], fontsize="small")
-        ax.set(title="parameters against the objective (each axis scaled to its range)", yticks=[])
+        for x, c in enumerate(columns):  # each axis's range at its ends
+            ax.annotate(f"{highs[c]:.3g}", (x, 1.0), fontsize="x-small", ha="center", va="bottom")
+            ax.annotate(f"{lows[c]:.3g}", (x, 0.0), fontsize="x-small", ha="center", va="top")
+        ax.set_ylim(-0.12, 1.12)
+        ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range)",
+               yticks=[])
 
 
 def _png(fig: Any) -> bytes:
