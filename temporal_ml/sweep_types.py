@@ -52,6 +52,8 @@ __all__ = [
     "LadderResult",
     "history_at",
     "recompute_suggestions",
+    "ladder_history_at",
+    "recompute_ladder_suggestions",
     "objective_value",
     "trial_name",
 ]
@@ -163,6 +165,45 @@ def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[Tria
         else:
             history.append(TrialRecord(index=row.index, params=row.params, state="pending"))
     return history
+
+
+def ladder_history_at(rows: list[TrialRow], table: RungTable, reports: list[tuple[int, int]],
+                      index: int, results_seen: int) -> list[TrialRecord]:
+    """What a ladder's searcher was told before trial ``index``: each earlier trial's value at the
+    highest rung it had reported (complete), failed if it had failed first, else pending."""
+    value: dict[int, float] = {}
+    failed: set[int] = set()
+    for trial, rung in reports[:results_seen]:
+        if rung < 0:
+            failed.add(trial)
+        else:
+            name = trial_name(trial)
+            bracket = table.brackets[table.trial_bracket[name]]
+            value[trial] = bracket.rungs[rung].results[name]
+    history = []
+    for row in rows:
+        if row.index >= index:
+            continue
+        if row.index in value:
+            history.append(TrialRecord(index=row.index, params=row.params, state="complete",
+                                       value=value[row.index]))
+        else:
+            history.append(TrialRecord(index=row.index, params=row.params,
+                                       state="failed" if row.index in failed else "pending"))
+    return history
+
+
+def recompute_ladder_suggestions(inp: LadderInput, result: LadderResult) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """``(index, recorded params, recomputed params)`` for every trial of a finished ladder."""
+    rows = [t.row for t in result.trials]
+    out = []
+    for row in sorted(rows, key=lambda r: r.index):
+        if row.audit is None:
+            continue
+        history = ladder_history_at(rows, result.table, result.reports, row.index, row.audit.results_seen)
+        again = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=row.index, direction=inp.direction)
+        out.append((row.index, dict(row.params), dict(again)))
+    return out
 
 
 def recompute_suggestions(inp: SweepInput, rows: list[TrialRow]) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -326,6 +367,7 @@ class LadderState(BaseModel):
     rung_of: dict[str, int] = Field(default_factory=dict)
     decisions: list[str] = Field(default_factory=list)
     deleted: list[str] = Field(default_factory=list)
+    reports: list[tuple[int, int]] = Field(default_factory=list)
     freed_bytes: int = 0
     checkpoint_bytes: dict[str, int] = Field(default_factory=dict)
     peak_checkpoint_bytes: int = 0
@@ -376,6 +418,9 @@ class LadderResult(BaseModel):
         decisions: the scheduler's audit lines, in order.
         trials: per-trial rows (value: the objective at the highest rung each reached).
         deleted: trials whose checkpoints were deleted (they could no longer be promoted).
+        reports: ``(trial index, rung)`` of every rung result in the order recorded (rung ``-1``: the
+            trial failed); with each suggestion's ``results_seen`` it rebuilds what the searcher saw
+            (:func:`ladder_history_at`, :func:`recompute_ladder_suggestions`).
         freed_bytes: the bytes those deletions freed.
         checkpoint_bytes / peak_checkpoint_bytes: the checkpoints' bytes at the end / at most, after
             enforcing ``checkpoint_budget_bytes`` (0 without a budget: nothing is measured).
@@ -395,6 +440,7 @@ class LadderResult(BaseModel):
     decisions: list[str]
     trials: list[TrialResult]
     deleted: list[str]
+    reports: list[tuple[int, int]] = Field(default_factory=list)
     freed_bytes: int = 0
     checkpoint_bytes: int = 0
     peak_checkpoint_bytes: int = 0

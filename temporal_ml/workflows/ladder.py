@@ -238,9 +238,14 @@ class LadderSweepWorkflow:
             self._changes += 1
         metrics = dict(evaluation.metrics)
         value = objective_value(metrics, inp.objective)
-        s.table.report(row.name, rung, value if value is not None else math.nan)
+        if value is None:  # a missing objective fails the trial (a NaN would not survive JSON)
+            row.metrics = metrics
+            self._fail(row, f"the evaluation reported no finite {inp.objective!r} (got {sorted(metrics)})")
+            return
+        s.table.report(row.name, rung, value)
         row.state, row.value, row.metrics, row.finished = "done", value, metrics, workflow.now()
         row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
+        s.reports.append((row.index, rung))
         await self._delete_dead()
         await self._keep_budget(row)
 
@@ -249,6 +254,7 @@ class LadderSweepWorkflow:
         s.table.drop(row.name)
         row.state, row.error, row.finished = "failed", error, workflow.now()
         row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
+        s.reports.append((row.index, -1))
 
     async def _checkpoints(self, row: TrialRow, dry_run: bool) -> int:
         """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
@@ -346,6 +352,7 @@ class LadderSweepWorkflow:
             best=result(best_row) if best_row is not None else None,
             best_budget=best[1] if best is not None else None, leaderboard=self._leaderboard(),
             table=s.table, decisions=s.decisions, trials=[result(r) for r in s.rows], deleted=s.deleted,
+            reports=s.reports,
             freed_bytes=s.freed_bytes, checkpoint_bytes=sum(s.checkpoint_bytes.values()),
             peak_checkpoint_bytes=s.peak_checkpoint_bytes, budget_exceeded=s.budget_exceeded,
         )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from temporal_ml.client import connect
-from temporal_ml.search import AshaScheduler, Float, Int, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import LadderInput
+from temporal_ml.search import AshaScheduler, Float, Int, SearchSpace, TPESearcher
+from temporal_ml.sweep_types import LadderInput, recompute_ladder_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
 from temporal_ml.workflows.training import TrainingInput
 from tests.integration._sweep_workflows import MLPLadder
@@ -34,7 +34,7 @@ async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path, su
     dataset = DatasetSource(generator="blobs", params={"seed": 4})
     inp = LadderInput(
         base=BASE, space=SearchSpace({"hparams.lr": Float(1e-3, 5e-2, log=True), "hparams.hidden": Int(4, 32)}),
-        searcher=RandomSearcher(), scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3),
+        searcher=TPESearcher(n_startup=3), scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3),
         n_trials=9, max_concurrency=2, seed=1, dataset=dataset, run_id=f"ladder-{tag}",
         heartbeat_timeout_seconds=5, progress_every_seconds=5, checkpoint_budget_bytes=budget,
     )
@@ -58,6 +58,10 @@ async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path, su
     assert len(rungs[0].results) == 9 and len(rungs[1].results) >= 3 and len(rungs[2].results) >= 1
     assert len(result.decisions) == 9 + len(rungs[0].promoted) + len(rungs[1].promoted)
     assert all(t.row.state == "done" for t in result.trials)
+    # Every suggestion (TPE after 3 trials) recomputed from what it saw: the report log and audit.
+    recomputed = recompute_ladder_suggestions(inp, result)
+    assert len(recomputed) == 9 and all(recorded == again for _, recorded, again in recomputed)
+    assert len(result.reports) == sum(len(r.results) for r in rungs)
     # Every trial that can no longer go on lost its checkpoints; the others keep theirs.
     assert result.deleted and result.freed_bytes > 0
     for t in result.trials:
