@@ -76,19 +76,21 @@ def objective_of(rows: Sequence[dict[str, Any]], wanted: str | None = None) -> s
     return next((c for c in ("value", "eval.accuracy", "metrics.loss", "train.loss") if c in present), None)
 
 
-def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Row name -> training run id (its metrics log directory)."""
+def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """Row name -> candidate training run ids (metrics log directories): the training child's id,
+    or ``<run>--<trial>`` (a ladder trains each trial under one run id across its rungs)."""
     ids = {}
     for row in rows:
-        run_id = row.get("train_workflow_id") or (row.get("name") if info.kind == "train" else None)
-        if run_id:
-            ids[str(row.get("name"))] = str(run_id)
+        name = str(row.get("name"))
+        candidates = [str(c) for c in (row.get("train_workflow_id"), f"{info.id}--{name}") if c]
+        ids[name] = [name] if info.kind == "train" else candidates
     return ids
 
 
 def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None,
-           objective: str | None = None) -> Any:
-    """A matplotlib figure of the run (see the module docstring); panels without data are left out."""
+           objective: str | None = None, rungs: Any = None) -> Any:
+    """A matplotlib figure of the run (see the module docstring); panels without data are left out.
+    ``rungs`` is an ASHA ladder's ``RungTable`` (its rung chart)."""
     require("matplotlib", "ui")
     import matplotlib
 
@@ -109,6 +111,8 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
                   and all(isinstance(r.get(c), (int, float)) for r in scored)]
         if params:
             panels.append(("parallel", (scored, params)))
+    if rungs is not None and any(r.results for b in rungs.brackets for r in b.rungs):
+        panels.append(("rungs", rungs))
     if not panels:
         raise ConfigError(f"nothing to plot for run {info.id!r} yet: no metrics logs under "
                           f"{metrics_dir or '(no --metrics-dir)'} and no results")
@@ -134,7 +138,10 @@ def _curves(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | N
     from temporal_ml.results import learning_curves
 
     curves = {}
-    for name, run_id in _train_ids(info, rows).items():
+    for name, candidates in _train_ids(info, rows).items():
+        run_id = next((c for c in candidates if (Path(metrics_dir) / c / "metrics.jsonl").is_file()), None)
+        if run_id is None:
+            continue
         frame = learning_curves(metrics_dir, [run_id])
         if not frame.empty and "loss" in frame:
             frame = frame[frame["loss"].notna()]
@@ -146,7 +153,7 @@ def _curves(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | N
 def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
     if kind == "curves":
         for name, frame in data.items():
-            ax.plot(frame["step"], frame["loss"], label=name)
+            ax.plot(frame["step"], frame["loss"], marker=".", label=name)
         ax.set(title="learning curves", xlabel="step", ylabel="training loss")
         if len(data) <= 12:
             ax.legend(fontsize="small")
@@ -165,6 +172,8 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         ax.set(title="optimization history", xlabel="trial (in order of completion)", ylabel=goal)
         ax.xaxis.set_major_locator(__import__("matplotlib.ticker").ticker.MaxNLocator(integer=True))
         ax.legend(fontsize="small")
+    elif kind == "rungs":
+        _draw_rungs(ax, data)
     elif kind == "parallel":
         rows, params = data
         columns = [*params, goal]
@@ -182,6 +191,26 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         ax.set_ylim(-0.12, 1.12)
         ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range)",
                yticks=[])
+
+
+def _draw_rungs(ax: Any, table: Any) -> None:
+    """ASHA: every trial's objective at each rung budget it reached; promotions drawn as lines."""
+    points: dict[str, list[tuple[int, float]]] = {}
+    for bracket in table.brackets:
+        for rung in bracket.rungs:
+            for trial, value in rung.results.items():
+                points.setdefault(trial, []).append((rung.budget, value))
+    for _trial, pts in sorted(points.items()):
+        pts.sort()
+        ax.plot([b for b, _ in pts], [v for _, v in pts], "-", color="tab:gray", alpha=0.5, lw=1)
+        for k, (budget, value) in enumerate(pts):  # promoted: it has a result at a higher rung
+            ax.plot(budget, value, "o", color="tab:green" if k < len(pts) - 1 else "tab:red", ms=5)
+    budgets = sorted({r.budget for b in table.brackets for r in b.rungs})
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.xaxis.set_minor_formatter(__import__("matplotlib.ticker").ticker.NullFormatter())
+    ax.set(title="ASHA rungs (green: promoted, red: last rung reached)", xlabel="budget (steps)",
+           ylabel="objective")
 
 
 def _png(fig: Any) -> bytes:
@@ -235,19 +264,36 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     info, _ = await describe_run(client, args.id)
     rows = await result_rows(client, args.id)
     metrics_dir = Path(args.metrics_dir) if args.metrics_dir else metrics_dir_default()
+    rungs = await _rung_table(client, info) if info.kind == "ladder" else None
     output = Path(args.output)
     if name == "plot":
         import matplotlib.pyplot as plt
 
-        fig = figure(info, rows, metrics_dir, args.objective)
+        fig = figure(info, rows, metrics_dir, args.objective, rungs)
         output.write_bytes(_png(fig))
         plt.close(fig)
     else:
         try:
-            fig = figure(info, rows, metrics_dir, args.objective)
+            fig = figure(info, rows, metrics_dir, args.objective, rungs)
             png: bytes | None = _png(fig)
         except ConfigError:
             png = None
         output.write_text(html_report(info, rows, png), encoding="utf-8")
     print(f"wrote {output} ({os.path.getsize(output)} bytes)", file=sys.stderr)
     return 0
+
+
+async def _rung_table(client: Any, info: RunInfo) -> Any:
+    """A ladder's rung table: from its result, or its ``ladder`` query while it runs (else ``None``)."""
+    from datetime import timedelta
+
+    from temporal_ml.sweep_types import LadderResult, LadderState
+
+    handle = client.get_workflow_handle(info.id)
+    try:
+        if info.status == "completed":
+            return (await client.get_workflow_handle(info.id, result_type=LadderResult).result()).table
+        state = await handle.query("ladder", result_type=LadderState, rpc_timeout=timedelta(seconds=5))
+        return state.table if state is not None else None
+    except Exception:  # noqa: BLE001 - no rung chart: the other panels still draw
+        return None

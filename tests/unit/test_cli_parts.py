@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -156,3 +157,36 @@ def test_every_command_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.startswith("temporal-ml ")
+
+
+def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
+    """The plot panels of an ASHA ladder (objective per trial, history, parallel coordinates, rung
+    chart; learning curves from real metrics logs) and a self-contained HTML report."""
+    pytest.importorskip("matplotlib")
+    from temporal_ml.cli_common import RunInfo
+    from temporal_ml.cli_plot import figure, html_report
+    from temporal_ml.search import AshaScheduler
+
+    table = AshaScheduler(min_budget=10, max_budget=90, eta=3).new_table()
+    rows = []
+    for i, value in enumerate([0.5, 0.7, 0.6]):
+        name = f"t{i:04d}"
+        table.start(name)
+        table.brackets[0].rungs[0].results[name] = value
+        rows.append({"name": name, "index": i, "status": "done", "value": value, "params.hparams.lr": 0.01 * (i + 1),
+                     "finished": f"2026-01-01T00:00:0{i}"})
+        log = tmp_path / "metrics" / f"lad--{name}" / "metrics.jsonl"
+        log.parent.mkdir(parents=True)
+        log.write_text("".join(json.dumps({"event": "train", "step": s, "loss": 1 / s}) + "\n" for s in (5, 10)))
+    table.brackets[0].rungs[1].results["t0001"] = 0.8
+    info = RunInfo(id="lad", type="Ladder", status="completed", kind="ladder")
+    fig = figure(info, rows, tmp_path / "metrics", rungs=table)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "learning curves" and len(fig.axes[0].get_lines()) == 3
+    assert titles[1:3] == ["value per trial", "optimization history"]
+    assert titles[3].startswith("parameters against value") and titles[4].startswith("ASHA rungs")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    page = html_report(info, rows, buffer.getvalue())
+    assert page.count("data:image/png;base64,") == 1 and "http" not in page.replace("http-equiv", "")
+    assert page.count("<tr>") == 8 + 1 + 3  # the run's facts, the header, one row per trial
