@@ -236,8 +236,8 @@ class LadderSweepWorkflow:
         finally:
             self._running -= 1
             self._changes += 1
-        metrics = dict(evaluation.metrics)
-        value = objective_value(metrics, inp.objective)
+        value = objective_value(evaluation.metrics, inp.objective)
+        metrics = {k: v for k, v in evaluation.metrics.items() if math.isfinite(v)}  # NaN: not JSON
         if value is None:  # a missing objective fails the trial (a NaN would not survive JSON)
             row.metrics = metrics
             self._fail(row, f"the evaluation reported no finite {inp.objective!r} (got {sorted(metrics)})")
