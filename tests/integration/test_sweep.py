@@ -223,3 +223,29 @@ async def test_sweep_pause_concurrency_and_stop(tmp_path: Path, subprocess_env: 
     table = read_sweep_table(result.table_uri)
     assert [r["index"] for r in table] == list(range(result.n_trials))
     assert [r["params"]["hparams.hidden"] for r in table] == [4, 8, 16, 32][:result.n_trials]
+
+
+async def test_grid_sweep_runs_out_of_points(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A grid smaller than n_trials: every point once, then the sweep ends (exhausted) and refuses
+    more trials; a user config still runs."""
+    from temporal_ml.search import GridSearcher
+
+    queue = f"grid-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    base = BASE.model_copy(update={"max_steps": 40, "hparams": {"step_delay": 0.05}})
+    inp = SweepInput(base=base, space=SearchSpace({"hparams.hidden": Categorical([4, 8])}),
+                     searcher=GridSearcher(), n_trials=5, max_concurrency=3, dataset=DATASET,
+                     run_id=f"grid-{queue}", progress_every_seconds=30, evaluate_in_training=True)
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        while not (await handle.query(MLPSweep.sweep_status)).exhausted:
+            await asyncio.sleep(0.1)
+        assert "no new points" in await refused(handle, "add_trials", 1)
+        with pytest.raises(WorkflowUpdateFailedError):  # a point of another space is refused too
+            await handle.execute_update(MLPSweep.enqueue, {"hparams.hidden": 5})
+        result = await handle.result()
+    finally:
+        worker.kill()
+    assert result.exhausted and not result.stopped and result.n_trials == 2 and result.n_done == 2
+    assert sorted(t.row.params["hparams.hidden"] for t in result.trials) == [4, 8]
