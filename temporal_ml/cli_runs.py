@@ -44,7 +44,8 @@ _STATES = {
 STATUS_COLUMNS: dict[str, list[str]] = {
     "coordinator": ["name", "status", "step", "max_steps", "train.loss", "eval.accuracy", "train_s",
                     "eval_s", "error"],
-    "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "resumes", "error"],
+    "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "checkpoint_step", "resumes",
+              "note", "error"],
     "eval": ["name", "status", "split", "eval.accuracy", "eval.loss", "error"],
     "sweep": ["name", "status", "value", "step", "max_steps", "train.loss", "duration_s", "error"],
     "ladder": ["name", "status", "value", "step", "max_steps", "train.loss", "duration_s", "error"],
@@ -161,9 +162,29 @@ def _header(info: RunInfo) -> list[str]:
 async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[str, Any]]]:
     from temporal_ml.results import result_rows
 
-    info, _ = await describe_run(client, workflow_id)
+    info, description = await describe_run(client, workflow_id)
     rows = await result_rows(client, workflow_id) if info.kind else []
+    lost = worker_lost(description) if info.running else None
+    if lost is not None and len(rows) == 1:
+        step = rows[0].get("checkpoint_step")
+        where = f"step {step}" if step is not None else "its latest checkpoint"
+        rows[0]["note"] = f"worker lost ({lost}); resuming from {where} when another worker picks it up"
     return info, rows
+
+
+def worker_lost(description: Any) -> str | None:
+    """Why the run's training activity waits for a new worker (its last attempt's worker stopped
+    heartbeating or failed), or ``None`` when it is not waiting for one."""
+    from temporalio.api.enums.v1 import PendingActivityState
+
+    for pending in description.raw_description.pending_activities:
+        if pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED or pending.attempt < 2:
+            continue
+        failure = pending.last_failure
+        if failure.HasField("timeout_failure_info"):
+            return "no heartbeat from its worker"
+        return failure.message.splitlines()[0] if failure.message else "its last attempt failed"
+    return None
 
 
 def _row_columns(info: RunInfo, rows: Sequence[dict[str, Any]]) -> list[str]:

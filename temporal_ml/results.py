@@ -186,7 +186,9 @@ async def _training_rows(client: Client, info: RunInfo) -> list[Row]:
         progress = await _progress(client, info.id)
         if progress is not None:
             row.update({"state": progress.state, "step": progress.step, "resumes": progress.resumes,
-                        "metrics.loss": progress.loss})
+                        "metrics.loss": progress.loss,
+                        "checkpoint_step": progress.latest_checkpoint.step
+                        if progress.latest_checkpoint is not None else None})
     row.setdefault("config_hash", info.config_hash or None)
     row.setdefault("snapshot_id", info.snapshot_id or None)
     return [row]

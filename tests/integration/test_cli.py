@@ -83,7 +83,8 @@ async def test_cli_inspects_and_steers_runs(tmp_path: Path, subprocess_env: dict
         long_config = BASE.model_copy(update={"max_steps": 100_000, "hparams": {"step_delay": 0.02}})
         await client.start_workflow(MLPTraining.run, TrainingInput(
             config=long_config, dataset=DatasetSource(generator="blobs", params={"seed": 3}),
-            run_id=long_id, progress_every_seconds=0.2), id=long_id, task_queue=queue)
+            run_id=long_id, progress_every_seconds=0.2, heartbeat_timeout_seconds=2),
+            id=long_id, task_queue=queue)
 
         async def long_has_checkpoint() -> bool:
             progress = await client.get_workflow_handle(long_id).query(MLPTraining.progress)
@@ -114,6 +115,18 @@ async def test_cli_inspects_and_steers_runs(tmp_path: Path, subprocess_env: dict
         code, out, err = await cli("resume", long_id, env=env)  # refused: not paused; the run goes on
         assert code == 1 and out == ""
         assert "cannot resume" in err and "not paused" in err and len(err.strip().splitlines()) == 1
+        # -- a lost worker is named as such (its activity waits for another one) ---------------------
+        worker.kill()
+        worker.wait()
+        for _ in range(40):
+            code, out, _ = await cli("status", long_id, "--format", "json", env=env)
+            note = json.loads(out)["rows"][0].get("note") or ""
+            if note:
+                break
+            await asyncio.sleep(0.5)
+        assert note.startswith("worker lost (no heartbeat from its worker); resuming from "), note
+        assert note.endswith("when another worker picks it up")
+        worker = _worker(queue, tmp_path, env)
         code, out, err = await cli("stop", long_id, env=env)
         assert code == 0 and f"{long_id}: done at step" in out, err
         long_result = await client.get_workflow_handle(long_id, result_type=TrainResult).result()
