@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -109,6 +110,15 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
         assert len(frame) == 3 and set(frame["status"]) == {"done"}
         code, _, err = await cli("stop", sweep_id, env=env)  # finished: refused, in one line
         assert code == 1 and "finished" in one_line(err)
+
+        # on a terminal, --follow is a rich live table (here on a pseudo-terminal from `script`)
+        if shutil.which("script"):
+            command = f"{sys.executable} -m temporal_ml.cli status {sweep_id} --follow"
+            proc = subprocess.run(["script", "-qec", command, "/dev/null"], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout
+            assert "\x1b[" in proc.stdout and "(Ctrl-C to stop following)" in proc.stdout
+            assert all(f"t000{i}" in proc.stdout for i in range(3))
     finally:
         worker.kill()
         worker.wait()
