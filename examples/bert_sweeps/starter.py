@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from temporal_ml.cli_start import start_or_attach
+from temporal_ml.errors import ConfigError
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
@@ -30,12 +32,14 @@ from temporal_ml.types import TrainConfig
 
 from .._shared import (
     TRAINABLE,
+    check_input,
     dataset_source,
     emit,
     environment_with,
     eval_split_of,
     main_of,
     model_name,
+    say,
     starter_parser,
 )
 from .worker import ROLES, add_queue_options, workers
@@ -128,21 +132,20 @@ async def run(args: argparse.Namespace) -> int:
     run_id = args.run_id or f"bert-{args.mode}-{uuid.uuid4().hex[:8]}"
     try:
         inp = build_input(args, run_id)
-    except ValidationError as exc:
-        raise SystemExit(f"bert_sweeps: {exc}") from None
-    except ValueError as exc:
-        raise SystemExit(f"bert_sweeps: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:  # a ValidationError is reported in one line by main_of
+        if isinstance(exc, ValidationError):
+            raise
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    check_input(args, inp)
 
     def in_process(client: Client) -> list[Worker]:
         return workers(client, ROLES, queue=args.queue, train_queue=args.train_queue,
                        eval_queue=args.eval_queue, max_concurrent_trainings=args.max_concurrency)
 
     async with environment_with(args, in_process) as client:
-        handle: WorkflowHandle[Any, Any]
-        if isinstance(inp, LadderInput):
-            handle = await client.start_workflow(BertLadder.run, inp, id=run_id, task_queue=args.queue)
-        else:
-            handle = await client.start_workflow(BertSweep.run, inp, id=run_id, task_queue=args.queue)
+        workflow: Any = BertLadder.run if isinstance(inp, LadderInput) else BertSweep.run
+        handle: WorkflowHandle[Any, Any] = await start_or_attach(
+            client, workflow, inp, id=run_id, task_queue=args.queue, say=say(args))
         if not args.json:
             print(f"started {args.mode} {run_id}: {args.trials} trials, at most {args.max_concurrency} at once "
                   f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"", flush=True)

@@ -53,6 +53,7 @@ CLIENT_SIDE = [
     ("bert_checkpointing", ["--model", "./no-such-model"], "--model ./no-such-model: no such directory"),
     ("bert_finetune", ["--dataset", "./no/such/data"], "--dataset ./no/such/data: no such directory"),
     ("bert_eval", ["--dataset", "README.md"], "is a file"),
+    ("bert_sweeps", ["--steps", "20", "--min-budget", "30"], "invalid AshaScheduler: "),
 ]
 
 
