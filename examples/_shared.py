@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -141,6 +142,8 @@ def _configs_of(inp: Any) -> list[Any]:
 
 
 def _hub_usable() -> tuple[bool, str]:
+    import huggingface_hub.constants  # noqa: F401 - a lazy submodule hub_offline() reads
+
     from temporal_ml.hf import hub_offline, hub_reachable
 
     if hub_offline():
@@ -337,6 +340,8 @@ async def environment_with(args: argparse.Namespace,
     if not args.embedded:
         yield await connect_or_explain(embedded_hint=True)
         return
+    if not getattr(args, "verbose", False):  # the in-process worker's failure logs would repeat the
+        logging.getLogger("temporalio").setLevel(logging.CRITICAL)  # one-line error as a traceback
     server = DevServer(port=_free_port(), headless=True,
                        data_dir=tempfile.mkdtemp(prefix="temporal-ml-server-"))
     await asyncio.to_thread(server.start)

@@ -50,14 +50,22 @@ def _first_line(text: str) -> str:
 
 
 def root_cause(exc: BaseException) -> BaseException:
-    """The innermost cause of a Temporal failure chain (workflow -> child -> activity -> error)."""
+    """The failure under Temporal's wrappers (workflow -> child workflow -> activity): the error the
+    activity or workflow raised, e.g. an ``ApplicationError`` carrying a ``ConfigError``'s message.
+    The causes of that error itself (a library's internal exception it was raised from) are left
+    out: its own message is the one written for users."""
+    from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+    from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+    wrappers = (WorkflowFailureError, WorkflowUpdateFailedError, ActivityError, ChildWorkflowError)
     seen = {id(exc)}
-    while True:
+    while isinstance(exc, wrappers):
         nxt = getattr(exc, "cause", None) or exc.__cause__
         if nxt is None or id(nxt) in seen:
             return exc
         seen.add(id(nxt))
         exc = nxt
+    return exc
 
 
 def _message(exc: BaseException) -> str:

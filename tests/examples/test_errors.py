@@ -76,6 +76,15 @@ def test_hub_model_out_of_reach_offline_is_one_line() -> None:
     assert "embedded Temporal server" not in proc.stdout
 
 
+def test_hub_dataset_out_of_reach_offline_is_one_line(tmp_path: Path) -> None:
+    """Offline, the hub dataset fails the run's snapshot activity (the in-process worker may have it
+    cached, so the client does not refuse it): the run's root cause, one line, no worker traceback."""
+    proc = _starter("bert_checkpointing", "--embedded", "--dataset", "temporal-ml-tests/no-such-dataset",
+                    "--steps", "5", env=_env(HF_HUB_OFFLINE="1", TEMPORAL_ML_STORE=str(tmp_path)))
+    _one_line_error(proc, "the run failed: dataset 'temporal-ml-tests/no-such-dataset' could not be loaded",
+                    "offline", code=1)
+
+
 def test_no_server_says_how_to_start_one() -> None:
     env = _env()
     proc = _starter("bert_checkpointing", "--steps", "5", env=env)
