@@ -38,6 +38,7 @@ RowBuilder = Callable[["Client", "RunInfo"], Awaitable[list[Row]]]
 
 _BUILDERS: dict[str, RowBuilder] = {}
 _QUERY_TIMEOUT = timedelta(seconds=5)
+_PARALLEL_EXPERIMENTS = 8  # experiments whose children are described at once
 
 
 def register_rows(kind: str) -> Callable[[RowBuilder], RowBuilder]:
@@ -255,7 +256,13 @@ async def _coordinator_rows(client: Client, info: RunInfo) -> list[Row]:
         row.update({"train_workflow_id": train_id, "eval_workflow_id": eval_id})
         return row
 
-    rows = list(await asyncio.gather(*(row_of(name) for name in names)))
+    limit = asyncio.Semaphore(_PARALLEL_EXPERIMENTS)  # a large grid must not flood the server
+
+    async def limited(name: str) -> Row:
+        async with limit:
+            return await row_of(name)
+
+    rows = list(await asyncio.gather(*(limited(name) for name in names)))
     if error is not None:
         for row in rows:
             row.setdefault("error", error)
