@@ -43,17 +43,12 @@ class FloorChild:
 class FloorParent:
     @workflow.run
     async def run(self, n: int, concurrency: int) -> int:
-        running = 0
+        slots = asyncio.Semaphore(concurrency)  # wakes one waiter per freed slot
 
         async def one(i: int) -> None:
-            nonlocal running
-            await workflow.wait_condition(lambda: running < concurrency)
-            running += 1
-            try:
+            async with slots:
                 await workflow.execute_child_workflow(FloorChild.run, float(i),
                                                       id=f"{workflow.info().workflow_id}-{i}")
-            finally:
-                running -= 1
 
         await asyncio.gather(*(one(i) for i in range(n)))
         return n

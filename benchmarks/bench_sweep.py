@@ -65,11 +65,13 @@ def sweep_input(n: int, concurrency: int, run_id: str, trainable: str, in_traini
                       eval_split="train", evaluate_in_training=in_training)
 
 
-async def time_floor(client: Client, n: int, c: int) -> float:
+async def time_floor(client: Client, n: int, c: int) -> tuple[float, int]:
     start = time.perf_counter()
-    await client.execute_workflow(FloorParent.run, args=[n, c], id=f"floor-{uuid.uuid4().hex[:6]}",
-                                  task_queue=QUEUE)
-    return time.perf_counter() - start
+    handle = await client.start_workflow(FloorParent.run, args=[n, c], id=f"floor-{uuid.uuid4().hex[:6]}",
+                                         task_queue=QUEUE)
+    await handle.result()
+    wall = time.perf_counter() - start
+    return wall, len((await handle.fetch_history()).events)
 
 
 async def time_sweep(client: Client, workflow_run: object, n: int, c: int,
@@ -107,7 +109,7 @@ def time_optuna(n: int, tmp: str) -> float | None:
 async def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     n, c = args.trials, args.max_concurrency
-    rows: list[tuple[str, float, int | None]] = []
+    rows: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory(prefix="tml-bench-sweep-") as tmp:
         server = DevServer(port=_free_port(), headless=True, data_dir=f"{tmp}/server")
         await asyncio.to_thread(server.start)
@@ -129,7 +131,7 @@ async def main(args: argparse.Namespace) -> None:
                 await time_floor(client, 8, 4)  # warm-up
                 await time_sweep(client, TrivialSweep.run, 8, 4)
                 print(f"floor: {n} trials at concurrency {c} ...", flush=True)
-                rows.append(("floor (child + activity)", await time_floor(client, n, c), None))
+                rows.append(("floor (child + activity)", *await time_floor(client, n, c)))
                 print(f"sweep (trivial children): {n} trials ...", flush=True)
                 wall, events = await time_sweep(client, TrivialSweep.run, n, c)
                 rows.append(("sweep, trivial children", wall, events))
@@ -149,7 +151,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{n} trials, concurrency {c}, embedded dev server (SQLite); python {sys.version.split()[0]}")
     print(f"{'':<28} {'wall s':>7} {'ms/trial':>9} {'x floor':>8} {'events/trial':>13}")
     for name, wall, events in rows:
-        per = f"{events / n:.1f}" if events is not None else "-"
+        per = f"{events / n:.1f}"
         print(f"{name:<28} {wall:>7.2f} {wall / n * 1000:>9.1f} {wall / floor:>8.2f} {per:>13}")
     if optuna_wall is not None:
         print(f"{'optuna (journal file)':<28} {optuna_wall:>7.2f} {optuna_wall / n * 1000:>9.1f} "
