@@ -88,3 +88,25 @@ class MLPTrainable(Trainable):
             probs = setup.model(x).softmax(-1)
         return [Prediction(label=int(p.argmax()), confidence=float(p.max()),
                            scores=tuple(map(float, p))) for p in probs]
+
+
+class NoisyScaledTrainable(MLPTrainable):
+    """The MLP with every source of state promise 1 covers: each step draws from Python's, NumPy's
+    and torch's global RNGs (input noise, loss weighting, dropout), runs the forward pass under CPU
+    autocast (bfloat16), and steps through a ``GradScaler`` whose scale grows every 3 steps (so its
+    scale and growth tracker, and its overflow/backoff path, are part of the trajectory)."""
+
+    def setup(self, ctx: TrainContext) -> TrainSetup:
+        setup = super().setup(ctx)
+        setup.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=3)
+        return setup
+
+    def train_step(self, setup: TrainSetup, batch: Any) -> torch.Tensor:
+        import random
+
+        x, y = batch
+        x = x + torch.from_numpy(np.random.normal(0.0, 0.05, size=tuple(x.shape)).astype(np.float32))
+        x = x * (1.0 + 0.01 * torch.rand(()))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = setup.model(x)
+        return torch.nn.functional.cross_entropy(logits.float(), y) * (1.0 + 0.05 * random.random())

@@ -56,10 +56,10 @@ class _Supervisor:
     def _apply(self, **changes: Any) -> None:  # runs on the event loop
         self.progress = self.progress.model_copy(update=changes)
 
-    def on_start(self, step: int, resumed_from: CheckpointRef | None) -> None:
+    def on_start(self, step: int, resumed_from: CheckpointRef | None, recorded: int = 0) -> None:
         changes: dict[str, Any] = {"step": step, "latest_checkpoint": resumed_from}
         if resumed_from is not None:
-            changes["resumes"] = self.progress.resumes + 1
+            changes["resumes"] = max(self.progress.resumes + 1, recorded)
         self._loop.call_soon_threadsafe(lambda: self._apply(**changes))
 
     def on_progress(self, p: TrainProgress) -> None:
@@ -150,7 +150,7 @@ class TrainingActivities:
         loop = asyncio.get_running_loop()
         sup = _Supervisor(loop, req.run_id, req.config.max_steps, max(prior, req.resumes))
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
-                              on_start=sup.on_start)
+                              on_start=lambda step, ref: sup.on_start(step, ref, control.recorded_resumes))
         if req.stop_at_start:
             control.request_stop("stop")
         handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]

@@ -35,6 +35,7 @@ class LoopControl:
         on_start: Callable[[int, CheckpointRef | None], None] | None = None,
     ) -> None:
         self._stop = threading.Event()
+        self.recorded_resumes = 0
         self.reason: StopReason | None = None
         self._on_progress = on_progress
         self._on_checkpoint = on_checkpoint
@@ -60,7 +61,9 @@ class LoopControl:
         if self._on_checkpoint is not None:
             self._on_checkpoint(ref)
 
-    def started(self, step: int, resumed_from: CheckpointRef | None) -> None:
-        """Report where training starts (called by the loop)."""
+    def started(self, step: int, resumed_from: CheckpointRef | None, resumes: int = 0) -> None:
+        """Report where training starts (called by the loop), and how many times the run has
+        resumed according to its checkpoints (then available as :attr:`recorded_resumes`)."""
+        self.recorded_resumes = resumes
         if self._on_start is not None:
             self._on_start(step, resumed_from)

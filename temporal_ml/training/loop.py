@@ -124,6 +124,8 @@ class TrainingLoop:
         self.metrics = _MetricsLog(metrics_path)
         self.config_hash = config.config_hash()
         self.rng = RngStream()
+        #: Times this run has resumed from a checkpoint, as recorded in its checkpoints.
+        self.resumes = 0
 
     # -- set-up and resume -------------------------------------------------------------------------
 
@@ -148,7 +150,7 @@ class TrainingLoop:
             "scaler": setup.scaler.state_dict() if setup.scaler is not None else None,
             "rng": capture_rng_state(),
             "sampler": sampler.state_dict(),
-            "counters": {"step": step},
+            "counters": {"step": step, "resumes": self.resumes},
             "meta": {"run_id": self.run_id, "config_hash": self.config_hash,
                      "snapshot_id": self.snapshot_id},
         }
@@ -234,13 +236,16 @@ class TrainingLoop:
         found = self._find_resume_point(resume_hint)
         if found is not None:
             resumed_from = found[0]
+            # resumes along this run's checkpoints (a count kept in the checkpoints survives kills
+            # that come before the activity could report it)
+            self.resumes = int(found[1]["counters"].get("resumes", 0)) + 1
             with rng():
                 step = self._restore(setup, sampler, found[1])
             log.info("run %s resumed from step %d", self.run_id, step)
             self.metrics.write("resume", step=step, checkpoint=resumed_from.uri)
         else:
             self.metrics.write("start", step=0, config_hash=self.config_hash)
-        self.control.started(step, resumed_from)
+        self.control.started(step, resumed_from, resumes=self.resumes)
         setup.model.train()
         # The newest checkpoint this call verified (the resume point) or wrote itself. The final
         # checkpoint is taken from here, never from a listing of the store: a committed step there

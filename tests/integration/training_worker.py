@@ -4,12 +4,20 @@
 
 ROLE is ``all`` (default: every workflow and activity on one queue), ``orchestration`` (workflows +
 snapshot activity), ``train`` (training activities, up to 4 concurrent trainings) or ``eval``.
-Prints ``worker ready`` once polling; runs until killed."""
+Prints ``worker ready`` once polling; runs until killed.
+
+``TML_TEST_SLOW_SAVE=SECONDS``: background (async) checkpoint saves pause that long after writing
+their files and before committing them, with ``STORE_ROOT/saving`` naming the step directory
+meanwhile, so a test can SIGKILL the worker in the middle of a background save."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
+import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +28,14 @@ from temporal_ml.client import connect
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.worker import create_worker
 from tests.integration._training_workflows import MLPCoordinator, MLPEval, MLPInference, MLPTraining
-from tests.trainables import MLPTrainable, blobs
+from tests.trainables import MLPTrainable, NoisyScaledTrainable, blobs
 
 WORKFLOWS = [MLPTraining, MLPInference, MLPEval, MLPCoordinator]
 
 
 def _parts(role: str, root: str) -> tuple[list[type], list[Callable[..., Any]]]:
     store = SnapshotStore(root)
-    trainables = {"mlp": MLPTrainable()}
+    trainables = {"mlp": MLPTrainable(), "noisy": NoisyScaledTrainable()}
     train = TrainingActivities(trainables=trainables, snapshot_store=store, max_concurrent_trainings=4,
                                checkpoint_root=f"{root}/checkpoints", metrics_dir=f"{root}/metrics")
     snapshot = SnapshotActivities(store, generators={"blobs": blobs}).activities()
@@ -40,7 +48,27 @@ def _parts(role: str, root: str) -> tuple[list[type], list[Callable[..., Any]]]:
     }[role]
 
 
+def _slow_background_saves(seconds: float, root: str) -> None:
+    from temporal_ml.storage import _ckpt_save
+
+    real = _ckpt_save.replace
+    marker = Path(root) / "saving"
+
+    def replace(fs, directory, files, suffix, manifest):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name.startswith("temporal-ml-ckpt"):  # the background writer
+            marker.write_text(directory)
+            time.sleep(seconds)  # files written, not yet committed
+            real(fs, directory, files, suffix, manifest)
+            marker.unlink()
+        else:
+            real(fs, directory, files, suffix, manifest)
+
+    _ckpt_save.replace = replace  # type: ignore[assignment]
+
+
 async def main(task_queue: str, root: str, role: str) -> None:
+    if os.environ.get("TML_TEST_SLOW_SAVE"):
+        _slow_background_saves(float(os.environ["TML_TEST_SLOW_SAVE"]), root)
     workflows, activities = _parts(role, root)
     client = await connect()
     worker = create_worker(client, task_queue=task_queue, workflows=workflows, activities=activities,

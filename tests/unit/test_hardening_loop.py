@@ -187,3 +187,26 @@ def test_failed_async_save_surfaces_at_the_next_step(tmp_path: Path, monkeypatch
     assert max(seen) <= 32  # the save of step 30 failed; training stopped at once, not at step 40
     assert [r.step for r in CheckpointManager(str(tmp_path), "run").list()] == [10, 20]
     assert _time.monotonic() - start < 30
+
+
+# -- item 8: exact resume with RNG draws, a grad scaler and asynchronous checkpoints (in process) --
+
+
+def test_rng_draws_and_grad_scaler_resume_exactly_with_async_saves(tmp_path: Path) -> None:
+    from tests.trainables import NoisyScaledTrainable
+
+    config = _config(trainable="noisy", async_checkpoints=True, max_steps=40, hparams={"dropout": 0.3})
+
+    def loop(root: Path, control: LoopControl | None = None) -> TrainingLoop:
+        return TrainingLoop(NoisyScaledTrainable(), config, run_id="run", data=DATA, control=control,
+                            checkpoints=CheckpointManager(str(root), "run", keep_last=3))
+
+    straight = loop(tmp_path / "a").run()
+    for stop in (13, 27):  # progress (and so the stop) comes every 5 steps: stops at 15, 30
+        loop(tmp_path / "b", _stop_at(stop)).run()
+    resumed = loop(tmp_path / "b").run()
+    assert resumed.resumed_from is not None and resumed.resumed_from.step == 30
+    assert resumed.checkpoint.model_sha256 == straight.checkpoint.model_sha256
+    state = load_checkpoint(resumed.checkpoint)
+    assert state["scaler"]["scale"] != 2.0**8  # the scaler's state moved and was restored
+    assert state["counters"]["resumes"] == 2  # the count survives in the checkpoints
