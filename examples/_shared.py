@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from temporal_ml.cli_errors import OneLineArgumentParser, connect_or_explain, report
+from temporal_ml.cli_progress import ProgressView, RunProgress
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.errors import ConfigError
@@ -216,20 +217,39 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 async def follow(args: argparse.Namespace, handle: WorkflowHandle, progress_query: Callable[..., Any],
                  every: float = 2.0) -> Any:
-    """Wait for a training workflow's result, showing its progress (state, step, loss, throughput)."""
+    """Wait for a training workflow's result, showing its live progress on stderr: a progress bar on
+    a terminal, a line per change of state otherwise (:class:`temporal_ml.cli_progress.ProgressView`),
+    and a line when its worker is lost."""
     result_task = asyncio.ensure_future(handle.result())
-    last = None
-    while not result_task.done():
-        await asyncio.wait([result_task], timeout=every)
-        if result_task.done():
-            break
-        with contextlib.suppress(Exception):
-            p: TrainProgress = await handle.query(progress_query)
-            line = _progress_line(p)
-            if line != last:
-                _say(args, line)
-                last = line
+    with ProgressView() as view:
+        while not result_task.done():
+            await asyncio.wait([result_task], timeout=every)
+            if result_task.done():
+                break
+            lost = await _worker_lost(handle)
+            try:
+                p: TrainProgress = await handle.query(progress_query)
+            except Exception:  # noqa: BLE001 - no workflow worker right now: keep the last progress
+                view.note(handle.id, lost)
+                continue
+            checkpoint = p.latest_checkpoint
+            where = f"step {checkpoint.step}" if checkpoint is not None else "the start"
+            view.update(handle.id, RunProgress.of(
+                p, note=f"worker lost ({lost}); resuming from {where} when another worker picks it up"
+                if lost else None))
+        with contextlib.suppress(Exception):  # the final state (done, stopped early)
+            view.update(handle.id, RunProgress.of(await handle.query(progress_query)))
     return result_task.result()
+
+
+async def _worker_lost(handle: WorkflowHandle) -> str | None:
+    """Why the run's training waits for another worker (see :func:`temporal_ml.cli_runs.worker_lost`)."""
+    from temporal_ml.cli_runs import worker_lost
+
+    try:
+        return worker_lost(await handle.describe())
+    except Exception:  # noqa: BLE001 - the server is unreachable for a moment: no news
+        return None
 
 
 def _progress_line(p: TrainProgress) -> str:
@@ -365,19 +385,20 @@ def eval_split_of(source: DatasetSource) -> str:
 
 async def follow_experiments(args: argparse.Namespace, handle: WorkflowHandle,
                              status_query: Callable[..., Any], every: float = 2.0) -> Any:
-    """Wait for a coordinator's result, printing each experiment's state, step and loss as it changes."""
+    """Wait for a coordinator's result, showing every experiment's progress (training, evaluating,
+    done, failed) on stderr like :func:`follow`."""
     result_task = asyncio.ensure_future(handle.result())
-    shown: dict[str, str] = {}
-    while not result_task.done():
-        await asyncio.wait([result_task], timeout=every)
-        if result_task.done():
-            break
-        with contextlib.suppress(Exception):
+    with ProgressView() as view:
+        while not result_task.done():
+            await asyncio.wait([result_task], timeout=every)
+            if result_task.done():
+                break
+            with contextlib.suppress(Exception):
+                for status in await handle.query(status_query):
+                    view.update(status.name, RunProgress.of(status))
+        with contextlib.suppress(Exception):  # the final states
             for status in await handle.query(status_query):
-                line = status_line(status)
-                if shown.get(status.name) != line:
-                    _say(args, line)
-                    shown[status.name] = line
+                view.update(status.name, RunProgress.of(status))
     return result_task.result()
 
 

@@ -190,3 +190,24 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
     page = html_report(info, rows, buffer.getvalue())
     assert page.count("data:image/png;base64,") == 1 and "http" not in page.replace("http-equiv", "")
     assert page.count("<tr>") == 8 + 1 + 3  # the run's facts, the header, one row per trial
+
+
+def test_progress_lines_only_on_changes() -> None:
+    """Without a terminal: a line per change of state, checkpoint, resumes or note; never per step."""
+    from temporal_ml.cli_progress import ProgressView, RunProgress
+
+    out = io.StringIO()
+    with ProgressView(stream=out, live=False) as view:
+        view.update("r", RunProgress(state="training", step=0, max_steps=100))
+        view.update("r", RunProgress(state="training", step=10, max_steps=100, loss=0.5))  # steps: quiet
+        view.update("r", RunProgress(state="training", step=20, max_steps=100, checkpoint_step=20))
+        view.note("r", "worker lost (no heartbeat from its worker); resuming from step 20 when ...")
+        view.update("r", RunProgress(state="done", step=100, max_steps=100, checkpoint_step=100))
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "r: [training] step 0/100",
+        "r: [training] step 20/100  checkpoint @ 20",
+        "r: [training] step 20/100  checkpoint @ 20  (worker lost (no heartbeat from its worker); "
+        "resuming from step 20 when ...)",
+        "r: [done] step 100/100  checkpoint @ 100",
+    ]
