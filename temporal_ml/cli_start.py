@@ -102,6 +102,7 @@ async def start_or_attach(
                             f"({what}): {todo}")
     if status == WorkflowExecutionStatus.RUNNING:
         say(f"run {id} is already running with this config: following it")
-        return client.get_workflow_handle(id)
+        # typed like a started one: its result decodes to the workflow's result model
+        return client.get_workflow_handle_for(workflow, id) if callable(workflow) else client.get_workflow_handle(id)
     say(f"run {id} ended {state} before: starting it again (it resumes from its last checkpoint)")
     return await client.start_workflow(workflow, inp, id=id, task_queue=task_queue, **kwargs)

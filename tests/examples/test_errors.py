@@ -160,6 +160,35 @@ def test_run_ids_in_use_finished_runs_and_failed_runs(tmp_path: Path, subprocess
                                f"temporal-ml results {done}", code=2)
         assert "--run-id" in line
 
+        # 2b. the same command while that run is running: the second starter follows the first run
+        running = f"running-{tag}"
+        args = ["--run-id", running, "--steps", "300", "--checkpoint-every", "100", "--json"]
+        first_proc = subprocess.Popen([sys.executable, "-m", "examples.bert_checkpointing.starter", *args],
+                                      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)
+        try:
+            async def started() -> bool:
+                client = await connect()
+                try:
+                    await client.get_workflow_handle(running).describe()
+                    return True
+                except Exception:  # noqa: BLE001 - not yet
+                    return False
+
+            for _ in range(200):
+                if asyncio.run(started()):
+                    break
+                time.sleep(0.1)
+            second = _starter("bert_checkpointing", *args, env=env)
+            first_out, _ = first_proc.communicate(timeout=300)
+        finally:
+            first_proc.kill()
+        assert second.returncode == 0, second.stderr
+        assert f"run {running} is already running with this config: following it" in second.stderr
+        from temporal_ml.types import TrainResult
+
+        assert TrainResult.model_validate_json(second.stdout) == TrainResult.model_validate_json(first_out)
+
         # 3. a workflow that fails in the worker: the root cause, not the chain
         not_a_model = tmp_path / "not-a-model"
         not_a_model.mkdir()
