@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from temporal_ml.cli_errors import OneLineArgumentParser, connect_or_explain, report
 from temporal_ml.cli_progress import ProgressView, RunProgress
-from temporal_ml.client import connect
+from temporal_ml.client import connect, wait_result
 from temporal_ml.devserver import DevServer
 from temporal_ml.errors import ConfigError
 from temporal_ml.types import DatasetSource, ExperimentResult, ExperimentStatus, TrainProgress
@@ -215,12 +215,17 @@ def _say(args: argparse.Namespace, message: str) -> None:
     print(message, file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
+def reconnecting_result(args: argparse.Namespace, handle: WorkflowHandle) -> Coroutine[Any, Any, Any]:
+    """The workflow's result, waiting through Temporal server restarts (and saying so)."""
+    return wait_result(handle, on_disconnect=lambda message: _say(args, message))
+
+
 async def follow(args: argparse.Namespace, handle: WorkflowHandle, progress_query: Callable[..., Any],
                  every: float = 2.0) -> Any:
     """Wait for a training workflow's result, showing its live progress on stderr: a progress bar on
     a terminal, a line per change of state otherwise (:class:`temporal_ml.cli_progress.ProgressView`),
     and a line when its worker is lost."""
-    result_task = asyncio.ensure_future(handle.result())
+    result_task = asyncio.ensure_future(reconnecting_result(args, handle))
     with ProgressView() as view:
         while not result_task.done():
             await asyncio.wait([result_task], timeout=every)
@@ -387,7 +392,7 @@ async def follow_experiments(args: argparse.Namespace, handle: WorkflowHandle,
                              status_query: Callable[..., Any], every: float = 2.0) -> Any:
     """Wait for a coordinator's result, showing every experiment's progress (training, evaluating,
     done, failed) on stderr like :func:`follow`."""
-    result_task = asyncio.ensure_future(handle.result())
+    result_task = asyncio.ensure_future(reconnecting_result(args, handle))
     with ProgressView() as view:
         while not result_task.done():
             await asyncio.wait([result_task], timeout=every)

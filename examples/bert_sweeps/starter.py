@@ -39,6 +39,7 @@ from .._shared import (
     eval_split_of,
     main_of,
     model_name,
+    reconnecting_result,
     say,
     starter_parser,
 )
@@ -97,7 +98,7 @@ def trial_line(row: TrialRow) -> str:
 async def follow(args: argparse.Namespace, handle: WorkflowHandle[Any, Any]) -> Any:
     """Print each trial's changes (unless ``--json``) until the sweep returns its result."""
     shown: dict[int, str] = {}
-    result_task = asyncio.ensure_future(handle.result())
+    result_task = asyncio.ensure_future(reconnecting_result(args, handle))  # survives restarts
     while not result_task.done():
         try:
             rows: list[TrialRow] = await handle.query("trials", result_type=list[TrialRow])

@@ -17,8 +17,8 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from temporal_ml.activities.evaluation import EvalActivities

@@ -1,0 +1,92 @@
+"""Clients that outlive the server (issue 7, item 7): the dev server is SIGKILLed and restarted on
+its data directory while the example starter waits for its run. The starter reconnects and prints
+the correct result; a second starter with the same run id, started while the run is going, attaches
+to it and prints the same result."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from examples.bert_checkpointing.workflows import BertCheckpointingWorkflow
+from temporal_ml.client import connect, wait_result
+from temporal_ml.devserver import DevServer
+from temporal_ml.storage.checkpoints import load_checkpoint
+from temporal_ml.types import TrainResult
+from tests.conftest import REPO_ROOT, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STARTER = [sys.executable, "-m", "examples.bert_checkpointing.starter", "--run-id", "outlive",
+           "--json", "--steps", "300", "--checkpoint-every", "50"]
+
+
+def _kill(server: DevServer) -> None:
+    """SIGKILL the server's whole process group (a crash, not a clean stop)."""
+    assert server._process is not None
+    os.killpg(server._process.pid, signal.SIGKILL)
+    server._process.wait()
+    server._process = None
+
+
+async def test_starters_wait_through_a_server_restart(tmp_path: Path) -> None:
+    port, data = free_port(), tmp_path / "server"
+    server = DevServer(port=port, headless=True, data_dir=data).start(timeout=120)
+    env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "TEMPORAL_ML_STORE": str(tmp_path / "store"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "examples.bert_checkpointing.worker"], cwd=REPO_ROOT,
+                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    procs = [worker]
+    try:
+        for _ in range(600):
+            if "worker polling" in log.read_text():
+                break
+            time.sleep(0.1)
+        first = subprocess.Popen(STARTER, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        procs.append(first)
+        client = await connect(server.address)
+        handle = client.get_workflow_handle("outlive")
+        for _ in range(1200):
+            try:
+                progress = await handle.query(BertCheckpointingWorkflow.progress)
+            except Exception:  # noqa: BLE001 - not started yet
+                progress = None
+            if progress is not None and progress.step >= 60:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the run never reached step 60")
+
+        _kill(server)
+        await asyncio.sleep(8)  # longer than the client's own retries (~5 s): the starter sees it
+        server.start(timeout=120)  # same port, same data directory
+
+        second = subprocess.Popen(STARTER, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        procs.append(second)
+        out1, err1 = first.communicate(timeout=240)
+        out2, err2 = second.communicate(timeout=120)
+        actual = await wait_result(client.get_workflow_handle_for(BertCheckpointingWorkflow.run, "outlive"))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        server.stop()
+
+    assert first.returncode == 0, err1[-3000:]
+    assert "lost the Temporal server" in err1 and "reconnected" in err1, err1[-3000:]
+    assert second.returncode == 0, err2[-3000:]
+    assert "already running with this config: following it" in err2, err2[-3000:]
+    r1, r2 = TrainResult.model_validate_json(out1), TrainResult.model_validate_json(out2)
+    assert r1 == r2 == actual
+    assert r1.steps == 300 and not r1.stopped_early
+    assert load_checkpoint(r1.checkpoint)["counters"]["step"] == 300  # the files are that result
