@@ -73,6 +73,10 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
         assert code == 0 and "sweep running" in out, err
         code, _, err = await cli("resume", sweep_id, env=env)  # not paused: refused, in one line
         assert code == 1 and "cannot resume: the sweep is not paused" in one_line(err)
+        code, out, err = await cli("results", sweep_id, "--format", "json", env=env)  # while it runs
+        live = json.loads(out)
+        assert code == 0 and live and {r["status"] for r in live} <= {"training", "evaluating", "done"}, err
+        assert all(r["name"].startswith("t") and "params.hparams.hidden" in r for r in live)
         code, _, err = await cli("sweep", "add-trials", sweep_id, "0", env=env)
         assert code == 1 and one_line(err)
         code, _, err = await cli("sweep", "enqueue", sweep_id, "not json", env=env)
