@@ -100,6 +100,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, str]]:
         e.start_run(straight)
         result: TrainResult = e(e.client.get_workflow_handle_for(MLPTraining.run, straight).result())
         assert result.steps == CONFIG.max_steps and not result.stopped_early
+
+        async def runs() -> int:  # continue-as-new really is in play on this server
+            for _ in range(50):
+                found = [w async for w in e.client.list_workflows(f'WorkflowId = "{straight}"')]
+                if len(found) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            return len(found)
+
+        assert e(runs()) >= 2, "the server never suggested continue-as-new"
         yield e, result.checkpoint.model_sha256
     finally:
         e.stop()
