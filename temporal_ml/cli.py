@@ -247,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = int(args.handler(args) or 0)
+    except BrokenPipeError:  # `temporal-ml runs | head`: the reader has all it wants
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more to write
+        code = 0
     except (Exception, KeyboardInterrupt) as exc:  # one line; the traceback too with --verbose
         code = report(exc, prog="temporal-ml", verbose=bool(getattr(args, "verbose", False)))
     if argv is None and args.command in _CLIENT_COMMANDS:
