@@ -142,15 +142,15 @@ async def main(args: argparse.Namespace) -> None:
                         ("sweep, no-op trainable", lambda: time_sweep(client, NoopSweep.run, n, c)),
                         ("  + evaluate_in_training", lambda: time_sweep(client, NoopSweep.run, n, c, True)),
                     ]
-                best: dict[str, tuple[float, int]] = {}
+                best: dict[int, tuple[float, int]] = {}
                 for k in range(args.repeats):  # interleaved repeats; the fastest of each is kept
-                    for name, measure in variants:
+                    for v, (name, measure) in enumerate(variants):
                         print(f"[{k + 1}/{args.repeats}] {name.strip()}: {n} trials at concurrency {c} ...",
                               flush=True)
                         wall, events = await measure()
-                        if name not in best or wall < best[name][0]:
-                            best[name] = (wall, events)
-                rows += [(name, *best[name]) for name, _ in variants]
+                        if v not in best or wall < best[v][0]:
+                            best[v] = (wall, events)
+                rows += [(name, *best[v]) for v, (name, _) in enumerate(variants)]
         finally:
             server.stop()
         optuna_wall = time_optuna(n, tmp)
