@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporal_ml._examples_cli import add_example_parser
 from temporal_ml._version import __version__
+from temporal_ml.cli_admin import add_admin_parsers
 from temporal_ml.cli_control import add_control_parsers
 from temporal_ml.cli_errors import OneLineArgumentParser, report
 from temporal_ml.cli_plot import add_plot_parsers
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_results_parser(sub)
     add_plot_parsers(sub)
     add_control_parsers(sub)
+    add_admin_parsers(sub)
 
     version = sub.add_parser("version", help="print the temporal-ml version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
