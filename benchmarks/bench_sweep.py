@@ -15,7 +15,8 @@ worker, after a warm-up:
 * **optuna**: ``study.optimize`` of a no-op objective with a durable journal-file storage, if installed.
 
 Prints wall time per trial (the fastest of ``--repeats`` interleaved runs: the machine may be shared),
-the ratio to the floor, and the events per trial of the parent's history (floor parent or sweep).
+the CPU time of this process per trial (client and worker, not the server: steadier than wall time
+on a busy machine), their ratios to the floor, and the events per trial of the parent's history.
 
     python benchmarks/bench_sweep.py [--trials 200] [--max-concurrency 8] [--no-real]
 """
@@ -112,6 +113,7 @@ async def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     n, c = args.trials, args.max_concurrency
     rows: list[tuple[str, float, int]] = []
+    cpus: dict[int, float] = {}  # CPU seconds of this process (client + worker; not the server)
     with tempfile.TemporaryDirectory(prefix="tml-bench-sweep-") as tmp:
         server = DevServer(port=_free_port(), headless=True, data_dir=f"{tmp}/server")
         await asyncio.to_thread(server.start)
@@ -147,20 +149,26 @@ async def main(args: argparse.Namespace) -> None:
                     for v, (name, measure) in enumerate(variants):
                         print(f"[{k + 1}/{args.repeats}] {name.strip()}: {n} trials at concurrency {c} ...",
                               flush=True)
+                        cpu = time.process_time()
                         wall, events = await measure()
+                        cpu = time.process_time() - cpu
                         if v not in best or wall < best[v][0]:
                             best[v] = (wall, events)
+                        if v not in cpus or cpu < cpus[v]:
+                            cpus[v] = cpu
                 rows += [(name, *best[v]) for v, (name, _) in enumerate(variants)]
         finally:
             server.stop()
         optuna_wall = time_optuna(n, tmp)
-    floor = rows[0][1]
+    floor, floor_cpu = rows[0][1], cpus[0]
     print()
     print(f"{n} trials, concurrency {c}, embedded dev server (SQLite); python {sys.version.split()[0]}")
-    print(f"{'':<28} {'wall s':>7} {'ms/trial':>9} {'x floor':>8} {'events/trial':>13}")
-    for name, wall, events in rows:
+    print(f"{'':<28} {'wall s':>7} {'ms/trial':>9} {'x floor':>8} {'worker cpu ms/trial':>20} "
+          f"{'x floor':>8} {'events/trial':>13}")
+    for v, (name, wall, events) in enumerate(rows):
         per = f"{events / n:.1f}"
-        print(f"{name:<28} {wall:>7.2f} {wall / n * 1000:>9.1f} {wall / floor:>8.2f} {per:>13}")
+        print(f"{name:<28} {wall:>7.2f} {wall / n * 1000:>9.1f} {wall / floor:>8.2f} "
+              f"{cpus[v] / n * 1000:>20.1f} {cpus[v] / floor_cpu:>8.2f} {per:>13}")
     if optuna_wall is not None:
         print(f"{'optuna (journal file)':<28} {optuna_wall:>7.2f} {optuna_wall / n * 1000:>9.1f} "
               f"{optuna_wall / floor:>8.2f} {'-':>13}")
