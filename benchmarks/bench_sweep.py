@@ -60,12 +60,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def sweep_input(n: int, concurrency: int, run_id: str, trainable: str, in_training: bool) -> SweepInput:
+def sweep_input(n: int, concurrency: int, run_id: str, trainable: str, in_training: bool,
+                reports: bool = True) -> SweepInput:
     base = TrainConfig(trainable=trainable, max_steps=1, batch_size=4, device="cpu", hparams={"x": 0.0})
     return SweepInput(base=base, space=SearchSpace({"hparams.x": Float(0.0, 1.0)}), searcher=RandomSearcher(),
                       n_trials=n, max_concurrency=concurrency, objective="loss", direction="minimize",
                       dataset=DatasetSource(generator="tiny"), run_id=run_id, progress_every_seconds=60,
-                      eval_split="train", evaluate_in_training=in_training)
+                      eval_split="train", evaluate_in_training=in_training, report_progress=reports)
 
 
 async def time_floor(client: Client, n: int, c: int) -> tuple[float, int]:
@@ -78,11 +79,11 @@ async def time_floor(client: Client, n: int, c: int) -> tuple[float, int]:
 
 
 async def time_sweep(client: Client, workflow_run: Any, n: int, c: int,
-                     in_training: bool = False) -> tuple[float, int]:
+                     in_training: bool = False, reports: bool = True) -> tuple[float, int]:
     run_id = f"sweep-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
     handle: WorkflowHandle[Any, SweepResult] = await client.start_workflow(
-        workflow_run, sweep_input(n, c, run_id, "noop", in_training), id=run_id, task_queue=QUEUE)
+        workflow_run, sweep_input(n, c, run_id, "noop", in_training, reports), id=run_id, task_queue=QUEUE)
     result = await handle.result()
     wall = time.perf_counter() - start
     if result.n_done != n:
@@ -143,6 +144,7 @@ async def main(args: argparse.Namespace) -> None:
                     variants += [
                         ("sweep, no-op trainable", lambda: time_sweep(client, NoopSweep.run, n, c)),
                         ("  + evaluate_in_training", lambda: time_sweep(client, NoopSweep.run, n, c, True)),
+                        ("    + no progress reports", lambda: time_sweep(client, NoopSweep.run, n, c, True, False)),
                     ]
                 best: dict[int, tuple[float, int]] = {}
                 for k in range(args.repeats):  # interleaved repeats; the fastest of each is kept

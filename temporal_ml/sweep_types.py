@@ -288,11 +288,15 @@ class SweepInput(_SweepCommon):
         evaluate_in_training: evaluate each trial inside its training activity (``eval_split`` of
             the config: the ``eval_*`` metrics of the training result) instead of an evaluation child
             workflow: one child workflow and one activity per trial instead of two of each.
+        report_progress: send each training's progress reports (every ``progress_every_seconds``
+            and at checkpoints) to the sweep too, for live step and loss in ``sweep_status``; each
+            costs the sweep's history a few events. ``False``: rows show progress when a trial ends.
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
     n_trials: int = Field(ge=1, le=100_000)
     evaluate_in_training: bool = False
+    report_progress: bool = True
     carried: SweepState | None = None
 
 

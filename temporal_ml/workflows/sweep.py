@@ -288,7 +288,7 @@ class SweepWorkflow:
                     config=config, snapshot=snapshot, run_id=train_id, task_queue=inp.train_task_queue,
                     heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds, max_attempts=inp.max_attempts,
                     progress_every_seconds=inp.progress_every_seconds,
-                    report_to=[workflow.info().workflow_id],
+                    report_to=[workflow.info().workflow_id] if inp.report_progress else [],
                 ),
                 id=train_id, result_type=TrainResult, search_attributes=tags,
             )

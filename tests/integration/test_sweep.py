@@ -235,7 +235,8 @@ async def test_grid_sweep_runs_out_of_points(tmp_path: Path, subprocess_env: dic
     base = BASE.model_copy(update={"max_steps": 40, "hparams": {"step_delay": 0.05}})
     inp = SweepInput(base=base, space=SearchSpace({"hparams.hidden": Categorical([4, 8])}),
                      searcher=GridSearcher(), n_trials=5, max_concurrency=3, dataset=DATASET,
-                     run_id=f"grid-{queue}", progress_every_seconds=30, evaluate_in_training=True)
+                     run_id=f"grid-{queue}", progress_every_seconds=30, evaluate_in_training=True,
+                     report_progress=False)
     try:
         client = await connect()
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
@@ -245,7 +246,11 @@ async def test_grid_sweep_runs_out_of_points(tmp_path: Path, subprocess_env: dic
         with pytest.raises(WorkflowUpdateFailedError):  # a point of another space is refused too
             await handle.execute_update(MLPSweep.enqueue, {"hparams.hidden": 5})
         result = await handle.result()
+        history = await handle.fetch_history()
     finally:
         worker.kill()
     assert result.exhausted and not result.stopped and result.n_trials == 2 and result.n_done == 2
     assert sorted(t.row.params["hparams.hidden"] for t in result.trials) == [4, 8]
+    assert all(t.row.step == 40 and t.row.value is not None for t in result.trials)
+    signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert not signals  # no progress reports reached the sweep
