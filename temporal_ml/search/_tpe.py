@@ -149,11 +149,7 @@ class TPESearcher(Searcher):
             (tuple(snap(u) for snap, u in zip(snappers, nums, strict=True)), cats)
             for nums, cats in proposals.sample(rng, self.n_candidates)
         ]
-        scores = [
-            lo - hi
-            for lo, hi in zip(below.log_pdf(candidates), above.log_pdf(candidates), strict=True)
-        ]
-        return candidates[max(range(len(scores)), key=lambda i: (scores[i], -i))]
+        return candidates[_argmax_ratio(below.log_pdf(candidates), above, candidates)]
 
 
 class _Codec:
@@ -262,3 +258,22 @@ def _cell(param: Float | Int) -> float:
 def _snapper(param: Float | Int) -> Callable[[float], float]:
     """Unit coordinate -> the unit coordinate of the value it decodes to (integers, steps)."""
     return lambda u: param.to_unit(param.from_unit(u))
+
+
+def _argmax_ratio(log_l: list[float], above: ParzenEstimator, candidates: list[Point]) -> int:
+    """Index of the candidate with the largest ``log l - log g`` (the first one on ties).
+
+    Branch and bound, exact: ``log g`` is at least its prior kernel's term, so ``log l`` minus that
+    term bounds a candidate's score from above. Candidates are scored in order of that bound until
+    the bound falls below the best score found. Far from every bad observation ``g`` is about its
+    prior term, so most candidates never need the expensive ``g``.
+    """
+    bounds = [lo - above.log_prior_term(c) for lo, c in zip(log_l, candidates, strict=True)]
+    best, best_score = -1, -math.inf
+    for i in sorted(range(len(candidates)), key=lambda i: (-bounds[i], i)):
+        if best >= 0 and (bounds[i] < best_score or (bounds[i] == best_score and i > best)):
+            break
+        score = log_l[i] - above.log_pdf([candidates[i]])[0]
+        if score > best_score or (score == best_score and i < best):
+            best, best_score = i, score
+    return best
