@@ -77,8 +77,8 @@ def hub_offline() -> bool:
     env = (os.environ.get(k, "").upper() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
     if any(v in _OFFLINE_VALUES for v in env):
         return True
-    hub = require("huggingface_hub", "hf")
-    return bool(hub.constants.HF_HUB_OFFLINE)
+    constants = require("huggingface_hub.constants", "hf")  # not loaded by the package itself
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
@@ -236,6 +236,11 @@ def load_model_and_tokenizer(
     local = _looks_local(name_or_path)
     if local and not Path(name_or_path).expanduser().is_dir():
         raise ConfigError(f"model directory {name_or_path!r} does not exist or is not a directory")
+    if local and not (Path(name_or_path).expanduser() / "config.json").is_file():
+        raise ConfigError(
+            f"model directory {name_or_path!r} has no config.json: pass a directory written by "
+            "save_pretrained() (model and tokenizer)"
+        )
     path = str(Path(name_or_path).expanduser()) if local else name_or_path
     offline = local or hub_offline()
     reason = "offline: HF_HUB_OFFLINE is set and it is not in the local cache"

@@ -324,6 +324,15 @@ def test_unreachable_hub_name_fails_fast_with_one_line(monkeypatch, offline):
         load_model_and_tokenizer("/no/such/model/dir", num_labels=2)
 
 
+def test_an_empty_model_directory_is_refused_in_one_line(tmp_path):
+    empty = tmp_path / "model"
+    empty.mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_model_and_tokenizer(str(empty), num_labels=2)
+    message = str(info.value)
+    assert "\n" not in message and "has no config.json" in message and "save_pretrained" in message
+
+
 def test_offline_from_process_start_fails_fast_with_one_line():
     code = (
         "from temporal_ml.hf import load_hub_dataset, load_model_and_tokenizer\n"
