@@ -377,6 +377,8 @@ class LadderState(BaseModel):
     peak_checkpoint_bytes: int = 0
     budget_exceeded: bool = False
     started: int = 0
+    added: int = 0
+    exhausted: bool = False
     results_seen: int = 0
     stopping: bool = False
 

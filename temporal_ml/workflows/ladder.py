@@ -118,7 +118,7 @@ class LadderSweepWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp.model_copy(update={
                     "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": s}))
-            may_start = s.started < inp.n_trials and not s.stopping
+            may_start = s.started < self.max_trials and not s.stopping and not s.exhausted
             decision = inp.scheduler.next(s.table, may_start=may_start)
             if s.stopping and decision.action == "promote":  # a stopped ladder only finishes
                 decision = decision.model_copy(update={"action": "wait" if self._running else "done"})
@@ -130,7 +130,7 @@ class LadderSweepWorkflow:
             if decision.action == "start":
                 row = self._new_trial()
                 if row is None:  # the searcher ran out of points: no more new trials
-                    s.started = inp.n_trials
+                    s.exhausted = True
                     continue
                 s.table.start(row.name, decision.bracket)
             else:
@@ -150,6 +150,12 @@ class LadderSweepWorkflow:
         self._done = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result(inp, snapshot)
+
+    @property
+    def max_trials(self) -> int:
+        """New trials this ladder may start: ``n_trials`` plus those added by updates."""
+        assert self._inp is not None
+        return self._inp.n_trials + self.state.added
 
     def _rollover_due(self) -> bool:
         return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
@@ -310,7 +316,7 @@ class LadderSweepWorkflow:
             s.table.closed = True
         running = {t for br in s.table.brackets for r in br.rungs for t in r.running}
         dead = []
-        for tid, rung in inp.scheduler.unpromotable(s.table, max_trials=inp.n_trials):
+        for tid, rung in inp.scheduler.unpromotable(s.table, max_trials=self.max_trials):
             row = s.rows[int(tid[1:])]
             if (tid in s.deleted or tid in running or s.rung_of.get(tid) != rung
                     or row.checkpoint_uri is None or row.model_sha256 is None):
@@ -384,6 +390,23 @@ class LadderSweepWorkflow:
     def leaderboard(self) -> list[LeaderboardEntry]:
         """Trials ranked by the highest rung reached, then the objective there."""
         return self._leaderboard()
+
+    @workflow.update
+    async def add_trials(self, n: int) -> int:
+        """Start up to ``n`` more new trials; returns the new trial cap."""
+        await workflow.wait_condition(lambda: self._s is not None)  # accepted before run started
+        self.state.added += n
+        self._changes += 1
+        return self.max_trials
+
+    @add_trials.validator
+    def _validate_add_trials(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
+            raise refuse(f"add_trials needs a whole number from 1 to 10000 (got {n!r})")
+        if self._done or (self._s is not None and self._s.stopping):
+            raise refuse("cannot add trials: the ladder is " + ("finished" if self._done else "stopping"))
+        if self._s is not None and self._s.exhausted:
+            raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
 
     @workflow.update
     def stop(self) -> int:

@@ -414,8 +414,9 @@ class SweepWorkflow:
             raise refuse(f"cannot {what}: the sweep is {'finished' if phase == 'done' else 'stopping'}")
 
     @workflow.update
-    def add_trials(self, n: int) -> int:
+    async def add_trials(self, n: int) -> int:
         """Run ``n`` more trials; returns the new trial count."""
+        await workflow.wait_condition(lambda: self._inp is not None)  # accepted before run started
         self._s.n_trials += n
         return self._s.n_trials
 

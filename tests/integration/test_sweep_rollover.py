@@ -107,14 +107,15 @@ async def test_ladder_continues_as_new_with_its_rung_table(tmp_path: Path,
     )
     try:
         client = await connect(server.address)
-        result: LadderResult = await client.execute_workflow(MLPLadder.run, inp, id=inp.run_id,
-                                                             task_queue=f"lroll-{tag}")
+        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=f"lroll-{tag}")
+        assert await handle.execute_update(MLPLadder.add_trials, 2) == 8  # live: two more trials
+        result: LadderResult = await handle.result()
         runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
     finally:
         worker.kill()
         server.stop()
     assert len(runs) >= 2, "the ladder never continued as new"
     rungs = result.table.brackets[0].rungs
-    assert len(rungs[0].results) == 6 and len(rungs[1].results) == len(rungs[0].promoted) >= 2
-    assert len(result.decisions) == 6 + len(rungs[0].promoted) and len(result.trials) == 6
+    assert len(rungs[0].results) == 8 and len(rungs[1].results) == len(rungs[0].promoted) >= 2
+    assert len(result.decisions) == 8 + len(rungs[0].promoted) and len(result.trials) == 8
     assert result.best is not None and result.best_budget == 15 and result.best.row.step == 15
