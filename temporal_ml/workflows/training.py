@@ -173,6 +173,7 @@ class TrainingWorkflow:
         self._stopping_activity = False  # the current activity stops by itself at its first step
         self._rollover = False
         self._finished = False
+        self._started = False  # run() has read its input (a continued run: its carried state)
         self._v2: bool | None = None
 
     def _control_v2(self) -> bool:
@@ -194,6 +195,7 @@ class TrainingWorkflow:
         if inp.carried is not None:
             self._progress, self._paused = inp.carried, inp.carried_paused
             self._set_state("pending")
+        self._started = True  # control requests that came with the first task are judged now
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
         self._tag(run_id, snapshot, inp.config, await registered_search_attributes())
         self._progress = self._progress.model_copy(update={"max_steps": inp.config.max_steps})
@@ -347,6 +349,18 @@ class TrainingWorkflow:
             return "stopping"
         return "paused" if self._paused else "running"
 
+    async def _admitted(self, request: str) -> None:
+        """In a handler: a request that came before run() had read its input (the first workflow
+        task of a run, e.g. one continued as new while paused) was admitted by its validator
+        unjudged; judge it now, and refuse it by failing the update (the run is unharmed)."""
+        if not self._started:
+            await workflow.wait_condition(lambda: self._started)
+            self._admit(request)
+
+    def _validate(self, request: str) -> None:
+        if self._started:  # before that the phase is unknown: the handler decides (_admitted)
+            self._admit(request)
+
     def _admit(self, request: str) -> None:
         phase = self._phase()
         if phase not in CONTROL[request]:
@@ -363,6 +377,7 @@ class TrainingWorkflow:
         Returns once the training activity has checkpointed and stopped (or at once if none runs),
         or when a ``resume`` or ``stop_early`` overtakes the pause.
         """
+        await self._admitted("pause")
         self._paused = True
         if self._activity is not None:
             if self._control_v2():
@@ -377,17 +392,18 @@ class TrainingWorkflow:
 
     @pause.validator
     def _validate_pause(self) -> None:
-        self._admit("pause")
+        self._validate("pause")
 
     @workflow.update
-    def resume(self) -> TrainProgress:
+    async def resume(self) -> TrainProgress:
         """Continue a paused run from its checkpoint (also while the pause is still checkpointing)."""
+        await self._admitted("resume")
         self._paused = False
         return self._progress
 
     @resume.validator
     def _validate_resume(self) -> None:
-        self._admit("resume")
+        self._validate("resume")
 
     @workflow.update
     async def stop_early(self) -> TrainProgress:
@@ -395,6 +411,7 @@ class TrainingWorkflow:
 
         Returns the run's final progress: its ``latest_checkpoint`` is the result's checkpoint.
         """
+        await self._admitted("stop_early")
         self._stop_requested = True
         self._interrupt()
         if self._control_v2():
@@ -405,4 +422,4 @@ class TrainingWorkflow:
 
     @stop_early.validator
     def _validate_stop_early(self) -> None:
-        self._admit("stop_early")
+        self._validate("stop_early")

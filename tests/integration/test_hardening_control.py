@@ -13,6 +13,7 @@ checkpoint of the step it stopped at when it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -54,7 +55,7 @@ class Env:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.server = DevServer(port=free_port(), headless=True, data_dir=root / "server",
-                                dynamic_config={"limit.historyCount.suggestContinueAsNew": 40})
+                                dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.queue = f"control-{uuid.uuid4().hex[:6]}"
@@ -72,7 +73,7 @@ class Env:
         store = SnapshotStore(str(self.root / "store"))
         train = TrainingActivities(trainables={"mlp": MLPTrainable()}, snapshot_store=store,
                                    checkpoint_root=str(self.root / "checkpoints"),
-                                   heartbeat_every_seconds=0.2)
+                                   heartbeat_every_seconds=0.1)
         snap = SnapshotActivities(store, generators={"blobs": blobs})
         self.worker = create_worker(self.client, task_queue=self.queue, workflows=[MLPTraining],
                                     activities=[*train.activities(), *snap.activities()])
@@ -144,9 +145,13 @@ async def _send(client: Client, run_id: str, op: str) -> str:
     for _ in range(50):
         try:
             update = await handle.start_update(op, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
-            # A refused update comes back completed (with its failure) instead of accepted.
+            # A refused update comes back completed (with its failure) instead of accepted...
             if getattr(update, "_known_outcome", None) is not None:
                 await update.result()
+            # ...or, sent with a run's first workflow task (before it read its input), it is
+            # judged by its handler right after and fails
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(update.result()), timeout=0.5)
             return "admitted"
         except WorkflowUpdateFailedError as err:
             cause = err.cause
