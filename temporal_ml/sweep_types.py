@@ -395,8 +395,9 @@ class LadderInput(_SweepCommon):
         n_trials: new trials to start at most (promotions are extra work, not trials).
         delete_unpromotable: delete the checkpoints of trials that can no longer be promoted.
         checkpoint_budget_bytes: the most bytes the sweep's checkpoints may hold (measured after each
-            rung); beyond it the checkpoints of idle trials below the top rung are deleted, worst
-            first (the best trial's never). A deleted trial that is promoted later retrains from
+            rung); beyond it the checkpoints of idle trials are deleted, lower rungs and worse
+            ranks first (the best trial's never: a finished trial at the top rung loses its final
+            weights only if nothing else is left). A deleted trial that is promoted later retrains from
             scratch to its rung, reaching the same weights. ``None``: no budget (nothing measured).
     """
 
@@ -430,7 +431,7 @@ class LadderResult(BaseModel):
         freed_bytes: the bytes those deletions freed.
         checkpoint_bytes / peak_checkpoint_bytes: the checkpoints' bytes at the end / at most, after
             enforcing ``checkpoint_budget_bytes`` (0 without a budget: nothing is measured).
-        budget_exceeded: the budget could not be kept (only the best and top-rung trials were left).
+        budget_exceeded: the budget could not be kept (only the best and running trials were left).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

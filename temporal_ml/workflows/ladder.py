@@ -280,7 +280,6 @@ class LadderSweepWorkflow:
         if inp.checkpoint_budget_bytes is None or row.checkpoint_uri is None or row.name in s.deleted:
             return
         s.checkpoint_bytes[row.name] = await self._checkpoints(row, dry_run=True)
-        top = len(s.table.brackets[0].rungs) - 1
         best = s.table.best()
         running = {t for br in s.table.brackets for r in br.rungs for t in r.running}
 
@@ -290,10 +289,9 @@ class LadderSweepWorkflow:
             ranking = s.table.ranking(bracket, rung)
             return (rung, -(ranking.index(name) if name in ranking else len(ranking)))
 
-        candidates = sorted(
+        candidates = sorted(  # lower rungs first, the worst of a rung first; never the best trial
             (n for n, b in s.checkpoint_bytes.items()
-             if b > 0 and n not in running and s.rung_of.get(n, 0) < top
-             and (best is None or n != best[0])),
+             if b > 0 and n not in running and (best is None or n != best[0])),
             key=badness)
         while sum(s.checkpoint_bytes.values()) > inp.checkpoint_budget_bytes and candidates:
             name = candidates.pop(0)
