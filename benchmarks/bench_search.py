@@ -2,6 +2,7 @@
 
     python benchmarks/bench_search.py                 # everything (about 10 minutes on 2 cores)
     python benchmarks/bench_search.py --seeds 5       # a quick look
+    python benchmarks/bench_search.py --part quality --seeds 60 --jobs 2   # tighter medians
 
 Needs the peer: ``pip install -e ".[bench]"`` (Optuna). Prints tables; asserts nothing.
 
@@ -235,30 +236,51 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(values), q[2]
 
 
-def quality(seeds: int, trials: int, tpe: TPESearcher, only: list[str] | None) -> None:
-    methods: dict[str, Callable[[SearchSpace, Objective, int], float]] = {
-        "ours-tpe": lambda s, f, seed: run_ours(tpe, s, f, seed, trials),
-        "optuna-tpe": lambda s, f, seed: run_optuna("tpe", s, f, seed, trials),
-        "ours-random": lambda s, f, seed: run_ours(RandomSearcher(), s, f, seed, trials),
-        "optuna-random": lambda s, f, seed: run_optuna("random", s, f, seed, trials),
-    }
+METHODS = ("ours-tpe", "optuna-tpe", "ours-random", "optuna-random")
+
+
+def _regret(task: tuple[str, str, int, int, str]) -> float:
+    """One run: (method, problem, seed, trials, TPE settings as JSON) -> final simple regret."""
+    method, name, seed, trials, tpe_json = task
+    space, fn, optimum, _ = PROBLEMS[name]
+    if method == "ours-tpe":
+        best = run_ours(TPESearcher(**json.loads(tpe_json)), space, fn, seed, trials)
+    elif method == "ours-random":
+        best = run_ours(RandomSearcher(), space, fn, seed, trials)
+    else:
+        best = run_optuna(method.split("-")[1], space, fn, seed, trials)
+    return max(best - optimum, 0.0)
+
+
+def quality(
+    seeds: int, trials: int, tpe_json: str, only: list[str] | None, jobs: int, dump: str | None
+) -> None:
+    names = [n for n in PROBLEMS if not only or n in only]
+    tasks = [(m, n, s, trials, tpe_json) for n in names for m in METHODS for s in range(seeds)]
+    if jobs > 1:
+        from multiprocessing import Pool
+
+        with Pool(jobs) as pool:  # every run is seeded: the same table whatever the job count
+            regrets = pool.map(_regret, tasks, chunksize=4)
+    else:
+        regrets = [_regret(t) for t in tasks]
+    by_task = dict(zip(((t[0], t[1]) for t in tasks[::seeds]),
+                       (regrets[i:i + seeds] for i in range(0, len(regrets), seeds)), strict=True))
+    if dump:  # every run's regret, to look at other seed counts without running again
+        with open(dump, "w") as f:
+            json.dump({f"{m}/{n}": v for (m, n), v in by_task.items()}, f)
     print(f"\n## Quality: final simple regret after {trials} trials, {seeds} seeds "
           "(median [q1, q3]; lower is better)\n")
-    print("| problem | " + " | ".join(methods) + " | ours/optuna TPE median |")
-    print("|---" * (len(methods) + 2) + "|")
-    for name, (space, fn, optimum, holdout) in PROBLEMS.items():
-        if only and name not in only:
-            continue
+    print("| problem | " + " | ".join(METHODS) + " | ours/optuna TPE median |")
+    print("|---" * (len(METHODS) + 2) + "|")
+    for name in names:
         cells, medians = [], {}
-        for method, run in methods.items():
-            started = time.perf_counter()
-            regrets = [max(run(space, fn, seed) - optimum, 0.0) for seed in range(seeds)]
-            q1, med, q3 = _quartiles(regrets)
+        for method in METHODS:
+            q1, med, q3 = _quartiles(by_task[(method, name)])
             medians[method] = med
             cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]")
-            _ = time.perf_counter() - started
         ratio = medians["ours-tpe"] / medians["optuna-tpe"] if medians["optuna-tpe"] > 0 else math.inf
-        label = f"{name} (holdout)" if holdout else name
+        label = f"{name} (holdout)" if PROBLEMS[name][3] else name
         print(f"| {label} | " + " | ".join(cells) + f" | **{ratio:.2f}** |", flush=True)
 
 
@@ -382,10 +404,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="quality: only these problems")
     parser.add_argument("--part", choices=["all", "quality", "speed", "mf"], default="all")
     parser.add_argument("--tpe", default="{}", help="TPESearcher settings as JSON (experiments)")
+    parser.add_argument("--jobs", type=int, default=1, help="quality runs in this many processes")
+    parser.add_argument("--dump", help="quality: write every run's regret to this JSON file")
     args = parser.parse_args()
     tpe = TPESearcher(**json.loads(args.tpe))
     if args.part in ("all", "quality"):
-        quality(args.seeds, args.trials, tpe, args.only)
+        quality(args.seeds, args.trials, args.tpe, args.only, args.jobs, args.dump)
     if args.part in ("all", "speed"):
         speed(args.history, args.repeats, tpe)
     if args.part in ("all", "mf"):

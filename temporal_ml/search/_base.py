@@ -38,7 +38,7 @@ class TrialRecord(BaseModel):
         value: the objective, for complete trials. A non-finite value counts as a failure.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
     index: int = Field(ge=0)
     params: dict[str, JsonValue]

@@ -18,7 +18,7 @@ __all__ = ["Rung", "Bracket", "RungTable"]
 
 
 class Rung(BaseModel):
-    """One budget level of a bracket.
+    """One budget level of a bracket (a NaN result travels as the JSON string ``"NaN"``).
 
     Attributes:
         budget: training steps a trial has had when it reports at this rung.
@@ -27,7 +27,7 @@ class Rung(BaseModel):
         promoted: trials promoted from this rung to the next.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     budget: int = Field(ge=1)
     results: dict[str, float] = Field(default_factory=dict)

@@ -57,7 +57,7 @@ class TPESearcher(Searcher):
 
     kind: Literal["tpe"] = "tpe"
     n_startup: int = Field(default=10, ge=1)
-    n_candidates: int = Field(default=96, ge=1)
+    n_candidates: int = Field(default=48, ge=1)
     gamma: float = Field(default=0.1, gt=0, lt=1)
     max_good: int = Field(default=25, ge=1)
     prior_weight: float = Field(default=1.0, gt=0)

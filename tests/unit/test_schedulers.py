@@ -112,6 +112,10 @@ def test_asha_maximize_and_nan() -> None:
     assert table.ranking(0, 0) == ["t2", "t3", "t0", "t1"]  # NaN always last
     d = sched.next(table)
     assert (d.action, d.trial_id) == ("promote", "t2")
+    # NaN survives JSON (a workflow's payloads and continue-as-new) as the string "NaN"
+    again = RungTable.model_validate_json(table.model_dump_json())
+    assert again.ranking(0, 0) == table.ranking(0, 0)
+    assert '"NaN"' in table.model_dump_json()
 
 
 def test_hyperband_brackets_round_robin() -> None:
