@@ -204,7 +204,9 @@ def _draw_rungs(ax: Any, table: Any) -> None:
         pts.sort()
         ax.plot([b for b, _ in pts], [v for _, v in pts], "-", color="tab:gray", alpha=0.5, lw=1)
         for k, (budget, value) in enumerate(pts):  # promoted: it has a result at a higher rung
-            ax.plot(budget, value, "o", color="tab:green" if k < len(pts) - 1 else "tab:red", ms=5)
+            promoted = k < len(pts) - 1  # drawn above the others: trials often tie at a rung
+            ax.plot(budget, value, "o", color="tab:green" if promoted else "tab:red", ms=6 if promoted else 5,
+                    zorder=3 if promoted else 2)
     budgets = sorted({r.budget for b in table.brackets for r in b.rungs})
     ax.set_xscale("log")
     ax.set_xticks(budgets, [str(b) for b in budgets])
@@ -219,8 +221,10 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None) -> str:
-    """One self-contained HTML page: the run, the plots (inlined PNG) and the results table."""
+def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None,
+                note: str | None = None) -> str:
+    """One self-contained HTML page: the run, the plots (inlined PNG) and the results table; ``note``
+    (e.g. why there are no learning curves) is shown above the plots."""
     from temporal_ml.cli_results import TABLE_COLUMNS
 
     esc = html.escape
@@ -238,12 +242,13 @@ def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None
 <html lang="en"><head><meta charset="utf-8"><title>temporal-ml report: {esc(info.id)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}
-th{{background:#f3f3f3}}img{{max-width:100%}}code{{font-size:12px}}</style></head>
+th{{background:#f3f3f3}}img{{max-width:100%}}code{{font-size:12px}}
+.wide{{overflow-x:auto}}.wide td,.wide th{{white-space:nowrap}}</style></head>
 <body><h1>{esc(info.id)}</h1>
 <table>{facts_html}</table>
-<h2>Plots</h2>{image}
+<h2>Plots</h2>{f"<p><em>{esc(note)}</em></p>" if note else ""}{image}
 <h2>Results ({len(rows)} rows)</h2>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
 <p><small>temporal-ml report; the full table: <code>temporal-ml results {esc(info.id)} --format csv</code></small></p>
 </body></html>
 """
@@ -265,6 +270,9 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     rows = await result_rows(client, args.id)
     metrics_dir = Path(args.metrics_dir) if args.metrics_dir else metrics_dir_default()
     rungs = await _rung_table(client, info) if info.kind == "ladder" else None
+    note = _no_curves_note(info, rows, metrics_dir)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     output = Path(args.output)
     if name == "plot":
         import matplotlib.pyplot as plt
@@ -278,9 +286,19 @@ async def _command(args: argparse.Namespace, name: str) -> int:
             png: bytes | None = _png(fig)
         except ConfigError:
             png = None
-        output.write_text(html_report(info, rows, png), encoding="utf-8")
+        output.write_text(html_report(info, rows, png, note), encoding="utf-8")
     print(f"wrote {output} ({os.path.getsize(output)} bytes)", file=sys.stderr)
     return 0
+
+
+def _no_curves_note(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None) -> str | None:
+    """Why there will be no learning curves, when no metrics log of the run is found."""
+    ids = [c for candidates in _train_ids(info, rows).values() for c in candidates]
+    if metrics_dir is not None and any((metrics_dir / c / "metrics.jsonl").is_file() for c in ids):
+        return None
+    return (f"no learning curves: no metrics.jsonl of this run under {metrics_dir or '(no local store)'}; "
+            "pass --metrics-dir <store>/metrics (the bundled examples keep theirs in "
+            "$TEMPORAL_ML_HOME/examples/<example>/metrics)")
 
 
 async def _rung_table(client: Any, info: RunInfo) -> Any:
