@@ -247,7 +247,7 @@ th{{background:#f3f3f3}}img{{max-width:100%}}code{{font-size:12px}}
 <body><h1>{esc(info.id)}</h1>
 <table>{facts_html}</table>
 <h2>Plots</h2>{f"<p><em>{esc(note)}</em></p>" if note else ""}{image}
-<h2>Results ({len(rows)} rows)</h2>
+<h2>Results ({len(rows)} row{'' if len(rows) == 1 else 's'})</h2>
 <div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
 <p><small>temporal-ml report; the full table: <code>temporal-ml results {esc(info.id)} --format csv</code></small></p>
 </body></html>
