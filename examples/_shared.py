@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -27,11 +28,17 @@ from temporal_ml.types import DatasetSource, ExperimentResult, ExperimentStatus,
 DEFAULT_STORE = Path(os.environ.get("TEMPORAL_ML_HOME", Path.home() / ".temporal-ml")) / "examples"
 TRAINABLE = "text-classification"
 SYNTHETIC = "synthetic-sentiment"
+_stores_used: list[Path] = []  # what store_dir resolved, so an embedded run can say where it writes
 
 
 def store_dir(example: str) -> Path:
-    """Where an example's worker keeps snapshots, checkpoints and metrics (``$TEMPORAL_ML_STORE``)."""
-    return Path(os.environ.get("TEMPORAL_ML_STORE", DEFAULT_STORE / example))
+    """Where an example's worker keeps snapshots, checkpoints and metrics: ``$TEMPORAL_ML_STORE``, else
+    ``$TEMPORAL_ML_HOME/examples/<example>`` (``~/.temporal-ml/examples/<example>``: the same home as
+    ``temporal-ml server`` and ``temporal-ml worker``, so separately started workers and starters share
+    it whatever their working directory). Every worker and embedded run prints it on start."""
+    root = Path(os.environ.get("TEMPORAL_ML_STORE", DEFAULT_STORE / example))
+    _stores_used.append(root)
+    return root
 
 
 def run_worker(example: str, task_queue: str, workflows: Sequence[type]) -> None:
@@ -367,18 +374,23 @@ async def environment_with(args: argparse.Namespace,
         return
     if not getattr(args, "verbose", False):  # the in-process worker's failure logs would repeat the
         logging.getLogger("temporalio").setLevel(logging.CRITICAL)  # one-line error as a traceback
-    server = DevServer(port=_free_port(), headless=True,
-                       data_dir=tempfile.mkdtemp(prefix="temporal-ml-server-"))
+    data_dir = tempfile.mkdtemp(prefix="temporal-ml-server-")  # removed at exit: the server goes with it
+    server = DevServer(port=_free_port(), headless=True, data_dir=data_dir)
     await asyncio.to_thread(server.start)
     _say(args, f"embedded Temporal server at {server.address}")
     try:
         client = await connect(server.address)
         async with contextlib.AsyncExitStack() as stack:
+            seen = len(_stores_used)
             for worker in make_workers(client):
                 await stack.enter_async_context(worker)
+            for root in dict.fromkeys(_stores_used[seen:]):
+                _say(args, f"storage in {root} (snapshots, checkpoints, metrics; "
+                           "set TEMPORAL_ML_STORE or TEMPORAL_ML_HOME to change)")
             yield client
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def eval_split_of(source: DatasetSource) -> str:
