@@ -104,7 +104,7 @@ async def test_bad_signals_and_updates_leave_the_run_unharmed(env: tuple[Client,
         for name in ("pause", "resume"):
             for args in (["junk"], [1, {"a": 2}]):
                 try:  # the updates take no arguments: extra ones are ignored or refused
-                    await asyncio.wait_for(handle.execute_update(name, args=args), timeout=10)
+                    await asyncio.wait_for(handle.execute_update(name, args=args), timeout=30)
                 except WorkflowUpdateFailedError:
                     pass
         progress = await handle.query(MLPTraining.progress)
