@@ -270,6 +270,8 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     rows = await result_rows(client, args.id)
     metrics_dir = Path(args.metrics_dir) if args.metrics_dir else metrics_dir_default()
     rungs = await _rung_table(client, info) if info.kind == "ladder" else None
+    if name == "plot":
+        objective_of(rows, args.objective)  # a bad --objective fails in one line, before any note
     note = _no_curves_note(info, rows, metrics_dir)
     if note:
         print(f"note: {note}", file=sys.stderr)
