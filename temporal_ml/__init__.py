@@ -73,6 +73,7 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "MissingDependencyError",
+    "StorageError",
 ]
 
 _WHERE = {
@@ -100,7 +101,7 @@ _WHERE = {
     "LadderSweepWorkflow": "workflows.ladder",
     **dict.fromkeys(["LadderInput", "LadderResult"], "sweep_types"),
     **dict.fromkeys(["TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError",
-                     "MissingDependencyError"], "errors"),
+                     "MissingDependencyError", "StorageError"], "errors"),
 }
 
 

@@ -14,6 +14,7 @@ PUBLIC = {
     "TrainContext", "TrainSetup", "Prediction", "TrainingLoop", "LoopControl", "SnapshotActivities",
     "TrainingActivities", "TrainingWorkflow", "TrainingInput", "InferenceWorkflow", "InferenceInput",
     "TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError", "MissingDependencyError",
+    "StorageError",
     "SweepWorkflow", "SweepInput", "SweepResult", "SweepActivities", "LadderSweepWorkflow",
     "LadderInput", "LadderResult",
     "EvalResult", "Lineage", "ExperimentSpec", "ExperimentStatus", "ExperimentResult", "LeaderboardEntry",
