@@ -236,7 +236,17 @@ async def _follow_lines(client: Any, args: argparse.Namespace, info: RunInfo,
             print(f"run {info.id} {info.status} after {format_duration(info.duration_seconds)}", flush=True)
             return _code(info)
         await asyncio.sleep(args.interval)
-        info, rows = await _snapshot(client, args.id)
+        info, rows = await _snapshot_through_restarts(client, args.id)
+
+
+async def _snapshot_through_restarts(client: Any, run_id: str) -> tuple[RunInfo, list[dict[str, Any]]]:
+    """The run's state; while the server is unreachable (a restart) keep retrying, and say so."""
+    from temporal_ml.client import reconnecting
+
+    def tell(message: str) -> None:
+        print(f"temporal-ml: {message}", file=sys.stderr, flush=True)
+
+    return await reconnecting(lambda: _snapshot(client, run_id), on_disconnect=tell)
 
 
 def _short(value: Any) -> str:
@@ -267,6 +277,6 @@ async def _follow_live(client: Any, args: argparse.Namespace, info: RunInfo,
     with Live(view(), refresh_per_second=4) as live:
         while info.running:
             await asyncio.sleep(args.interval)
-            info, rows = await _snapshot(client, args.id)
+            info, rows = await _snapshot_through_restarts(client, args.id)
             live.update(view())
     return _code(info)

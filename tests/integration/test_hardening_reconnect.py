@@ -1,7 +1,7 @@
 """Clients that outlive the server (issue 7, item 7): the dev server is SIGKILLed and restarted on
 its data directory while the example starter waits for its run. The starter reconnects and prints
 the correct result; a second starter with the same run id, started while the run is going, attaches
-to it and prints the same result."""
+to it and prints the same result; ``temporal-ml status --follow`` keeps following through it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.conftest import REPO_ROOT, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STARTER = [sys.executable, "-m", "examples.bert_checkpointing.starter", "--run-id", "outlive",
-           "--json", "--steps", "300", "--checkpoint-every", "50"]
+           "--json", "--steps", "600", "--checkpoint-every", "50"]
 
 
 def _kill(server: DevServer) -> None:
@@ -55,16 +55,25 @@ async def test_starters_wait_through_a_server_restart(tmp_path: Path) -> None:
         procs.append(first)
         client = await connect(server.address)
         handle = client.get_workflow_handle("outlive")
+        follower, follow_out, follow_err = None, tmp_path / "follow.out", tmp_path / "follow.err"
         for _ in range(1200):
             try:
                 progress = await handle.query(BertCheckpointingWorkflow.progress)
             except Exception:  # noqa: BLE001 - not started yet
                 progress = None
-            if progress is not None and progress.step >= 60:
+            if progress is not None and follower is None:  # the run exists: follow it
+                follower = subprocess.Popen(
+                    [sys.executable, "-m", "temporal_ml.cli", "status", "outlive", "--follow",
+                     "--interval", "0.5"], cwd=REPO_ROOT, env=env,
+                    stdout=follow_out.open("w"), stderr=follow_err.open("w"), text=True)
+                procs.append(follower)
+            following = follow_out.exists() and "outlive" in follow_out.read_text()
+            if progress is not None and progress.step >= 60 and following:
                 break
             await asyncio.sleep(0.1)
         else:
-            raise AssertionError("the run never reached step 60")
+            raise AssertionError("the run never reached step 60 with a follower")
+        assert progress.step < 600, "the run finished before the server could be killed"
 
         _kill(server)
         await asyncio.sleep(8)  # longer than the client's own retries (~5 s): the starter sees it
@@ -75,6 +84,8 @@ async def test_starters_wait_through_a_server_restart(tmp_path: Path) -> None:
         procs.append(second)
         out1, err1 = first.communicate(timeout=240)
         out2, err2 = second.communicate(timeout=120)
+        follower.wait(timeout=120)
+        out3, err3 = follow_out.read_text(), follow_err.read_text()
         actual = await wait_result(client.get_workflow_handle_for(BertCheckpointingWorkflow.run, "outlive"))
     finally:
         for proc in procs:
@@ -88,5 +99,8 @@ async def test_starters_wait_through_a_server_restart(tmp_path: Path) -> None:
     assert "already running with this config: following it" in err2, err2[-3000:]
     r1, r2 = TrainResult.model_validate_json(out1), TrainResult.model_validate_json(out2)
     assert r1 == r2 == actual
-    assert r1.steps == 300 and not r1.stopped_early
-    assert load_checkpoint(r1.checkpoint)["counters"]["step"] == 300  # the files are that result
+    assert r1.steps == 600 and not r1.stopped_early
+    assert load_checkpoint(r1.checkpoint)["counters"]["step"] == 600  # the files are that result
+    # the follower kept following through the outage (the SDK's own retries or ours) to the end
+    assert follower is not None and follower.returncode == 0, err3[-3000:]
+    assert out3.strip().splitlines()[-1].startswith("run outlive completed after"), out3[-2000:]
