@@ -455,3 +455,78 @@ def experiment_summary(result: ExperimentResult) -> str:
     if result.train is not None:
         lines.append(f"  checkpoint {result.train.checkpoint.uri}")
     return "\n".join(lines)
+
+
+ROLE_NAMES = ("orchestration", "train", "eval")
+
+
+class RoleWorkers:
+    """An example's workers, one per role (orchestration, train, eval), each on its own task queue.
+
+    The bert_parallel and bert_sweeps workers are this with their own name, workflows and queues;
+    :func:`temporal_ml.roles.build_workers` does the work, and torch is imported only for the train
+    and eval roles.
+    """
+
+    def __init__(self, example: str, workflows: Sequence[type], *, task_queue: str,
+                 train_queue: str, eval_queue: str) -> None:
+        self.example, self.workflows = example, tuple(workflows)
+        self.defaults = {"queue": task_queue, "train_queue": train_queue, "eval_queue": eval_queue}
+
+    def add_queue_options(self, parser: argparse.ArgumentParser) -> None:
+        """The task-queue options shared by the worker and the starter."""
+        d = self.defaults
+        parser.add_argument("--queue", default=d["queue"],
+                            help=f"orchestration queue: workflows + snapshot activity (default {d['queue']})")
+        parser.add_argument("--train-queue", default=d["train_queue"],
+                            help=f"training activities (default {d['train_queue']})")
+        parser.add_argument("--eval-queue", default=d["eval_queue"],
+                            help=f"evaluation activities (default {d['eval_queue']})")
+
+    def workers(self, client: Client, roles: Sequence[str], *, queue: str | None = None,
+                train_queue: str | None = None, eval_queue: str | None = None,
+                max_concurrent_trainings: int = 1) -> list[Worker]:
+        """One worker per role in ``roles``, each on its own task queue."""
+        from temporal_ml.hf import sentiment_dataset
+        from temporal_ml.roles import Role, WorkerSpec, build_workers
+
+        queues = {"orchestration": queue or self.defaults["queue"],
+                  "train": train_queue or self.defaults["train_queue"],
+                  "eval": eval_queue or self.defaults["eval_queue"]}
+        orchestration = "orchestration" in roles
+        trainables: dict[str, Any] = {}
+        if "train" in roles or "eval" in roles:
+            from temporal_ml.hf import TextClassificationTrainable
+
+            trainables = {TRAINABLE: TextClassificationTrainable()}
+        try:
+            spec = WorkerSpec(
+                roles=[Role.parse(r) for r in roles], store=str(store_dir(self.example)),
+                task_queues={Role.parse(r): queues[r] for r in roles},
+                workflows=self.workflows if orchestration else (),
+                generators={SYNTHETIC: sentiment_dataset} if orchestration else {},
+                trainables=trainables, max_concurrent_trainings=max_concurrent_trainings,
+            )
+        except ConfigError as err:
+            raise SystemExit(f"{self.example} worker: {err}") from None
+        return build_workers(client, spec)
+
+    def parser(self, description: str) -> argparse.ArgumentParser:
+        """The worker's command line: ``--role``, the queues and ``--max-concurrent-trainings``."""
+        parser = argparse.ArgumentParser(description=description)
+        parser.add_argument("--role", required=True, choices=[*ROLE_NAMES, "all"],
+                            help="what this process runs")
+        self.add_queue_options(parser)
+        parser.add_argument("--max-concurrent-trainings", type=int, default=1,
+                            help="training loops at once on a train worker (the GPUs of the machine; "
+                                 "default 1)")
+        return parser
+
+    def main(self, parser: argparse.ArgumentParser) -> None:
+        """Parse the command line and run the chosen roles until interrupted."""
+        args = parser.parse_args()
+        roles = list(ROLE_NAMES) if args.role == "all" else [args.role]
+        run_workers(lambda client: self.workers(
+            client, roles, queue=args.queue, train_queue=args.train_queue,
+            eval_queue=args.eval_queue, max_concurrent_trainings=args.max_concurrent_trainings,
+        ), self.example)
