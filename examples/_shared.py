@@ -264,19 +264,6 @@ async def _worker_lost(handle: WorkflowHandle) -> str | None:
         return None
 
 
-def _progress_line(p: TrainProgress) -> str:
-    parts = [f"[{p.state}] step {p.step}/{p.max_steps}"]
-    if p.loss is not None:
-        parts.append(f"loss {p.loss:.4f}")
-    if p.samples_per_second:
-        parts.append(f"{p.samples_per_second:.0f} samples/s")
-    if p.latest_checkpoint is not None:
-        parts.append(f"checkpoint @ {p.latest_checkpoint.step}")
-    if p.resumes:
-        parts.append(f"resumes {p.resumes}")
-    return "  ".join(parts)
-
-
 def emit(args: argparse.Namespace, result: Any, summary: str) -> None:
     """Print the typed result as JSON (``--json``) or a human summary."""
     if args.json:
