@@ -16,6 +16,7 @@ ends the run at its latest checkpoint and returns it as the result.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -160,6 +161,13 @@ _WHY = {
 #: checkpoint by cancelling a just-started activity, updates returning as soon as the activity ended.
 CONTROL_PATCH = "tml-run-control-v2"
 
+#: ``workflow.patched`` id of the fix for a pause or stop that arrives in the same workflow task
+#: that starts the training activity: the activity is cancelled before it is ever scheduled, its
+#: handle raises a bare ``asyncio.CancelledError`` and (before the fix) the run failed as cancelled.
+#: Now the run treats it like any activity it interrupted. Histories recorded before it replay as
+#: they ran.
+UNSCHEDULED_CANCEL_PATCH = "tml-unscheduled-cancel-v1"
+
 
 class TrainingWorkflow:
     """Base of training workflows; see the module docstring."""
@@ -254,6 +262,14 @@ class TrainingWorkflow:
             self._interrupt()
         try:
             outcome = await self._activity
+        except asyncio.CancelledError:
+            # Interrupted in the same workflow task that started it: never scheduled, nothing ran.
+            if (self._cancelled and self._activity.cancelled()
+                    and workflow.patched(UNSCHEDULED_CANCEL_PATCH)):
+                self._set_state("stopping" if self._stop_requested
+                                else "paused" if self._paused else "training")
+                return None
+            raise
         except ActivityError as err:
             ours = self._cancelled if v2 else (self._paused or self._stop_requested or self._rollover)
             if isinstance(err.cause, CancelledError) and ours:
