@@ -1,11 +1,13 @@
 """SweepWorkflow against a real dev server with separate orchestration, training and evaluation worker
-processes: a TPE sweep survives SIGKILLs of its training and orchestration workers, every trial runs
+processes: a TPE sweep survives SIGKILLs of its training and orchestration workers and of the dev
+server itself (restarted on the same data directory), every trial runs
 exactly once with a correct result, every suggestion is recomputed from the audit record, live
 control (add trials, stop a trial, enqueue a config) works, and bad updates are refused."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -19,9 +21,11 @@ from temporalio.service import RPCError
 
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
 from temporal_ml.search import Categorical, Float, SearchSpace, TPESearcher
 from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
+from tests.conftest import free_port
 from tests.integration._sweep_workflows import MLPSweep
 
 pytestmark = pytest.mark.integration
@@ -44,6 +48,14 @@ def start_worker(role: str, queue: str, root: Path, env: dict[str, str], n: int)
             break
         time.sleep(0.1)
     raise AssertionError(log.read_text())
+
+
+def kill_server(server: DevServer) -> None:
+    process = server._process  # noqa: SLF001 - a real SIGKILL of the server's process group
+    assert process is not None
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    server._process = None  # noqa: SLF001
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -92,6 +104,10 @@ def check_result(result: SweepResult, inp: SweepInput) -> None:
 @pytest.mark.slow
 async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
                                                            subprocess_env: dict[str, str]) -> None:
+    # Its own server on a data directory, so the test can SIGKILL it and restart it mid-sweep.
+    server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server")
+    server.start(timeout=120)
+    subprocess_env = {**subprocess_env, "TEMPORAL_ADDRESS": server.address}
     tag = uuid.uuid4().hex[:6]
     queues = {role: f"sw-{role}-{tag}" for role in ("orchestration", "train", "eval")}
     procs = {role: start_worker(role, q, tmp_path, subprocess_env, 0) for role, q in queues.items()}
@@ -102,10 +118,10 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
         progress_every_seconds=0.5,
     )
     try:
-        client = await connect()
-        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id,
-                                             task_queue=queues["orchestration"])
-        killed_train = killed_orch = stopped = False
+        client = await connect(server.address)
+        handle: WorkflowHandle[MLPSweep, SweepResult] = await client.start_workflow(
+            MLPSweep.run, inp, id=inp.run_id, task_queue=queues["orchestration"])
+        killed_train = killed_orch = killed_server = stopped = False
         peak, bad_checked, added = 0, False, False
         while True:
             status = await handle.query(MLPSweep.sweep_status)
@@ -133,7 +149,14 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
                 procs["orchestration"] = start_worker("orchestration", queues["orchestration"], tmp_path,
                                                       subprocess_env, 1)
                 killed_orch = True
-            elif killed_orch and not added:
+            elif killed_orch and not killed_server:
+                kill_server(server)  # SIGKILL: workers and this client reconnect to the restart
+                await asyncio.sleep(1)
+                server.start(timeout=120)
+                client = await connect(server.address)
+                handle = client.get_workflow_handle(inp.run_id, result_type=SweepResult)
+                killed_server = True
+            elif killed_server and not added:
                 assert await handle.execute_update(MLPSweep.add_trials, 1) == 10
                 added = True
             elif added and not stopped and len(status.trials) >= 7:
@@ -154,11 +177,18 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
         result = await handle.result()
         history = await handle.fetch_history()
         runs = await train_runs(client, inp.run_id)
+        # Exactly once: one training workflow per trial that trained, never a second run of one.
+        for _ in range(50):  # visibility is eventually consistent
+            if len(runs) == result.n_trials:
+                break
+            await asyncio.sleep(0.2)
+            runs = await train_runs(client, inp.run_id)
     finally:
         for proc in procs.values():
             proc.kill()
+        server.stop()
 
-    assert killed_train and killed_orch and stopped and peak <= 2
+    assert killed_train and killed_orch and killed_server and stopped and peak <= 2
     assert result.n_trials == 10 and result.runs == 1
     check_result(result, inp)
     rows = {t.row.index: t.row for t in result.trials}
@@ -167,12 +197,6 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
         for r in rows.values() if r.source == "user")
     assert result.n_stopped == 1 and result.n_done >= 3
     assert sum(r.resumes for r in rows.values()) >= 1  # the kill hit a running training
-    # Exactly once: one training workflow per trial that trained, never a second run of one.
-    for _ in range(50):  # visibility is eventually consistent
-        if len(runs) == result.n_trials:
-            break
-        await asyncio.sleep(0.2)
-        runs = await train_runs(await connect(), inp.run_id)
     assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(result.n_trials)]
     assert set(runs.values()) == {1}
     events = len(history.events)

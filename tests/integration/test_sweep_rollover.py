@@ -5,8 +5,6 @@ data directory, and still runs every trial exactly once with every suggestion re
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import uuid
 from pathlib import Path
 
@@ -19,20 +17,12 @@ from temporal_ml.sweep_types import SweepInput, SweepResult
 from temporal_ml.types import DatasetSource, TrainConfig
 from tests.conftest import free_port
 from tests.integration._sweep_workflows import MLPSweep
-from tests.integration.test_sweep import check_result, start_worker, train_runs
+from tests.integration.test_sweep import check_result, kill_server, start_worker, train_runs
 
 pytestmark = pytest.mark.integration
 
 BASE = TrainConfig(trainable="mlp", max_steps=40, batch_size=16, checkpoint_every_steps=20,
                    log_every_steps=10, async_checkpoints=False, hparams={"step_delay": 0.02})
-
-
-def kill_server(server: DevServer) -> None:
-    process = server._process  # noqa: SLF001 - a real SIGKILL of the server's process group
-    assert process is not None
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    server._process = None  # noqa: SLF001
 
 
 @pytest.mark.slow
