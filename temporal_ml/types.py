@@ -367,3 +367,10 @@ class CoordinatorResult(_Frozen):
     snapshot: SnapshotRef | None = None
     experiments: list[ExperimentResult]
     leaderboard: list[LeaderboardEntry]
+    #: Where every experiment's result is, when there were more than fit inline
+    #: (``CoordinatorInput.max_inline_results``): then ``experiments`` is empty and
+    #: :func:`temporal_ml.workflows.coordinator.read_coordinator_table` reads them, in input order.
+    table_uri: str | None = None
+    results_omitted: int = 0
+    #: Workflow runs the coordinator took (it continues as new when its history grows long).
+    runs: int = 1

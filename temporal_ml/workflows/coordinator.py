@@ -22,17 +22,19 @@ Subclass it and name the child workflow types::
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import NAME_PATTERN, check_name
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
+    from temporal_ml.activities.sweep import WRITE_TABLE_PART, TablePartRequest, read_sweep_table
     from temporal_ml.types import (
         BoundaryModel,
         CoordinatorResult,
@@ -54,9 +56,20 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.workflows.evaluation import EvalInput
     from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
 
-__all__ = ["CoordinatorWorkflow", "CoordinatorInput"]
+__all__ = ["CoordinatorWorkflow", "CoordinatorInput", "CoordinatorCarry", "read_coordinator_table"]
 
 _EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
+
+
+class CoordinatorCarry(BaseModel):
+    """What a coordinator hands to the run it continues as (compact: names and scores, plus at most
+    ``max_inline_results`` results not yet written to the table)."""
+
+    finished: dict[str, Literal["done", "failed"]] = {}
+    scores: dict[str, float] = {}  # leaderboard metric of every finished experiment that has it
+    unwritten: list[ExperimentResult] = []
+    parts: int = 0  # table parts written so far
+    runs: int = 1
 
 
 class CoordinatorInput(BoundaryModel):
@@ -73,6 +86,14 @@ class CoordinatorInput(BoundaryModel):
         leaderboard_metric / leaderboard_mode: rank by this evaluation metric, ``max`` or ``min``.
         heartbeat_timeout_seconds: passed to each training and evaluation (a silent worker is dead).
         max_attempts, progress_every_seconds: passed to each training.
+        table_root: a directory or fsspec URL for the results table, required when there are more
+            than ``max_inline_results`` experiments (their results would not fit in one payload:
+            Temporal's limit is 2 MB, an experiment's result about 2 KB). The table is written in
+            parts of ``max_inline_results`` rows under ``<table_root>/<run_id>``, by the worker that
+            runs the coordinator (register ``SweepActivities`` there: the orchestration role does).
+        max_inline_results: at most this many results are returned inline or carried across a
+            continue-as-new.
+        carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
     experiments: list[ExperimentSpec] = Field(min_length=1)
@@ -88,6 +109,9 @@ class CoordinatorInput(BoundaryModel):
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=20, ge=0)
     progress_every_seconds: float = Field(default=10.0, gt=0)
+    table_root: str | None = None
+    max_inline_results: int = Field(default=200, ge=1, le=500)
+    carried: CoordinatorCarry | None = None
 
     @model_validator(mode="after")
     def _check(self) -> CoordinatorInput:
@@ -96,9 +120,26 @@ class CoordinatorInput(BoundaryModel):
         names = [e.name for e in self.experiments]
         if len(set(names)) != len(names):
             raise ValueError(f"experiment names must be unique, got {names}")
+        if len(names) > self.max_inline_results and self.table_root is None:
+            raise ValueError(
+                f"{len(names)} experiments are more than max_inline_results={self.max_inline_results} "
+                "results a workflow can return inline: set table_root (a directory or fsspec URL) "
+                "for the results table")
         if self.run_id is not None:
             check_child_ids(self.run_id, names)
         return self
+
+
+def read_coordinator_table(uri: str, storage_options: dict[str, Any] | None = None) -> list[ExperimentResult]:
+    """Every experiment result of a coordinator whose results went to a table
+    (``CoordinatorResult.table_uri``), in input order.
+
+    Example::
+
+        result = await handle.result()
+        experiments = result.experiments or read_coordinator_table(result.table_uri)
+    """
+    return [ExperimentResult.model_validate(row["result"]) for row in read_sweep_table(uri, storage_options)]
 
 
 def child_id(run_id: str, name: str, kind: str) -> str:
@@ -133,39 +174,120 @@ class CoordinatorWorkflow:
         self._by_run_id: dict[str, str] = {}
         self._running = 0
         self._registered: frozenset[str] | None = None
+        self._carry = CoordinatorCarry()
+        self._results: dict[str, ExperimentResult] = {}  # finished in this run
+        self._started_here = 0
 
     async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
-        """Run every experiment (at most ``max_concurrency`` at once) and rank the results."""
+        """Run every experiment (at most ``max_concurrency`` at once) and rank the results.
+
+        When the history grows long (Temporal suggests continue-as-new) the coordinator stops
+        starting experiments, waits for the running ones, and continues as a new run that carries
+        the finished ones' names and scores (their results: in the table, or carried inline).
+        """
         run_id = inp.run_id or workflow.info().workflow_id
         try:  # the default run id (the workflow id) is only known here: check what derives from it
             check_child_ids(run_id, [spec.name for spec in inp.experiments])
         except ValueError as exc:
             raise ApplicationError(f"{exc} (pass a valid run_id)", type="ConfigError",
                                    non_retryable=True) from None
+        if inp.carried is not None:
+            self._carry = inp.carried.model_copy(update={"runs": inp.carried.runs + 1})
         for spec in inp.experiments:
-            self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps)
+            self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps,
+                                                       state=self._carry.finished.get(spec.name, "pending"))
             self._by_run_id[self._child_id(run_id, spec.name, "train")] = spec.name
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         self._registered = await registered_search_attributes()
-        tag(self._registered, [
-            SearchAttributeKey.for_keyword("TmlKind").value_set("coordinator"),
-            _EXPERIMENT.value_set(run_id),
-            SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
-        ])
-        results = await asyncio.gather(*(self._slot(inp, run_id, spec, snapshot) for spec in inp.experiments))
-        return CoordinatorResult(run_id=run_id, snapshot=snapshot, experiments=list(results),
-                                 leaderboard=self._leaderboard(inp, list(results)))
+        if inp.carried is None:
+            tag(self._registered, [
+                SearchAttributeKey.for_keyword("TmlKind").value_set("coordinator"),
+                _EXPERIMENT.value_set(run_id),
+                SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
+            ])
+        tasks = [asyncio.create_task(self._slot(inp, run_id, spec, snapshot))
+                 for spec in inp.experiments if spec.name not in self._carry.finished]
+        while True:
+            await workflow.wait_condition(
+                lambda: all(t.done() for t in tasks) or self._table_part_due(inp)
+                or (self._draining() and self._running == 0))
+            if self._table_part_due(inp):
+                await self._write_table_part(inp, run_id)
+            elif all(t.done() for t in tasks):
+                break
+            else:  # drained: hand over to a new run
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                carry = self._carry.model_copy(update={
+                    "unwritten": [*self._carry.unwritten, *self._results.values()]})
+                workflow.continue_as_new(inp.model_copy(update={
+                    "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": carry}))
+        for task in tasks:
+            task.result()  # re-raise a bug in an experiment's bookkeeping, if any
+        return await self._final_result(inp, run_id, snapshot)
+
+    def _draining(self) -> bool:
+        """Time to continue as new: stop starting experiments (at least one started in this run)."""
+        return self._started_here > 0 and workflow.info().is_continue_as_new_suggested()
+
+    def _table_part_due(self, inp: CoordinatorInput) -> bool:
+        return (inp.table_root is not None
+                and len(self._carry.unwritten) + len(self._results) >= inp.max_inline_results)
+
+    async def _write_table_part(self, inp: CoordinatorInput, run_id: str) -> None:
+        """Write the finished results not yet in the table as its next part, then forget them."""
+        assert inp.table_root is not None
+        index = {spec.name: i for i, spec in enumerate(inp.experiments)}
+        rows = [*self._carry.unwritten, *self._results.values()]
+        self._carry = self._carry.model_copy(update={"unwritten": []})
+        self._results = {}
+        await workflow.execute_activity(
+            WRITE_TABLE_PART,
+            TablePartRequest(uri=self._table_uri(inp, run_id), index=self._carry.parts,
+                             rows=[{"index": index[r.name], "result": r.model_dump(mode="json")} for r in rows]),
+            start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
+        )
+        self._carry.parts += 1
+
+    @staticmethod
+    def _table_uri(inp: CoordinatorInput, run_id: str) -> str:
+        assert inp.table_root is not None
+        return f"{inp.table_root.rstrip('/')}/{run_id}"
+
+    async def _final_result(self, inp: CoordinatorInput, run_id: str, snapshot: SnapshotRef) -> CoordinatorResult:
+        leaderboard = self._leaderboard(inp, self._carry.scores)
+        if self._carry.parts == 0 and not self._carry.unwritten:  # all of them ran in this run
+            return CoordinatorResult(
+                run_id=run_id, snapshot=snapshot, leaderboard=leaderboard, runs=self._carry.runs,
+                experiments=[self._results[spec.name] for spec in inp.experiments])
+        if inp.table_root is None:  # carried across runs, and few enough to return inline
+            done = {r.name: r for r in [*self._carry.unwritten, *self._results.values()]}
+            return CoordinatorResult(
+                run_id=run_id, snapshot=snapshot, leaderboard=leaderboard, runs=self._carry.runs,
+                experiments=[done[spec.name] for spec in inp.experiments])
+        if self._carry.unwritten or self._results:
+            await self._write_table_part(inp, run_id)
+        return CoordinatorResult(
+            run_id=run_id, snapshot=snapshot, leaderboard=leaderboard, runs=self._carry.runs,
+            experiments=[], table_uri=self._table_uri(inp, run_id), results_omitted=len(inp.experiments))
 
     async def _slot(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
-                    snapshot: SnapshotRef) -> ExperimentResult:
-        """Wait for a free slot (re-checked after every wake-up), then run the experiment."""
-        while self._running >= inp.max_concurrency:
-            await workflow.wait_condition(lambda: self._running < inp.max_concurrency)
+                    snapshot: SnapshotRef) -> None:
+        """Wait for a free slot (re-checked after every wake-up), then run the experiment; none
+        starts once the run drains for a continue-as-new."""
+        while self._running >= inp.max_concurrency or self._draining():
+            await workflow.wait_condition(
+                lambda: self._running < inp.max_concurrency and not self._draining())
         self._running += 1
+        self._started_here += 1
         try:
-            return await self._experiment(inp, run_id, spec, snapshot)
+            result = await self._experiment(inp, run_id, spec, snapshot)
         finally:
             self._running -= 1
+        self._results[spec.name] = result
+        self._carry.finished[spec.name] = result.status
+        metric = result.eval.metrics.get(inp.leaderboard_metric) if result.eval is not None else None
+        if metric is not None:
+            self._carry.scores[spec.name] = metric
 
     async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
                           snapshot: SnapshotRef) -> ExperimentResult:
@@ -218,10 +340,10 @@ class CoordinatorWorkflow:
         )
 
     @staticmethod
-    def _leaderboard(inp: CoordinatorInput, results: list[ExperimentResult]) -> list[LeaderboardEntry]:
+    def _leaderboard(inp: CoordinatorInput, scores: dict[str, float]) -> list[LeaderboardEntry]:
         metric = inp.leaderboard_metric
-        scored = [(r.eval.metrics[metric], i, r.name) for i, r in enumerate(results)
-                  if r.eval is not None and metric in r.eval.metrics]
+        scored = [(scores[spec.name], i, spec.name) for i, spec in enumerate(inp.experiments)
+                  if spec.name in scores]
         sign = -1.0 if inp.leaderboard_mode == "max" else 1.0
         scored.sort(key=lambda t: (sign * t[0], t[1]))
         return [LeaderboardEntry(rank=k + 1, name=name, metric=metric, value=value)
