@@ -59,6 +59,7 @@ from temporalio.worker import (
 
 from temporal_ml.activities.evaluation import EvalActivities
 from temporal_ml.activities.snapshot import SnapshotActivities
+from temporal_ml.activities.sweep import SweepActivities
 from temporal_ml.activities.training import TrainingActivities
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
@@ -66,7 +67,7 @@ from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CoordinatorResult, DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.worker import create_worker
-from temporal_ml.workflows.coordinator import CoordinatorInput
+from temporal_ml.workflows.coordinator import CoordinatorInput, read_coordinator_table
 
 QUEUE = "bench-orchestration"
 
@@ -139,13 +140,33 @@ class HistoryStats:
     child_start_seconds: list[float] = field(default_factory=list)
     workflow_tasks: int = 0
     events: int = 0
+    runs: int = 0
+
+    def merge(self, other: HistoryStats) -> None:
+        for name, seconds in other.run_seconds.items():
+            self.run_seconds[name].extend(seconds)
+        self.queue_seconds += other.queue_seconds
+        self.workflow_task_latency += other.workflow_task_latency
+        self.child_start_seconds += other.child_start_seconds
+        self.workflow_tasks += other.workflow_tasks
+        self.events += other.events
+        self.runs += other.runs
 
 
-async def history_stats(client: Client, workflow_ids: Sequence[str]) -> HistoryStats:
-    """Sum activity run times (Started -> Completed) and queue latency (Scheduled -> Started)."""
+async def history_stats(client: Client, workflow_ids: Sequence[str], all_runs: bool = False) -> HistoryStats:
+    """Sum activity run times (Started -> Completed) and queue latency (Scheduled -> Started);
+    ``all_runs``: over every run of each id (a coordinator that continued as new)."""
     stats = HistoryStats()
+    handles = []
     for wid in workflow_ids:
-        history = await client.get_workflow_handle(wid).fetch_history()
+        if all_runs:
+            handles += [client.get_workflow_handle(wid, run_id=wf.run_id)
+                        async for wf in client.list_workflows(f'WorkflowId = "{wid}"')]
+        else:
+            handles.append(client.get_workflow_handle(wid))
+    for handle in handles:
+        history = await handle.fetch_history()
+        stats.runs += 1
         scheduled: dict[int, tuple[str, float]] = {}
         started: dict[int, float] = {}
         pending: dict[int, float] = {}  # workflow task scheduled / child initiated, by event id
@@ -192,9 +213,10 @@ class RunFigures:
     history: HistoryStats
     in_worker: dict[str, list[float]]
     coordinator_events: int
+    coordinator_runs: int
 
 
-def coordinator_input(n: int, concurrency: int, run_id: str, topology: str) -> CoordinatorInput:
+def coordinator_input(n: int, concurrency: int, run_id: str, topology: str, tmp: str) -> CoordinatorInput:
     config = TrainConfig(trainable="noop", max_steps=1, batch_size=4, device="cpu")
     roles = topology == "roles"
     return CoordinatorInput(
@@ -204,33 +226,38 @@ def coordinator_input(n: int, concurrency: int, run_id: str, topology: str) -> C
         train_task_queue=f"{QUEUE}-train" if roles else None,
         eval_task_queue=f"{QUEUE}-eval" if roles else None,
         leaderboard_metric="loss", leaderboard_mode="min",
+        table_root=f"{tmp}/tables" if n > 200 else None,  # more results than fit in one payload
     )
 
 
 async def run_once(client: Client, timer: ActivityTimer, n: int, concurrency: int,
-                   topology: str) -> RunFigures:
+                   topology: str, tmp: str) -> RunFigures:
     run_id = f"bench-{topology}-{concurrency}-{uuid.uuid4().hex[:6]}"
     timer.seconds.clear()
     start = time.perf_counter()
     handle = await client.start_workflow(
-        NoopCoordinator.run, coordinator_input(n, concurrency, run_id, topology), id=run_id, task_queue=QUEUE)
+        NoopCoordinator.run, coordinator_input(n, concurrency, run_id, topology, tmp), id=run_id, task_queue=QUEUE)
     result: CoordinatorResult = await handle.result()
     wall = time.perf_counter() - start
-    failed = [e for e in result.experiments if e.status != "done"]
+    experiments = result.experiments or read_coordinator_table(result.table_uri or "")
+    failed = [e for e in experiments if e.status != "done"]
     if failed:
         raise SystemExit(f"{len(failed)} experiments failed, e.g. {failed[0].name}: {failed[0].error}")
-    ids = [run_id, *(w for e in result.experiments for w in (e.train_workflow_id, e.eval_workflow_id))]
-    stats = await history_stats(client, ids)
-    coordinator = await history_stats(client, [run_id])
+    children = [w for e in experiments for w in (e.train_workflow_id, e.eval_workflow_id)]
+    stats = await history_stats(client, children)
+    coordinator = await history_stats(client, [run_id], all_runs=True)
+    stats.merge(coordinator)
     return RunFigures(topology, concurrency, n, wall, stats, {k: list(v) for k, v in timer.seconds.items()},
-                      coordinator.events)
+                      coordinator.events, coordinator.runs)
 
 
 def workers(client: Client, tmp: str, topology: str, trainings: int, timer: ActivityTimer) -> list[Worker]:
     """In-process workers for ``topology``, with the activity timer on each."""
     store = SnapshotStore(tmp)  # snapshots in <tmp>/snapshots
     trainables = {"noop": NoopTrainable()}
-    snapshot = SnapshotActivities(store, generators={"tiny": tiny_data}).activities()
+    # the sweep activities write a coordinator's results table (more than 200 experiments)
+    snapshot = [*SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
+                *SweepActivities().activities()]
     train = TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/checkpoints",
                                max_concurrent_trainings=trainings).activities()
     evaluate = EvalActivities(trainables=trainables, snapshot_store=store).activities()
@@ -282,6 +309,11 @@ def report(runs: Sequence[RunFigures]) -> None:
               f"{_med(r.history.child_start_seconds):>14} {_med(r.history.queue_seconds):>12} "
               f"{r.coordinator_events:>12}")
     print()
+    for r in runs:
+        print(f"{r.topology} C={r.concurrency}: coordinator history {r.coordinator_events} events in "
+              f"{r.coordinator_runs} run(s), {r.coordinator_events / r.experiments:.1f} events per experiment "
+              f"(limit per run: 51,200 events; continue-as-new is suggested from 4,096 on the dev server)")
+    print()
     print("C = max_concurrency; N = experiments; sum act = all activity run time from the histories;")
     print("overhead/exp = (wall - sum act / C) / N. Right of '|', medians from the histories:")
     print("workflow-task latency (Scheduled->Started), child start (Initiated->ChildStarted) and")
@@ -309,11 +341,11 @@ async def main(args: argparse.Namespace) -> None:
                 async with contextlib.AsyncExitStack() as stack:
                     for worker in workers(client, tmp, topology, args.max_concurrency, timer):
                         await stack.enter_async_context(worker)
-                    await run_once(client, timer, 4, 2, topology)  # warm-up: imports, threads, caches
+                    await run_once(client, timer, 4, 2, topology, tmp)  # warm-up: imports, threads, caches
                     for level in levels:
                         print(f"{topology}: {args.experiments} no-op experiments, max_concurrency={level} ...",
                               flush=True)
-                        runs.append(await run_once(client, timer, args.experiments, level, topology))
+                        runs.append(await run_once(client, timer, args.experiments, level, topology, tmp))
         finally:
             server.stop()
     report(runs)
