@@ -178,10 +178,11 @@ class TrainingActivities:
                 "step": result.step, "latest_checkpoint": result.checkpoint, "state": "stopping"}))
             raise
         result = future.result()
-        final = sup.progress.model_copy(update={"step": result.step, "latest_checkpoint": result.checkpoint})
-        await _report(handles, final)
+        # No final report: the result carries the final step and checkpoint to the caller, and its
+        # parents take them from the caller's result (a report would cost each a signal and a
+        # workflow task per run, for nothing).
         return TrainOutcome(step=result.step, checkpoint=result.checkpoint, metrics=result.metrics,
-                            resumes=final.resumes, stopped=result.stopped is not None)
+                            resumes=sup.progress.resumes, stopped=result.stopped is not None)
 
     @activity.defn(name=PREDICT)
     @fail_fast
