@@ -13,6 +13,8 @@ worker, after a warm-up:
 * each sweep again with ``evaluate_in_training`` (the training activity evaluates; no evaluation
   child): one child workflow and one activity per trial, as in the floor.
 * **optuna**: ``study.optimize`` of a no-op objective with a durable journal-file storage, if installed.
+* **ray tune**: ``Tuner.fit`` of ``--ray-trials`` no-op function trials at concurrency C in a subprocess
+  (``benchmarks/_ray_noop.py``), if installed; ``ray.init`` is not counted.
 
 Prints wall time per trial (the fastest of ``--repeats`` interleaved runs: the machine may be shared),
 the CPU time of this process per trial (client and worker, not the server: steadier than wall time
@@ -110,6 +112,21 @@ def time_optuna(n: int, tmp: str) -> float | None:
     return time.perf_counter() - start
 
 
+def time_ray(n: int, c: int, tmp: str) -> dict[str, float] | None:
+    """Ray Tune's ``Tuner.fit`` of ``n`` no-op trials at concurrency ``c`` (in a subprocess), if installed."""
+    import importlib.util
+    import json
+    import subprocess
+
+    if importlib.util.find_spec("ray") is None:
+        return None
+    script = Path(__file__).with_name("_ray_noop.py")
+    out = subprocess.run([sys.executable, str(script), str(n), str(c), f"{tmp}/ray"],
+                         capture_output=True, text=True, timeout=3600, check=True)
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
 async def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     n, c = args.trials, args.max_concurrency
@@ -162,6 +179,8 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             server.stop()
         optuna_wall = time_optuna(n, tmp)
+        print(f"ray tune: {args.ray_trials} no-op trials at concurrency {c} ...", flush=True)
+        ray = time_ray(args.ray_trials, c, tmp) if args.ray_trials else None
     floor, floor_cpu = rows[0][1], cpus[0]
     print()
     print(f"{n} trials, concurrency {c}, embedded dev server (SQLite); python {sys.version.split()[0]}")
@@ -176,7 +195,16 @@ async def main(args: argparse.Namespace) -> None:
               f"{optuna_wall / floor:>8.2f} {'-':>13}")
     else:
         print("optuna: not installed")
-    print("ray tune: not measured (not installed here)")
+    if ray is None:
+        print("ray tune: not measured (not installed; pip install 'temporal-ml[bench]')")
+        return
+    per = ray["fit"] / ray["trials"]
+    print(f"{'ray tune (Tuner.fit)':<28} {ray['fit']:>7.2f} {per * 1000:>9.1f} {per * n / floor:>8.2f} "
+          f"{'-':>20} {'-':>8} {'-':>13}   ({ray['trials']:.0f} trials, {ray['errors']:.0f} errors; "
+          f"ray.init {ray['init']:.1f} s not counted)")
+    for name, wall, _ in rows:
+        if name.startswith("sweep") or "evaluate_in_training" in name:
+            print(f"ray tune per trial / {name.strip()} per trial: {per / (wall / n):.1f}x")
 
 
 if __name__ == "__main__":
@@ -184,6 +212,8 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--max-concurrency", type=int, default=8)
     parser.add_argument("--no-real", action="store_true", help="skip the run through the real training stack")
+    parser.add_argument("--ray-trials", type=int, default=50,
+                        help="trials for Ray Tune, if installed (slow: about 1-2 s each here; 0 skips it)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="interleaved repeats of every variant; the fastest is reported (default 2)")
     asyncio.run(main(parser.parse_args()))
