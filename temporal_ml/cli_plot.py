@@ -35,7 +35,8 @@ from temporal_ml.cli_common import (
 )
 from temporal_ml.errors import ConfigError, require
 
-__all__ = ["add_plot_parsers", "figure", "html_report", "objective_of", "metrics_dir_default"]
+__all__ = ["add_plot_parsers", "figure", "html_report", "objective_of", "metrics_dir_default",
+           "metrics_dir_candidates", "find_metrics_dir"]
 
 
 def add_plot_parsers(sub: Any) -> None:
@@ -48,8 +49,10 @@ def add_plot_parsers(sub: Any) -> None:
         parser.add_argument("id", metavar="ID", help="workflow id of the run")
         parser.add_argument("-o", "--output", required=True, metavar=f"FILE{suffix}")
         parser.add_argument("--metrics-dir", default=None, metavar="PATH",
-                            help="the per-run metrics.jsonl logs (default <store>/metrics of "
-                                 "$TEMPORAL_ML_STORE or $TEMPORAL_ML_HOME/store)")
+                            help="the per-run metrics.jsonl logs (default: found in <store>/metrics "
+                                 "of the run's checkpoints, of $TEMPORAL_ML_STORE or "
+                                 "$TEMPORAL_ML_HOME/store, or of the examples' "
+                                 "$TEMPORAL_ML_HOME/examples/<example>)")
         parser.add_argument("--objective", default=None, metavar="COLUMN",
                             help="the column to rank by (default: value, else eval.accuracy, else "
                                  "metrics.loss)")
@@ -63,6 +66,37 @@ def metrics_dir_default() -> Path | None:
 
     root = local_path(default_store())
     return root / "metrics" if root is not None else None
+
+
+def metrics_dir_candidates(rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """Where a run's metrics logs may be, in order: ``<store>/metrics`` of the stores its checkpoints
+    are in (a local ``<store>/checkpoints/...`` URI), the default store's, and the bundled examples'
+    stores (``$TEMPORAL_ML_HOME/examples/<example>/metrics``)."""
+    from temporal_ml.roles import local_path
+
+    found: dict[Path, None] = {}
+    for row in rows:
+        uri = row.get("checkpoint")
+        path = local_path(str(uri)) if isinstance(uri, str) and uri else None
+        while path is not None and path.parent != path:
+            if path.name == "checkpoints":
+                found.setdefault(path.parent / "metrics", None)
+                break
+            path = path.parent
+    default = metrics_dir_default()
+    if default is not None:
+        found.setdefault(default, None)
+    home = Path(os.environ.get("TEMPORAL_ML_HOME") or Path.home() / ".temporal-ml").expanduser()
+    for example in sorted((home / "examples").glob("*/metrics")):
+        found.setdefault(example.resolve(), None)
+    return list(found)
+
+
+def find_metrics_dir(info: RunInfo, rows: Sequence[dict[str, Any]]) -> Path | None:
+    """The first of :func:`metrics_dir_candidates` holding a metrics log of the run (``None``: none)."""
+    ids = [c for candidates in _train_ids(info, rows).values() for c in candidates]
+    return next((d for d in metrics_dir_candidates(rows)
+                 if any((d / c / "metrics.jsonl").is_file() for c in ids)), None)
 
 
 def objective_of(rows: Sequence[dict[str, Any]], wanted: str | None = None) -> str | None:
@@ -268,7 +302,7 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     client = await client_for(args)
     info, _ = await describe_run(client, args.id)
     rows = await result_rows(client, args.id)
-    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else metrics_dir_default()
+    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else find_metrics_dir(info, rows)
     rungs = await _rung_table(client, info) if info.kind == "ladder" else None
     if name == "plot":
         objective_of(rows, args.objective)  # a bad --objective fails in one line, before any note
@@ -298,9 +332,10 @@ def _no_curves_note(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: 
     ids = [c for candidates in _train_ids(info, rows).values() for c in candidates]
     if metrics_dir is not None and any((metrics_dir / c / "metrics.jsonl").is_file() for c in ids):
         return None
-    return (f"no learning curves: no metrics.jsonl of this run under {metrics_dir or '(no local store)'}; "
-            "pass --metrics-dir <store>/metrics (the bundled examples keep theirs in "
-            "$TEMPORAL_ML_HOME/examples/<example>/metrics)")
+    where = str(metrics_dir) if metrics_dir is not None else (
+        ", ".join(str(d) for d in metrics_dir_candidates(rows)) or "(no local store)")
+    return (f"no learning curves: no metrics.jsonl of this run under {where}; "
+            "pass --metrics-dir <the training worker's store>/metrics")
 
 
 async def _rung_table(client: Any, info: RunInfo) -> Any:

@@ -211,3 +211,32 @@ def test_progress_lines_only_on_changes() -> None:
         "resuming from step 20 when ...)",
         "r: [done] step 100/100  checkpoint @ 100",
     ]
+
+
+def test_metrics_logs_are_found_without_metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plot/report find a run's metrics logs: in the store of its checkpoints, the default store or
+    the bundled examples' stores; with none found, the note names where they looked."""
+    from temporal_ml.cli_common import RunInfo
+    from temporal_ml.cli_plot import _no_curves_note, find_metrics_dir
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TEMPORAL_ML_HOME", str(home))
+    monkeypatch.delenv("TEMPORAL_ML_STORE", raising=False)
+    info = RunInfo(id="sw", type="Sweep", status="completed", kind="sweep")
+    rows: list[dict[str, object]] = [{"name": "t0000"}]
+    assert find_metrics_dir(info, rows) is None
+    note = _no_curves_note(info, rows, None)
+    assert note is not None and str(home / "store" / "metrics") in note and "--metrics-dir" in note
+
+    def log(metrics: Path) -> None:
+        path = metrics / "sw--t0000" / "metrics.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"event": "train", "step": 1, "loss": 0.5}) + "\n")
+
+    log(home / "examples" / "bert_sweeps" / "metrics")  # where the examples write
+    assert find_metrics_dir(info, rows) == (home / "examples" / "bert_sweeps" / "metrics").resolve()
+    store = tmp_path / "elsewhere"
+    log(store / "metrics")  # the store the trial's checkpoints are in comes first
+    rows = [{"name": "t0000", "checkpoint": f"file://{store}/checkpoints/sw--t0000/step-000000000010"}]
+    assert find_metrics_dir(info, rows) == store / "metrics"
+    assert _no_curves_note(info, rows, store / "metrics") is None
