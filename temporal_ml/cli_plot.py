@@ -122,9 +122,10 @@ def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, list[
 
 
 def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None,
-           objective: str | None = None, rungs: Any = None) -> Any:
+           objective: str | None = None, rungs: Any = None, space: Any = None) -> Any:
     """A matplotlib figure of the run (see the module docstring); panels without data are left out.
-    ``rungs`` is an ASHA ladder's ``RungTable`` (its rung chart)."""
+    ``rungs`` is an ASHA ladder's ``RungTable`` (its rung chart); ``space`` a sweep's ``SearchSpace``
+    (its numeric parameters are the parallel-coordinates axes, log-scaled ones on a log axis)."""
     require("matplotlib", "ui")
     import matplotlib
 
@@ -141,8 +142,7 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
         panels.append(("bars", scored))
     if info.kind in ("sweep", "ladder") and scored:
         panels.append(("history", scored))
-        params = [c for c in _columns(rows) if c.startswith("params.")
-                  and all(isinstance(r.get(c), (int, float)) for r in scored)]
+        params = _parallel_axes(rows, scored, space)
         if params:
             panels.append(("parallel", (scored, params)))
     if rungs is not None and any(r.results for b in rungs.brackets for r in b.rungs):
@@ -156,6 +156,21 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
     fig.suptitle(f"{info.id} ({info.kind or info.type}, {info.status})")
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
+
+
+def _parallel_axes(rows: Sequence[dict[str, Any]], scored: Sequence[dict[str, Any]],
+                   space: Any) -> dict[str, bool]:
+    """Parameter column -> log axis: the space's parameters (log as declared), else every numeric
+    ``params.*`` column (linear); only columns numeric in every scored row."""
+    from temporal_ml.results import param_column
+
+    if space is not None:
+        axes = {param_column(k): bool(getattr(p, "log", False)) for k, p in space.params.items()}
+    else:
+        axes = {c: False for c in _columns(rows) if c.startswith("params.")}
+    numeric = {c: log for c, log in axes.items()
+               if all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in scored)}
+    return {c: log and all(float(r[c]) > 0 for r in scored) for c, log in numeric.items()}
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -210,21 +225,31 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         _draw_rungs(ax, data)
     elif kind == "parallel":
         rows, params = data
-        columns = [*params, goal]
-        lows = {c: min(float(r[c]) for r in rows) for c in columns}
-        highs = {c: max(float(r[c]) for r in rows) for c in columns}
+        logs = {**params, goal: False}
+        columns = list(logs)
+
+        def scaled(c: str, v: float) -> float:  # a log axis is linear in log(v)
+            return math.log(v) if logs[c] else v
+
+        lows = {c: min(scaled(c, float(r[c])) for r in rows) for c in columns}
+        highs = {c: max(scaled(c, float(r[c])) for r in rows) for c in columns}
         cmap = __import__("matplotlib").colormaps["viridis"]
         for r in rows:
-            ys = [(float(r[c]) - lows[c]) / ((highs[c] - lows[c]) or 1.0) for c in columns]
+            ys = [(scaled(c, float(r[c])) - lows[c]) / ((highs[c] - lows[c]) or 1.0) for c in columns]
             shade = ys[-1] if not math.isnan(ys[-1]) else 0.0
             ax.plot(range(len(columns)), ys, color=cmap(shade), alpha=0.8)
-        ax.set_xticks(range(len(columns)), [c.removeprefix("params.") for c in columns], fontsize="small")
-        for x, c in enumerate(columns):  # each axis's range at its ends
-            ax.annotate(f"{highs[c]:.3g}", (x, 1.0), fontsize="x-small", ha="center", va="bottom")
-            ax.annotate(f"{lows[c]:.3g}", (x, 0.0), fontsize="x-small", ha="center", va="top")
+        labels = [c.removeprefix("params.") + (" (log)" if logs[c] else "") for c in columns]
+        ax.set_xticks(range(len(columns)), labels, fontsize="small")
+        for x, c in enumerate(columns):  # each axis's range at its ends (and a log axis's middle)
+            ends = [(lows[c], 0.0, "top"), (highs[c], 1.0, "bottom")]
+            if logs[c] and highs[c] > lows[c]:
+                ends.append(((lows[c] + highs[c]) / 2, 0.5, "center"))
+            for value, y, va in ends:
+                shown = math.exp(value) if logs[c] else value
+                ax.annotate(f"{shown:.3g}", (x, y), fontsize="x-small", ha="center", va=va)
         ax.set_ylim(-0.12, 1.12)
-        ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range)",
-               yticks=[])
+        ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range, "
+                     "log-scaled parameters on log axes)", yticks=[])
 
 
 def _draw_rungs(ax: Any, table: Any) -> None:
@@ -304,6 +329,7 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     rows = await result_rows(client, args.id)
     metrics_dir = Path(args.metrics_dir) if args.metrics_dir else find_metrics_dir(info, rows)
     rungs = await _rung_table(client, info) if info.kind == "ladder" else None
+    space = await _search_space(client, info)
     if name == "plot":
         objective_of(rows, args.objective)  # a bad --objective fails in one line, before any note
     note = _no_curves_note(info, rows, metrics_dir)
@@ -313,12 +339,12 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     if name == "plot":
         import matplotlib.pyplot as plt
 
-        fig = figure(info, rows, metrics_dir, args.objective, rungs)
+        fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
         output.write_bytes(_png(fig))
         plt.close(fig)
     else:
         try:
-            fig = figure(info, rows, metrics_dir, args.objective, rungs)
+            fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
             png: bytes | None = _png(fig)
         except ConfigError:
             png = None
@@ -336,6 +362,21 @@ def _no_curves_note(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: 
         ", ".join(str(d) for d in metrics_dir_candidates(rows)) or "(no local store)")
     return (f"no learning curves: no metrics.jsonl of this run under {where}; "
             "pass --metrics-dir <the training worker's store>/metrics")
+
+
+async def _search_space(client: Any, info: RunInfo) -> Any:
+    """A sweep's or ladder's ``SearchSpace``, from its input (``None``: another kind, or unreadable)."""
+    if info.kind not in ("sweep", "ladder"):
+        return None
+    from temporal_ml.cli_start import workflow_input
+    from temporal_ml.sweep_types import LadderInput, SweepInput
+
+    input_type = LadderInput if info.kind == "ladder" else SweepInput
+    try:
+        inp = await workflow_input(client, client.get_workflow_handle(info.id), input_type)
+    except Exception:  # noqa: BLE001 - the plot falls back to linear axes of the params columns
+        return None
+    return getattr(inp, "space", None)
 
 
 async def _rung_table(client: Any, info: RunInfo) -> Any:

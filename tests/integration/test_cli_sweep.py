@@ -76,7 +76,7 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
         code, out, err = await cli("results", sweep_id, "--format", "json", env=env)  # while it runs
         live = json.loads(out)
         assert code == 0 and live and {r["status"] for r in live} <= {"training", "evaluating", "done"}, err
-        assert all(r["name"].startswith("t") and "params.hparams.hidden" in r for r in live)
+        assert all(r["name"].startswith("t") and "params.hidden" in r for r in live)
         code, _, err = await cli("sweep", "add-trials", sweep_id, "0", env=env)
         assert code == 1 and one_line(err)
         code, _, err = await cli("sweep", "enqueue", sweep_id, "not json", env=env)
@@ -89,7 +89,7 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
         assert [r["index"] for r in rows] == [t.row.index for t in result.trials] == [0, 1, 2]
         for row, trial in zip(rows, result.trials, strict=True):
             assert row["status"] == trial.row.state == "done" and row["value"] == trial.row.value
-            assert row["params.hparams.hidden"] == trial.row.params["hparams.hidden"]
+            assert row["params.hidden"] == trial.row.params["hparams.hidden"]
             assert row["checkpoint_sha256"] == trial.row.model_sha256 and row["rank"] in (1, 2, 3)
         code, table, _ = await cli("results", sweep_id, env=env)
         assert table.splitlines()[0].split()[:4] == ["NAME", "STATUS", "RANK", "VALUE"]
