@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from temporal_ml.cli_errors import one_line
 from temporal_ml.errors import ConfigError
 from temporal_ml.metric_sinks import (
     MetricSink,
@@ -95,6 +96,7 @@ def test_sink_names_are_checked_in_one_line_before_anything_starts() -> None:
     message = info.value.errors()[0]["msg"]
     assert "unknown metric sink 'tensorbord'" in message and "mlflow, tensorboard" in message
     assert "\n" not in message
+    assert one_line(info.value).startswith("invalid TrainConfig: metric_sinks: unknown metric sink 'tensorbord'")
     with pytest.raises(ValidationError, match="listed twice"):
         _config(metric_sinks=["tensorboard", "tensorboard"])
     # decoded from a payload (a worker resolves it) or named by reference: syntax only
