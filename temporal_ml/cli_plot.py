@@ -248,8 +248,8 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
                 shown = math.exp(value) if logs[c] else value
                 ax.annotate(f"{shown:.3g}", (x, y), fontsize="x-small", ha="center", va=va)
         ax.set_ylim(-0.12, 1.12)
-        ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range, "
-                     "log-scaled parameters on log axes)", yticks=[])
+        ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range)",
+               yticks=[])
 
 
 def _draw_rungs(ax: Any, table: Any) -> None:
