@@ -332,7 +332,8 @@ def experiment_worker(client: Client, *, task_queue: str, workflows: Sequence[ty
     )
     activities = [*training.activities(),
                   *SnapshotActivities(store, generators={SYNTHETIC: sentiment_dataset}).activities(),
-                  *EvalActivities(trainables=trainables, snapshot_store=store).activities()]
+                  *EvalActivities(trainables=trainables, snapshot_store=store,
+                                  metrics_dir=root / "metrics").activities()]
     return create_worker(client, task_queue=task_queue, workflows=workflows, activities=activities,
                          max_concurrent_activities=max_concurrent_trainings + 2)
 

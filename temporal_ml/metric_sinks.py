@@ -16,6 +16,9 @@ Built in (optional extras, imported only by a run that uses them):
   ``sqlite:///<metrics_dir>/mlflow.db``), in the experiment ``$MLFLOW_EXPERIMENT_NAME`` (default
   ``temporal-ml``). A resumed run logs into the same MLflow run.
 
+Evaluations of a run's checkpoints by the evaluation activity reach the same sinks as ``eval_<name>``
+at the checkpoint's step (:func:`log_evaluation`).
+
 Your own: implement :class:`MetricSink` (``log(step, metrics)`` and ``close()``) and either register a
 factory under a name with :func:`register_metric_sink` (in a module both the starter and the training
 worker import), or name its factory by import path, ``"my_package.sinks:make_sink"``.
@@ -49,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MetricSink", "SinkContext", "SinkFactory", "register_metric_sink", "metric_sink_names",
-    "check_metric_sinks", "resolve_metric_sinks", "RunMetrics",
+    "check_metric_sinks", "resolve_metric_sinks", "RunMetrics", "log_evaluation",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,8 @@ class SinkContext:
         run_id: the run.
         config: the run's configuration.
         run_dir: the run's metrics directory on this worker (``<metrics_dir>/<run_id>``, created).
-        start_step: the step training starts from (0, or the resumed checkpoint's step).
+        start_step: the step training starts from (0, or the resumed checkpoint's step; 0 for the
+            sink an evaluation of one of the run's checkpoints opens, logs to once and closes).
     """
 
     run_id: str
@@ -266,6 +270,33 @@ class RunMetrics:
         sinks, self._sinks = self._sinks, []
         for name, sink in sinks:
             self._close_one(name, sink)
+
+
+def log_evaluation(metrics_dir: str | Path | None, run_id: str, config: TrainConfig, step: int,
+                   metrics: Mapping[str, Any]) -> None:
+    """Send an evaluation of a run's checkpoint (at ``step``) to the run's sinks, as ``eval_<name>``
+    (the names the training loop gives its own final evaluation). Used by the evaluation activity;
+    nothing without a metrics dir or sinks. A sink that fails (or is not installed on this worker) is
+    logged: an evaluation never fails because of its metrics' destinations."""
+    if metrics_dir is None or not config.metric_sinks:
+        return
+    run_dir = Path(metrics_dir) / run_id
+    numbers = {f"eval_{k}": v for k, v in _numbers(metrics).items()}
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        factories = resolve_metric_sinks(config.metric_sinks)
+    except Exception as exc:  # noqa: BLE001 - the evaluation's result stands without its sinks
+        log.warning("run %s: evaluation metrics not sent to %s: %s", run_id, config.metric_sinks, exc)
+        return
+    for name, factory in factories:
+        try:
+            sink = factory(SinkContext(run_id=run_id, config=config, run_dir=run_dir, start_step=0))
+            try:
+                sink.log(step, numbers)
+            finally:
+                sink.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("run %s: metric sink %s failed for an evaluation: %s", run_id, name, exc)
 
 
 # -- built-in sinks ----------------------------------------------------------------------------------

@@ -171,3 +171,18 @@ def test_missing_extra_fails_in_one_line_naming_it(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install 'temporal-ml\[tensorboard\]'"):
         resolve_metric_sinks(["tensorboard"])
+
+
+def test_an_evaluation_reaches_the_runs_sinks(tmp_path: Path) -> None:
+    """The evaluation activity's metrics of a checkpoint go to its run's sinks as eval_<name> at the
+    checkpoint's step; without a metrics dir, or with a sink this worker lacks, nothing fails."""
+    from temporal_ml.metric_sinks import log_evaluation
+
+    ListSink.received.clear()
+    config = _config(metric_sinks=["test-list"])
+    log_evaluation(tmp_path, "run", config, 8, {"accuracy": 0.75, "examples": 32, "note": "x"})
+    assert ListSink.received == [("run", 8, {"eval_accuracy": 0.75, "eval_examples": 32.0}), ("run", -1, {})]
+    log_evaluation(None, "run", config, 8, {"accuracy": 0.75})
+    unknown = _config().model_copy(update={"metric_sinks": ["not-on-this-worker"]})
+    log_evaluation(tmp_path, "run", unknown, 8, {"accuracy": 0.75})  # logged, not raised
+    assert len(ListSink.received) == 2
