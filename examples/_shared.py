@@ -65,6 +65,9 @@ def starter_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--train-limit", type=int, default=None,
                         help="use only the first N training rows of a file dataset")
     parser.add_argument("--run-id", default=None, help="workflow / run id (default: generated)")
+    parser.add_argument("--metric-sink", action="append", default=[], dest="metric_sinks", metavar="NAME",
+                        help="also send the metrics to NAME: tensorboard, mlflow (optional extras) or a "
+                             "'module:factory' sink (repeatable; the metrics.jsonl log is always written)")
     parser.add_argument("--verbose", action="store_true",
                         help="on an error, print the traceback as well as the one-line message")
     return parser
@@ -329,7 +332,8 @@ def experiment_worker(client: Client, *, task_queue: str, workflows: Sequence[ty
     )
     activities = [*training.activities(),
                   *SnapshotActivities(store, generators={SYNTHETIC: sentiment_dataset}).activities(),
-                  *EvalActivities(trainables=trainables, snapshot_store=store).activities()]
+                  *EvalActivities(trainables=trainables, snapshot_store=store,
+                                  metrics_dir=root / "metrics").activities()]
     return create_worker(client, task_queue=task_queue, workflows=workflows, activities=activities,
                          max_concurrent_activities=max_concurrent_trainings + 2)
 

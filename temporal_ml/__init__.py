@@ -57,8 +57,11 @@ __all__ = [
     "EvalInput",
     "CoordinatorWorkflow",
     "CoordinatorInput",
-    # results
+    # results and metrics
     "results",
+    "MetricSink",
+    "SinkContext",
+    "register_metric_sink",
     # sweeps
     "SweepWorkflow",
     "SweepInput",
@@ -100,6 +103,7 @@ _WHERE = {
     "SweepActivities": "activities.sweep",
     "LadderSweepWorkflow": "workflows.ladder",
     **dict.fromkeys(["LadderInput", "LadderResult"], "sweep_types"),
+    **dict.fromkeys(["MetricSink", "SinkContext", "register_metric_sink"], "metric_sinks"),
     **dict.fromkeys(["TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError",
                      "MissingDependencyError", "StorageError"], "errors"),
 }

@@ -35,7 +35,8 @@ from temporal_ml.cli_common import (
 )
 from temporal_ml.errors import ConfigError, require
 
-__all__ = ["add_plot_parsers", "figure", "html_report", "objective_of", "metrics_dir_default"]
+__all__ = ["add_plot_parsers", "figure", "html_report", "objective_of", "metrics_dir_default",
+           "metrics_dir_candidates", "find_metrics_dir"]
 
 
 def add_plot_parsers(sub: Any) -> None:
@@ -48,8 +49,10 @@ def add_plot_parsers(sub: Any) -> None:
         parser.add_argument("id", metavar="ID", help="workflow id of the run")
         parser.add_argument("-o", "--output", required=True, metavar=f"FILE{suffix}")
         parser.add_argument("--metrics-dir", default=None, metavar="PATH",
-                            help="the per-run metrics.jsonl logs (default <store>/metrics of "
-                                 "$TEMPORAL_ML_STORE or $TEMPORAL_ML_HOME/store)")
+                            help="the per-run metrics.jsonl logs (default: found in <store>/metrics "
+                                 "of the run's checkpoints, of $TEMPORAL_ML_STORE or "
+                                 "$TEMPORAL_ML_HOME/store, or of the examples' "
+                                 "$TEMPORAL_ML_HOME/examples/<example>)")
         parser.add_argument("--objective", default=None, metavar="COLUMN",
                             help="the column to rank by (default: value, else eval.accuracy, else "
                                  "metrics.loss)")
@@ -63,6 +66,37 @@ def metrics_dir_default() -> Path | None:
 
     root = local_path(default_store())
     return root / "metrics" if root is not None else None
+
+
+def metrics_dir_candidates(rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """Where a run's metrics logs may be, in order: ``<store>/metrics`` of the stores its checkpoints
+    are in (a local ``<store>/checkpoints/...`` URI), the default store's, and the bundled examples'
+    stores (``$TEMPORAL_ML_HOME/examples/<example>/metrics``)."""
+    from temporal_ml.roles import local_path
+
+    found: dict[Path, None] = {}
+    for row in rows:
+        uri = row.get("checkpoint")
+        path = local_path(str(uri)) if isinstance(uri, str) and uri else None
+        while path is not None and path.parent != path:
+            if path.name == "checkpoints":
+                found.setdefault(path.parent / "metrics", None)
+                break
+            path = path.parent
+    default = metrics_dir_default()
+    if default is not None:
+        found.setdefault(default, None)
+    home = Path(os.environ.get("TEMPORAL_ML_HOME") or Path.home() / ".temporal-ml").expanduser()
+    for example in sorted((home / "examples").glob("*/metrics")):
+        found.setdefault(example.resolve(), None)
+    return list(found)
+
+
+def find_metrics_dir(info: RunInfo, rows: Sequence[dict[str, Any]]) -> Path | None:
+    """The first of :func:`metrics_dir_candidates` holding a metrics log of the run (``None``: none)."""
+    ids = [c for candidates in _train_ids(info, rows).values() for c in candidates]
+    return next((d for d in metrics_dir_candidates(rows)
+                 if any((d / c / "metrics.jsonl").is_file() for c in ids)), None)
 
 
 def objective_of(rows: Sequence[dict[str, Any]], wanted: str | None = None) -> str | None:
@@ -88,9 +122,10 @@ def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, list[
 
 
 def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None,
-           objective: str | None = None, rungs: Any = None) -> Any:
+           objective: str | None = None, rungs: Any = None, space: Any = None) -> Any:
     """A matplotlib figure of the run (see the module docstring); panels without data are left out.
-    ``rungs`` is an ASHA ladder's ``RungTable`` (its rung chart)."""
+    ``rungs`` is an ASHA ladder's ``RungTable`` (its rung chart); ``space`` a sweep's ``SearchSpace``
+    (its numeric parameters are the parallel-coordinates axes, log-scaled ones on a log axis)."""
     require("matplotlib", "ui")
     import matplotlib
 
@@ -107,8 +142,7 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
         panels.append(("bars", scored))
     if info.kind in ("sweep", "ladder") and scored:
         panels.append(("history", scored))
-        params = [c for c in _columns(rows) if c.startswith("params.")
-                  and all(isinstance(r.get(c), (int, float)) for r in scored)]
+        params = _parallel_axes(rows, scored, space)
         if params:
             panels.append(("parallel", (scored, params)))
     if rungs is not None and any(r.results for b in rungs.brackets for r in b.rungs):
@@ -122,6 +156,21 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
     fig.suptitle(f"{info.id} ({info.kind or info.type}, {info.status})")
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
+
+
+def _parallel_axes(rows: Sequence[dict[str, Any]], scored: Sequence[dict[str, Any]],
+                   space: Any) -> dict[str, bool]:
+    """Parameter column -> log axis: the space's parameters (log as declared), else every numeric
+    ``params.*`` column (linear); only columns numeric in every scored row."""
+    from temporal_ml.results import param_column
+
+    if space is not None:
+        axes = {param_column(k): bool(getattr(p, "log", False)) for k, p in space.params.items()}
+    else:
+        axes = {c: False for c in _columns(rows) if c.startswith("params.")}
+    numeric = {c: log for c, log in axes.items()
+               if all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in scored)}
+    return {c: log and all(float(r[c]) > 0 for r in scored) for c, log in numeric.items()}
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -176,18 +225,28 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         _draw_rungs(ax, data)
     elif kind == "parallel":
         rows, params = data
-        columns = [*params, goal]
-        lows = {c: min(float(r[c]) for r in rows) for c in columns}
-        highs = {c: max(float(r[c]) for r in rows) for c in columns}
+        logs = {**params, goal: False}
+        columns = list(logs)
+
+        def scaled(c: str, v: float) -> float:  # a log axis is linear in log(v)
+            return math.log(v) if logs[c] else v
+
+        lows = {c: min(scaled(c, float(r[c])) for r in rows) for c in columns}
+        highs = {c: max(scaled(c, float(r[c])) for r in rows) for c in columns}
         cmap = __import__("matplotlib").colormaps["viridis"]
         for r in rows:
-            ys = [(float(r[c]) - lows[c]) / ((highs[c] - lows[c]) or 1.0) for c in columns]
+            ys = [(scaled(c, float(r[c])) - lows[c]) / ((highs[c] - lows[c]) or 1.0) for c in columns]
             shade = ys[-1] if not math.isnan(ys[-1]) else 0.0
             ax.plot(range(len(columns)), ys, color=cmap(shade), alpha=0.8)
-        ax.set_xticks(range(len(columns)), [c.removeprefix("params.") for c in columns], fontsize="small")
-        for x, c in enumerate(columns):  # each axis's range at its ends
-            ax.annotate(f"{highs[c]:.3g}", (x, 1.0), fontsize="x-small", ha="center", va="bottom")
-            ax.annotate(f"{lows[c]:.3g}", (x, 0.0), fontsize="x-small", ha="center", va="top")
+        labels = [c.removeprefix("params.") + (" (log)" if logs[c] else "") for c in columns]
+        ax.set_xticks(range(len(columns)), labels, fontsize="small")
+        for x, c in enumerate(columns):  # each axis's range at its ends (and a log axis's middle)
+            ends = [(lows[c], 0.0, "top"), (highs[c], 1.0, "bottom")]
+            if logs[c] and highs[c] > lows[c]:
+                ends.append(((lows[c] + highs[c]) / 2, 0.5, "center"))
+            for value, y, va in ends:
+                shown = math.exp(value) if logs[c] else value
+                ax.annotate(f"{shown:.3g}", (x, y), fontsize="x-small", ha="center", va=va)
         ax.set_ylim(-0.12, 1.12)
         ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range)",
                yticks=[])
@@ -268,8 +327,9 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     client = await client_for(args)
     info, _ = await describe_run(client, args.id)
     rows = await result_rows(client, args.id)
-    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else metrics_dir_default()
+    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else find_metrics_dir(info, rows)
     rungs = await _rung_table(client, info) if info.kind == "ladder" else None
+    space = await _search_space(client, info)
     if name == "plot":
         objective_of(rows, args.objective)  # a bad --objective fails in one line, before any note
     note = _no_curves_note(info, rows, metrics_dir)
@@ -279,12 +339,12 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     if name == "plot":
         import matplotlib.pyplot as plt
 
-        fig = figure(info, rows, metrics_dir, args.objective, rungs)
+        fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
         output.write_bytes(_png(fig))
         plt.close(fig)
     else:
         try:
-            fig = figure(info, rows, metrics_dir, args.objective, rungs)
+            fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
             png: bytes | None = _png(fig)
         except ConfigError:
             png = None
@@ -298,9 +358,25 @@ def _no_curves_note(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: 
     ids = [c for candidates in _train_ids(info, rows).values() for c in candidates]
     if metrics_dir is not None and any((metrics_dir / c / "metrics.jsonl").is_file() for c in ids):
         return None
-    return (f"no learning curves: no metrics.jsonl of this run under {metrics_dir or '(no local store)'}; "
-            "pass --metrics-dir <store>/metrics (the bundled examples keep theirs in "
-            "$TEMPORAL_ML_HOME/examples/<example>/metrics)")
+    where = str(metrics_dir) if metrics_dir is not None else (
+        ", ".join(str(d) for d in metrics_dir_candidates(rows)) or "(no local store)")
+    return (f"no learning curves: no metrics.jsonl of this run under {where}; "
+            "pass --metrics-dir <the training worker's store>/metrics")
+
+
+async def _search_space(client: Any, info: RunInfo) -> Any:
+    """A sweep's or ladder's ``SearchSpace``, from its input (``None``: another kind, or unreadable)."""
+    if info.kind not in ("sweep", "ladder"):
+        return None
+    from temporal_ml.cli_start import workflow_input
+    from temporal_ml.sweep_types import LadderInput, SweepInput
+
+    input_type = LadderInput if info.kind == "ladder" else SweepInput
+    try:
+        inp = await workflow_input(client, client.get_workflow_handle(info.id), input_type)
+    except Exception:  # noqa: BLE001 - the plot falls back to linear axes of the params columns
+        return None
+    return getattr(inp, "space", None)
 
 
 async def _rung_table(client: Any, info: RunInfo) -> Any:

@@ -2,8 +2,9 @@
 
 Like Optuna's ``trials_dataframe()`` and Ray Tune's ``ResultGrid.get_dataframe()``: one row per
 experiment (or trial) of a coordinator (or sweep), one row per run for a training or evaluation.
-Columns: ``name``, ``status``, ``step``/``max_steps``, ``params.<hparam>`` (plus ``seed``,
-``batch_size``), metrics (``train.<m>`` and ``eval.<m>`` for experiments, ``metrics.<m>`` for a
+Columns: ``name``, ``status``, ``step``/``max_steps``, ``params.<hparam>`` for every hyperparameter
+(``TrainConfig.hparams``; a sweep's space key ``hparams.<name>`` is the column ``params.<name>`` too, see
+:func:`param_column`) and ``TrainConfig`` fields under their own names (``seed``, ``batch_size``), metrics (``train.<m>`` and ``eval.<m>`` for experiments, ``metrics.<m>`` for a
 training), durations in seconds, lineage (``config_hash``, ``snapshot_id``, ``checkpoint_sha256``,
 ``library_version``), the workflow ids and ``error``.
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from temporal_ml.cli_common import RunInfo
 
-__all__ = ["results", "result_rows", "register_rows", "learning_curves", "require_pandas"]
+__all__ = ["results", "result_rows", "register_rows", "learning_curves", "require_pandas", "param_column"]
 
 Row = dict[str, Any]
 RowBuilder = Callable[["Client", "RunInfo"], Awaitable[list[Row]]]
@@ -124,6 +125,13 @@ def _base_row(info: RunInfo) -> Row:
     return {"name": info.id, "kind": info.kind, "status": info.status, "workflow_id": info.id,
             "started": info.start_time, "closed": info.close_time,
             "duration_s": info.duration_seconds}
+
+
+def param_column(key: str) -> str:
+    """The result column of a hyperparameter or search-space key, the same for every run kind:
+    ``hparams.<name>`` (a space key) and ``<name>`` of ``TrainConfig.hparams`` are ``params.<name>``;
+    another space key is a ``TrainConfig`` field and keeps its name (``batch_size``, ``seed``)."""
+    return f"params.{key.removeprefix('hparams.')}" if key.startswith("hparams.") else key
 
 
 def _params(config: Any) -> Row:
@@ -323,7 +331,7 @@ def _trial_row(row: Any) -> Row:
     duration = (end - row.started).total_seconds() if row.started is not None and end is not None else None
     return {
         "name": row.name, "index": row.index, "status": row.state, "value": row.value,
-        **{f"params.{k}": v for k, v in sorted(row.params.items())},
+        **{param_column(k): v for k, v in sorted(row.params.items())},
         "step": row.step, "max_steps": row.max_steps, "train.loss": row.loss,
         **_prefixed("eval", row.metrics), "resumes": row.resumes, "source": row.source,
         "started": row.started, "finished": row.finished, "duration_s": duration,

@@ -203,7 +203,7 @@ def _activities(spec: WorkerSpec, role: Role, store: SnapshotStore) -> list[Call
     from temporal_ml.activities.evaluation import EvalActivities
 
     return EvalActivities(trainables=spec.trainables, snapshot_store=store,
-                          storage_options=spec.storage_options).activities()
+                          storage_options=spec.storage_options, metrics_dir=spec.metrics_dir).activities()
 
 
 def import_object(ref: str) -> Any:

@@ -14,9 +14,16 @@ from pydantic import (
     Field,
     JsonValue,
     ModelWrapValidatorHandler,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
     model_validator,
 )
+
+from temporal_ml.errors import ConfigError
 
 __all__ = [
     "SnapshotRef",
@@ -172,6 +179,12 @@ class TrainConfig(_Frozen):
         eval_split: a split of the snapshot to evaluate on at the end of training (optional).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         deterministic: ask torch for deterministic algorithms (bitwise-reproducible runs).
+        metric_sinks: where the run's metrics go besides its JSONL log, like the HF Trainer's
+            ``report_to``: ``"tensorboard"``, ``"mlflow"`` (optional extras), a name registered with
+            :func:`temporal_ml.metric_sinks.register_metric_sink` or a ``"module:factory"`` reference
+            (see :mod:`temporal_ml.metric_sinks`). Checked when the config is built in Python; an
+            unknown name fails there, before anything starts. Operational: left out of both hashes and,
+            when empty, of the serialized config (payloads and hashes stay those of earlier versions).
     """
 
     trainable: str = Field(min_length=1)
@@ -188,6 +201,31 @@ class TrainConfig(_Frozen):
     eval_split: str | None = None
     device: str = "auto"
     deterministic: bool = True
+    metric_sinks: list[str] = Field(default_factory=list)
+
+    @field_validator("metric_sinks")
+    @classmethod
+    def _known_sinks(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        from temporalio import workflow
+
+        from temporal_ml.metric_sinks import check_metric_sinks
+
+        # Built in Python here: names must be known to this process. Decoded from a payload, or inside
+        # a workflow (which must never fail on a name only the training worker registers): syntax
+        # only; the training worker resolves them and fails the run clearly if it cannot.
+        strict = info.mode == "python" and not workflow.in_workflow()
+        try:
+            return check_metric_sinks(names, registered=strict)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_sinks(self, handler: SerializerFunctionWrapHandler,
+                          info: SerializationInfo) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("metric_sinks", True):
+            del data["metric_sinks"]
+        return data
 
     @model_validator(mode="after")
     def _has_cadence(self) -> TrainConfig:
@@ -223,13 +261,14 @@ class TrainConfig(_Frozen):
     def _hashed(data: dict[str, Any]) -> dict[str, Any]:
         if data.get("schedule_steps", 0) is None:  # unset: hashes stay those of configs before the field
             del data["schedule_steps"]
+        data.pop("metric_sinks", None)  # where metrics go never changes a trajectory
         return data
 
 
 #: ``TrainConfig`` fields that do not change a run's trajectory (left out of ``config_hash``).
 OPERATIONAL_FIELDS = (
     "checkpoint_every_steps", "checkpoint_every_seconds", "async_checkpoints", "keep_last",
-    "log_every_steps", "device", "eval_split",
+    "log_every_steps", "device", "eval_split", "metric_sinks",
 )
 
 

@@ -35,7 +35,7 @@ async def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size, seed=0,
         checkpoint_every_steps=args.checkpoint_every, eval_split="dev",
-        hparams={"model": model_name(args.model)},
+        hparams={"model": model_name(args.model)}, metric_sinks=args.metric_sinks,
     )
     run_id = args.run_id or f"bert-ckpt-{uuid.uuid4().hex[:8]}"
     inp = TrainingInput(config=config, dataset=dataset_source(args.dataset, args.train_limit),

@@ -41,7 +41,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.lr is not None:
         hparams["lr"] = args.lr
     config = TrainConfig(trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size,
-                         seed=args.seed, checkpoint_every_steps=100, hparams=hparams)
+                         seed=args.seed, checkpoint_every_steps=100, hparams=hparams,
+                         metric_sinks=args.metric_sinks)
     source = dataset_source(args.dataset, args.train_limit)
     run_id = args.run_id or f"bert-eval-{uuid.uuid4().hex[:8]}"
     inp = CoordinatorInput(experiments=[ExperimentSpec(name=args.name, config=config)], dataset=source,

@@ -57,7 +57,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.lr is not None:
         hparams["lr"] = args.lr
     config = TrainConfig(trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size,
-                         checkpoint_every_steps=100, eval_split=_eval_split(args), hparams=hparams)
+                         checkpoint_every_steps=100, eval_split=_eval_split(args), hparams=hparams,
+                         metric_sinks=args.metric_sinks)
     run_id = args.run_id or f"bert-finetune-{uuid.uuid4().hex[:8]}"
     inp = TrainingInput(config=config, dataset=dataset_source(args.dataset, args.train_limit),
                         run_id=run_id, progress_every_seconds=2)

@@ -76,7 +76,8 @@ def experiments(args: argparse.Namespace) -> list[ExperimentSpec]:
     return [
         ExperimentSpec(name=f"lr{lr:g}-seed{seed}", config=TrainConfig(
             trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size, seed=seed,
-            checkpoint_every_steps=100, hparams={"model": model_name(args.model), "lr": lr}))
+            checkpoint_every_steps=100, hparams={"model": model_name(args.model), "lr": lr},
+            metric_sinks=args.metric_sinks))
         for lr, seed in grid(args.lrs, args.seeds, args.configs)
     ]
 

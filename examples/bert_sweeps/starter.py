@@ -76,7 +76,7 @@ def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInp
     source = dataset_source(args.dataset, args.train_limit)
     base = TrainConfig(trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size,
                        checkpoint_every_steps=max(1, min(50, args.min_budget)),
-                       hparams={"model": model_name(args.model)})
+                       hparams={"model": model_name(args.model)}, metric_sinks=args.metric_sinks)
     common: dict[str, Any] = dict(
         base=base, space=space_for(kind), searcher=searcher, n_trials=args.trials,
         max_concurrency=args.max_concurrency, objective="accuracy", direction="maximize", seed=args.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -12,6 +13,7 @@ from temporal_ml.activities._fail_fast import fail_fast
 from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import EVALUATE, EvalRequest
 from temporal_ml.errors import ConfigError, NotFoundError
+from temporal_ml.metric_sinks import log_evaluation
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.training.restore import setup_from_checkpoint
 from temporal_ml.training.trainable import Trainable
@@ -29,6 +31,8 @@ class EvalActivities:
         trainables: name -> :class:`Trainable` (``TrainConfig.trainable`` picks one).
         snapshot_store: the store holding the snapshots runs trained on.
         storage_options: fsspec options for reading checkpoints.
+        metrics_dir: local directory of the runs' metrics (``<run_id>/``): an evaluation's metrics go
+            to the sinks of its run's ``config.metric_sinks`` there (``None``: to none).
     """
 
     def __init__(
@@ -37,10 +41,12 @@ class EvalActivities:
         trainables: Mapping[str, Trainable],
         snapshot_store: SnapshotStore,
         storage_options: dict[str, Any] | None = None,
+        metrics_dir: str | Path | None = None,
     ) -> None:
         self.trainables = dict(trainables)
         self.snapshots = snapshot_store
         self.storage_options = storage_options
+        self.metrics_dir = metrics_dir
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an evaluation worker."""
@@ -77,6 +83,7 @@ class EvalActivities:
         metrics = {k: float(v) for k, v in trainable.evaluate(setup, data[req.split]).items()}
         if "mse" in metrics and "rmse" not in metrics:
             metrics["rmse"] = math.sqrt(metrics["mse"])
+        log_evaluation(self.metrics_dir, req.checkpoint.run_id, req.config, req.checkpoint.step, metrics)
         return EvalResult(
             checkpoint=req.checkpoint, snapshot=req.snapshot, split=req.split,
             examples=int(metrics.get("examples", data[req.split].num_rows)),

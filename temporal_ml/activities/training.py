@@ -33,6 +33,7 @@ from temporal_ml.activities.messages import (
     TrainRequest,
 )
 from temporal_ml.errors import ConfigError
+from temporal_ml.metric_sinks import resolve_metric_sinks
 from temporal_ml.storage.checkpoints import CheckpointManager
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.training.control import LoopControl
@@ -145,6 +146,8 @@ class TrainingActivities:
     async def train(self, req: TrainRequest) -> TrainOutcome:
         """Train (or resume) the run to ``max_steps``; see the module docstring."""
         self._trainable(req.config.trainable)  # fail fast before loading anything
+        if self.metrics_dir is not None:  # an unknown sink or a missing extra: fail now
+            resolve_metric_sinks(req.config.metric_sinks)
         info = activity.info()
         prior = _prior_resumes(info.heartbeat_details)
         loop = asyncio.get_running_loop()

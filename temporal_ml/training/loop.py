@@ -11,7 +11,6 @@ produces bitwise the same weights as never stopping (given deterministic kernels
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from temporal_ml.errors import ConfigError, IntegrityError, NotFoundError
+from temporal_ml.metric_sinks import RunMetrics
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
 from temporal_ml.training.rng import (
@@ -71,22 +71,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class _MetricsLog:
-    """Append-only JSONL metrics file of one run (one JSON object per line)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, event: str, **values: Any) -> None:
-        if self.path is None:
-            return
-        record = {"event": event, "time": round(time.time(), 3), **values}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
 class TrainingLoop:
     """Runs one training run to ``max_steps`` (or until stopped), checkpointing on the way.
 
@@ -96,7 +80,8 @@ class TrainingLoop:
         run_id: the run (checkpoints live under ``<checkpoint root>/<run_id>/``).
         data: the snapshot's splits (split name -> Arrow table).
         checkpoints: the run's checkpoint manager.
-        metrics_path: JSONL metrics file (``None``: no file).
+        metrics_path: JSONL metrics file (``None``: no file, and no metric sinks); the sinks of
+            ``config.metric_sinks`` get the same records (see :mod:`temporal_ml.metric_sinks`).
         control: stop requests and progress callbacks (``None``: run to the end).
         snapshot_id: the id of the snapshot ``data`` comes from; recorded in every checkpoint, and a
             resume from a checkpoint of another snapshot is refused (``None``: not checked).
@@ -121,7 +106,7 @@ class TrainingLoop:
         self.data = data
         self.checkpoints = checkpoints
         self.control = control or LoopControl()
-        self.metrics = _MetricsLog(metrics_path)
+        self.metrics = RunMetrics(metrics_path, run_id=run_id, config=config)
         self.config_hash = config.config_hash()
         self.rng = RngStream()
         #: Times this run has resumed from a checkpoint, as recorded in its checkpoints.
@@ -225,6 +210,7 @@ class TrainingLoop:
         try:
             return self._run(hints)
         finally:
+            self.metrics.close()
             self.rng.close()
 
     def _run(self, resume_hint: Sequence[CheckpointRef]) -> LoopResult:

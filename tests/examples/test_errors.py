@@ -56,6 +56,7 @@ CLIENT_SIDE = [
     ("bert_finetune", ["--dataset", "./no/such/data"], "--dataset ./no/such/data: no such directory"),
     ("bert_eval", ["--dataset", "README.md"], "is a file"),
     ("bert_sweeps", ["--steps", "20", "--min-budget", "30"], "invalid AshaScheduler: "),
+    ("bert_sweeps", ["--metric-sink", "tensorbord"], "unknown metric sink 'tensorbord'; choose from mlflow, tensorboard"),
 ]
 
 

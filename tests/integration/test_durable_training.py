@@ -5,6 +5,7 @@ bitwise identical to an uninterrupted run, redoing at most one checkpoint interv
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import random
 import signal
@@ -210,9 +211,20 @@ async def test_config_error_fails_fast_and_inference_works(workers: Workers) -> 
         await client.execute_workflow(MLPTraining.run, _input("bad-" + uuid.uuid4().hex[:8], workers.queue, bad),
                                       id=f"bad-{uuid.uuid4()}", task_queue=workers.queue)
     assert "deliberately bad config" in str(info.value.cause.cause)  # type: ignore[union-attr]
+    # a metric sink the training worker does not know (the client never checked: model_copy)
+    unknown = CONFIG.model_copy(update={"metric_sinks": ["not-on-this-worker"]})
+    with pytest.raises(WorkflowFailureError) as info:
+        await client.execute_workflow(MLPTraining.run, _input("sink-" + uuid.uuid4().hex[:8], workers.queue, unknown),
+                                      id=f"sink-{uuid.uuid4()}", task_queue=workers.queue)
+    assert "unknown metric sink 'not-on-this-worker'" in str(info.value.cause.cause)  # type: ignore[union-attr]
 
-    short = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0}})
-    result = await (await _start(workers, f"infer-{uuid.uuid4().hex[:8]}", short)).result()
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    short = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0},
+                                      "metric_sinks": ["tensorboard"] if tensorboard else []})
+    run_id = f"infer-{uuid.uuid4().hex[:8]}"
+    result = await (await _start(workers, run_id, short)).result()
+    if tensorboard:  # the worker wrote the run's event files beside its metrics.jsonl
+        assert list((workers.root / "metrics" / run_id).glob("events.out.tfevents.*"))
     rows = [[2.0] * 8, [-1.0] * 8]
     prediction = await client.execute_workflow(
         MLPInference.run, InferenceInput.from_result(short, result, rows),

@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -165,7 +166,7 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from temporal_ml.cli_common import RunInfo
     from temporal_ml.cli_plot import figure, html_report
-    from temporal_ml.search import AshaScheduler
+    from temporal_ml.search import AshaScheduler, Float, SearchSpace
 
     table = AshaScheduler(min_budget=10, max_budget=90, eta=3).new_table()
     rows = []
@@ -173,18 +174,26 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
         name = f"t{i:04d}"
         table.start(name)
         table.brackets[0].rungs[0].results[name] = value
-        rows.append({"name": name, "index": i, "status": "done", "value": value, "params.hparams.lr": 0.01 * (i + 1),
+        rows.append({"name": name, "index": i, "status": "done", "value": value, "params.lr": 0.01 * (i + 1),
                      "finished": f"2026-01-01T00:00:0{i}"})
         log = tmp_path / "metrics" / f"lad--{name}" / "metrics.jsonl"
         log.parent.mkdir(parents=True)
         log.write_text("".join(json.dumps({"event": "train", "step": s, "loss": 1 / s}) + "\n" for s in (5, 10)))
     table.brackets[0].rungs[1].results["t0001"] = 0.8
     info = RunInfo(id="lad", type="Ladder", status="completed", kind="ladder")
-    fig = figure(info, rows, tmp_path / "metrics", rungs=table)
+    space = SearchSpace({"hparams.lr": Float(0.001, 0.1, log=True)})
+    fig = figure(info, rows, tmp_path / "metrics", rungs=table, space=space)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "learning curves" and len(fig.axes[0].get_lines()) == 3
     assert titles[1:3] == ["value per trial", "optimization history"]
     assert titles[3].startswith("parameters against value") and titles[4].startswith("ASHA rungs")
+    # a log-scaled parameter is on a log axis: 0.02 sits at log(2)/log(3) of the way from 0.01 to 0.03
+    assert [t.get_text() for t in fig.axes[3].get_xticklabels()] == ["lr (log)", "value"]
+    middle = fig.axes[3].get_lines()[1].get_ydata()[0]
+    assert abs(middle - math.log(2) / math.log(3)) < 1e-9
+    linear = figure(info, rows, None, space=SearchSpace({"hparams.lr": Float(0.001, 0.1)}))
+    assert [t.get_text() for t in linear.axes[2].get_xticklabels()] == ["lr", "value"]
+    assert abs(linear.axes[2].get_lines()[1].get_ydata()[0] - 0.5) < 1e-9
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     page = html_report(info, rows, buffer.getvalue())
@@ -211,3 +220,48 @@ def test_progress_lines_only_on_changes() -> None:
         "resuming from step 20 when ...)",
         "r: [done] step 100/100  checkpoint @ 100",
     ]
+
+
+def test_metrics_logs_are_found_without_metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plot/report find a run's metrics logs: in the store of its checkpoints, the default store or
+    the bundled examples' stores; with none found, the note names where they looked."""
+    from temporal_ml.cli_common import RunInfo
+    from temporal_ml.cli_plot import _no_curves_note, find_metrics_dir
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TEMPORAL_ML_HOME", str(home))
+    monkeypatch.delenv("TEMPORAL_ML_STORE", raising=False)
+    info = RunInfo(id="sw", type="Sweep", status="completed", kind="sweep")
+    rows: list[dict[str, object]] = [{"name": "t0000"}]
+    assert find_metrics_dir(info, rows) is None
+    note = _no_curves_note(info, rows, None)
+    assert note is not None and str(home / "store" / "metrics") in note and "--metrics-dir" in note
+
+    def log(metrics: Path) -> None:
+        path = metrics / "sw--t0000" / "metrics.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"event": "train", "step": 1, "loss": 0.5}) + "\n")
+
+    log(home / "examples" / "bert_sweeps" / "metrics")  # where the examples write
+    assert find_metrics_dir(info, rows) == (home / "examples" / "bert_sweeps" / "metrics").resolve()
+    store = tmp_path / "elsewhere"
+    log(store / "metrics")  # the store the trial's checkpoints are in comes first
+    rows = [{"name": "t0000", "checkpoint": f"file://{store}/checkpoints/sw--t0000/step-000000000010"}]
+    assert find_metrics_dir(info, rows) == store / "metrics"
+    assert _no_curves_note(info, rows, store / "metrics") is None
+
+
+def test_parameter_columns_are_named_alike_for_every_run_kind() -> None:
+    """``params.<hparam>`` for a sweep's trial (space key ``hparams.<name>``) as for an experiment;
+    searched ``TrainConfig`` fields under their own names."""
+    from temporal_ml.results import _params, _trial_row, param_column
+    from temporal_ml.sweep_types import TrialRow
+
+    trial = _trial_row(TrialRow(index=0, params={"hparams.lr": 0.01, "batch_size": 16}, state="done",
+                                value=0.9, result_seq=1))
+    experiment = _params(TrainConfig(trainable="m", max_steps=5, batch_size=16, hparams={"lr": 0.01}))
+    assert trial["params.lr"] == experiment["params.lr"] == 0.01
+    assert trial["batch_size"] == experiment["batch_size"] == 16
+    assert not any(key.startswith("params.hparams.") for key in trial)
+    assert [param_column(k) for k in ("hparams.lr", "hparams.opt.beta", "seed")] == [
+        "params.lr", "params.opt.beta", "seed"]

@@ -19,7 +19,7 @@ PUBLIC = {
     "LadderInput", "LadderResult",
     "EvalResult", "Lineage", "ExperimentSpec", "ExperimentStatus", "ExperimentResult", "LeaderboardEntry",
     "CoordinatorResult", "EvalActivities", "EvalWorkflow", "EvalInput", "CoordinatorWorkflow",
-    "CoordinatorInput", "results",
+    "CoordinatorInput", "results", "MetricSink", "SinkContext", "register_metric_sink",
 }
 
 
