@@ -222,14 +222,17 @@ async def _eval_rows(client: Client, info: RunInfo) -> list[Row]:
 @register_rows("coordinator")
 async def _coordinator_rows(client: Client, info: RunInfo) -> list[Row]:
     from temporal_ml.types import CoordinatorResult
-    from temporal_ml.workflows.coordinator import CoordinatorInput, child_id
+    from temporal_ml.workflows.coordinator import CoordinatorInput, child_id, read_coordinator_table
 
     inp = await _input(client, info.id, CoordinatorInput)
     run_id = (inp.run_id if inp is not None else None) or info.experiment or info.id
     final, error = (await _result_or_error(client, info.id, CoordinatorResult)
                     if info.status in ("completed", "failed") else (None, None))
     specs = list(inp.experiments) if inp is not None else []
-    done = {e.name: e for e in final.experiments} if final is not None else {}
+    experiments = list(final.experiments) if final is not None else []
+    if final is not None and final.table_uri:  # more results than fit in the workflow's result
+        experiments = await asyncio.to_thread(read_coordinator_table, final.table_uri)
+    done = {e.name: e for e in experiments}
     ranks = {e.name: e.rank for e in final.leaderboard} if final is not None else {}
     names = [s.name for s in specs] or list(done)
     configs = {s.name: s.config for s in specs}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from temporal_ml import results
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.types import CoordinatorResult, DatasetSource, ExperimentSpec, TrainConfig
@@ -47,6 +48,7 @@ async def test_coordinator_continues_as_new_and_writes_its_table(tmp_path: Path,
         handle = await client.start_workflow(MLPCoordinator.run, inp, id=inp.run_id, task_queue=f"croll-{tag}")
         result: CoordinatorResult = await handle.result()
         runs = await train_runs(client, inp.run_id)
+        frame = await results(client, inp.run_id)  # the DataFrame reads the table
         events, n_runs = 0, 0
         async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"'):
             n_runs += 1
@@ -65,6 +67,7 @@ async def test_coordinator_continues_as_new_and_writes_its_table(tmp_path: Path,
         else:
             assert r.status == "done" and r.train is not None and r.train.steps == 20 and r.eval is not None
             assert r.lineage.checkpoint_sha256 == r.train.checkpoint.model_sha256
+    assert list(frame["name"]) == names and list(frame["status"]) == ["done"] * 8 + ["failed"]
     done = {r.name: r.eval.metrics["accuracy"] for r in table if r.eval is not None}
     assert [e.name for e in result.leaderboard] == sorted(done, key=lambda n: (-done[n], names.index(n)))
     # Exactly once: one training workflow per experiment that trained, across every coordinator run.
