@@ -28,10 +28,12 @@ from hypothesis import strategies as st
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
     WorkflowUpdateStage,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from temporal_ml.activities.snapshot import SnapshotActivities
@@ -95,11 +97,14 @@ class Env:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.server.stop()
 
+    def run_input(self, run_id: str) -> TrainingInput:
+        return TrainingInput(config=CONFIG, dataset=DATASET, run_id=run_id, task_queue=self.queue,
+                             heartbeat_timeout_seconds=5, progress_every_seconds=0.05)
+
     def start_run(self, run_id: str) -> str:
         """Start a run; returns the id of its first workflow run."""
-        inp = TrainingInput(config=CONFIG, dataset=DATASET, run_id=run_id, task_queue=self.queue,
-                            heartbeat_timeout_seconds=5, progress_every_seconds=0.05)
-        handle = self(self.client.start_workflow(MLPTraining.run, inp, id=run_id, task_queue=self.queue))
+        handle = self(self.client.start_workflow(MLPTraining.run, self.run_input(run_id), id=run_id,
+                                                 task_queue=self.queue))
         return str(handle.result_run_id)
 
 
@@ -143,12 +148,17 @@ OPS = st.lists(st.tuples(st.sampled_from(["pause", "resume", "stop_early"]),
                          st.sampled_from([0.0, 0.0, 0.05, 0.2, 0.5])), min_size=1, max_size=6)
 
 
-async def _send(client: Client, run_id: str, op: str) -> str:
-    """Send one request; returns "admitted", "refused: <message>" or "finished"."""
+async def _send(client: Client, run_id: str, op: str, start: WithStartWorkflowOperation | None = None) -> str:
+    """Send one request (with ``start``: as update-with-start, so it reaches the run's first
+    workflow task); returns "admitted", "refused: <message>" or "finished"."""
     handle = client.get_workflow_handle_for(MLPTraining.run, run_id)
     for _ in range(50):
         try:
-            update = await handle.start_update(op, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+            if start is not None:
+                update = await client.start_update_with_start_workflow(
+                    op, start_workflow_operation=start, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+            else:
+                update = await handle.start_update(op, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
             # A refused update comes back completed (with its failure) instead of accepted...
             if getattr(update, "_known_outcome", None) is not None:
                 await update.result()
@@ -172,18 +182,28 @@ async def _send(client: Client, run_id: str, op: str) -> str:
 
 
 @settings(max_examples=14, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=OPS)
-@example(ops=[("stop_early", 0.0)])  # the issue's cases: stop while snapshotting,
-@example(ops=[("pause", 0.5), ("resume", 0.0)])  # resume while the pause is checkpointing,
-@example(ops=[("pause", 0.0), ("stop_early", 0.0)])  # stop a run paused before any checkpoint
-def test_any_sequence_of_control_requests(env: tuple[Env, str], ops: list[tuple[str, float]]) -> None:
+@given(ops=OPS, with_start=st.booleans())
+@example(ops=[("stop_early", 0.0)], with_start=False)  # the issue's cases: stop while snapshotting,
+@example(ops=[("pause", 0.5), ("resume", 0.0)], with_start=False)  # resume while the pause is checkpointing,
+@example(ops=[("pause", 0.0), ("stop_early", 0.0)], with_start=False)  # stop a run paused before any checkpoint
+@example(ops=[("pause", 0.0), ("resume", 0.0)], with_start=True)  # a pause in the run's first workflow task
+def test_any_sequence_of_control_requests(env: tuple[Env, str], ops: list[tuple[str, float]],
+                                          with_start: bool) -> None:
+    """``with_start``: the first request comes with the start request (update-with-start), so it
+    reaches the run in its first workflow task, before the run has read its input."""
     e, straight_sha = env
     run_id = f"ctl-{uuid.uuid4().hex[:8]}"
-    e.start_run(run_id)
+    start = None
+    if with_start:
+        start = WithStartWorkflowOperation(MLPTraining.run, e.run_input(run_id), id=run_id, task_queue=e.queue,
+                                           id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+    else:
+        e.start_run(run_id)
     model, log = Model(), []
     for op, gap in ops:
         time.sleep(gap)
-        outcome = e(_send(e.client, run_id, op))
+        outcome = e(_send(e.client, run_id, op, start))
+        start = None
         log.append((op, outcome))
         if outcome == "finished":
             break
