@@ -172,6 +172,12 @@ class TrainConfig(_Frozen):
         eval_split: a split of the snapshot to evaluate on at the end of training (optional).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         deterministic: ask torch for deterministic algorithms (bitwise-reproducible runs).
+        world_size: data-parallel ranks (processes) to train with on one worker. ``1``: the training
+            activity runs the loop itself; more: it supervises a gang of that many ranks on
+            ``torch.distributed`` (DDP, elastic launcher). ``batch_size`` stays the *global* batch,
+            split across the ranks, and the sample order does not depend on the world size.
+        dist_backend: ``"auto"`` (``nccl`` on CUDA, else ``gloo``), ``"gloo"`` or ``"nccl"``.
+        threads_per_rank: torch threads of each rank (``None``: the worker's cores / world size).
     """
 
     trainable: str = Field(min_length=1)
@@ -188,6 +194,9 @@ class TrainConfig(_Frozen):
     eval_split: str | None = None
     device: str = "auto"
     deterministic: bool = True
+    world_size: int = Field(default=1, ge=1, le=1024)
+    dist_backend: Literal["auto", "gloo", "nccl"] = "auto"
+    threads_per_rank: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _has_cadence(self) -> TrainConfig:
@@ -223,13 +232,24 @@ class TrainConfig(_Frozen):
     def _hashed(data: dict[str, Any]) -> dict[str, Any]:
         if data.get("schedule_steps", 0) is None:  # unset: hashes stay those of configs before the field
             del data["schedule_steps"]
+        for key, default in _LATER_DEFAULTS.items():  # likewise for fields added later
+            if key in data and data[key] == default:
+                del data[key]
         return data
+
+
+#: Fields added after 0.1.0, left out of the hashes while they hold their default (so the hashes of
+#: existing configs, recorded in their checkpoints, do not change).
+_LATER_DEFAULTS: dict[str, Any] = {"world_size": 1, "dist_backend": "auto", "threads_per_rank": None}
 
 
 #: ``TrainConfig`` fields that do not change a run's trajectory (left out of ``config_hash``).
 OPERATIONAL_FIELDS = (
     "checkpoint_every_steps", "checkpoint_every_seconds", "async_checkpoints", "keep_last",
     "log_every_steps", "device", "eval_split",
+    # how many ranks share the work: the sample order and the global batch do not depend on it
+    # (the weights then agree up to the order of floating-point reductions; see docs/scaling.md)
+    "world_size", "dist_backend", "threads_per_rank",
 )
 
 

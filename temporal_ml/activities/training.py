@@ -140,6 +140,18 @@ class TrainingActivities:
                             data=data, checkpoints=checkpoints, metrics_path=metrics, control=control,
                             snapshot_id=req.snapshot.id)
 
+    def _gang(self, req: TrainRequest, control: LoopControl) -> Any:
+        """A supervisor of ``world_size`` ranks (``TrainConfig.world_size > 1``)."""
+        from temporal_ml.distributed.supervisor import GangSupervisor
+
+        run_id = check_name(req.run_id, "run id")
+        metrics = self.metrics_dir / run_id / "metrics.jsonl" if self.metrics_dir else None
+        return GangSupervisor(
+            self._trainable(req.config.trainable), req.config, run_id=run_id,
+            snapshot_store=self.snapshots, snapshot=req.snapshot,
+            checkpoint_root=self.checkpoint_root, storage_options=self.storage_options,
+            metrics_path=metrics, control=control)
+
     @activity.defn(name=TRAIN)
     @fail_fast_async
     async def train(self, req: TrainRequest) -> TrainOutcome:
@@ -158,6 +170,8 @@ class TrainingActivities:
         hints = [_hint(info.heartbeat_details), req.resume_from]
 
         def run() -> LoopResult:
+            if req.config.world_size > 1:  # a gang of ranks in child processes
+                return self._gang(req, control).run(resume_hint=hints)
             return self._loop(req, control).run(resume_hint=hints)
 
         future = loop.run_in_executor(self.training_executor, run)
