@@ -92,8 +92,9 @@ class DistributedTrainingLoop(TrainingLoop):
             seed_everything(rank_seed(self.config.seed, self.rank))
         self._module = setup.model
         device = next(setup.model.parameters()).device
-        setup.model = DistributedDataParallel(
-            setup.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if self.world_size > 1:  # alone, a rank trains exactly like the single-process loop
+            setup.model = DistributedDataParallel(
+                setup.model, device_ids=[device.index] if device.type == "cuda" else None)
         return ShardedSampler(setup.train_size, self.config.batch_size, self.config.seed,
                               self.rank, self.world_size)
 

@@ -38,6 +38,17 @@ __all__ = ["GangSupervisor", "GangError", "check_gang_settings"]
 log = logging.getLogger(__name__)
 
 
+class _NoSignalHandlerWarning(logging.Filter):
+    """The elastic agent warns that, started off the main thread, it cannot install signal handlers
+    and its workers may be orphaned: our ranks die with their parent process (see ``_rank``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to register signal handlers" not in record.getMessage()
+
+
+logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_NoSignalHandlerWarning())
+
+
 class GangError(RuntimeError):
     """A rank of the gang died or failed (retryable: the retry resumes from the last checkpoint)."""
 

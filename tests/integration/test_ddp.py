@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 # Every source of randomness on every rank (the "noisy" trainable draws from Python's, NumPy's and
 # torch's RNGs each step, has dropout and a GradScaler), checkpoints every 20 steps.
 CONFIG = TrainConfig(
-    trainable="noisy", max_steps=80, batch_size=16, seed=11, checkpoint_every_steps=20,
+    trainable="noisy", max_steps=60, batch_size=16, seed=11, checkpoint_every_steps=20,
     log_every_steps=5, async_checkpoints=False, eval_split="dev", world_size=2, threads_per_rank=1,
     hparams={"hidden": 16, "dropout": 0.2, "step_delay": 0.03},
 )
@@ -74,18 +74,27 @@ async def test_two_ranks_resume_exactly_after_rank_and_worker_kills(workers: Wor
     # the uninterrupted run trains beside the one whose rank is killed (the steps mostly sleep)
     straight_handle = await _run(workers, f"ddp-straight-{uuid.uuid4().hex[:6]}")
 
+    # pause: the gang checkpoints and stops at a step boundary; resume continues it exactly
+    paused_handle = await _run(workers, f"ddp-pause-{uuid.uuid4().hex[:6]}")
     # SIGKILL one rank: the attempt fails, the retry resumes both ranks from the last checkpoint
     run_id = f"ddp-rank-{uuid.uuid4().hex[:6]}"
     handle = await _run(workers, run_id)
+
+    await _wait_for_step(paused_handle, 25)
+    paused = await paused_handle.execute_update(MLPTraining.pause)
+    assert paused.state == "paused" and paused.latest_checkpoint is not None
+    assert paused.latest_checkpoint.step >= 25  # checkpointed where it stopped, not at step 20
     await _wait_for_step(handle, 30)
     victim = _rank_pids(workers, run_id)[1]
     os.kill(victim, signal.SIGKILL)
-    result = await handle.result()
+    await paused_handle.execute_update(MLPTraining.resume)
+
     straight: TrainResult = await straight_handle.result()
     assert straight.steps == CONFIG.max_steps and straight.resumes == 0
     assert straight.metrics["eval_accuracy"] > 0.7
-    _assert_bitwise_equal(result, straight)
-    assert result.resumes == 1
+    for resumed in (await handle.result(), await paused_handle.result()):
+        _assert_bitwise_equal(resumed, straight)
+        assert resumed.resumes == 1 and not resumed.stopped_early
 
     # SIGKILL the worker: its ranks die with it (no orphans); a new worker resumes the run exactly
     run_id = f"ddp-worker-{uuid.uuid4().hex[:6]}"
