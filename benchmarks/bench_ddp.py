@@ -9,13 +9,14 @@ elastic launcher, each rank one thread (gloo on CPU):
   steps with every rank's RNG, the JSONL metrics log). Throughput is measured in the metrics log
   between the first logged step and the last one (set-up, start-up and the final checkpoint excluded).
 * "bare": a hand-written DDP loop (slice of a seeded global permutation, ``train_step``, backward,
-  step, scheduler, zero_grad), timed over the same steps in rank 0.
+  step, scheduler, zero_grad; deterministic algorithms on, as in our loop), timed over the same steps
+  in rank 0.
 
 Runs alternate (bare, ours at 2 ranks, bare, ours at 1 rank, ...); medians are printed: the ratio
 ours/bare at 2 ranks (goal >= 0.95) and the scaling efficiency 1 -> 2 ranks (samples/s at 2 ranks
 divided by twice that at 1 rank), for both.
 
-    python benchmarks/bench_ddp.py [--steps 150] [--repeats 2] [--batch-size 128]
+    python benchmarks/bench_ddp.py [--steps 150] [--repeats 3] [--batch-size 128]
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def bare_rank(data: dict[str, pa.Table], batch: int, steps: int, seed: int) -> f
     from temporal_ml.training.trainable import TrainContext
 
     torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # the recipe our loop runs (deterministic)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(seed)
@@ -117,7 +119,7 @@ def ours(store: SnapshotStore, snapshot, root: Path, world: int, batch: int, ste
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-ddp-"))

@@ -7,6 +7,11 @@ every ``progress_every_seconds``), and on cancellation asks the loop to checkpoi
 next step boundary before reporting the cancellation. A retried attempt resumes from the newest valid
 checkpoint of the run (the one in its heartbeat details, the one the workflow recorded, or a newer
 committed one in the store).
+
+With ``TrainConfig.world_size > 1`` (or ``trainings_in_processes=True``) the thread does not run the
+loop itself: it supervises a gang of ranks in child processes
+(:class:`temporal_ml.distributed.GangSupervisor`), whose rank 0 reports the same progress and
+checkpoints; everything above holds for the gang as a whole.
 """
 
 from __future__ import annotations

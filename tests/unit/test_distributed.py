@@ -95,3 +95,13 @@ def test_two_ranks_match_one_process_up_to_reduction_order(tmp_path: Path) -> No
     a, b = _weights(single.checkpoint), _weights(gang.checkpoint)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert single.metrics["loss"] == pytest.approx(gang.metrics["loss"], abs=1e-5)
+
+    # resuming at another world size: one process continues the gang's step-20 checkpoint, with the
+    # same sample order (the global sampler's position), to the same weights up to reduction order
+    at_20 = next(r for r in CheckpointManager(str(tmp_path / "ckpt"), "gang").list() if r.step == 20)
+    cont = TrainingLoop(MLPTrainable(), CONFIG.model_copy(update={"world_size": 1}), run_id="cont",
+                        data=store.load(store.list()[0]),
+                        checkpoints=CheckpointManager(str(tmp_path / "ckpt"), "cont")).run([at_20])
+    assert cont.resumed_from == at_20 and cont.step == 30
+    c = _weights(cont.checkpoint)
+    assert all(torch.allclose(c[k], b[k], atol=1e-5) for k in c)
