@@ -172,7 +172,8 @@ class TrainConfig(_Frozen):
         eval_split: a split of the snapshot to evaluate on at the end of training (optional).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         deterministic: ask torch for deterministic algorithms (bitwise-reproducible runs).
-        world_size: data-parallel ranks (processes) to train with on one worker. ``1``: the training
+        world_size: data-parallel ranks (processes) to train with on one worker (per node, for a
+            gang over several nodes, see ``GangSupervisor``). ``1``: the training
             activity runs the loop itself; more: it supervises a gang of that many ranks on
             ``torch.distributed`` (DDP, elastic launcher). ``batch_size`` stays the *global* batch,
             split across the ranks, and the sample order does not depend on the world size.

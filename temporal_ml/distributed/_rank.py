@@ -79,7 +79,8 @@ class _Events:
 
 
 def run_rank(spec: RankSpec) -> dict[str, Any] | None:
-    """Train this rank's part of the run; rank 0 returns the loop's result as JSON values."""
+    """Train this rank's part of the run; the first rank of each node returns the loop's result as
+    JSON values (the final checkpoint is rank 0's, broadcast to every rank)."""
     die_with_parent(spec.parent_pid)
     import torch
     import torch.distributed as dist
@@ -133,8 +134,9 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if rank != 0:
+    if int(os.environ.get("LOCAL_RANK", rank)) != 0:
         return None
+    # the first rank of each node reports (on other nodes than rank 0's: no evaluation metrics)
     return {
         "step": result.step,
         "checkpoint": result.checkpoint.model_dump(mode="json"),

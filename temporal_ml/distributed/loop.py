@@ -52,7 +52,7 @@ class DistributedTrainingLoop(TrainingLoop):
         world_size: ranks in the gang.
         local_rank: this rank's index on its machine (its GPU under ``nccl``).
         stop_file: a file whose appearance (content: ``pause``, ``stop`` or ``cancel``) asks the gang
-            to checkpoint and stop at the next step boundary; read by rank 0.
+            to checkpoint and stop at the next step boundary; read by the first rank of each node.
         **kwargs: as for :class:`TrainingLoop`.
     """
 
@@ -145,13 +145,16 @@ class DistributedTrainingLoop(TrainingLoop):
         return loss
 
     def _local_flags(self) -> list[int]:
-        if self.rank != 0:
+        if self.local_rank != 0:
             return [0, 0]
+        # the first rank of every node reads its supervisor's stop file
         control = self.control
         if not control.should_stop() and self.stop_file is not None and self.stop_file.exists():
             reason = self.stop_file.read_text().strip()
             control.request_stop(reason if reason in _REASONS else "stop")  # type: ignore[arg-type]
         stop = _REASONS.index(control.reason) + 1 if control.should_stop() and control.reason else 0
+        if self.rank != 0:
+            return [stop, 0]
         if (self._time_requests == self._time_handled
                 and super()._checkpoint_due_by_time(self._last_ckpt_time)):
             self._time_requests += 1

@@ -53,7 +53,7 @@ class GangError(RuntimeError):
     """A rank of the gang died or failed (retryable: the retry resumes from the last checkpoint)."""
 
 
-def check_gang_settings(config: TrainConfig, trainable: Trainable | None = None) -> str:
+def check_gang_settings(config: TrainConfig, trainable: Trainable | None = None, nodes: int = 1) -> str:
     """Validate a config for a gang on this machine; returns the backend to use.
 
     Raises:
@@ -62,7 +62,7 @@ def check_gang_settings(config: TrainConfig, trainable: Trainable | None = None)
     """
     import torch
 
-    world, backend = config.world_size, config.dist_backend
+    world, backend = config.world_size, config.dist_backend  # ranks on this node
     cuda = torch.cuda.is_available()
     if backend == "nccl" and not cuda:
         raise ConfigError("dist_backend 'nccl' needs CUDA, and this worker has no GPU; use 'gloo' "
@@ -75,9 +75,9 @@ def check_gang_settings(config: TrainConfig, trainable: Trainable | None = None)
     if on_gpu and world > torch.cuda.device_count():
         raise ConfigError(f"world_size {world} needs {world} GPUs (one per rank), this worker has "
                           f"{torch.cuda.device_count()}")
-    if config.batch_size < world:
+    if config.batch_size < world * nodes:
         raise ConfigError(f"batch_size {config.batch_size} (the global batch) is smaller than "
-                          f"world_size {world}")
+                          f"the {world * nodes} ranks")
     if trainable is not None:
         try:
             pickle.dumps(trainable)
@@ -115,13 +115,22 @@ class GangSupervisor:
     def __init__(self, trainable: Trainable, config: TrainConfig, *, run_id: str,
                  snapshot_store: Any, snapshot: SnapshotRef, checkpoint_root: str,
                  storage_options: dict[str, Any] | None = None, metrics_path: Path | None = None,
-                 control: LoopControl | None = None, stop_grace_seconds: float = 60.0) -> None:
+                 control: LoopControl | None = None, stop_grace_seconds: float = 60.0,
+                 nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None,
+                 gang_id: str | None = None) -> None:
         self.trainable, self.config, self.run_id = trainable, config, run_id
         self.snapshot_store, self.snapshot = snapshot_store, snapshot
         self.checkpoint_root, self.storage_options = checkpoint_root, storage_options
         self.metrics_path = metrics_path
         self.control = control or LoopControl()
         self.stop_grace_seconds = stop_grace_seconds
+        if nodes < 1 or not 0 <= node_rank < nodes:
+            raise ConfigError(f"node_rank must be in 0..{nodes - 1}, got {node_rank}")
+        if nodes > 1 and not (rendezvous and gang_id):
+            raise ConfigError("a gang over several nodes needs a rendezvous endpoint (host:port of "
+                              "node 0) and a gang id shared by every node")
+        self.nodes, self.node_rank = nodes, node_rank
+        self.rendezvous, self.gang_id = rendezvous, gang_id
 
     def _threads(self) -> int:
         if self.config.threads_per_rank is not None:
@@ -138,7 +147,7 @@ class GangSupervisor:
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
         from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-        check_gang_settings(self.config, self.trainable)
+        check_gang_settings(self.config, self.trainable, nodes=self.nodes)
         try:
             pickle.dumps(self.snapshot_store)
         except Exception as exc:  # noqa: BLE001
@@ -153,10 +162,12 @@ class GangSupervisor:
             parent_pid=os.getpid(), threads=self._threads(),
         )
         launch = LaunchConfig(
-            min_nodes=1, max_nodes=1, nproc_per_node=self.config.world_size,
-            run_id=f"{self.run_id}-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
-            rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0, monitor_interval=0.1,
-            start_method="spawn",
+            min_nodes=self.nodes, max_nodes=self.nodes, nproc_per_node=self.config.world_size,
+            run_id=self.gang_id or f"{self.run_id}-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
+            rdzv_endpoint=self.rendezvous or f"127.0.0.1:{_free_port()}",
+            rdzv_configs={"is_host": self.node_rank == 0, "join_timeout": 300}
+            if self.nodes > 1 else {},
+            max_restarts=0, monitor_interval=0.1, start_method="spawn",
         )
         done = threading.Event()
         relay = _Relay(gang, self.control)
@@ -174,7 +185,7 @@ class GangSupervisor:
             relay.poll()
             _kill_ranks(gang)  # normally all gone already
             shutil.rmtree(gang, ignore_errors=True)
-        out = values[0]
+        out = next(v for v in values.values() if v is not None)
         return LoopResult(
             step=out["step"], checkpoint=CheckpointRef.model_validate(out["checkpoint"]),
             metrics=out["metrics"], stopped=out["stopped"],

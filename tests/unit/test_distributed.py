@@ -4,13 +4,20 @@ uninterrupted 2-rank run, and agrees with one process up to reduction order."""
 
 from __future__ import annotations
 
+import glob
+import os
+import signal
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from temporal_ml.distributed.sampler import ShardedSampler, shard
-from temporal_ml.distributed.supervisor import GangSupervisor, check_gang_settings
+from temporal_ml.distributed.supervisor import GangError, GangSupervisor, check_gang_settings
 from temporal_ml.errors import ConfigError
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.storage.snapshots import SnapshotStore
@@ -18,6 +25,7 @@ from temporal_ml.training.control import LoopControl
 from temporal_ml.training.loop import TrainingLoop
 from temporal_ml.training.sampler import ResumableSampler
 from temporal_ml.types import TrainConfig
+from tests.conftest import free_port
 from tests.trainables import MLPTrainable, blobs
 
 CONFIG = TrainConfig(trainable="mlp", max_steps=30, batch_size=16, seed=3, checkpoint_every_steps=10,
@@ -52,7 +60,7 @@ def test_bad_settings_fail_with_one_line() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             check_gang_settings(CONFIG.model_copy(update={"device": "cuda"}))
-    with pytest.raises(ConfigError, match="smaller than world_size"):
+    with pytest.raises(ConfigError, match="smaller than the 2 ranks"):
         check_gang_settings(CONFIG.model_copy(update={"batch_size": 1}))
 
     class Local(MLPTrainable):  # a class defined in a function cannot be pickled
@@ -64,25 +72,33 @@ def test_bad_settings_fail_with_one_line() -> None:
 
 
 def _gang(root: Path, run_id: str, control: LoopControl | None = None,
-          config: TrainConfig = CONFIG) -> GangSupervisor:
+          config: TrainConfig = CONFIG, **kwargs: Any) -> GangSupervisor:
     store = SnapshotStore(str(root / "store"))
     snap = store.put(blobs(n_train=200, n_dev=64, seed=2))
+    kwargs.setdefault("metrics_path", root / "metrics" / f"{run_id}.jsonl")
     return GangSupervisor(MLPTrainable(), config, run_id=run_id, snapshot_store=store,
-                          snapshot=snap, checkpoint_root=str(root / "ckpt"), control=control,
-                          metrics_path=root / "metrics" / f"{run_id}.jsonl")
+                          snapshot=snap, checkpoint_root=str(root / "ckpt"), control=control, **kwargs)
 
 
 def _weights(ref) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
     return load_checkpoint(ref)["model"]
 
 
-@pytest.mark.slow
-def test_two_ranks_match_one_process_up_to_reduction_order(tmp_path: Path) -> None:
-    """A 2-rank gang (real processes, gloo) vs the single-process loop with the same global batch,
-    sample order and seed. (Exact resume of gangs after pause and kills: tests/integration/test_ddp.py.)"""
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A 2-rank gang (real processes, gloo) trained to the end: its root and result."""
+    root = tmp_path_factory.mktemp("gang")
     control = LoopControl()
-    gang = _gang(tmp_path, "gang", control).run()
+    gang = _gang(root, "gang", control).run()
     assert gang.step == 30 and gang.stopped is None and control.recorded_resumes == 0
+    return root, gang
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_process_up_to_reduction_order(two_ranks: tuple[Path, Any]) -> None:
+    """The gang vs the single-process loop with the same global batch, sample order and seed.
+    (Exact resume of gangs after pause and kills: tests/integration/test_ddp.py.)"""
+    tmp_path, gang = two_ranks
     assert gang.metrics["eval_accuracy"] > 0.7
     state = load_checkpoint(gang.checkpoint)
     assert state["ranks"]["world_size"] == 2 and len(state["ranks"]["rng"]) == 2
@@ -105,3 +121,36 @@ def test_two_ranks_match_one_process_up_to_reduction_order(tmp_path: Path) -> No
     assert cont.resumed_from == at_20 and cont.step == 30
     c = _weights(cont.checkpoint)
     assert all(torch.allclose(c[k], b[k], atol=1e-5) for k in c)
+
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_match_one_node_and_fail_together(
+        two_ranks: tuple[Path, Any], tmp_path: Path) -> None:
+    """Two supervisors (one rank each) rendezvous as two nodes through torch's c10d rendezvous and
+    train like one node with two ranks (bitwise); when the rank of one node dies, both supervisors
+    fail (all or nothing: the gang never runs half)."""
+    one_node = two_ranks[1]  # one node, two ranks
+    per_node = CONFIG.model_copy(update={"world_size": 1})
+
+    def run_nodes(run_id: str, kill: bool = False) -> list[Any]:
+        endpoint = f"127.0.0.1:{free_port()}"
+        sups = [_gang(tmp_path, run_id, config=per_node, metrics_path=None, nodes=2, node_rank=r,
+                      rendezvous=endpoint, gang_id=f"{run_id}-gang") for r in (0, 1)]
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(s.run) for s in sups]
+            if kill:
+                pattern = f"{tempfile.gettempdir()}/tml-gang-{run_id}-*/rank-*.pid"
+                deadline = time.monotonic() + 60
+                while len(glob.glob(pattern)) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                time.sleep(1.0)  # training
+                os.kill(int(Path(sorted(glob.glob(pattern))[-1]).read_text()), signal.SIGKILL)
+            return [f.exception(timeout=120) or f.result() for f in futures]
+
+    results = run_nodes("two-nodes")
+    assert {r.checkpoint.model_sha256 for r in results} == {one_node.checkpoint.model_sha256}
+    assert results[0].checkpoint == results[1].checkpoint  # rank 0's, broadcast to both nodes
+
+    failed = run_nodes("killed", kill=True)
+    assert all(isinstance(f, GangError) for f in failed), failed
