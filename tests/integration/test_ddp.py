@@ -5,6 +5,7 @@ settings fail the run at once with one line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from temporal_ml.client import connect
-from temporal_ml.types import TrainConfig, TrainResult
+from temporal_ml.types import TrainConfig, TrainProgress, TrainResult
 from tests.integration._training_workflows import MLPTraining
 from tests.integration.test_durable_training import (
     Workers,
@@ -30,9 +31,9 @@ pytestmark = pytest.mark.integration
 # Every source of randomness on every rank (the "noisy" trainable draws from Python's, NumPy's and
 # torch's RNGs each step, has dropout and a GradScaler), checkpoints every 20 steps.
 CONFIG = TrainConfig(
-    trainable="noisy", max_steps=60, batch_size=16, seed=11, checkpoint_every_steps=20,
+    trainable="noisy", max_steps=80, batch_size=16, seed=11, checkpoint_every_steps=20,
     log_every_steps=5, async_checkpoints=False, eval_split="dev", world_size=2, threads_per_rank=1,
-    hparams={"hidden": 16, "dropout": 0.2, "step_delay": 0.03},
+    hparams={"hidden": 16, "dropout": 0.2, "step_delay": 0.04},
 )
 
 
@@ -80,13 +81,17 @@ async def test_two_ranks_resume_exactly_after_rank_and_worker_kills(workers: Wor
     run_id = f"ddp-rank-{uuid.uuid4().hex[:6]}"
     handle = await _run(workers, run_id)
 
-    await _wait_for_step(paused_handle, 25)
-    paused = await paused_handle.execute_update(MLPTraining.pause)
+    async def pause() -> TrainProgress:
+        await _wait_for_step(paused_handle, 25)
+        return await paused_handle.execute_update(MLPTraining.pause)
+
+    async def kill_rank() -> None:
+        await _wait_for_step(handle, 30)
+        os.kill(_rank_pids(workers, run_id)[1], signal.SIGKILL)
+
+    paused, _ = await asyncio.gather(pause(), kill_rank())
     assert paused.state == "paused" and paused.latest_checkpoint is not None
     assert paused.latest_checkpoint.step >= 25  # checkpointed where it stopped, not at step 20
-    await _wait_for_step(handle, 30)
-    victim = _rank_pids(workers, run_id)[1]
-    os.kill(victim, signal.SIGKILL)
     await paused_handle.execute_update(MLPTraining.resume)
 
     straight: TrainResult = await straight_handle.result()
