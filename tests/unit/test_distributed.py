@@ -135,16 +135,18 @@ def test_two_nodes_on_localhost_match_one_node_and_fail_together(
 
     def run_nodes(run_id: str, kill: bool = False) -> list[Any]:
         endpoint = f"127.0.0.1:{free_port()}"
-        sups = [_gang(tmp_path, run_id, config=per_node, metrics_path=None, nodes=2, node_rank=r,
+        config = per_node.model_copy(update={"max_steps": 1000}) if kill else per_node
+        sups = [_gang(tmp_path, run_id, config=config, metrics_path=None, nodes=2, node_rank=r,
                       rendezvous=endpoint, gang_id=f"{run_id}-gang") for r in (0, 1)]
         with ThreadPoolExecutor(2) as pool:
             futures = [pool.submit(s.run) for s in sups]
             if kill:
                 pattern = f"{tempfile.gettempdir()}/tml-gang-{run_id}-*/rank-*.pid"
                 deadline = time.monotonic() + 60
-                while len(glob.glob(pattern)) < 2 and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                time.sleep(1.0)  # training
+                while time.monotonic() < deadline and not any(
+                        "progress" in Path(p).read_text()
+                        for p in glob.glob(f"{tempfile.gettempdir()}/tml-gang-{run_id}-*/events.jsonl")):
+                    time.sleep(0.1)  # until the gang trains
                 os.kill(int(Path(sorted(glob.glob(pattern))[-1]).read_text()), signal.SIGKILL)
             return [f.exception(timeout=120) or f.result() for f in futures]
 
