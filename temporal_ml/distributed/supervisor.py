@@ -177,7 +177,7 @@ class GangSupervisor:
         try:
             values = elastic_launch(launch, run_rank)(spec)
         except ChildFailedError as exc:
-            _raise_rank_error(gang, exc)
+            _raise_rank_error(gang, exc, self.run_id)
             raise  # unreachable
         finally:
             done.set()
@@ -268,7 +268,7 @@ _NON_RETRYABLE = {cls.__name__: cls for cls in (
     errors.StorageError)}
 
 
-def _raise_rank_error(gang: Path, exc: Any) -> None:
+def _raise_rank_error(gang: Path, exc: Any, run_id: str) -> None:
     """Re-raise a rank's error as one line: its own error class when no retry can fix it."""
     reported = []
     for path in sorted(gang.glob("error-*.json")):
@@ -287,6 +287,9 @@ def _raise_rank_error(gang: Path, exc: Any) -> None:
             how = f"exit code {failure.exitcode}"
         deaths.append(f"rank {rank} (pid {failure.pid}) {how}")
     first = reported[0] if reported else None
-    detail = f"; rank {first['rank']}: {first['type']}: {first['message']}" if first else ""
-    raise GangError(f"the gang of {len(_rank_pids(gang)) or '?'} ranks failed: "
+    detail = ""
+    if first:
+        message = (first["message"].strip().splitlines() or [""])[0][:300]
+        detail = f"; rank {first['rank']}: {first['type']}: {message}"
+    raise GangError(f"the ranks of run {run_id} failed: "
                     f"{', '.join(deaths) or 'unknown failure'}{detail}") from None

@@ -156,3 +156,5 @@ def test_two_nodes_on_localhost_match_one_node_and_fail_together(
 
     failed = run_nodes("killed", kill=True)
     assert all(isinstance(f, GangError) for f in failed), failed
+    assert all("\n" not in str(f) for f in failed), failed  # one line each
+    assert any("killed by SIGKILL" in str(f) for f in failed), failed
