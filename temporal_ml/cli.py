@@ -132,6 +132,9 @@ def _add_worker_parser(sub: Any) -> None:
         help="per-run metrics.jsonl files (default <store>/metrics for a local store, else none)")
     add("--max-concurrent-trainings", type=int, default=None, metavar="N",
         help="train role: trainings at once, e.g. the number of GPUs (default 1)")
+    add("--trainings-in-processes", action="store_true",
+        help="train role: run every training in child processes (one per rank), so concurrent "
+             "trainings run truly in parallel (TrainConfig.threads_per_rank threads each)")
     add("--max-concurrent-activities", type=int, default=None, metavar="N",
         help="eval role (default 1) and orchestration role (default: the SDK's)")
     worker.set_defaults(handler=_run_worker)
@@ -158,6 +161,8 @@ def _worker_spec(args: argparse.Namespace) -> WorkerSpec:
     roles = [Role.parse(role) for role in args.role]
     if args.max_concurrent_trainings is not None and Role.TRAIN not in roles:
         raise ConfigError("--max-concurrent-trainings applies only to the train role")
+    if args.trainings_in_processes and Role.TRAIN not in roles:
+        raise ConfigError("--trainings-in-processes applies only to the train role")
     return WorkerSpec(
         roles=roles,
         task_queues=_named("--task-queue", args.task_queue, Role.parse, str),
@@ -166,6 +171,7 @@ def _worker_spec(args: argparse.Namespace) -> WorkerSpec:
         generators=_named("--generator", args.generator, str, load_generator),
         trainables=_named("--trainable", args.trainable, str, load_trainable),
         metrics_dir=args.metrics_dir, max_concurrent_trainings=_or(args.max_concurrent_trainings, 1),
+        trainings_in_processes=args.trainings_in_processes,
         max_concurrent_activities=args.max_concurrent_activities,
     )
 

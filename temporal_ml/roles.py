@@ -96,6 +96,8 @@ class WorkerSpec:
             local store, else none).
         max_concurrent_trainings: the train role's per-resource limit (e.g. GPUs): training threads
             and the worker's ``max_concurrent_activities``.
+        trainings_in_processes: the train role runs every training in child processes (see
+            ``TrainingActivities``), so concurrent trainings run truly in parallel.
         max_concurrent_activities: limit of the eval worker (default 1) and the orchestration
             worker (default: the SDK's).
         storage_options: fsspec options for the store.
@@ -109,6 +111,7 @@ class WorkerSpec:
     trainables: Mapping[str, Trainable] = field(default_factory=dict)
     metrics_dir: str | Path | None = None
     max_concurrent_trainings: int = 1
+    trainings_in_processes: bool = False
     max_concurrent_activities: int | None = None
     storage_options: dict[str, Any] | None = None
 
@@ -199,6 +202,7 @@ def _activities(spec: WorkerSpec, role: Role, store: SnapshotStore) -> list[Call
             trainables=spec.trainables, snapshot_store=store, checkpoint_root=f"{spec.store}/checkpoints",
             metrics_dir=spec.metrics_dir, storage_options=spec.storage_options,
             max_concurrent_trainings=spec.max_concurrent_trainings,
+            trainings_in_processes=spec.trainings_in_processes,
         ).activities()
     from temporal_ml.activities.evaluation import EvalActivities
 

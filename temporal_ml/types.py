@@ -185,6 +185,13 @@ class TrainConfig(_Frozen):
             (see :mod:`temporal_ml.metric_sinks`). Checked when the config is built in Python; an
             unknown name fails there, before anything starts. Operational: left out of both hashes and,
             when empty, of the serialized config (payloads and hashes stay those of earlier versions).
+        world_size: data-parallel ranks (processes) to train with on one worker (per node, for a
+            gang over several nodes, see ``GangSupervisor``). ``1``: the training
+            activity runs the loop itself; more: it supervises a gang of that many ranks on
+            ``torch.distributed`` (DDP, elastic launcher). ``batch_size`` stays the *global* batch,
+            split across the ranks, and the sample order does not depend on the world size.
+        dist_backend: ``"auto"`` (``nccl`` on CUDA, else ``gloo``), ``"gloo"`` or ``"nccl"``.
+        threads_per_rank: torch threads of each rank (``None``: the worker's cores / world size).
     """
 
     trainable: str = Field(min_length=1)
@@ -226,6 +233,9 @@ class TrainConfig(_Frozen):
         if not data.get("metric_sinks", True):
             del data["metric_sinks"]
         return data
+    world_size: int = Field(default=1, ge=1, le=1024)
+    dist_backend: Literal["auto", "gloo", "nccl"] = "auto"
+    threads_per_rank: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _has_cadence(self) -> TrainConfig:
@@ -262,13 +272,24 @@ class TrainConfig(_Frozen):
         if data.get("schedule_steps", 0) is None:  # unset: hashes stay those of configs before the field
             del data["schedule_steps"]
         data.pop("metric_sinks", None)  # where metrics go never changes a trajectory
+        for key, default in _LATER_DEFAULTS.items():  # likewise for fields added later
+            if key in data and data[key] == default:
+                del data[key]
         return data
+
+
+#: Fields added after 0.1.0, left out of the hashes while they hold their default (so the hashes of
+#: existing configs, recorded in their checkpoints, do not change).
+_LATER_DEFAULTS: dict[str, Any] = {"world_size": 1, "dist_backend": "auto", "threads_per_rank": None}
 
 
 #: ``TrainConfig`` fields that do not change a run's trajectory (left out of ``config_hash``).
 OPERATIONAL_FIELDS = (
     "checkpoint_every_steps", "checkpoint_every_seconds", "async_checkpoints", "keep_last",
     "log_every_steps", "device", "eval_split", "metric_sinks",
+    # how many ranks share the work: the sample order and the global batch do not depend on it
+    # (the weights then agree up to the order of floating-point reductions; see docs/scaling.md)
+    "world_size", "dist_backend", "threads_per_rank",
 )
 
 

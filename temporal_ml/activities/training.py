@@ -7,6 +7,11 @@ every ``progress_every_seconds``), and on cancellation asks the loop to checkpoi
 next step boundary before reporting the cancellation. A retried attempt resumes from the newest valid
 checkpoint of the run (the one in its heartbeat details, the one the workflow recorded, or a newer
 committed one in the store).
+
+With ``TrainConfig.world_size > 1`` (or ``trainings_in_processes=True``) the thread does not run the
+loop itself: it supervises a gang of ranks in child processes
+(:class:`temporal_ml.distributed.GangSupervisor`), whose rank 0 reports the same progress and
+checkpoints; everything above holds for the gang as a whole.
 """
 
 from __future__ import annotations
@@ -91,6 +96,11 @@ class TrainingActivities:
             same threads matters on CPU: every new thread that runs torch gets its own OpenMP pool,
             and once the pools outnumber the cores, OpenMP stops spin-waiting and small ops slow down
             by up to 2x.
+        trainings_in_processes: run every training, world size 1 included, in child processes
+            started by the gang supervisor (:mod:`temporal_ml.distributed`), each pinned to
+            ``TrainConfig.threads_per_rank`` threads, so several trainings of one worker run truly
+            in parallel instead of taking turns under the process-wide RNG lock. Default ``False``:
+            a world-size-1 run trains on a thread of this process (no start-up cost).
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class TrainingActivities:
         heartbeat_every_seconds: float = 1.0,
         storage_options: dict[str, Any] | None = None,
         max_concurrent_trainings: int = 1,
+        trainings_in_processes: bool = False,
     ) -> None:
         if max_concurrent_trainings < 1:
             raise ConfigError(f"max_concurrent_trainings must be >= 1, got {max_concurrent_trainings}")
@@ -116,6 +127,7 @@ class TrainingActivities:
         self.metrics_dir = Path(metrics_dir) if metrics_dir is not None else None
         self.heartbeat_every_seconds = heartbeat_every_seconds
         self.storage_options = storage_options
+        self.trainings_in_processes = trainings_in_processes
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a training worker."""
@@ -141,6 +153,18 @@ class TrainingActivities:
                             data=data, checkpoints=checkpoints, metrics_path=metrics, control=control,
                             snapshot_id=req.snapshot.id)
 
+    def _gang(self, req: TrainRequest, control: LoopControl) -> Any:
+        """A supervisor of ``world_size`` ranks (``TrainConfig.world_size > 1``)."""
+        from temporal_ml.distributed.supervisor import GangSupervisor
+
+        run_id = check_name(req.run_id, "run id")
+        metrics = self.metrics_dir / run_id / "metrics.jsonl" if self.metrics_dir else None
+        return GangSupervisor(
+            self._trainable(req.config.trainable), req.config, run_id=run_id,
+            snapshot_store=self.snapshots, snapshot=req.snapshot,
+            checkpoint_root=self.checkpoint_root, storage_options=self.storage_options,
+            metrics_path=metrics, control=control)
+
     @activity.defn(name=TRAIN)
     @fail_fast_async
     async def train(self, req: TrainRequest) -> TrainOutcome:
@@ -161,6 +185,8 @@ class TrainingActivities:
         hints = [_hint(info.heartbeat_details), req.resume_from]
 
         def run() -> LoopResult:
+            if req.config.world_size > 1 or self.trainings_in_processes:  # ranks in child processes
+                return self._gang(req, control).run(resume_hint=hints)
             return self._loop(req, control).run(resume_hint=hints)
 
         future = loop.run_in_executor(self.training_executor, run)
@@ -176,7 +202,12 @@ class TrainingActivities:
                     await _report(handles, sup.progress)
         except asyncio.CancelledError:
             control.request_stop("cancel")
-            result = await asyncio.shield(future)
+            # keep heartbeating while the loop checkpoints and stops (a gang of ranks takes a moment
+            # to shut down; without heartbeats the attempt would time out instead of being cancelled)
+            while not future.done():
+                await asyncio.wait([future], timeout=self.heartbeat_every_seconds)
+                activity.heartbeat(sup.progress.model_dump(mode="json"))
+            result = future.result()
             await _report(handles, sup.progress.model_copy(update={
                 "step": result.step, "latest_checkpoint": result.checkpoint, "state": "stopping"}))
             raise

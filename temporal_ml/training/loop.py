@@ -114,9 +114,47 @@ class TrainingLoop:
 
     # -- set-up and resume -------------------------------------------------------------------------
 
-    def _build(self) -> tuple[TrainSetup, ResumableSampler]:
+    # -- hooks (overridden by the data-parallel loop in temporal_ml.distributed) ---------------------
+
+    #: Whether this process writes checkpoints (in a gang of ranks, only rank 0 does).
+    writes_checkpoints = True
+
+    def _device(self) -> torch.device:
+        return resolve_device(self.config.device)
+
+    def _prepare(self, setup: TrainSetup) -> Any:
+        """Called once the trainable built ``setup``: returns the sampler the loop draws from."""
+        return ResumableSampler(setup.train_size, self.config.batch_size, self.config.seed)
+
+    def _step(self, setup: TrainSetup, sampler: Any) -> torch.Tensor:
+        """One optimizer step on the next batch; returns the (detachable) loss tensor."""
+        batch = setup.make_batch(sampler.next_batch())
+        loss = self.trainable.train_step(setup, batch)
+        self._optimizer_step(setup, loss)
+        return loss
+
+    def _stop_requested(self) -> bool:
+        """Checked at every step boundary."""
+        return self.control.should_stop()
+
+    def _checkpoint_due_by_time(self, last_ckpt_time: float) -> bool:
+        seconds = self.config.checkpoint_every_seconds
+        return bool(seconds and time.monotonic() - last_ckpt_time >= seconds)
+
+    def _mean_loss(self, loss_sum: torch.Tensor, window: int) -> float:
+        """The mean loss of the logging window (the only device sync)."""
+        return float((loss_sum / window).item())
+
+    def _final_checkpoint(
+        self, step: int, known: CheckpointRef | None, save: Any
+    ) -> CheckpointRef | None:
+        return known if known is not None and known.step == step else save(step, final=True)
+
+    # -- set-up and resume -------------------------------------------------------------------------
+
+    def _build(self) -> tuple[TrainSetup, Any]:
         cfg = self.config
-        device = resolve_device(cfg.device)
+        device = self._device()
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_everything(cfg.seed)
@@ -125,9 +163,9 @@ class TrainingLoop:
             batch_size=cfg.batch_size, total_steps=cfg.total_steps,
         )
         setup = self.trainable.setup(ctx)
-        return setup, ResumableSampler(setup.train_size, cfg.batch_size, cfg.seed)
+        return setup, self._prepare(setup)
 
-    def _state(self, setup: TrainSetup, sampler: ResumableSampler, step: int) -> dict[str, Any]:
+    def _state(self, setup: TrainSetup, sampler: Any, step: int) -> dict[str, Any]:
         return {
             "model": setup.model.state_dict(),
             "optimizer": setup.optimizer.state_dict(),
@@ -177,7 +215,7 @@ class TrainingLoop:
                 f"{self.snapshot_id[:12]} ({ref.uri}); use a new run id to train on other data"
             )
 
-    def _restore(self, setup: TrainSetup, sampler: ResumableSampler, state: dict[str, Any]) -> int:
+    def _restore(self, setup: TrainSetup, sampler: Any, state: dict[str, Any]) -> int:
         setup.model.load_state_dict(state["model"])
         setup.optimizer.load_state_dict(state["optimizer"])
         if setup.scheduler is not None and state["scheduler"] is not None:
@@ -250,6 +288,8 @@ class TrainingLoop:
             nonlocal known
             with rng():
                 state = self._state(setup, sampler, at_step)
+            if not self.writes_checkpoints:
+                return None
             metrics = {"loss": last_loss} if last_loss == last_loss else {}
             if cfg.async_checkpoints and not final:
                 future = self.checkpoints.save_async(at_step, state, metrics=metrics)
@@ -267,18 +307,16 @@ class TrainingLoop:
 
         while step < cfg.max_steps:
             self.checkpoints.check()  # a failed background save stops training here, not later
-            if self.control.should_stop():
+            if self._stop_requested():
                 stopped = self.control.reason
                 break
             with rng():
-                batch = setup.make_batch(sampler.next_batch())
-                loss = self.trainable.train_step(setup, batch)
-                self._optimizer_step(setup, loss)
+                loss = self._step(setup, sampler)
             step += 1
             loss_sum += loss.detach()
             window += 1
             if step % cfg.log_every_steps == 0 or step == cfg.max_steps:
-                last_loss = float((loss_sum / window).item())  # the only device sync
+                last_loss = self._mean_loss(loss_sum, window)  # the only device sync
                 elapsed = time.perf_counter() - window_start
                 rate = window * cfg.batch_size / elapsed if elapsed > 0 else None
                 self.metrics.write("train", step=step, epoch=sampler.epoch, loss=last_loss,
@@ -290,18 +328,17 @@ class TrainingLoop:
                 loss_sum.zero_()
                 window, window_start = 0, time.perf_counter()
             due_steps = cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0
-            due_time = (cfg.checkpoint_every_seconds
-                        and time.monotonic() - last_ckpt_time >= cfg.checkpoint_every_seconds)
+            due_time = self._checkpoint_due_by_time(last_ckpt_time)
             if (due_steps or due_time) and step < cfg.max_steps:
                 checkpoint(step, final=False)
                 last_ckpt_time = time.monotonic()
 
         if window:
-            last_loss = float((loss_sum / window).item())
+            last_loss = self._mean_loss(loss_sum, window)
         pending = self.checkpoints.wait()  # the last background save, written by this call
         if pending is not None and (known is None or pending.step >= known.step):
             known = pending
-        final_ref = known if known is not None and known.step == step else checkpoint(step, final=True)
+        final_ref = self._final_checkpoint(step, known, checkpoint)
         assert final_ref is not None
         metrics = {"loss": last_loss} if last_loss == last_loss else dict(final_ref.metrics)
         if stopped is None and cfg.eval_split is not None:

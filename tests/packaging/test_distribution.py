@@ -41,7 +41,8 @@ pytestmark = pytest.mark.slow
 
 #: The CPU wheel (a looser pin pulls a multi-GB CUDA build), as in noxfile.py and .ci/run.
 TORCH = "torch==2.13.0"
-EXAMPLES = ("bert_checkpointing", "bert_eval", "bert_finetune", "bert_parallel", "bert_sweeps")
+EXAMPLES = ("bert_checkpointing", "bert_eval", "bert_finetune", "bert_parallel", "bert_sweeps",
+            "cifar10_scaleup")
 BIN = "Scripts" if os.name == "nt" else "bin"
 
 

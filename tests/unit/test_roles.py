@@ -177,6 +177,10 @@ def test_worker_spec_from_arguments(tmp_path: Path) -> None:
     assert spec.task_queues == {Role.ORCHESTRATION: "temporal-ml", Role.TRAIN: "gpus"}
     assert isinstance(spec.trainables["mlp"], MLPTrainable) and spec.generators == {"blobs": blobs}
     assert spec.store == str(tmp_path) and spec.metrics_dir == "/tmp/m"
+    assert not spec.trainings_in_processes
+    assert cli._worker_spec(cli.build_parser().parse_args([
+        "worker", "--role", "train", "--trainable", MLP, "--trainings-in-processes",
+    ])).trainings_in_processes
     assert cli._describe(spec, Role.TRAIN) == "role=train queue=gpus trainables=[mlp] max_concurrent=2"
     assert cli._describe(spec, Role.ORCHESTRATION) == (
         "role=orchestration queue=temporal-ml workflows=[MLPTraining] generators=[blobs] "
@@ -200,6 +204,8 @@ def test_worker_spec_from_arguments(tmp_path: Path) -> None:
     (["--role", "orchestration", "--generator", "b=tests.trainables:FEATURES"], "--generator: .* is not callable"),
     (["--role", "eval", "--trainable", MLP, "--max-concurrent-trainings", "2"],
      "--max-concurrent-trainings applies only to the train role"),
+    (["--role", "eval", "--trainable", MLP, "--trainings-in-processes"],
+     "--trainings-in-processes applies only to the train role"),
     (["--role", "train", "--trainable", MLP, "--max-concurrent-trainings", "0"],
      "max_concurrent_trainings must be >= 1, got 0"),
 ])
