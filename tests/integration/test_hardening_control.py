@@ -148,13 +148,16 @@ OPS = st.lists(st.tuples(st.sampled_from(["pause", "resume", "stop_early"]),
                          st.sampled_from([0.0, 0.0, 0.05, 0.2, 0.5])), min_size=1, max_size=6)
 
 
-async def _send(client: Client, run_id: str, op: str, start: WithStartWorkflowOperation | None = None) -> str:
-    """Send one request (with ``start``: as update-with-start, so it reaches the run's first
-    workflow task); returns "admitted", "refused: <message>" or "finished"."""
+async def _send(client: Client, run_id: str, op: str, start_with: tuple[TrainingInput, str] | None = None) -> str:
+    """Send one request (with ``start_with`` = (input, queue): as update-with-start, so it reaches
+    the run's first workflow task); returns "admitted", "refused: <message>" or "finished"."""
     handle = client.get_workflow_handle_for(MLPTraining.run, run_id)
     for _ in range(50):
         try:
-            if start is not None:
+            if start_with is not None:  # built here, on the client's event loop (it holds a future)
+                start = WithStartWorkflowOperation(MLPTraining.run, start_with[0], id=run_id,
+                                                   task_queue=start_with[1],
+                                                   id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
                 update = await client.start_update_with_start_workflow(
                     op, start_workflow_operation=start, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
             else:
@@ -193,17 +196,14 @@ def test_any_sequence_of_control_requests(env: tuple[Env, str], ops: list[tuple[
     reaches the run in its first workflow task, before the run has read its input."""
     e, straight_sha = env
     run_id = f"ctl-{uuid.uuid4().hex[:8]}"
-    start = None
-    if with_start:
-        start = WithStartWorkflowOperation(MLPTraining.run, e.run_input(run_id), id=run_id, task_queue=e.queue,
-                                           id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
-    else:
+    start_with = (e.run_input(run_id), e.queue) if with_start else None
+    if not with_start:
         e.start_run(run_id)
     model, log = Model(), []
     for op, gap in ops:
         time.sleep(gap)
-        outcome = e(_send(e.client, run_id, op, start))
-        start = None
+        outcome = e(_send(e.client, run_id, op, start_with))
+        start_with = None
         log.append((op, outcome))
         if outcome == "finished":
             break
