@@ -48,6 +48,12 @@ class TrainRequest(BaseModel):
     #: Stop at the first step boundary: resume (or set up), checkpoint there and return (a stop
     #: requested before the run had any checkpoint).
     stop_at_start: bool = False
+    #: A gang over several nodes: how many, which one this activity runs, node 0's c10d rendezvous
+    #: endpoint (``host:port``) and the id every node of this gang passes to the rendezvous.
+    nodes: int = 1
+    node_rank: int = 0
+    rendezvous: str | None = None
+    gang_id: str | None = None
 
 
 class TrainOutcome(BaseModel):

@@ -58,6 +58,8 @@ class _Supervisor:
         self._loop = loop
         self.progress = TrainProgress(state="training", run_id=run_id, max_steps=max_steps,
                                       resumes=resumes)
+        #: The loop (or, in a gang, global rank 0 on this node) has started: its progress is real.
+        self.started = False
 
     def _apply(self, **changes: Any) -> None:  # runs on the event loop
         self.progress = self.progress.model_copy(update=changes)
@@ -66,7 +68,12 @@ class _Supervisor:
         changes: dict[str, Any] = {"step": step, "latest_checkpoint": resumed_from}
         if resumed_from is not None:
             changes["resumes"] = max(self.progress.resumes + 1, recorded)
-        self._loop.call_soon_threadsafe(lambda: self._apply(**changes))
+
+        def apply() -> None:
+            self.started = True
+            self._apply(**changes)
+
+        self._loop.call_soon_threadsafe(apply)
 
     def on_progress(self, p: TrainProgress) -> None:
         self._loop.call_soon_threadsafe(lambda: self._apply(
@@ -163,7 +170,8 @@ class TrainingActivities:
             self._trainable(req.config.trainable), req.config, run_id=run_id,
             snapshot_store=self.snapshots, snapshot=req.snapshot,
             checkpoint_root=self.checkpoint_root, storage_options=self.storage_options,
-            metrics_path=metrics, control=control)
+            metrics_path=metrics, control=control, nodes=req.nodes, node_rank=req.node_rank,
+            rendezvous=req.rendezvous, gang_id=req.gang_id)
 
     @activity.defn(name=TRAIN)
     @fail_fast_async
@@ -185,7 +193,7 @@ class TrainingActivities:
         hints = [_hint(info.heartbeat_details), req.resume_from]
 
         def run() -> LoopResult:
-            if req.config.world_size > 1 or self.trainings_in_processes:  # ranks in child processes
+            if req.config.world_size > 1 or req.nodes > 1 or self.trainings_in_processes:  # ranks
                 return self._gang(req, control).run(resume_hint=hints)
             return self._loop(req, control).run(resume_hint=hints)
 
@@ -197,7 +205,9 @@ class TrainingActivities:
                 activity.heartbeat(sup.progress.model_dump(mode="json"))
                 # Reports (checkpoints included) are throttled: each costs the workflow history
                 # a few events. The heartbeat details and the store always have the latest one.
-                if time.monotonic() - last_report >= req.progress_every_seconds:
+                # In a gang over several nodes, only the node of global rank 0 sees the progress.
+                if (time.monotonic() - last_report >= req.progress_every_seconds
+                        and (req.nodes == 1 or sup.started)):
                     last_report = time.monotonic()
                     await _report(handles, sup.progress)
         except asyncio.CancelledError:
@@ -208,8 +218,10 @@ class TrainingActivities:
                 await asyncio.wait([future], timeout=self.heartbeat_every_seconds)
                 activity.heartbeat(sup.progress.model_dump(mode="json"))
             result = future.result()
-            await _report(handles, sup.progress.model_copy(update={
-                "step": result.step, "latest_checkpoint": result.checkpoint, "state": "stopping"}))
+            if req.nodes == 1 or sup.started:
+                await _report(handles, sup.progress.model_copy(update={
+                    "step": result.step, "latest_checkpoint": result.checkpoint,
+                    "state": "stopping"}))
             raise
         result = future.result()
         # No final report: the result carries the final step and checkpoint to the caller, and its
