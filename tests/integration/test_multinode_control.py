@@ -1,0 +1,137 @@
+"""The workflow side of a gang over several nodes, against a real dev server with scripted node
+activities (no torch; seconds): a node failure brings the other nodes down and restarts them all
+together as a new gang; ``max_attempts`` gang failures, or one failure no retry can fix, fail the run;
+pause and stop reach every node."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from temporal_ml.activities.messages import TRAIN, TrainOutcome, TrainRequest
+from temporal_ml.client import connect
+from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
+from temporal_ml.worker import create_worker
+from temporal_ml.workflows.training import TrainingInput
+from tests.integration._training_workflows import MLPTraining
+
+pytestmark = pytest.mark.integration
+
+CONFIG = TrainConfig(trainable="mlp", max_steps=10, batch_size=4)
+SNAPSHOT = SnapshotRef(id="b" * 64, root="memory://snaps", splits={"train": 8})
+
+
+def _ckpt(run_id: str, step: int) -> CheckpointRef:
+    return CheckpointRef(run_id=run_id, step=step, uri=f"memory://{run_id}/{step}",
+                         model_sha256="0" * 64)
+
+
+@dataclass
+class Nodes:
+    """Scripted node activities: ``behave(request)`` returns ``"ok"``, ``"fail"``, ``"config"`` or
+    ``"wait"`` (train until cancelled); every start and how it ended is recorded."""
+
+    behave: Callable[[TrainRequest], str]
+    starts: list[tuple[str | None, int, str]] = field(default_factory=list)  # gang, node, ending
+    running: int = 0
+
+    @activity.defn(name=TRAIN)
+    async def train(self, req: TrainRequest) -> TrainOutcome:
+        what = self.behave(req)
+        self.running += 1
+        try:
+            if what == "fail":
+                await asyncio.sleep(0.2)
+                raise RuntimeError(f"node {req.node_rank} died")
+            if what == "config":
+                raise ApplicationError("bad setting", type="ConfigError", non_retryable=True)
+            try:
+                while what == "wait":
+                    activity.heartbeat()
+                    await asyncio.sleep(0.1)
+            except asyncio.CancelledError:
+                self.starts.append((req.gang_id, req.node_rank, "cancelled"))
+                raise
+            self.starts.append((req.gang_id, req.node_rank, "ok"))
+            metrics = {"eval_accuracy": 0.9} if req.node_rank == 0 else {}
+            return TrainOutcome(step=10, checkpoint=_ckpt(req.run_id, 10), metrics=metrics,
+                                resumes=req.resumes + (req.resume_from is not None))
+        finally:
+            self.running -= 1
+
+
+async def _run(nodes: Nodes, *, max_attempts: int = 20,
+               control: Callable[..., object] | None = None):  # type: ignore[no-untyped-def]
+    client = await connect()
+    tag = uuid.uuid4().hex[:8]
+    queues = [f"mnc-n0-{tag}", f"mnc-n1-{tag}"]
+    inp = TrainingInput(config=CONFIG, snapshot=SNAPSHOT, run_id=f"mnc-{tag}", nodes=2,
+                        node_task_queues=queues, rendezvous="127.0.0.1:1", max_attempts=max_attempts,
+                        heartbeat_timeout_seconds=5, progress_every_seconds=0.2)
+    workers = [create_worker(client, task_queue=queues[0], workflows=[MLPTraining],
+                             activities=[nodes.train]),
+               create_worker(client, task_queue=queues[1], activities=[nodes.train])]
+    async with workers[0], workers[1]:
+        handle = await client.start_workflow(MLPTraining.run, inp, id=inp.run_id, task_queue=queues[0])
+        if control is not None:
+            await control(handle)  # type: ignore[misc]
+        return await handle.result()
+
+
+def _starts_of(nodes: Nodes, gang: int) -> set[tuple[int, str]]:
+    return {(n, how) for g, n, how in nodes.starts if g is not None and g.endswith(f"-gang-{gang}")}
+
+
+async def test_a_node_failure_restarts_the_whole_gang(temporal_address: str) -> None:
+    nodes = Nodes(lambda r: ("fail" if r.node_rank == 1 else "wait")
+                  if r.gang_id and r.gang_id.endswith("-gang-1") else "ok")
+    result = await _run(nodes)
+    assert result.steps == 10 and result.metrics == {"eval_accuracy": 0.9}  # node 0's outcome
+    assert _starts_of(nodes, 1) == {(0, "cancelled")}  # node 1 failed: node 0 was brought down
+    assert _starts_of(nodes, 2) == {(0, "ok"), (1, "ok")}
+    assert nodes.running == 0
+
+
+async def test_gang_failures_count_against_max_attempts(temporal_address: str) -> None:
+    nodes = Nodes(lambda r: "fail" if r.node_rank == 1 else "wait")
+    with pytest.raises(WorkflowFailureError) as info:
+        await _run(nodes, max_attempts=2)
+    assert "node 1 died" in str(info.value.cause.cause)  # type: ignore[union-attr]
+    assert len(nodes.starts) == 2  # two gangs, then the run failed
+    assert _starts_of(nodes, 1) == {(0, "cancelled")} and _starts_of(nodes, 2) == {(0, "cancelled")}
+
+
+async def test_a_config_error_fails_the_run_at_once(temporal_address: str) -> None:
+    nodes = Nodes(lambda r: "config" if r.node_rank == 0 else "wait")
+    with pytest.raises(WorkflowFailureError) as info:
+        await _run(nodes)
+    assert "bad setting" in str(info.value.cause.cause)  # type: ignore[union-attr]
+    assert nodes.starts == [(nodes.starts[0][0], 1, "cancelled")]
+
+
+async def test_pause_resume_and_stop_reach_every_node(temporal_address: str) -> None:
+    nodes = Nodes(lambda r: "wait")
+
+    async def control(handle) -> None:  # type: ignore[no-untyped-def]
+        while nodes.running < 2:
+            await asyncio.sleep(0.05)
+        paused = await handle.execute_update(MLPTraining.pause)
+        assert paused.state == "paused" and nodes.running == 0
+        assert _starts_of(nodes, 1) == {(0, "cancelled"), (1, "cancelled")}
+        await handle.execute_update(MLPTraining.resume)
+        while nodes.running < 2:
+            await asyncio.sleep(0.05)
+        nodes.behave = lambda r: "ok"  # a stop before any checkpoint: every node stops at once
+        await handle.execute_update(MLPTraining.stop_early)
+
+    result = await _run(nodes, control=control)
+    assert _starts_of(nodes, 2) == {(0, "cancelled"), (1, "cancelled")}
+    assert _starts_of(nodes, 3) == {(0, "ok"), (1, "ok")}  # started in stop mode
+    assert result.steps == 10 and nodes.running == 0
