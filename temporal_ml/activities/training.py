@@ -12,6 +12,9 @@ With ``TrainConfig.world_size > 1`` (or ``trainings_in_processes=True``) the thr
 loop itself: it supervises a gang of ranks in child processes
 (:class:`temporal_ml.distributed.GangSupervisor`), whose rank 0 reports the same progress and
 checkpoints; everything above holds for the gang as a whole.
+A request with ``nodes > 1`` runs this node's part of a gang over several nodes (see
+``TrainingWorkflow``): its ranks join the others through the c10d rendezvous at ``rendezvous``, and
+only the node of global rank 0 reports progress to the workflow.
 """
 
 from __future__ import annotations
