@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +36,7 @@ from temporal_ml.activities._fail_fast import fail_fast, fail_fast_async
 from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import (
     PREDICT,
+    RENDEZVOUS_SIGNAL,
     REPORT_SIGNAL,
     TRAIN,
     PredictRequest,
@@ -192,6 +195,8 @@ class TrainingActivities:
         if req.stop_at_start:
             control.request_stop("stop")
         handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]
+        if req.nodes > 1 and req.rendezvous == "auto":
+            req = await _publish_rendezvous(req, _workflow_handle(info.workflow_id))
         # The newest valid of (last heartbeat's checkpoint, the workflow's record, the store) wins.
         hints = [_hint(info.heartbeat_details), req.resume_from]
 
@@ -244,6 +249,24 @@ class TrainingActivities:
             predictions = trainable.predict(setup, req.inputs)
         return PredictionResult(checkpoint=req.checkpoint, labels=[p.label for p in predictions],
                                 confidences=[p.confidence for p in predictions])
+
+
+async def _publish_rendezvous(req: TrainRequest, workflow: Any) -> TrainRequest:
+    """Node 0 of a gang with ``rendezvous="auto"``: pick this machine's endpoint (host from
+    ``TEMPORAL_ML_NODE_ADDRESS``, else its fully qualified name; a free port) and signal it to the
+    workflow, which then starts the other nodes with it."""
+    if req.node_rank != 0:
+        raise ConfigError("rendezvous 'auto' reached a node other than node 0; the workflow passes "
+                          "node 0's published endpoint to the others")
+    if workflow is None:
+        raise ConfigError("rendezvous 'auto' needs a workflow to publish node 0's endpoint to")
+    host = os.environ.get("TEMPORAL_ML_NODE_ADDRESS") or socket.getfqdn()
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = int(s.getsockname()[1])
+    endpoint = f"{host}:{port}"
+    await workflow.signal(RENDEZVOUS_SIGNAL, args=[req.gang_id, endpoint])
+    return req.model_copy(update={"rendezvous": endpoint})
 
 
 def _last_details(details: Any) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import (
         CREATE_SNAPSHOT,
+        RENDEZVOUS_SIGNAL,
         REPORT_SIGNAL,
         TRAIN,
         TrainOutcome,
@@ -70,8 +71,9 @@ class TrainingInput(BoundaryModel):
             counts gang attempts.
         node_task_queues: the queue of each node's activity (one per node, e.g. one per machine or
             node group); default: every node on ``task_queue`` (workers polling it, one node each).
-        rendezvous: ``host:port`` where node 0's worker hosts torch's c10d rendezvous store
-            (required with ``nodes > 1``; every node must reach it).
+        rendezvous: ``host:port`` where node 0's worker hosts torch's c10d rendezvous store, or
+            ``"auto"``: node 0's activity picks its own endpoint and signals it, and the workflow
+            starts the other nodes with it (required with ``nodes > 1``; every node must reach it).
         carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -109,9 +111,9 @@ class TrainingInput(BoundaryModel):
                              f"{self.nodes} nodes (one per node)")
         if self.nodes > 1:
             host, _, port = (self.rendezvous or "").rpartition(":")
-            if not host or not port.isdigit():
+            if self.rendezvous != "auto" and (not host or not port.isdigit()):
                 raise ValueError(f"a run over {self.nodes} nodes needs rendezvous='host:port' (where "
-                                 f"node 0 hosts the c10d store), got {self.rendezvous!r}")
+                                 f"node 0 hosts the c10d store) or 'auto', got {self.rendezvous!r}")
             ranks = self.config.world_size * self.nodes
             if self.config.batch_size < ranks:
                 raise ValueError(f"batch_size {self.config.batch_size} (the global batch) is smaller "
@@ -217,6 +219,7 @@ class TrainingWorkflow:
         self._gang: list[workflow.ActivityHandle[TrainOutcome]] = []  # the node activities
         self._gangs = 0  # gangs started over several nodes (their ids)
         self._gang_failures = 0
+        self._endpoints: dict[str, str] = {}  # gang id -> endpoint node 0 published (rendezvous auto)
 
     def _control_v2(self) -> bool:
         if self._v2 is None:
@@ -338,23 +341,34 @@ class TrainingWorkflow:
         queues: list[str | None] = [inp.task_queue] * inp.nodes
         if inp.node_task_queues:
             queues = [*inp.node_task_queues]
-        handles = [workflow.start_activity(
-            TRAIN, TrainRequest(
-                run_id=run_id, config=inp.config, snapshot=snapshot,
-                resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
-                progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
-                stop_at_start=stop_now, nodes=inp.nodes, node_rank=node, rendezvous=inp.rendezvous,
-                gang_id=gang_id),
-            result_type=TrainOutcome, task_queue=queue,
-            start_to_close_timeout=timedelta(days=30),
-            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-            retry_policy=RetryPolicy(maximum_attempts=1),
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        ) for node, queue in enumerate(queues)]
-        self._activity, self._gang = handles[0], handles
+
+        def start(node: int, rendezvous: str | None) -> workflow.ActivityHandle[TrainOutcome]:
+            return workflow.start_activity(
+                TRAIN, TrainRequest(
+                    run_id=run_id, config=inp.config, snapshot=snapshot,
+                    resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
+                    progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
+                    stop_at_start=stop_now, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
+                    gang_id=gang_id),
+                result_type=TrainOutcome, task_queue=queues[node],
+                start_to_close_timeout=timedelta(days=30),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+
+        auto = inp.rendezvous == "auto"  # node 0 first; the others once it published its endpoint
+        handles = [start(node, inp.rendezvous) for node in range(1 if auto else inp.nodes)]
+        self._activity, self._gang = handles[0], handles  # _interrupt cancels those started
         self._cancelled, self._stopping_activity = False, stop_now
         if self._paused or self._stop_requested or self._rollover:  # requested while starting
             self._interrupt()
+        if auto:
+            await workflow.wait_condition(
+                lambda: gang_id in self._endpoints or handles[0].done() or self._cancelled)
+            endpoint = self._endpoints.pop(gang_id, None)
+            if endpoint is not None and not handles[0].done() and not self._cancelled:
+                handles.extend(start(node, endpoint) for node in range(1, inp.nodes))
         failures: list[tuple[int, ActivityError]] = []  # (node, error), in the order they came
 
         async def settle(node: int, handle: workflow.ActivityHandle[TrainOutcome]) -> TrainOutcome | None:
@@ -383,7 +397,7 @@ class TrainingWorkflow:
             best = max(outcomes, key=lambda o: (len(o.metrics), o.resumes))
             self._record(TrainProgress(step=best.step, latest_checkpoint=best.checkpoint,
                                        resumes=best.resumes))
-            if len(outcomes) == len(handles):
+            if len(outcomes) == inp.nodes:
                 return best
         if not failures:  # interrupted by this workflow (pause, stop, rollover)
             self._set_state("stopping" if self._stop_requested
@@ -466,6 +480,15 @@ class TrainingWorkflow:
             # then continue as a new run of this workflow that resumes from that checkpoint.
             self._rollover = True
             self._interrupt()
+
+    @workflow.signal(name=RENDEZVOUS_SIGNAL)
+    def _on_rendezvous(self, *args: Any) -> None:
+        """Node 0 of a gang with ``rendezvous="auto"`` published where it hosts the rendezvous
+        (``gang_id, "host:port"``; anything else is dropped, never failing the workflow task)."""
+        if len(args) == 2 and all(isinstance(a, str) for a in args):
+            self._endpoints[args[0]] = args[1]
+        else:
+            workflow.logger.warning("dropping a malformed %s signal: %r", RENDEZVOUS_SIGNAL, args)
 
     @workflow.query
     def progress(self) -> TrainProgress:

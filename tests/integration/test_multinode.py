@@ -82,14 +82,17 @@ class Nodes:
 def nodes(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Nodes]:
     gangs = tmp_path / "gangs"  # the workers' temp dir: where the gangs keep their pid files
     gangs.mkdir()
-    n = Nodes(tmp_path, {**subprocess_env, "TMPDIR": str(gangs)})
+    # TEMPORAL_ML_NODE_ADDRESS: where node 0 says it hosts the rendezvous (rendezvous="auto")
+    n = Nodes(tmp_path, {**subprocess_env, "TMPDIR": str(gangs),
+                         "TEMPORAL_ML_NODE_ADDRESS": "127.0.0.1"})
     yield n
     n.stop_all()
 
 
-async def _run(nodes: Nodes, run_id: str, config: TrainConfig, two_nodes: bool):  # type: ignore[no-untyped-def]
+async def _run(nodes: Nodes, run_id: str, config: TrainConfig, two_nodes: bool,  # type: ignore[no-untyped-def]
+               rendezvous: str | None = None):
     extra = {"nodes": 2, "node_task_queues": nodes.queues,
-             "rendezvous": f"127.0.0.1:{free_port()}"} if two_nodes else {}
+             "rendezvous": rendezvous or f"127.0.0.1:{free_port()}"} if two_nodes else {}
     inp = TrainingInput(config=config, dataset=DATASET, run_id=run_id, task_queue=nodes.queues[0],
                         heartbeat_timeout_seconds=3, progress_every_seconds=0.2, **extra)
     client = await connect()
@@ -108,9 +111,10 @@ async def test_two_nodes_train_like_one_and_restart_together(nodes: Nodes) -> No
     assert result.resumes == 0 and not result.stopped_early
 
     # SIGKILL node 1's worker mid-run: its rank dies with it, node 0's activity is brought down, and
-    # (once a replacement node 1 polls) both nodes restart from the last committed checkpoint
+    # (once a replacement node 1 polls) both nodes restart from the last committed checkpoint. This
+    # run lets node 0 publish its endpoint for each gang (rendezvous="auto").
     run_id = f"mn-kill-{uuid.uuid4().hex[:6]}"
-    handle = await _run(nodes, run_id, PER_NODE, two_nodes=True)
+    handle = await _run(nodes, run_id, PER_NODE, two_nodes=True, rendezvous="auto")
     await _wait_for_step(handle, 30)
     ranks = nodes.rank_pids(run_id)
     assert len(ranks) == 2 and all(_alive(p) for p in ranks)

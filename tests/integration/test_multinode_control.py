@@ -16,6 +16,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from temporal_ml.activities.messages import TRAIN, TrainOutcome, TrainRequest
+from temporal_ml.activities.training import _publish_rendezvous
 from temporal_ml.client import connect
 from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
 from temporal_ml.worker import create_worker
@@ -41,9 +42,14 @@ class Nodes:
     behave: Callable[[TrainRequest], str]
     starts: list[tuple[str | None, int, str]] = field(default_factory=list)  # gang, node, ending
     running: int = 0
+    endpoints: list[tuple[str | None, int, str | None]] = field(default_factory=list)
 
     @activity.defn(name=TRAIN)
     async def train(self, req: TrainRequest) -> TrainOutcome:
+        if req.rendezvous == "auto":  # node 0 publishes its endpoint, as the real activity does
+            handle = activity.client().get_workflow_handle(activity.info().workflow_id)
+            req = await _publish_rendezvous(req, handle)
+        self.endpoints.append((req.gang_id, req.node_rank, req.rendezvous))
         what = self.behave(req)
         self.running += 1
         try:
@@ -67,13 +73,13 @@ class Nodes:
             self.running -= 1
 
 
-async def _run(nodes: Nodes, *, max_attempts: int = 20,
+async def _run(nodes: Nodes, *, max_attempts: int = 20, rendezvous: str = "127.0.0.1:1",
                control: Callable[..., object] | None = None):  # type: ignore[no-untyped-def]
     client = await connect()
     tag = uuid.uuid4().hex[:8]
     queues = [f"mnc-n0-{tag}", f"mnc-n1-{tag}"]
     inp = TrainingInput(config=CONFIG, snapshot=SNAPSHOT, run_id=f"mnc-{tag}", nodes=2,
-                        node_task_queues=queues, rendezvous="127.0.0.1:1", max_attempts=max_attempts,
+                        node_task_queues=queues, rendezvous=rendezvous, max_attempts=max_attempts,
                         heartbeat_timeout_seconds=5, progress_every_seconds=0.2)
     workers = [create_worker(client, task_queue=queues[0], workflows=[MLPTraining],
                              activities=[nodes.train]),
@@ -135,3 +141,21 @@ async def test_pause_resume_and_stop_reach_every_node(temporal_address: str) -> 
     assert _starts_of(nodes, 2) == {(0, "cancelled"), (1, "cancelled")}
     assert _starts_of(nodes, 3) == {(0, "ok"), (1, "ok")}  # started in stop mode
     assert result.steps == 10 and nodes.running == 0
+
+
+async def test_node_0_publishes_the_endpoint_of_each_gang(
+        temporal_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rendezvous="auto"``: node 0 starts first and signals where it hosts the rendezvous; the
+    other nodes start with that endpoint, a new one for each gang."""
+    monkeypatch.setenv("TEMPORAL_ML_NODE_ADDRESS", "10.1.2.3")
+    nodes = Nodes(lambda r: ("fail" if r.node_rank == 1 else "wait")
+                  if r.gang_id and r.gang_id.endswith("-gang-1") else "ok")
+    result = await _run(nodes, rendezvous="auto")
+    assert result.steps == 10
+    by_gang: dict[str | None, dict[int, str | None]] = {}
+    for gang, node, endpoint in nodes.endpoints:
+        by_gang.setdefault(gang, {})[node] = endpoint
+    assert len(by_gang) == 2
+    for endpoints in by_gang.values():
+        assert endpoints[0] == endpoints[1] and endpoints[0] is not None
+        assert endpoints[0].startswith("10.1.2.3:")

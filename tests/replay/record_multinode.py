@@ -2,10 +2,11 @@
 
     python -m tests.replay.record_multinode [OUT_DIR]      # default: tests/replay/histories
 
-One ``TrainingWorkflow`` run over two nodes (``nodes=2``, a queue per node) with scripted node
+Two ``TrainingWorkflow`` runs over two nodes (``nodes=2``, a queue per node) with scripted node
 activities (those of ``tests/integration/test_multinode_control.py``): the first gang fails on node 1
 and is restarted as a whole, the second is paused and resumed, the third completes. Written as
-``training_multinode.json``. Re-record only on purpose (see ``record_histories``).
+``training_multinode.json`` (a fixed rendezvous endpoint) and ``training_multinode_auto.json``
+(``rendezvous="auto"``: node 0 publishes it for each gang). Re-record only on purpose (see ``record_histories``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ def _script(req: object) -> str:
 
 async def record(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    await _record(out, "training_multinode", "127.0.0.1:29400")
+    await _record(out, "training_multinode_auto", "auto")
+
+
+async def _record(out: Path, name: str, rendezvous: str) -> None:
     nodes = Nodes(_script)  # type: ignore[arg-type]
-    queues = ["replay-node0", "replay-node1"]
+    queues = [f"replay-node0-{name}", f"replay-node1-{name}"]
     with tempfile.TemporaryDirectory() as tmp:
         server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server")
         server.start(timeout=120)
@@ -47,8 +53,8 @@ async def record(out: Path) -> None:
             async with create_worker(client, task_queue=queues[0], workflows=[MLPTraining],
                                      activities=[nodes.train, *snapshots]), \
                     create_worker(client, task_queue=queues[1], activities=[nodes.train]):
-                inp = TrainingInput(config=CONFIG, snapshot=SNAPSHOT, run_id="replay-multinode",
-                                    nodes=2, node_task_queues=queues, rendezvous="127.0.0.1:29400",
+                inp = TrainingInput(config=CONFIG, snapshot=SNAPSHOT, run_id=f"replay-{name}",
+                                    nodes=2, node_task_queues=queues, rendezvous=rendezvous,
                                     heartbeat_timeout_seconds=5, progress_every_seconds=0.2)
                 handle = await client.start_workflow(MLPTraining.run, inp, id=inp.run_id,
                                                      task_queue=queues[0])
@@ -60,7 +66,7 @@ async def record(out: Path) -> None:
                 await handle.execute_update(MLPTraining.resume)
                 result = await handle.result()
                 assert result.steps == 10, result
-                await _save(handle, out, "training_multinode")
+                await _save(handle, out, name)
         finally:
             server.stop()
 

@@ -22,7 +22,7 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 
 def test_every_workflow_base_has_a_history() -> None:
     assert {p.stem for p in HISTORIES} >= {"training", "evaluation", "inference", "coordinator", "sweep",
-                                           "ladder", "training_multinode"}
+                                           "ladder", "training_multinode", "training_multinode_auto"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -24,6 +24,7 @@ def test_defaults_are_one_node() -> None:
 def test_a_gang_over_nodes_is_accepted() -> None:
     inp = _input(nodes=2, node_task_queues=["n0", "n1"], rendezvous="10.0.0.5:29400")
     assert inp.nodes == 2
+    assert _input(nodes=2, rendezvous="auto").rendezvous == "auto"  # node 0 publishes it
 
 
 @pytest.mark.parametrize(("kw", "message"), [
