@@ -342,13 +342,14 @@ class TrainingWorkflow:
         if inp.node_task_queues:
             queues = [*inp.node_task_queues]
 
-        def start(node: int, rendezvous: str | None) -> workflow.ActivityHandle[TrainOutcome]:
+        def start(node: int, rendezvous: str | None,
+                  stop: bool = stop_now) -> workflow.ActivityHandle[TrainOutcome]:
             return workflow.start_activity(
                 TRAIN, TrainRequest(
                     run_id=run_id, config=inp.config, snapshot=snapshot,
                     resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
                     progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
-                    stop_at_start=stop_now, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
+                    stop_at_start=stop, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
                     gang_id=gang_id),
                 result_type=TrainOutcome, task_queue=queues[node],
                 start_to_close_timeout=timedelta(days=30),
@@ -363,12 +364,14 @@ class TrainingWorkflow:
         self._cancelled, self._stopping_activity = False, stop_now
         if self._paused or self._stop_requested or self._rollover:  # requested while starting
             self._interrupt()
-        if auto:
-            await workflow.wait_condition(
-                lambda: gang_id in self._endpoints or handles[0].done() or self._cancelled)
+        if auto:  # node 0 publishes its endpoint before it gathers the gang, or ends
+            await workflow.wait_condition(lambda: gang_id in self._endpoints or handles[0].done())
             endpoint = self._endpoints.pop(gang_id, None)
-            if endpoint is not None and not handles[0].done() and not self._cancelled:
-                handles.extend(start(node, endpoint) for node in range(1, inp.nodes))
+            if endpoint is not None and not handles[0].done():
+                # Node 0 waits for the others in the rendezvous: start them even if interrupted
+                # meanwhile, then in stop mode (the gang forms and stops at its first boundary).
+                stop = stop_now or self._cancelled
+                handles.extend(start(node, endpoint, stop) for node in range(1, inp.nodes))
         failures: list[tuple[int, ActivityError]] = []  # (node, error), in the order they came
 
         async def settle(node: int, handle: workflow.ActivityHandle[TrainOutcome]) -> TrainOutcome | None:

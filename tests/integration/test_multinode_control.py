@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
 from temporal_ml.activities.messages import TRAIN, TrainOutcome, TrainRequest
@@ -43,10 +43,17 @@ class Nodes:
     starts: list[tuple[str | None, int, str]] = field(default_factory=list)  # gang, node, ending
     running: int = 0
     endpoints: list[tuple[str | None, int, str | None]] = field(default_factory=list)
+    stops: list[tuple[str | None, int, bool]] = field(default_factory=list)  # stop_at_start
+    gate: asyncio.Event | None = None  # node 0 publishes its endpoint once it is set
 
     @activity.defn(name=TRAIN)
     async def train(self, req: TrainRequest) -> TrainOutcome:
+        self.stops.append((req.gang_id, req.node_rank, req.stop_at_start))
         if req.rendezvous == "auto":  # node 0 publishes its endpoint, as the real activity does
+            if self.gate is not None:
+                self.running += 1
+                await self.gate.wait()
+                self.running -= 1
             handle = activity.client().get_workflow_handle(activity.info().workflow_id)
             req = await _publish_rendezvous(req, handle)
         self.endpoints.append((req.gang_id, req.node_rank, req.rendezvous))
@@ -159,3 +166,27 @@ async def test_node_0_publishes_the_endpoint_of_each_gang(
     for endpoints in by_gang.values():
         assert endpoints[0] == endpoints[1] and endpoints[0] is not None
         assert endpoints[0].startswith("10.1.2.3:")
+
+
+async def test_a_pause_while_node_0_publishes_still_forms_and_stops_the_gang(
+        temporal_address: str) -> None:
+    """Node 0 gathers the gang once it has published its endpoint: a pause that came meanwhile
+    still starts the other nodes, in stop mode, so node 0 is not left waiting in the rendezvous."""
+    nodes = Nodes(lambda r: "ok" if r.node_rank == 1 else "wait", gate=asyncio.Event())
+
+    async def control(handle) -> None:  # type: ignore[no-untyped-def]
+        while nodes.running < 1:
+            await asyncio.sleep(0.05)  # node 0 runs, not yet published
+        pause = await handle.start_update(MLPTraining.pause,
+                                          wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        assert nodes.gate is not None
+        nodes.gate.set()
+        paused = await pause.result()
+        assert paused.state == "paused"
+        gang_1 = [(n, stop) for g, n, stop in nodes.stops if g and g.endswith("-gang-1")]
+        assert sorted(gang_1) == [(0, False), (1, True)]  # node 1 came, in stop mode
+        nodes.gate, nodes.behave = None, lambda r: "ok"
+        await handle.execute_update(MLPTraining.resume)
+
+    result = await _run(nodes, rendezvous="auto", control=control)
+    assert result.steps == 10 and _starts_of(nodes, 2) == {(0, "ok"), (1, "ok")}
