@@ -17,6 +17,7 @@ __all__ = [
     "CREATE_SNAPSHOT",
     "REGISTERED_SEARCH_ATTRIBUTES",
     "REPORT_SIGNAL",
+    "RENDEZVOUS_SIGNAL",
     "TrainRequest",
     "TrainOutcome",
     "PredictRequest",
@@ -32,6 +33,9 @@ PREDICT = "temporal_ml.predict"
 REGISTERED_SEARCH_ATTRIBUTES = "temporal_ml.registered_search_attributes"
 #: Signal the training activity sends its workflow: a :class:`TrainProgress`.
 REPORT_SIGNAL = "tml_report"
+#: Signal node 0's training activity sends its workflow with ``rendezvous="auto"``: the gang id and
+#: the ``host:port`` where it hosts that gang's c10d rendezvous store.
+RENDEZVOUS_SIGNAL = "tml_rendezvous"
 
 
 class TrainRequest(BaseModel):
@@ -48,6 +52,13 @@ class TrainRequest(BaseModel):
     #: Stop at the first step boundary: resume (or set up), checkpoint there and return (a stop
     #: requested before the run had any checkpoint).
     stop_at_start: bool = False
+    #: A gang over several nodes: how many, which one this activity runs, node 0's c10d rendezvous
+    #: endpoint (``host:port``, or ``"auto"`` on node 0: pick one and signal it to the workflow) and
+    #: the id every node of this gang passes to the rendezvous.
+    nodes: int = 1
+    node_rank: int = 0
+    rendezvous: str | None = None
+    gang_id: str | None = None
 
 
 class TrainOutcome(BaseModel):

@@ -12,6 +12,9 @@ With ``TrainConfig.world_size > 1`` (or ``trainings_in_processes=True``) the thr
 loop itself: it supervises a gang of ranks in child processes
 (:class:`temporal_ml.distributed.GangSupervisor`), whose rank 0 reports the same progress and
 checkpoints; everything above holds for the gang as a whole.
+A request with ``nodes > 1`` runs this node's part of a gang over several nodes (see
+``TrainingWorkflow``): its ranks join the others through the c10d rendezvous at ``rendezvous``, and
+only the node of global rank 0 reports progress to the workflow.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +36,7 @@ from temporal_ml.activities._fail_fast import fail_fast, fail_fast_async
 from temporal_ml.activities._heartbeat import heartbeating
 from temporal_ml.activities.messages import (
     PREDICT,
+    RENDEZVOUS_SIGNAL,
     REPORT_SIGNAL,
     TRAIN,
     PredictRequest,
@@ -58,6 +64,8 @@ class _Supervisor:
         self._loop = loop
         self.progress = TrainProgress(state="training", run_id=run_id, max_steps=max_steps,
                                       resumes=resumes)
+        #: The loop (or, in a gang, global rank 0 on this node) has started: its progress is real.
+        self.started = False
 
     def _apply(self, **changes: Any) -> None:  # runs on the event loop
         self.progress = self.progress.model_copy(update=changes)
@@ -66,7 +74,12 @@ class _Supervisor:
         changes: dict[str, Any] = {"step": step, "latest_checkpoint": resumed_from}
         if resumed_from is not None:
             changes["resumes"] = max(self.progress.resumes + 1, recorded)
-        self._loop.call_soon_threadsafe(lambda: self._apply(**changes))
+
+        def apply() -> None:
+            self.started = True
+            self._apply(**changes)
+
+        self._loop.call_soon_threadsafe(apply)
 
     def on_progress(self, p: TrainProgress) -> None:
         self._loop.call_soon_threadsafe(lambda: self._apply(
@@ -163,7 +176,8 @@ class TrainingActivities:
             self._trainable(req.config.trainable), req.config, run_id=run_id,
             snapshot_store=self.snapshots, snapshot=req.snapshot,
             checkpoint_root=self.checkpoint_root, storage_options=self.storage_options,
-            metrics_path=metrics, control=control)
+            metrics_path=metrics, control=control, nodes=req.nodes, node_rank=req.node_rank,
+            rendezvous=req.rendezvous, gang_id=req.gang_id)
 
     @activity.defn(name=TRAIN)
     @fail_fast_async
@@ -181,11 +195,13 @@ class TrainingActivities:
         if req.stop_at_start:
             control.request_stop("stop")
         handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]
+        if req.nodes > 1 and req.rendezvous == "auto":
+            req = await _publish_rendezvous(req, _workflow_handle(info.workflow_id))
         # The newest valid of (last heartbeat's checkpoint, the workflow's record, the store) wins.
         hints = [_hint(info.heartbeat_details), req.resume_from]
 
         def run() -> LoopResult:
-            if req.config.world_size > 1 or self.trainings_in_processes:  # ranks in child processes
+            if req.config.world_size > 1 or req.nodes > 1 or self.trainings_in_processes:  # ranks
                 return self._gang(req, control).run(resume_hint=hints)
             return self._loop(req, control).run(resume_hint=hints)
 
@@ -197,7 +213,9 @@ class TrainingActivities:
                 activity.heartbeat(sup.progress.model_dump(mode="json"))
                 # Reports (checkpoints included) are throttled: each costs the workflow history
                 # a few events. The heartbeat details and the store always have the latest one.
-                if time.monotonic() - last_report >= req.progress_every_seconds:
+                # In a gang over several nodes, only the node of global rank 0 sees the progress.
+                if (time.monotonic() - last_report >= req.progress_every_seconds
+                        and (req.nodes == 1 or sup.started)):
                     last_report = time.monotonic()
                     await _report(handles, sup.progress)
         except asyncio.CancelledError:
@@ -208,8 +226,10 @@ class TrainingActivities:
                 await asyncio.wait([future], timeout=self.heartbeat_every_seconds)
                 activity.heartbeat(sup.progress.model_dump(mode="json"))
             result = future.result()
-            await _report(handles, sup.progress.model_copy(update={
-                "step": result.step, "latest_checkpoint": result.checkpoint, "state": "stopping"}))
+            if req.nodes == 1 or sup.started:
+                await _report(handles, sup.progress.model_copy(update={
+                    "step": result.step, "latest_checkpoint": result.checkpoint,
+                    "state": "stopping"}))
             raise
         result = future.result()
         # No final report: the result carries the final step and checkpoint to the caller, and its
@@ -229,6 +249,24 @@ class TrainingActivities:
             predictions = trainable.predict(setup, req.inputs)
         return PredictionResult(checkpoint=req.checkpoint, labels=[p.label for p in predictions],
                                 confidences=[p.confidence for p in predictions])
+
+
+async def _publish_rendezvous(req: TrainRequest, workflow: Any) -> TrainRequest:
+    """Node 0 of a gang with ``rendezvous="auto"``: pick this machine's endpoint (host from
+    ``TEMPORAL_ML_NODE_ADDRESS``, else its fully qualified name; a free port) and signal it to the
+    workflow, which then starts the other nodes with it."""
+    if req.node_rank != 0:
+        raise ConfigError("rendezvous 'auto' reached a node other than node 0; the workflow passes "
+                          "node 0's published endpoint to the others")
+    if workflow is None:
+        raise ConfigError("rendezvous 'auto' needs a workflow to publish node 0's endpoint to")
+    host = os.environ.get("TEMPORAL_ML_NODE_ADDRESS") or socket.getfqdn()
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = int(s.getsockname()[1])
+    endpoint = f"{host}:{port}"
+    await workflow.signal(RENDEZVOUS_SIGNAL, args=[req.gang_id, endpoint])
+    return req.model_copy(update={"rendezvous": endpoint})
 
 
 def _last_details(details: Any) -> dict[str, Any] | None:

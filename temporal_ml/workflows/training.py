@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import (
         CREATE_SNAPSHOT,
+        RENDEZVOUS_SIGNAL,
         REPORT_SIGNAL,
         TRAIN,
         TrainOutcome,
@@ -64,6 +65,15 @@ class TrainingInput(BoundaryModel):
         max_attempts: attempts of the training activity before the run fails (0: unlimited).
         progress_every_seconds: how often the activity reports progress to the workflow.
         report_to: ids of further workflows (e.g. a coordinator) that receive the progress reports.
+        nodes: machines the run's gang spans (each runs ``config.world_size`` ranks). With more than
+            one, the workflow starts one training activity per node and restarts them all together
+            from the last checkpoint when any fails (see ``docs/scaling.md``); ``max_attempts`` then
+            counts gang attempts.
+        node_task_queues: the queue of each node's activity (one per node, e.g. one per machine or
+            node group); default: every node on ``task_queue`` (workers polling it, one node each).
+        rendezvous: ``host:port`` where node 0's worker hosts torch's c10d rendezvous store, or
+            ``"auto"``: node 0's activity picks its own endpoint and signals it, and the workflow
+            starts the other nodes with it (required with ``nodes > 1``; every node must reach it).
         carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -76,6 +86,9 @@ class TrainingInput(BoundaryModel):
     max_attempts: int = Field(default=20, ge=0)
     progress_every_seconds: float = Field(default=10.0, gt=0)
     report_to: list[str] = Field(default_factory=list)
+    nodes: int = Field(default=1, ge=1, le=1024)
+    node_task_queues: list[str] | None = None
+    rendezvous: str | None = None
     carried: TrainProgress | None = None
     carried_paused: bool = False
 
@@ -89,6 +102,22 @@ class TrainingInput(BoundaryModel):
     def _one_data_source(self) -> TrainingInput:
         if (self.dataset is None) == (self.snapshot is None):
             raise ValueError("set exactly one of dataset or snapshot")
+        return self
+
+    @model_validator(mode="after")
+    def _gang_over_nodes(self) -> TrainingInput:
+        if self.node_task_queues is not None and len(self.node_task_queues) != self.nodes:
+            raise ValueError(f"node_task_queues names {len(self.node_task_queues)} queues for "
+                             f"{self.nodes} nodes (one per node)")
+        if self.nodes > 1:
+            host, _, port = (self.rendezvous or "").rpartition(":")
+            if self.rendezvous != "auto" and (not host or not port.isdigit()):
+                raise ValueError(f"a run over {self.nodes} nodes needs rendezvous='host:port' (where "
+                                 f"node 0 hosts the c10d store) or 'auto', got {self.rendezvous!r}")
+            ranks = self.config.world_size * self.nodes
+            if self.config.batch_size < ranks:
+                raise ValueError(f"batch_size {self.config.batch_size} (the global batch) is smaller "
+                                 f"than the {ranks} ranks")
         return self
 
 
@@ -168,6 +197,10 @@ CONTROL_PATCH = "tml-run-control-v2"
 #: they ran.
 UNSCHEDULED_CANCEL_PATCH = "tml-unscheduled-cancel-v1"
 
+#: ``workflow.patched`` id of gangs over several nodes (``TrainingInput.nodes > 1``): one training
+#: activity per node, all restarted together. Only runs with ``nodes > 1`` reach it.
+MULTINODE_PATCH = "tml-multinode-v1"
+
 
 class TrainingWorkflow:
     """Base of training workflows; see the module docstring."""
@@ -183,6 +216,10 @@ class TrainingWorkflow:
         self._finished = False
         self._started = False  # run() has read its input (a continued run: its carried state)
         self._v2: bool | None = None
+        self._gang: list[workflow.ActivityHandle[TrainOutcome]] = []  # the node activities
+        self._gangs = 0  # gangs started over several nodes (their ids)
+        self._gang_failures = 0
+        self._endpoints: dict[str, str] = {}  # gang id -> endpoint node 0 published (rendezvous auto)
 
     def _control_v2(self) -> bool:
         if self._v2 is None:
@@ -240,6 +277,8 @@ class TrainingWorkflow:
         A stop requested before the run has any checkpoint starts the activity in stop mode: it
         resumes (or sets up) and checkpoints at its first step boundary, and that is the result.
         """
+        if inp.nodes > 1 and workflow.patched(MULTINODE_PATCH):
+            return await self._train_nodes(inp, run_id, snapshot)
         v2 = self._control_v2()
         stop_now = v2 and self._stop_requested
         self._set_state("stopping" if stop_now else "training")
@@ -285,11 +324,109 @@ class TrainingWorkflow:
                                    resumes=outcome.resumes))
         return outcome
 
+    async def _train_nodes(self, inp: TrainingInput, run_id: str,
+                           snapshot: SnapshotRef) -> TrainOutcome | None:
+        """One gang over ``inp.nodes`` nodes: one activity per node, all or nothing.
+
+        Each node's activity is tried once (a node never retries alone). When one fails, the others
+        are cancelled, and once all have ended ``None`` is returned: the run loop starts a new gang
+        (a new gang id) from the last committed checkpoint, after a short backoff. A failure no
+        retry can fix, or the ``max_attempts``-th gang failure, fails the run.
+        """
+        self._control_v2()
+        stop_now = self._stop_requested
+        self._set_state("stopping" if stop_now else "training")
+        self._gangs += 1
+        gang_id = f"{run_id}-gang-{self._gangs}"
+        queues: list[str | None] = [inp.task_queue] * inp.nodes
+        if inp.node_task_queues:
+            queues = [*inp.node_task_queues]
+
+        def start(node: int, rendezvous: str | None,
+                  stop: bool = stop_now) -> workflow.ActivityHandle[TrainOutcome]:
+            return workflow.start_activity(
+                TRAIN, TrainRequest(
+                    run_id=run_id, config=inp.config, snapshot=snapshot,
+                    resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
+                    progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
+                    stop_at_start=stop, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
+                    gang_id=gang_id),
+                result_type=TrainOutcome, task_queue=queues[node],
+                start_to_close_timeout=timedelta(days=30),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+
+        auto = inp.rendezvous == "auto"  # node 0 first; the others once it published its endpoint
+        handles = [start(node, inp.rendezvous) for node in range(1 if auto else inp.nodes)]
+        self._activity, self._gang = handles[0], handles  # _interrupt cancels those started
+        self._cancelled, self._stopping_activity = False, stop_now
+        if self._paused or self._stop_requested or self._rollover:  # requested while starting
+            self._interrupt()
+        if auto:  # node 0 publishes its endpoint before it gathers the gang, or ends
+            await workflow.wait_condition(lambda: gang_id in self._endpoints or handles[0].done())
+            endpoint = self._endpoints.pop(gang_id, None)
+            if endpoint is not None and not handles[0].done():
+                # Node 0 waits for the others in the rendezvous: start them even if interrupted
+                # meanwhile, then in stop mode (the gang forms and stops at its first boundary).
+                stop = stop_now or self._cancelled
+                handles.extend(start(node, endpoint, stop) for node in range(1, inp.nodes))
+        failures: list[tuple[int, ActivityError]] = []  # (node, error), in the order they came
+
+        async def settle(node: int, handle: workflow.ActivityHandle[TrainOutcome]) -> TrainOutcome | None:
+            try:
+                return await handle
+            except asyncio.CancelledError:
+                if self._cancelled and handle.cancelled():  # interrupted before it was scheduled
+                    return None
+                raise  # the workflow itself is cancelled
+            except ActivityError as err:
+                if not isinstance(err.cause, CancelledError):
+                    if not failures:  # the first failure brings the whole gang down
+                        for other in handles:
+                            if other is not handle and not other.done():
+                                other.cancel()
+                    failures.append((node, err))
+                return None
+
+        try:
+            results = await asyncio.gather(*(settle(n, h) for n, h in enumerate(handles)))
+        finally:
+            self._activity, self._gang = None, []
+            self._cancelled = self._stopping_activity = False
+        outcomes = [r for r in results if r is not None]
+        if outcomes:  # the node of global rank 0 has the evaluation metrics and the resume count
+            best = max(outcomes, key=lambda o: (len(o.metrics), o.resumes))
+            self._record(TrainProgress(step=best.step, latest_checkpoint=best.checkpoint,
+                                       resumes=best.resumes))
+            if len(outcomes) == inp.nodes:
+                return best
+        if not failures:  # interrupted by this workflow (pause, stop, rollover)
+            self._set_state("stopping" if self._stop_requested
+                            else "paused" if self._paused else "training")
+            return None
+        self._gang_failures += 1
+        final = next((f for _, f in failures if isinstance(f.cause, ApplicationError)
+                      and f.cause.non_retryable), None)
+        if final is not None or 0 < inp.max_attempts <= self._gang_failures:
+            self._set_state("failed")
+            raise final or failures[0][1]
+        workflow.logger.warning(
+            "run %s: gang %s failed (%s); restarting all %d nodes from the last checkpoint",
+            run_id, gang_id, "; ".join(f"node {n}: {f.cause or f}" for n, f in failures), inp.nodes)
+        await workflow.sleep(timedelta(seconds=min(30, 2 ** (self._gang_failures - 1))))
+        self._set_state("stopping" if self._stop_requested
+                        else "paused" if self._paused else "training")
+        return None
+
     def _interrupt(self) -> None:
-        """Ask the running activity to checkpoint and stop (once; not one that stops by itself)."""
+        """Ask the running activity (every node's, in a gang over several nodes) to checkpoint and
+        stop (once; not one that stops by itself)."""
         if self._activity is not None and not self._cancelled and not self._stopping_activity:
             self._cancelled = True
-            self._activity.cancel()
+            for handle in self._gang or [self._activity]:
+                handle.cancel()
 
     def _result(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig,
                 outcome: TrainOutcome | None) -> TrainResult:
@@ -346,6 +483,15 @@ class TrainingWorkflow:
             # then continue as a new run of this workflow that resumes from that checkpoint.
             self._rollover = True
             self._interrupt()
+
+    @workflow.signal(name=RENDEZVOUS_SIGNAL)
+    def _on_rendezvous(self, *args: Any) -> None:
+        """Node 0 of a gang with ``rendezvous="auto"`` published where it hosts the rendezvous
+        (``gang_id, "host:port"``; anything else is dropped, never failing the workflow task)."""
+        if len(args) == 2 and all(isinstance(a, str) for a in args):
+            self._endpoints[args[0]] = args[1]
+        else:
+            workflow.logger.warning("dropping a malformed %s signal: %r", RENDEZVOUS_SIGNAL, args)
 
     @workflow.query
     def progress(self) -> TrainProgress:

@@ -1,7 +1,8 @@
 """DESIGN promise 3: recorded histories of every workflow base replay against the current code.
 
 The histories under ``tests/replay/histories`` were recorded by ``tests/replay/record_histories.py``
-(training, evaluation, inference, coordinator, sweep with accepted updates, ASHA ladder). A change to
+(training, evaluation, inference, coordinator, sweep with accepted updates, ASHA ladder) and by
+``tests/replay/record_multinode.py`` (a training run over two nodes: a gang restart, a pause). A change to
 workflow code that would make an old run take a different decision fails here; guard such changes
 with ``workflow.patched`` (see ``docs/replay.md``)."""
 
@@ -21,7 +22,7 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 
 def test_every_workflow_base_has_a_history() -> None:
     assert {p.stem for p in HISTORIES} >= {"training", "evaluation", "inference", "coordinator", "sweep",
-                                           "ladder"}
+                                           "ladder", "training_multinode", "training_multinode_auto"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
