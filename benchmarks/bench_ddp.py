@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -33,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from examples.cifar10_scaleup.model import ResNetTrainable, cifar10_npz, data_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's examples/, when run as a script
+from examples.cifar10_scaleup.model import ResNetTrainable, cifar10_npz, data_dir  # noqa: E402
 from temporal_ml.distributed.supervisor import GangSupervisor
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.types import TrainConfig
