@@ -24,6 +24,7 @@ from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig, TrainR
 from temporal_ml.workflows.coordinator import CoordinatorInput
 from temporal_ml.workflows.training import TrainingInput
 from tests.conftest import REPO_ROOT, free_port
+from tests.integration._procs import start_worker_process
 from tests.integration._training_workflows import MLPCoordinator, MLPTraining
 
 pytestmark = pytest.mark.integration
@@ -49,15 +50,8 @@ def one_line(err: str) -> str:
 
 
 def _worker(queue: str, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = root / "worker.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.training_worker", queue, str(root)],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(600):
-        if "worker ready" in log.read_text():
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(log.read_text())
+    return start_worker_process("tests.integration.training_worker", [queue, str(root)],
+                                root / "worker.log", env)
 
 
 async def _wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from temporal_ml.client import connect
 from temporal_ml.search import Categorical, SearchSpace
 from temporal_ml.sweep_types import SweepInput, SweepResult
 from temporal_ml.types import DatasetSource, TrainConfig
+from tests.integration._procs import start_worker_process
 from tests.integration.test_cli import cli, one_line
 
 pytestmark = pytest.mark.integration
@@ -28,17 +28,8 @@ BASE = TrainConfig(trainable="mlp", max_steps=60, batch_size=16, checkpoint_ever
 
 
 def _worker(queue: str, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = root / "worker.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.sweep_worker", queue, str(root), "all"],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(600):
-        if "worker ready" in log.read_text():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(log.read_text())
+    return start_worker_process("tests.integration.sweep_worker", [queue, str(root), "all"],
+                                root / "worker.log", env)
 
 
 async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_env: dict[str, str]) -> None:

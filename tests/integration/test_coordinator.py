@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from temporal_ml.client import connect
 from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
+from tests.integration._procs import start_worker_process
 from tests.integration._training_workflows import MLPCoordinator
 
 pytestmark = pytest.mark.integration
@@ -32,14 +32,8 @@ def _spec(name: str, **hparams: object) -> ExperimentSpec:
 
 
 def _start(role: str, queue: str, root: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
-    log = root / f"{role}-{n}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.training_worker", queue, str(root), role],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(600):
-        if "worker ready" in log.read_text():
-            return proc
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
+    return start_worker_process("tests.integration.training_worker", [queue, str(root), role],
+                                root / f"{role}-{n}.log", env)
 
 
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:

@@ -10,8 +10,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from temporal_ml.storage.checkpoints import load_checkpoint
 from temporal_ml.types import DatasetSource, TrainConfig, TrainResult
 from temporal_ml.workflows.inference import InferenceInput
 from temporal_ml.workflows.training import TrainingInput
+from tests.integration._procs import start_worker_process
 from tests.integration._training_workflows import MLPInference, MLPTraining
 
 INTERVAL = 20
@@ -44,25 +43,15 @@ class Workers:
     def __init__(self, root: Path, env: dict[str, str]) -> None:
         self.root, self.env = root, env
         self.queue = f"train-{uuid.uuid4().hex[:8]}"
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[str]:
-        log = self.root / f"worker-{len(self.procs)}.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.training_worker", self.queue, str(self.root)],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True,
-            )
+    def start(self) -> subprocess.Popen[bytes]:
+        proc = start_worker_process("tests.integration.training_worker", [self.queue, str(self.root)],
+                                    self.root / f"worker-{len(self.procs)}.log", self.env)
         self.procs.append(proc)
-        for _ in range(600):
-            if "worker ready" in log.read_text():
-                return proc
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"worker failed to start:\n{log.read_text()[-3000:]}")
+        return proc
 
-    def kill(self, proc: subprocess.Popen[str]) -> None:
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 

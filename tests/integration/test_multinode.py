@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from temporal_ml.client import connect
 from temporal_ml.types import TrainConfig, TrainResult
 from temporal_ml.workflows.training import TrainingInput
 from tests.conftest import free_port
+from tests.integration._procs import start_worker_process
 from tests.integration._training_workflows import MLPTraining
 from tests.integration.test_ddp import CONFIG as DDP_CONFIG
 from tests.integration.test_ddp import _alive
@@ -44,23 +44,15 @@ class Nodes:
         self.root, self.env = root, env
         tag = uuid.uuid4().hex[:8]
         self.queues = [f"node0-{tag}", f"node1-{tag}"]
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, node: int) -> subprocess.Popen[str]:
-        log = self.root / f"worker-{len(self.procs)}-node{node}.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.training_worker", self.queues[node],
-                 str(self.root), "all" if node == 0 else "train"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    def start(self, node: int) -> subprocess.Popen[bytes]:
+        proc = start_worker_process(
+            "tests.integration.training_worker",
+            [self.queues[node], str(self.root), "all" if node == 0 else "train"],
+            self.root / f"worker-{len(self.procs)}-node{node}.log", self.env)
         self.procs.append(proc)
-        for _ in range(600):
-            if "worker ready" in log.read_text():
-                return proc
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"worker failed to start:\n{log.read_text()[-3000:]}")
+        return proc
 
     def stop_all(self) -> None:
         for proc in self.procs:

@@ -10,8 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from temporal_ml.search import Categorical, Float, SearchSpace, TPESearcher
 from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
 from tests.conftest import free_port
+from tests.integration._procs import start_worker_process
 from tests.integration._sweep_workflows import MLPSweep
 
 pytestmark = pytest.mark.integration
@@ -38,16 +37,8 @@ DATASET = DatasetSource(generator="blobs", params={"seed": 3})
 
 
 def start_worker(role: str, queue: str, root: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
-    log = root / f"{role}-{n}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.sweep_worker", queue, str(root), role],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(600):
-        if "worker ready" in log.read_text():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
+    return start_worker_process("tests.integration.sweep_worker", [queue, str(root), role],
+                                root / f"{role}-{n}.log", env)
 
 
 def kill_server(server: DevServer) -> None:
