@@ -326,7 +326,10 @@ class TrainResult(_Frozen):
         checkpoint: the final checkpoint (its ``model_sha256`` identifies the weights bitwise).
         steps: optimizer steps completed.
         metrics: final metrics (``loss`` and, with ``eval_split``, evaluation metrics).
-        resumes: how many times training resumed from a checkpoint (worker crashes, pauses).
+        resumes: how many starts of the training restored a checkpoint: every one counts (a lost
+            worker, a pause, a continue-as-new, a promotion to a higher rung), including two starts
+            from the same checkpoint when the first was killed before its next save (kept in the
+            run's ``resumes.json`` beside its checkpoints).
         stopped_early: ``True`` if the run was stopped before ``max_steps``.
         config_hash: sha256 of the canonical config (its trajectory fields, see ``TrainConfig.config_hash``).
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def random_seed() -> int:
+    """The seed of a randomised test: ``TML_TEST_SEED`` when set, else a fresh one; printed either
+    way (``seed N``, shown with ``-s`` or on failure) so a failure reproduces with
+    ``TML_TEST_SEED=N python -m pytest ...``."""
+    value = os.environ.get("TML_TEST_SEED")
+    chosen = int(value) if value else random.randrange(10**6)
+    print(f"seed {chosen}")
+    return chosen
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ Layout of one checkpoint (any fsspec URL as root)::
         extra.safetensors       every other tensor (RNG states, grad scaler, ...) and numpy arrays
         state.json              everything that is not a tensor (see :mod:`temporal_ml.storage._tree`)
         manifest.json           written last: step, metrics, sha256 and size of every file
+    <root>/<run_id>/resumes.json  how many times the run has resumed (see :meth:`CheckpointManager.record_resume`)
 
 The manifest commits the checkpoint: data files are written under temporary names, renamed into place,
 and only then is the manifest written atomically. A checkpoint without a valid manifest is torn and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures as cf
+import json
 import logging
 import os
 import threading
@@ -46,6 +48,9 @@ from temporal_ml.types import CheckpointRef
 __all__ = ["CheckpointManager", "load_checkpoint", "step_dirname", "MANIFEST", "FILES"]
 
 log = logging.getLogger(__name__)
+
+#: The run's resume counter, beside its step directories.
+RESUMES_FILE = "resumes.json"
 
 
 class CheckpointManager:
@@ -210,6 +215,41 @@ class CheckpointManager:
             with self._lock:
                 if self._pending is future:
                     self._drain()
+
+    # ---- resumes ----------------------------------------------------------------------------
+
+    def recorded_resumes(self) -> int:
+        """How many times the run has resumed from one of its checkpoints, as last recorded by
+        :meth:`record_resume` (``0`` when nothing was recorded or the record is unreadable)."""
+        path = _fs.join(self.run_dir, RESUMES_FILE)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return max(0, int(json.loads(f.read())["resumes"]))
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable resume record %s: %s", path, exc)
+            return 0
+
+    def record_resume(self, resumes: int) -> None:
+        """Record, atomically and before training goes on, that the run has now resumed ``resumes``
+        times. A start that restored a checkpoint and was killed before its next checkpoint still
+        counts: the next start reads this record, not only the counter inside the checkpoint.
+        ``0`` (a fresh start) removes the record.
+
+        Example:
+            >>> manager = CheckpointManager("memory://ckpt-doc", "run-a")
+            >>> manager.record_resume(2); manager.recorded_resumes()
+            2
+        """
+        path = _fs.join(self.run_dir, RESUMES_FILE)
+        with _fs.storage_errors(f"resume record {self.fs.unstrip_protocol(path)}"):
+            if resumes <= 0:
+                if self.fs.exists(path):
+                    self.fs.rm(path)
+                return
+            self.fs.makedirs(self.run_dir, exist_ok=True)
+            _fs.atomic_write(self.fs, path, json.dumps({"resumes": int(resumes)}).encode())
 
     # ---- reading ----------------------------------------------------------------------------
 

@@ -260,14 +260,22 @@ class TrainingLoop:
         found = self._find_resume_point(resume_hint)
         if found is not None:
             resumed_from = found[0]
-            # resumes along this run's checkpoints (a count kept in the checkpoints survives kills
-            # that come before the activity could report it)
-            self.resumes = int(found[1]["counters"].get("resumes", 0)) + 1
+            # Every start that restores a checkpoint is a resume. The count is kept in each
+            # checkpoint and in the run's resume record, written before training goes on, so two
+            # starts from the same checkpoint (the first killed before its next save) count twice.
+            before = int(found[1]["counters"].get("resumes", 0))
+            if self.writes_checkpoints:
+                before = max(before, self.checkpoints.recorded_resumes())
+            self.resumes = before + 1
+            if self.writes_checkpoints:
+                self.checkpoints.record_resume(self.resumes)
             with rng():
                 step = self._restore(setup, sampler, found[1])
             log.info("run %s resumed from step %d", self.run_id, step)
             self.metrics.write("resume", step=step, checkpoint=resumed_from.uri)
         else:
+            if self.writes_checkpoints:  # a record left by an earlier life of this run id
+                self.checkpoints.record_resume(0)
             self.metrics.write("start", step=0, config_hash=self.config_hash)
         self.control.started(step, resumed_from, resumes=self.resumes)
         setup.model.train()

@@ -118,16 +118,14 @@ async def _straight(workers: Workers) -> TrainResult:
     return result
 
 
-async def test_sigkilled_workers_resume_exactly(workers: Workers) -> None:
+async def test_sigkilled_workers_resume_exactly(workers: Workers, random_seed: int) -> None:
     worker = workers.start()
     straight = await _straight(workers)
     assert straight.metrics["eval_accuracy"] > 0.8
 
     run_id = f"crash-{uuid.uuid4().hex[:8]}"
     handle = await _start(workers, run_id)
-    rng = random.Random()
-    seed = rng.randrange(10**6)
-    rng.seed(seed)
+    rng = random.Random(random_seed)
     last_logged: list[int] = []
     for low, high in ((30, 110), (150, 230)):
         await _wait_for_step(handle, rng.randint(low, high))
@@ -137,11 +135,11 @@ async def test_sigkilled_workers_resume_exactly(workers: Workers) -> None:
     result = await handle.result()
 
     _assert_bitwise_equal(result, straight)
-    assert result.resumes == 2, f"seed {seed}"
+    assert result.resumes == 2, f"seed {random_seed}"
     resumed_at = [e["step"] for e in workers.events(run_id) if e["event"] == "resume"]
-    assert len(resumed_at) == 2, f"seed {seed}"
+    assert len(resumed_at) == 2, f"seed {random_seed}"
     for killed, resumed in zip(last_logged, resumed_at, strict=True):
-        assert 0 <= killed - resumed <= INTERVAL, f"seed {seed}: killed at {killed}, resumed at {resumed}"
+        assert 0 <= killed - resumed <= INTERVAL, f"seed {random_seed}: killed at {killed}, resumed at {resumed}"
 
 
 async def test_corrupt_latest_checkpoint_falls_back_on_resume(workers: Workers) -> None:

@@ -50,8 +50,9 @@ async def test_starters_wait_through_a_server_restart(tmp_path: Path) -> None:
             if "worker polling" in log.read_text():
                 break
             time.sleep(0.1)
+        first_err = tmp_path / "first.err"
         first = subprocess.Popen(STARTER, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+                                 stderr=first_err.open("w"), text=True)
         procs.append(first)
         client = await connect(server.address)
         handle = client.get_workflow_handle("outlive")
@@ -76,13 +77,19 @@ async def test_starters_wait_through_a_server_restart(tmp_path: Path) -> None:
         assert progress.step < 600, "the run finished before the server could be killed"
 
         _kill(server)
-        await asyncio.sleep(8)  # longer than the client's own retries (~5 s): the starter sees it
+        # the server stays down until the starter has noticed (past the client's own retries)
+        deadline = time.monotonic() + 120
+        while "lost the Temporal server" not in first_err.read_text():
+            assert first.poll() is None, f"the starter exited: {first_err.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the starter never noticed the lost server"
+            await asyncio.sleep(0.1)
         server.start(timeout=120)  # same port, same data directory
 
         second = subprocess.Popen(STARTER, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         procs.append(second)
-        out1, err1 = first.communicate(timeout=240)
+        out1, _ = first.communicate(timeout=240)
+        err1 = first_err.read_text()
         out2, err2 = second.communicate(timeout=120)
         follower.wait(timeout=120)
         out3, err3 = follow_out.read_text(), follow_err.read_text()

@@ -7,8 +7,9 @@ snapshot activity), ``train`` (training activities, up to 4 concurrent trainings
 Prints ``worker ready`` once polling; runs until killed.
 
 ``TML_TEST_SLOW_SAVE=SECONDS``: background (async) checkpoint saves pause that long after writing
-their files and before committing them, with ``STORE_ROOT/saving`` naming the step directory
-meanwhile, so a test can SIGKILL the worker in the middle of a background save."""
+their files and before committing them, with ``STORE_ROOT/saving-<pid>`` (this worker's process id)
+naming the step directory meanwhile, so a test can SIGKILL this very worker in the middle of a
+background save it started (a marker left by an earlier, killed worker names another pid)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def _slow_background_saves(seconds: float, root: str) -> None:
     from temporal_ml.storage import _ckpt_save
 
     real = _ckpt_save.replace
-    marker = Path(root) / "saving"
+    marker = Path(root) / f"saving-{os.getpid()}"
 
     def replace(fs, directory, files, suffix, manifest):  # type: ignore[no-untyped-def]
         if threading.current_thread().name.startswith("temporal-ml-ckpt"):  # the background writer
