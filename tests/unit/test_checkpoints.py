@@ -740,3 +740,18 @@ def test_file_root_without_scheme_and_repr(tmp_path: Any) -> None:
         ref = manager.save(0, small_state())
         assert ref.uri == f"file://{directory}/run/{step_dirname(0)}"
         assert directory in repr(manager)
+
+
+def test_resume_record_survives_beside_checkpoints_and_resets_on_a_fresh_start(tmp_path: Any) -> None:
+    manager = CheckpointManager(str(tmp_path), "run-r")
+    assert manager.recorded_resumes() == 0  # nothing recorded yet, no run directory
+    manager.save(10, {"model": {"w": torch.ones(2)}})
+    manager.record_resume(1)
+    manager.record_resume(2)
+    again = CheckpointManager(str(tmp_path), "run-r")  # another process reads what was recorded
+    assert again.recorded_resumes() == 2
+    assert [r.step for r in again.list()] == [10]  # the record is not taken for a checkpoint
+    (tmp_path / "run-r" / "resumes.json").write_text("{not json")
+    assert again.recorded_resumes() == 0  # unreadable: the counters inside checkpoints remain
+    again.record_resume(0)
+    assert not (tmp_path / "run-r" / "resumes.json").exists()
