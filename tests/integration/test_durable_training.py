@@ -111,11 +111,18 @@ def _assert_bitwise_equal(a: TrainResult, b: TrainResult) -> None:
     assert a.metrics == b.metrics
 
 
+_STRAIGHT: dict[str, TrainResult] = {}
+
+
 async def _straight(workers: Workers) -> TrainResult:
-    handle = await _start(workers, f"straight-{uuid.uuid4().hex[:8]}")
-    result = await handle.result()
-    assert result.resumes == 0 and not result.stopped_early and result.steps == CONFIG.max_steps
-    return result
+    """The undisturbed run of ``CONFIG``, trained once per module and shared by its tests (its
+    checkpoint stays in the first test's tmp directory, which outlives the module)."""
+    if "result" not in _STRAIGHT:
+        handle = await _start(workers, f"straight-{uuid.uuid4().hex[:8]}")
+        result = await handle.result()
+        assert result.resumes == 0 and not result.stopped_early and result.steps == CONFIG.max_steps
+        _STRAIGHT["result"] = result
+    return _STRAIGHT["result"]
 
 
 async def test_sigkilled_workers_resume_exactly(workers: Workers, random_seed: int) -> None:
@@ -235,12 +242,13 @@ async def test_long_history_continues_as_new_and_stays_exact(tmp_path: Path, sub
         workers = Workers(tmp_path, env)
         workers.start()
         client = await connect(server.address)
-        config = CONFIG.model_copy(update={"max_steps": 300})
-        quiet = await client.execute_workflow(
-            MLPTraining.run, TrainingInput(config=config, dataset=DATASET, run_id="quiet",
-                                           task_queue=workers.queue, progress_every_seconds=30),
-            id="quiet", task_queue=workers.queue)
-        chatty_input = TrainingInput(config=config, dataset=DATASET, run_id="chatty",
+        if "result" not in _STRAIGHT:  # this test alone: train the undisturbed run here
+            _STRAIGHT["result"] = await client.execute_workflow(
+                MLPTraining.run, TrainingInput(config=CONFIG, dataset=DATASET, run_id="quiet",
+                                               task_queue=workers.queue, progress_every_seconds=30),
+                id="quiet", task_queue=workers.queue)
+        quiet = _STRAIGHT["result"]
+        chatty_input = TrainingInput(config=CONFIG, dataset=DATASET, run_id="chatty",
                                      task_queue=workers.queue, progress_every_seconds=0.05)
         handle = await client.start_workflow(MLPTraining.run, chatty_input, id="chatty",
                                              task_queue=workers.queue)
