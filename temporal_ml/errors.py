@@ -13,6 +13,8 @@ __all__ = [
     "NotFoundError",
     "MissingDependencyError",
     "StorageError",
+    "DivergedError",
+    "NON_RETRYABLE_ERRORS",
 ]
 
 
@@ -41,8 +43,24 @@ class StorageError(TemporalMLError, OSError):
     """
 
 
+class DivergedError(TemporalMLError, ArithmeticError):
+    """A run's training loss became NaN or infinite (``TrainConfig.stop_on_nonfinite_loss``).
+
+    The run stops at once, without a checkpoint of the diverged weights, and fails with a message like
+    ``diverged: loss nan at step 42``; retrying would diverge again, so it is not retried. In a sweep
+    the trial fails with that reason and the sweep goes on.
+    """
+
+
 class MissingDependencyError(TemporalMLError, ImportError):
     """An optional dependency is not installed; the message says which extra to install."""
+
+
+#: Errors that no retry can fix: bad config, missing or corrupt data, a missing dependency, a store
+#: that is full, read-only or not writable, a diverged loss. Activities fail at once on them.
+NON_RETRYABLE_ERRORS: tuple[type[TemporalMLError], ...] = (
+    ConfigError, NotFoundError, IntegrityError, MissingDependencyError, StorageError, DivergedError,
+)
 
 
 def require(module: str, extra: str):  # noqa: ANN201 - returns a module

@@ -1,7 +1,7 @@
 """``TemporalMLPlugin``: one object that configures a Temporal client or worker for temporal-ml.
 
 It installs the pydantic data converter (so our typed models cross workflow/activity boundaries
-intact), lets our modules and their heavy dependencies pass through the workflow sandbox (they are
+intact, non-finite numbers included: :mod:`temporal_ml.converter`), lets our modules and their heavy dependencies pass through the workflow sandbox (they are
 deterministic at import time and re-importing torch per workflow run would be slow), and registers
 the library's activities on a worker.
 """
@@ -12,10 +12,11 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from temporal_ml.converter import data_converter
 
 __all__ = ["TemporalMLPlugin", "PASSTHROUGH_MODULES"]
 
@@ -53,7 +54,7 @@ class TemporalMLPlugin(SimplePlugin):
     ) -> None:
         super().__init__(
             "temporal_ml.TemporalMLPlugin",
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
             activities=list(activities) or None,
             workflow_runner=_with_passthrough([*PASSTHROUGH_MODULES, *passthrough_modules]),
         )

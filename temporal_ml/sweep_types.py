@@ -78,7 +78,7 @@ class SuggestionAudit(BaseModel):
         complete, failed, pending: the counts of each, as a cross-check.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     searcher: str
     results_seen: int = Field(ge=0)
@@ -106,7 +106,7 @@ class TrialRow(BaseModel):
         audit: what its suggestion was computed from (searcher trials).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 
     index: int = Field(ge=0)
     params: dict[str, JsonValue]
@@ -222,7 +222,7 @@ def recompute_suggestions(inp: SweepInput, rows: list[TrialRow]) -> list[tuple[i
 class SweepState(BaseModel):
     """What a sweep carries through continue-as-new (and all its decisions depend on)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 
     rows: list[TrialRow] = Field(default_factory=list)
     n_trials: int = 0
@@ -303,6 +303,8 @@ class SweepInput(_SweepCommon):
 class SweepStatus(BaseModel):
     """Answer of the ``sweep_status`` query: the sweep's phase, settings and every trial."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     phase: Literal["running", "paused", "stopping", "draining", "done"]
     n_trials: int
     max_concurrency: int
@@ -316,7 +318,7 @@ class SweepStatus(BaseModel):
 class TrialResult(BaseModel):
     """A trial as a result row: its row plus its lineage and workflow ids."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     name: str
     row: TrialRow
@@ -341,7 +343,7 @@ class SweepResult(BaseModel):
         runs: workflow runs the sweep took (continue-as-new).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     run_id: str
     snapshot: SnapshotRef
@@ -364,7 +366,7 @@ class SweepResult(BaseModel):
 class LadderState(BaseModel):
     """What a ladder sweep carries through continue-as-new."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 
     table: RungTable
     rows: list[TrialRow] = Field(default_factory=list)
@@ -434,7 +436,7 @@ class LadderResult(BaseModel):
         budget_exceeded: the budget could not be kept (only the best and running trials were left).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     run_id: str
     snapshot: SnapshotRef

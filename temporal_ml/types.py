@@ -44,7 +44,7 @@ __all__ = [
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
 
 class BoundaryModel(BaseModel):
@@ -56,6 +56,8 @@ class BoundaryModel(BaseModel):
     non-retryable ``ApplicationError`` of type ``ValidationError`` with a one-line message, which
     fails the workflow instead of failing its workflow task forever.
     """
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     @model_validator(mode="wrap")
     @classmethod
@@ -192,6 +194,12 @@ class TrainConfig(_Frozen):
             split across the ranks, and the sample order does not depend on the world size.
         dist_backend: ``"auto"`` (``nccl`` on CUDA, else ``gloo``), ``"gloo"`` or ``"nccl"``.
         threads_per_rank: torch threads of each rank (``None``: the worker's cores / world size).
+        stop_on_nonfinite_loss: stop at once when the training loss becomes NaN or infinite and fail
+            the run with ``diverged: loss nan at step N`` (:class:`~temporal_ml.errors.DivergedError`,
+            not retried; no checkpoint of the diverged weights is written). On CPU the loss of every
+            step is checked (no device sync to pay); on an accelerator at each ``log_every_steps``
+            (the loop's one device sync), so N is the step where it was seen. Default ``True``.
+            Operational: left out of the hashes and, when ``True``, of the serialized config.
     """
 
     trainable: str = Field(min_length=1)
@@ -227,15 +235,18 @@ class TrainConfig(_Frozen):
             raise ValueError(str(exc)) from None
 
     @model_serializer(mode="wrap")
-    def _drop_empty_sinks(self, handler: SerializerFunctionWrapHandler,
+    def _drop_later_defaults(self, handler: SerializerFunctionWrapHandler,
                           info: SerializationInfo) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if not data.get("metric_sinks", True):
             del data["metric_sinks"]
+        if data.get("stop_on_nonfinite_loss") is True:  # the default: payloads stay those of 0.x
+            del data["stop_on_nonfinite_loss"]
         return data
     world_size: int = Field(default=1, ge=1, le=1024)
     dist_backend: Literal["auto", "gloo", "nccl"] = "auto"
     threads_per_rank: int | None = Field(default=None, ge=1)
+    stop_on_nonfinite_loss: bool = True
 
     @model_validator(mode="after")
     def _has_cadence(self) -> TrainConfig:
@@ -290,6 +301,8 @@ OPERATIONAL_FIELDS = (
     # how many ranks share the work: the sample order and the global batch do not depend on it
     # (the weights then agree up to the order of floating-point reductions; see docs/scaling.md)
     "world_size", "dist_backend", "threads_per_rank",
+    # what happens once the loss is not finite: the trajectory up to there is the same
+    "stop_on_nonfinite_loss",
 )
 
 
@@ -303,6 +316,8 @@ def _sha256_json(value: Any) -> str:
 
 class TrainProgress(BaseModel):
     """Live progress of a run, as reported by the training activity and answered by queries."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     state: Literal[
         "pending", "snapshotting", "training", "pausing", "paused", "stopping", "done", "failed"
@@ -391,6 +406,8 @@ class ExperimentSpec(_Frozen):
 
 class ExperimentStatus(BaseModel):
     """Live status of one experiment, answered by the coordinator's ``status`` query."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     name: str
     state: Literal["pending", "training", "evaluating", "done", "failed"] = "pending"

@@ -8,21 +8,12 @@ from typing import Any, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from temporal_ml.errors import (
-    ConfigError,
-    IntegrityError,
-    MissingDependencyError,
-    NotFoundError,
-    StorageError,
-)
+from temporal_ml.errors import NON_RETRYABLE_ERRORS
 
 __all__ = ["fail_fast", "fail_fast_async", "NON_RETRYABLE"]
 
-#: Errors that no retry can fix: bad config, missing or corrupt data, a missing dependency, a store
-#: that is full, read-only or not writable.
-NON_RETRYABLE: tuple[type[Exception], ...] = (
-    ConfigError, NotFoundError, IntegrityError, MissingDependencyError, StorageError,
-)
+#: Errors that no retry can fix (see :data:`temporal_ml.errors.NON_RETRYABLE_ERRORS`).
+NON_RETRYABLE: tuple[type[Exception], ...] = NON_RETRYABLE_ERRORS
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
 
@@ -41,6 +41,8 @@ RENDEZVOUS_SIGNAL = "tml_rendezvous"
 class TrainRequest(BaseModel):
     """Input of the ``train`` activity."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     run_id: str
     config: TrainConfig
     snapshot: SnapshotRef
@@ -64,6 +66,8 @@ class TrainRequest(BaseModel):
 class TrainOutcome(BaseModel):
     """Result of the ``train`` activity."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     step: int
     checkpoint: CheckpointRef
     metrics: dict[str, float]
@@ -74,6 +78,8 @@ class TrainOutcome(BaseModel):
 class PredictRequest(BaseModel):
     """Input of the ``predict`` activity: a checkpoint (verified by digest) and raw inputs."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     config: TrainConfig
     snapshot: SnapshotRef
     checkpoint: CheckpointRef
@@ -82,6 +88,8 @@ class PredictRequest(BaseModel):
 
 class EvalRequest(BaseModel):
     """Input of the ``evaluate`` activity: a checkpoint (verified by digest) and a snapshot split."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     config: TrainConfig
     snapshot: SnapshotRef

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -39,11 +39,15 @@ DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
 class StopRunRequest(BaseModel):
     """Stop the training workflow ``workflow_id`` early (it ends at a checkpoint of its current step)."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     workflow_id: str
 
 
 class DeleteCheckpointsRequest(BaseModel):
     """Delete (or with ``dry_run`` only measure) the checkpoint directory of ``checkpoint``'s run."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     checkpoint: CheckpointRef
     dry_run: bool = False
@@ -52,6 +56,8 @@ class DeleteCheckpointsRequest(BaseModel):
 class DeleteCheckpointsResult(BaseModel):
     """What was deleted: the directory and the bytes it held (0 when it was already gone)."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     directory: str
     bytes: int
 
@@ -59,22 +65,29 @@ class DeleteCheckpointsResult(BaseModel):
 class TablePartRequest(BaseModel):
     """Write one part (``part-<index>.json``, a JSON list of trial rows) of a sweep's table under ``uri``."""
 
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     uri: str
     index: int
     rows: list[dict[str, Any]]
 
 
 def read_sweep_table(uri: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every trial row of a sweep table written under ``uri`` (``SweepResult.table_uri``), by index."""
+    """Every trial row of a sweep table written under ``uri`` (``SweepResult.table_uri``), by index.
+
+    Non-finite numbers, stored as ``"NaN"``/``"Infinity"``/``"-Infinity"``
+    (:mod:`temporal_ml.converter`), come back as floats."""
     import json
 
     import fsspec
+
+    from temporal_ml.converter import decode_nonfinite
 
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     rows: list[dict[str, Any]] = []
     for part in sorted(fs.glob(f"{path.rstrip('/')}/part-*.json")):
         with fs.open(part, "rb") as f:
-            rows.extend(json.loads(f.read()))
+            rows.extend(decode_nonfinite(json.loads(f.read())))
     return sorted(rows, key=lambda r: r["index"])
 
 
@@ -132,16 +145,16 @@ class SweepActivities:
 
     @activity.defn(name=WRITE_TABLE_PART)
     def write_table_part(self, req: TablePartRequest) -> str:
-        """Write ``part-<index>.json`` atomically (temporary name, then rename); returns its URL."""
-        import json
-
+        """Write ``part-<index>.json`` atomically (temporary name, then rename); returns its URL.
+        Non-finite numbers are written as the strings of :mod:`temporal_ml.converter`."""
         import fsspec
+        from pydantic_core import to_json
 
         fs, path = fsspec.core.url_to_fs(req.uri, **self.storage_options)
         fs.makedirs(path, exist_ok=True)
         name = f"{path.rstrip('/')}/part-{req.index:05d}.json"
         tmp = f"{name}.tmp-{activity.info().activity_id}"
         with fs.open(tmp, "wb") as f:
-            f.write(json.dumps(req.rows, separators=(",", ":")).encode())
+            f.write(to_json(req.rows, inf_nan_mode="strings"))
         fs.mv(tmp, name)
         return f"{req.uri.rstrip('/')}/part-{req.index:05d}.json"

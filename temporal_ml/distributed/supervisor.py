@@ -263,9 +263,7 @@ def _kill_ranks(gang: Path) -> None:
             pass
 
 
-_NON_RETRYABLE = {cls.__name__: cls for cls in (
-    errors.ConfigError, errors.NotFoundError, errors.IntegrityError, errors.MissingDependencyError,
-    errors.StorageError)}
+_NON_RETRYABLE = {cls.__name__: cls for cls in errors.NON_RETRYABLE_ERRORS}
 
 
 def _raise_rank_error(gang: Path, exc: Any, run_id: str) -> None:

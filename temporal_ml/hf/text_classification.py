@@ -56,7 +56,7 @@ class TextClassificationParams(BaseModel):
         config_overrides: model config values to override (e.g. ``{"hidden_dropout_prob": 0.0}``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid", frozen=True)
 
     model: str = Field(default=TINY_BERT, min_length=1)
     text_column: str | None = None

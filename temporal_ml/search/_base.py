@@ -69,7 +69,7 @@ class Searcher(BaseModel):
     Subclasses set ``kind`` (the JSON discriminator) and implement :meth:`suggest`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     kind: str
 

@@ -38,7 +38,7 @@ class Rung(BaseModel):
 class Bracket(BaseModel):
     """A ladder of rungs with budgets ``min_budget * eta**k`` (the last one capped at the maximum)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 
     rungs: list[Rung]
 
@@ -54,7 +54,7 @@ class RungTable(BaseModel):
         [10, 30, 90]
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 
     direction: Direction = "minimize"
     brackets: list[Bracket]

@@ -34,7 +34,7 @@ class LadderDecision(BaseModel):
         reason: the audit line: rank in the rung, rung size, how many go on.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     action: Literal["start", "promote", "wait", "done"]
     trial_id: str | None = None
@@ -61,7 +61,7 @@ def ladder_budgets(min_budget: int, max_budget: int, eta: int) -> list[int]:
 
 
 class _Ladder(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     min_budget: int = Field(ge=1)
     max_budget: int = Field(ge=1)

@@ -28,7 +28,7 @@ def canonical_json(value: Any) -> str:
 
 
 class _Param(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     def problem(self) -> str | None:
         """What is wrong with this parameter, or ``None``. Checked when it joins a space."""
@@ -268,7 +268,7 @@ class SearchSpace(BaseModel):
         ['batch_size', 'hparams.lr']
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     params: dict[str, Param]
 

@@ -24,7 +24,7 @@ MANIFEST_NAME = "manifest.json"
 class SplitEntry(BaseModel):
     """One split of a snapshot: its data file and what the file must hold."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid", populate_by_name=True)
 
     file: str
     rows: int = Field(ge=0)
@@ -37,7 +37,7 @@ class SnapshotManifest(BaseModel):
     """The content of a snapshot's ``manifest.json`` (without its self-checksum)."""
 
     # the title keeps the wording of validation errors, which corruption messages quote
-    model_config = ConfigDict(frozen=True, extra="forbid", title="_Manifest")
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid", title="_Manifest")
 
     format: Literal["temporal-ml.snapshot"] = "temporal-ml.snapshot"
     format_version: Literal[1] = 1

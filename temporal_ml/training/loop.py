@@ -12,15 +12,16 @@ produces bitwise the same weights as never stopping (given deterministic kernels
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
-from temporal_ml.errors import ConfigError, IntegrityError, NotFoundError
+from temporal_ml.errors import ConfigError, DivergedError, IntegrityError, NotFoundError
 from temporal_ml.metric_sinks import RunMetrics
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
@@ -288,7 +289,12 @@ class TrainingLoop:
             self.control.checkpoint_committed(ref)
 
         loss_sum = torch.zeros((), device=next(setup.model.parameters()).device)
-        window, window_start, last_loss = 0, time.perf_counter(), float("nan")
+        # a diverged loss stops the run: checked every step on CPU (reading a CPU scalar costs no
+        # device sync), at each log step elsewhere (the loop's one sync)
+        check_every_step = cfg.stop_on_nonfinite_loss and loss_sum.device.type == "cpu"
+        # the last measured loss (``None``: none measured by this call; a NaN loss is a measurement)
+        last_loss: float | None = None
+        window, window_start = 0, time.perf_counter()
         last_ckpt_time = time.monotonic()
         stopped: StopReason | None = None
 
@@ -298,7 +304,7 @@ class TrainingLoop:
                 state = self._state(setup, sampler, at_step)
             if not self.writes_checkpoints:
                 return None
-            metrics = {"loss": last_loss} if last_loss == last_loss else {}
+            metrics = {"loss": last_loss} if last_loss is not None else {}
             if cfg.async_checkpoints and not final:
                 future = self.checkpoints.save_async(at_step, state, metrics=metrics)
 
@@ -321,10 +327,14 @@ class TrainingLoop:
             with rng():
                 loss = self._step(setup, sampler)
             step += 1
+            if check_every_step and not math.isfinite(value := float(loss.detach())):
+                self._diverged(step, value)
             loss_sum += loss.detach()
             window += 1
             if step % cfg.log_every_steps == 0 or step == cfg.max_steps:
-                last_loss = self._mean_loss(loss_sum, window)  # the only device sync
+                last_loss = mean = self._mean_loss(loss_sum, window)  # the only device sync
+                if cfg.stop_on_nonfinite_loss and not math.isfinite(mean):
+                    self._diverged(step, mean)
                 elapsed = time.perf_counter() - window_start
                 rate = window * cfg.batch_size / elapsed if elapsed > 0 else None
                 self.metrics.write("train", step=step, epoch=sampler.epoch, loss=last_loss,
@@ -348,13 +358,24 @@ class TrainingLoop:
             known = pending
         final_ref = self._final_checkpoint(step, known, checkpoint)
         assert final_ref is not None
-        metrics = {"loss": last_loss} if last_loss == last_loss else dict(final_ref.metrics)
+        metrics = {"loss": last_loss} if last_loss is not None else dict(final_ref.metrics)
         if stopped is None and cfg.eval_split is not None:
             with rng():
                 metrics.update(self._evaluate(setup))
         self.metrics.write("end", step=step, stopped=stopped, checkpoint=final_ref.uri, **metrics)
         return LoopResult(step=step, checkpoint=final_ref, metrics=metrics,
                           resumed_from=resumed_from, stopped=stopped)
+
+    def _diverged(self, step: int, loss: float) -> NoReturn:
+        """Stop a run whose loss is no longer finite: log it, let earlier background saves (of finite
+        weights) finish, write nothing of the diverged weights, and fail without retry."""
+        self.metrics.write("diverged", step=step, loss=loss)
+        try:
+            self.checkpoints.wait()
+        except Exception:  # noqa: BLE001 - the divergence is the error to report
+            log.warning("a background checkpoint of run %s failed while it diverged", self.run_id,
+                        exc_info=True)
+        raise DivergedError(f"diverged: loss {loss} at step {step}")
 
     def _optimizer_step(self, setup: TrainSetup, loss: torch.Tensor) -> None:
         scaler = setup.scaler

@@ -25,7 +25,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
@@ -64,6 +64,8 @@ _EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
 class CoordinatorCarry(BaseModel):
     """What a coordinator hands to the run it continues as (compact: names and scores, plus at most
     ``max_inline_results`` results not yet written to the table)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     finished: dict[str, Literal["done", "failed"]] = {}
     scores: dict[str, float] = {}  # leaderboard metric of every finished experiment that has it
