@@ -243,8 +243,8 @@ class LadderSweepWorkflow:
             self._running -= 1
             self._changes += 1
         value = objective_value(evaluation.metrics, inp.objective)
-        metrics = {k: v for k, v in evaluation.metrics.items() if math.isfinite(v)}  # NaN: not JSON
-        if value is None:  # a missing objective fails the trial (a NaN would not survive JSON)
+        metrics = dict(evaluation.metrics)  # non-finite values included (temporal_ml.converter)
+        if value is None:  # a missing or non-finite objective fails the trial
             row.metrics = metrics
             self._fail(row, f"the evaluation reported no finite {inp.objective!r} (got {sorted(metrics)})")
             return

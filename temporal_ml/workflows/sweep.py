@@ -37,7 +37,6 @@ Updates). Subclass it and name the child workflow types::
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -315,7 +314,6 @@ class SweepWorkflow:
         finally:
             self._running -= 1
         value = objective_value(metrics, inp.objective)
-        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}  # NaN would not survive JSON
         if train.stopped_early:
             self._finish(row, "stopped", value=value, metrics=metrics)
         elif value is None:

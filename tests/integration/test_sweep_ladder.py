@@ -71,8 +71,8 @@ async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path, su
     if budget is None:
         assert result.checkpoint_bytes == result.peak_checkpoint_bytes == 0  # nothing measured
     else:  # enforced after every rung: over it only while nothing deletable is left
-        on_disk = sum(f.stat().st_size for f in (tmp_path / "checkpoints").rglob("*")
-                      if f.is_file() and f.parent.parent.name.startswith(inp.run_id))
+        on_disk = sum(f.stat().st_size for run in (tmp_path / "checkpoints").iterdir()
+                      if run.name.startswith(inp.run_id) for f in run.rglob("*") if f.is_file())
         assert on_disk == result.checkpoint_bytes > 0  # the ladder's account matches the store
         kept = [t for t in result.trials if (tmp_path / "checkpoints" / f"{inp.run_id}--{t.name}").exists()]
         assert [t.name for t in kept] == [top.name]  # finished and over budget: only the best is kept
