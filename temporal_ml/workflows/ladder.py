@@ -67,6 +67,11 @@ __all__ = ["LadderSweepWorkflow"]
 
 _EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
 
+#: ``workflow.patched`` id of the deletion guard: no deletion takes the checkpoints of the best trial
+#: (also when the ladder ends below its top rung) or of a trial promoted or started while earlier
+#: deletions ran. Histories recorded before it replay without the guard.
+KEEP_LIVE_AND_BEST_PATCH = "tml-ladder-keep-live-and-best-v1"
+
 
 class LadderSweepWorkflow:
     """Base of ASHA ladder sweeps; see the module docstring. Subclasses set the child workflow types."""
@@ -293,8 +298,14 @@ class LadderSweepWorkflow:
             (n for n, b in s.checkpoint_bytes.items()
              if b > 0 and n not in running and (best is None or n != best[0])),
             key=badness)
+        rung_when_chosen = {n: s.rung_of.get(n) for n in candidates}
+        guarded = workflow.patched(KEEP_LIVE_AND_BEST_PATCH)
         while sum(s.checkpoint_bytes.values()) > inp.checkpoint_budget_bytes and candidates:
             name = candidates.pop(0)
+            # each deletion awaits an activity: a candidate promoted (or become the best) meanwhile
+            # is running or kept now, and loses nothing
+            if guarded and (name in self._protected() or s.rung_of.get(name) != rung_when_chosen[name]):
+                continue
             victim = s.rows[int(name[1:])]
             s.freed_bytes += await self._checkpoints(victim, dry_run=False)
             s.checkpoint_bytes[name] = 0
@@ -312,18 +323,38 @@ class LadderSweepWorkflow:
             return
         if final:
             s.table.closed = True
+        guarded = workflow.patched(KEEP_LIVE_AND_BEST_PATCH)
         running = {t for br in s.table.brackets for r in br.rungs for t in r.running}
+        # the best trial is never deleted: the result points to its checkpoint (a ladder that ends
+        # below its top rung has an "unpromotable" best)
+        keep = self._protected() if guarded else running
         dead = []
         for tid, rung in inp.scheduler.unpromotable(s.table, max_trials=self.max_trials):
             row = s.rows[int(tid[1:])]
-            if (tid in s.deleted or tid in running or s.rung_of.get(tid) != rung
+            if (tid in s.deleted or tid in keep or s.rung_of.get(tid) != rung
                     or row.checkpoint_uri is None or row.model_sha256 is None):
                 continue
             s.deleted.append(tid)
             dead.append(row)
         for row in dead:
+            if guarded and row.name in self._protected():  # promoted or best while we deleted others
+                s.deleted.remove(row.name)
+                continue
             s.freed_bytes += await self._checkpoints(row, dry_run=False)
             s.checkpoint_bytes[row.name] = 0
+
+    def _protected(self) -> set[str]:
+        """Trials whose checkpoints no deletion may touch: running ones, the best of the rung table
+        and the best of the result (``_ranked``: the highest step, then the best value)."""
+        s = self.state
+        keep = {t for br in s.table.brackets for r in br.rungs for t in r.running}
+        best = s.table.best()
+        if best is not None:
+            keep.add(best[0])
+        ranked = self._ranked()
+        if ranked:
+            keep.add(ranked[0].name)
+        return keep
 
     # -- results -----------------------------------------------------------------------------------
 

@@ -79,3 +79,35 @@ async def test_ladder_promotions_continue_the_same_trajectory(tmp_path: Path, su
         assert result.checkpoint_bytes <= budget  # (the peak may pass it while trials run)
         print(f"\ncheckpoint budget {budget} B: {result.checkpoint_bytes} B kept, "
               f"{result.freed_bytes} B freed, deleted {result.deleted}")
+
+
+@pytest.mark.parametrize("n_trials", [2, 4, 6, 8])
+async def test_a_ladder_that_ends_below_its_top_rung_keeps_its_best_checkpoint(
+    tmp_path: Path, subprocess_env: dict[str, str], n_trials: int
+) -> None:
+    """Fewer than eta^2 trials over rungs 2/6/18 (eta 3): none reaches the top rung, so the final
+    clean-up finds every trial unpromotable; it must still spare the best, whose checkpoint the
+    result points to."""
+    from temporal_ml.storage.checkpoints import CheckpointManager
+
+    tag = uuid.uuid4().hex[:6]
+    queue = f"short-{tag}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    inp = LadderInput(
+        base=BASE, space=SearchSpace({"hparams.lr": Float(1e-3, 5e-2, log=True), "hparams.hidden": Int(4, 32)}),
+        searcher=TPESearcher(n_startup=3), scheduler=AshaScheduler(min_budget=2, max_budget=18, eta=3),
+        n_trials=n_trials, max_concurrency=2, seed=3, dataset=DatasetSource(generator="blobs"),
+        run_id=f"short-{tag}", progress_every_seconds=5,
+    )
+    try:
+        client = await connect()
+        result = await client.execute_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+    finally:
+        worker.kill()
+    assert result.best is not None and result.best_budget is not None and result.best_budget < 18
+    best = result.best.row
+    assert best.name not in result.deleted
+    kept = CheckpointManager(str(tmp_path / "checkpoints"), f"{inp.run_id}--{best.name}").latest()
+    assert kept is not None and kept.model_sha256 == best.model_sha256 and kept.uri == best.checkpoint_uri
+    # every other trial was unpromotable at the end and lost its checkpoints
+    assert sorted(result.deleted) == sorted(t.name for t in result.trials if t.name != best.name)
