@@ -6,6 +6,9 @@ a non-retryable ``ApplicationError`` so a bad config fails fast instead of retry
 
 from __future__ import annotations
 
+import errno
+import pickle
+
 __all__ = [
     "TemporalMLError",
     "ConfigError",
@@ -15,6 +18,7 @@ __all__ = [
     "StorageError",
     "DivergedError",
     "NON_RETRYABLE_ERRORS",
+    "permanent_error",
 ]
 
 
@@ -61,6 +65,33 @@ class MissingDependencyError(TemporalMLError, ImportError):
 NON_RETRYABLE_ERRORS: tuple[type[TemporalMLError], ...] = (
     ConfigError, NotFoundError, IntegrityError, MissingDependencyError, StorageError, DivergedError,
 )
+
+
+def permanent_error(exc: BaseException) -> TemporalMLError | None:
+    """``exc`` as an error no retry can fix, or ``None`` when a retry might help.
+
+    Besides :data:`NON_RETRYABLE_ERRORS`, what is a property of the input wherever it is raised: a
+    name too long for the filesystem (``ENAMETOOLONG``) and a pickle that loading refuses (torch's
+    ``weights_only`` loading of a pickled checkpoint). Those become a :class:`ConfigError` with one
+    short line (a 1.5 MB name is not echoed).
+
+    Example:
+        >>> permanent_error(OSError(36, "File name too long", "x" * 10_000))
+        ConfigError("File name too long (a 10000-character name starting 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')")
+        >>> permanent_error(ConnectionResetError()) is None
+        True
+    """
+    if isinstance(exc, NON_RETRYABLE_ERRORS):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        name = str(exc.filename or "")
+        return ConfigError(f"{exc.strerror or 'File name too long'} "
+                           f"(a {len(name)}-character name starting {name[:30]!r})")
+    if isinstance(exc, pickle.UnpicklingError):
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return ConfigError(f"refused to unpickle ({first}): save tensors with safetensors "
+                           "(save_pretrained(safe_serialization=True))")
+    return None
 
 
 def require(module: str, extra: str):  # noqa: ANN201 - returns a module

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from temporal_ml.errors import NON_RETRYABLE_ERRORS
+from temporal_ml.errors import NON_RETRYABLE_ERRORS, permanent_error
 
 __all__ = ["fail_fast", "fail_fast_async", "NON_RETRYABLE"]
 
@@ -39,16 +39,18 @@ def _bounded(exc: Exception) -> Exception:
 
 
 def fail_fast(fn: F) -> F:
-    """Decorate a sync activity: :data:`NON_RETRYABLE` errors fail the activity without retry;
+    """Decorate a sync activity: errors no retry can fix (:func:`temporal_ml.errors.permanent_error`)
+    fail the activity without retry;
     other errors keep retrying, with messages cut to :data:`MAX_MESSAGE` characters."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except NON_RETRYABLE as exc:
-            raise _convert(exc) from exc
         except Exception as exc:
+            if (permanent := permanent_error(exc)) is not None:
+                # (a converted error drops its original: that may carry a 1.5 MB file name)
+                raise _convert(permanent) from (exc if permanent is exc else None)
             if (small := _bounded(exc)) is exc:
                 raise
             raise small from None
@@ -57,15 +59,17 @@ def fail_fast(fn: F) -> F:
 
 
 def fail_fast_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Decorate an async activity: :data:`NON_RETRYABLE` errors fail the activity without retry."""
+    """Decorate an async activity: errors no retry can fix
+    (:func:`temporal_ml.errors.permanent_error`) fail the activity without retry."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
-        except NON_RETRYABLE as exc:
-            raise _convert(exc) from exc
         except Exception as exc:
+            if (permanent := permanent_error(exc)) is not None:
+                # (a converted error drops its original: that may carry a 1.5 MB file name)
+                raise _convert(permanent) from (exc if permanent is exc else None)
             if (small := _bounded(exc)) is exc:
                 raise
             raise small from None

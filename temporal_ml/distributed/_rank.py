@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from temporal_ml.errors import permanent_error
 from temporal_ml.training.trainable import Trainable
 from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig, TrainProgress
 
@@ -128,8 +129,9 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
         result = loop.run(resume_hint=list(spec.hints))
         checkpoints.close()
     except BaseException as exc:
+        reported = permanent_error(exc) or exc  # the supervisor fails at once on what cannot heal
         (gang / f"error-{rank}.json").write_text(json.dumps(
-            {"rank": rank, "type": type(exc).__name__, "message": str(exc)}))
+            {"rank": rank, "type": type(reported).__name__, "message": str(reported)}))
         raise
     finally:
         if dist.is_initialized():

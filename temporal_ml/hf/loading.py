@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -184,6 +185,18 @@ def _looks_local(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(("./", "../", "~", ".\\")) or Path(name).exists()
 
 
+#: Longest model name or path accepted (a hub id is ``owner/name``; a path, at most ``PATH_MAX``).
+MAX_MODEL_NAME = 4096
+
+
+def _check_model_name(name: str) -> None:
+    """A name no filesystem or hub could hold fails here, in one line, instead of as an ``OSError``
+    that looks retryable."""
+    if len(name) > MAX_MODEL_NAME or any(len(part) > 255 for part in Path(name).parts):
+        raise ConfigError(f"model name too long ({len(name)} characters, starts {name[:40]!r}): "
+                          f"pass a hub id or a directory path of at most {MAX_MODEL_NAME} characters")
+
+
 def load_model_and_tokenizer(
     name_or_path: str | os.PathLike[str],
     *,
@@ -215,6 +228,7 @@ def load_model_and_tokenizer(
         raise ConfigError(f"model must be a non-empty string, got {name_or_path!r}")
     if num_labels < 1:
         raise ConfigError(f"num_labels must be at least 1, got {num_labels}")
+    _check_model_name(name_or_path)
     overrides = dict(config_overrides or {})
     head: dict[str, Any] = {"num_labels": num_labels}
     if problem_type is not None:
@@ -252,7 +266,11 @@ def load_model_and_tokenizer(
             model = transformers.AutoModelForSequenceClassification.from_pretrained(
                 path, local_files_only=offline, **head, **overrides
             )
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+        if isinstance(exc, pickle.UnpicklingError):  # refused by torch's weights_only loading
+            raise ConfigError(
+                f"model {name_or_path!r} has pickled weights that safe loading refuses (no pickle "
+                "is ever loaded): save it with save_pretrained(safe_serialization=True)") from None
         if local:
             raise ConfigError(
                 f"model directory {name_or_path!r} could not be loaded: {_first_line(exc)}"
