@@ -108,14 +108,20 @@ class DistributedTrainingLoop(TrainingLoop):
     def _state(self, setup: TrainSetup, sampler: Any, step: int) -> dict[str, Any]:
         rngs: list[Any] = [None] * self.world_size
         dist.all_gather_object(rngs, capture_rng_state())
+        windows: list[Any] = [None] * self.world_size
+        dist.all_gather_object(windows, self._window_state())
         if not self.writes_checkpoints:
             return {}
         state = super()._state(self._unwrapped(setup), sampler, step)
-        state["ranks"] = {"world_size": self.world_size, "rng": rngs}
+        state["ranks"] = {"world_size": self.world_size, "rng": rngs, "loss_window": windows}
         return state
 
     def _restore(self, setup: TrainSetup, sampler: Any, state: dict[str, Any]) -> int:
         step = super()._restore(self._unwrapped(setup), sampler, state)  # rank 0's RNG states
+        ranks = state.get("ranks") or {}
+        windows = ranks.get("loss_window") or []
+        same_gang = int(ranks.get("world_size", 1)) == self.world_size and len(windows) == self.world_size
+        self._window_restored = self._window_of(windows[self.rank]) if same_gang else None
         if self.rank:
             saved = (state.get("ranks") or {}).get("rng") or []
             if self.rank < len(saved):

@@ -144,6 +144,7 @@ class GangSupervisor:
             ConfigError: bad settings (see :func:`check_gang_settings`) or a rank's config error.
             GangError: a rank died or failed otherwise (retry to resume).
         """
+        from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
         from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -152,7 +153,9 @@ class GangSupervisor:
             pickle.dumps(self.snapshot_store)
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"the snapshot store cannot be pickled to the ranks: {exc}") from None
-        gang = Path(tempfile.mkdtemp(prefix=f"tml-gang-{self.run_id[:40]}-"))
+        sweep_stale_gangs()
+        gang = Path(tempfile.mkdtemp(prefix=f"{GANG_PREFIX}{self.run_id[:40]}-"))
+        (gang / OWNER_FILE).write_text(str(os.getpid()))
         spec = RankSpec(
             trainable=self.trainable, config=self.config, run_id=self.run_id,
             snapshot_store=self.snapshot_store, snapshot=self.snapshot,
@@ -168,6 +171,8 @@ class GangSupervisor:
             rdzv_configs={"is_host": self.node_rank == 0, "join_timeout": 300}
             if self.nodes > 1 else {},
             max_restarts=0, monitor_interval=0.1, start_method="spawn",
+            # torchelastic's own log directory lives (and is removed) with the gang's
+            logs_specs=DefaultLogsSpecs(log_dir=str(gang / "elastic")),
         )
         done = threading.Event()
         relay = _Relay(gang, self.control)
@@ -253,6 +258,43 @@ def _rank_pids(gang: Path) -> list[int]:
         except (OSError, ValueError):
             pass
     return pids
+
+
+#: Gang directories are ``<tmp>/tml-gang-<run id>-<random>/``, owned by the supervisor whose pid
+#: is in their ``owner.pid``.
+GANG_PREFIX = "tml-gang-"
+OWNER_FILE = "owner.pid"
+
+
+def sweep_stale_gangs(tmp: str | None = None) -> list[Path]:
+    """Remove the gang directories of supervisors that are gone (a worker SIGKILLed mid-gang cannot
+    clean up after itself: the next gang on the machine does). Returns what it removed."""
+    removed = []
+    for gang in Path(tmp or tempfile.gettempdir()).glob(f"{GANG_PREFIX}*"):
+        try:
+            owner = int((gang / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # being created, or not ours to judge
+        if owner == os.getpid() or _pid_alive(owner):
+            continue
+        _kill_ranks(gang)
+        shutil.rmtree(gang, ignore_errors=True)
+        removed.append(gang)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    try:  # a zombie (exited, not yet reaped) is gone as far as its gang is concerned
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except OSError:
+        return True
 
 
 def _kill_ranks(gang: Path) -> None:

@@ -112,6 +112,12 @@ class TrainingLoop:
         self.rng = RngStream()
         #: Times this run has resumed from a checkpoint, as recorded in its checkpoints.
         self.resumes = 0
+        # The logging window (loss sum and steps since the last log step) at the moment of a
+        # checkpoint, and the one restored from the checkpoint a call resumed from: the window goes
+        # on across a resume, so a resumed run logs and reports the very losses of an uninterrupted
+        # one (a run resumed at step 78 of a 5-step window still reports the mean of steps 76-80).
+        self._window_now: tuple[torch.Tensor, int] | None = None
+        self._window_restored: tuple[torch.Tensor, int] | None = None
 
     # -- set-up and resume -------------------------------------------------------------------------
 
@@ -175,9 +181,21 @@ class TrainingLoop:
             "rng": capture_rng_state(),
             "sampler": sampler.state_dict(),
             "counters": {"step": step, "resumes": self.resumes},
+            "loss_window": self._window_state(),
             "meta": {"run_id": self.run_id, "config_hash": self.config_hash,
                      "snapshot_id": self.snapshot_id},
         }
+
+    def _window_state(self) -> dict[str, Any]:
+        """This process's logging window at the checkpoint: ``{"sum": tensor, "steps": int}``."""
+        total, steps = self._window_now or (torch.zeros(()), 0)
+        return {"sum": total.detach().to("cpu", copy=True), "steps": steps}
+
+    @staticmethod
+    def _window_of(saved: Any) -> tuple[torch.Tensor, int] | None:
+        if not isinstance(saved, Mapping) or not isinstance(saved.get("sum"), torch.Tensor):
+            return None  # a checkpoint of an earlier version: the window starts afresh
+        return saved["sum"], int(saved.get("steps", 0))
 
     def _find_resume_point(
         self, hints: Sequence[CheckpointRef]
@@ -225,6 +243,8 @@ class TrainingLoop:
             setup.scaler.load_state_dict(state["scaler"])
         sampler.load_state_dict(state["sampler"])
         restore_rng_state(state["rng"])
+        saved_world = int((state.get("ranks") or {}).get("world_size", 1))
+        self._window_restored = self._window_of(state.get("loss_window")) if saved_world == 1 else None
         return int(state["counters"]["step"])
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -295,11 +315,15 @@ class TrainingLoop:
         # the last measured loss (``None``: none measured by this call; a NaN loss is a measurement)
         last_loss: float | None = None
         window, window_start = 0, time.perf_counter()
+        if self._window_restored is not None:  # the window the checkpoint was taken in goes on
+            loss_sum.copy_(self._window_restored[0].to(loss_sum.device))
+            window = self._window_restored[1]
         last_ckpt_time = time.monotonic()
         stopped: StopReason | None = None
 
         def checkpoint(at_step: int, final: bool) -> CheckpointRef | None:
             nonlocal known
+            self._window_now = (loss_sum, window)
             with rng():
                 state = self._state(setup, sampler, at_step)
             if not self.writes_checkpoints:

@@ -112,10 +112,15 @@ async def test_two_ranks_resume_exactly_after_rank_and_worker_kills(workers: Wor
     while any(_alive(p) for p in ranks.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in ranks.values() if _alive(p)], "rank processes outlived their worker"
+    assert list((workers.root / "gangs").glob(f"tml-gang-{run_id}-*")), "the killed gang left its directory"
     workers.start()
     result = await handle.result()
     _assert_bitwise_equal(result, straight)
     assert result.resumes == 1
+    # the new worker's gang swept the killed one's directory; every gang removed its own, with
+    # torchelastic's log directory inside it
+    left = sorted(p.name for p in (workers.root / "gangs").iterdir())
+    assert not [n for n in left if n.startswith(("tml-gang-", "torchelastic_"))], left
 
 
 async def test_bad_gang_settings_fail_the_run_at_once(workers: Workers) -> None:

@@ -100,9 +100,18 @@ def _start_cli_server(port: int, ui_port: int, data_dir: Path) -> subprocess.Pop
     raise AssertionError(f"server did not start: exit code {proc.wait()}")
 
 
-def _stop_cli_server(proc: subprocess.Popen[str]) -> str:
+def _stop_cli_server(proc: subprocess.Popen[str], data_dir: Path) -> str:
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    started = time.monotonic()
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # seen once under load 8: say where it stood
+        proc.kill()
+        out, _ = proc.communicate()
+        logs = "".join(f"\n--- {log}:\n{log.read_text()[-2000:]}" for log in data_dir.glob("*.log"))
+        raise AssertionError(f"`temporal-ml server` still running 60 s after SIGINT "
+                             f"(load {os.getloadavg()}); its output:\n{out[-3000:]}{logs}") from None
+    print(f"server stopped {time.monotonic() - started:.1f} s after SIGINT")
     assert proc.returncode == 0, out
     return out
 
@@ -119,7 +128,7 @@ async def test_cli_server_persists_workflows_across_restart(tmp_path: Path) -> N
         with socket.create_connection(("127.0.0.1", ui_port), timeout=5):
             pass  # the Web UI answers
     finally:
-        out = _stop_cli_server(proc)
+        out = _stop_cli_server(proc, tmp_path)
     assert "stopped" in out
     assert (tmp_path / "temporal.db").is_file()
 
@@ -132,7 +141,7 @@ async def test_cli_server_persists_workflows_across_restart(tmp_path: Path) -> N
             assert await again.result() == "finished"
         assert (await again.describe()).status == WorkflowExecutionStatus.COMPLETED
     finally:
-        _stop_cli_server(proc)
+        _stop_cli_server(proc, tmp_path)
 
 
 async def test_time_skipping_server_with_plugin() -> None:

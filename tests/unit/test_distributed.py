@@ -158,3 +158,21 @@ def test_two_nodes_on_localhost_match_one_node_and_fail_together(
     assert all(isinstance(f, GangError) for f in failed), failed
     assert all("\n" not in str(f) for f in failed), failed  # one line each
     assert any("killed by SIGKILL" in str(f) for f in failed), failed
+
+
+def test_stale_gang_directories_of_dead_supervisors_are_swept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from temporal_ml.distributed.supervisor import GANG_PREFIX, OWNER_FILE, sweep_stale_gangs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live, foreign = (tmp_path / f"{GANG_PREFIX}{name}" for name in ("stale-1", "live-1", "foreign-1"))
+    for directory in (stale, live, foreign):
+        directory.mkdir()
+        (directory / "rank-0.pid").write_text("999999999")
+    (stale / OWNER_FILE).write_text(str(dead.pid))  # its supervisor was SIGKILLed
+    (live / OWNER_FILE).write_text(str(os.getppid()))  # a supervisor still running
+    assert sweep_stale_gangs(str(tmp_path)) == [stale]
+    assert not stale.exists() and live.exists() and foreign.exists()

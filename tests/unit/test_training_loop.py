@@ -115,3 +115,31 @@ def test_concurrent_runs_in_one_process_are_each_reproducible(tmp_path: Path) ->
         t.join()
     assert results["twin"].checkpoint.model_sha256 == alone.checkpoint.model_sha256  # type: ignore[attr-defined]
     assert results["other"].checkpoint.model_sha256 == _loop(str(tmp_path / "o2"), other).run().checkpoint.model_sha256  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stop_at", [13, 58])
+def test_a_resume_inside_a_logging_window_logs_and_reports_the_losses_of_a_straight_run(
+    tmp_path: Path, stop_at: int
+) -> None:
+    """Stopped at a step that is no multiple of ``log_every_steps`` (a pause, a kill): the logging
+    window the checkpoint was taken in goes on after the resume, so every logged loss and the final
+    one equal the uninterrupted run's, bitwise (the window was restarted at the resume before)."""
+    import json
+
+    config = _config(log_every_steps=5, checkpoint_every_steps=100)
+
+    def losses(path: Path) -> dict[int, float]:
+        return {e["step"]: e["loss"] for e in map(json.loads, path.read_text().splitlines())
+                if e["event"] == "train"}
+
+    straight = _loop(str(tmp_path / "a"), config, metrics=tmp_path / "a.jsonl").run()
+    control = LoopControl()
+    control._on_progress = lambda p: None  # type: ignore[assignment]
+    steps = iter(range(10**6))
+    control.should_stop = lambda: next(steps) >= stop_at  # type: ignore[method-assign]
+    first = _loop(str(tmp_path / "b"), config, control=control, metrics=tmp_path / "b.jsonl").run()
+    assert first.step == stop_at
+    resumed = _loop(str(tmp_path / "b"), config, metrics=tmp_path / "b.jsonl").run()
+    assert resumed.resumed_from is not None and resumed.resumed_from.step == stop_at
+    assert resumed.metrics == straight.metrics  # the final loss too
+    assert losses(tmp_path / "b.jsonl") == losses(tmp_path / "a.jsonl")
