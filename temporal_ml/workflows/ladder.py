@@ -236,6 +236,7 @@ class LadderSweepWorkflow:
             row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
             row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
             row.resumes = train.resumes
+            row.loss = train.metrics.get("loss", row.loss)  # the final loss, not the last report's
             evaluation = await workflow.execute_child_workflow(
                 self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
                 EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),

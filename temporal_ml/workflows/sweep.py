@@ -299,6 +299,7 @@ class SweepWorkflow:
             row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
             row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
             row.resumes = train.resumes
+            row.loss = train.metrics.get("loss", row.loss)  # the final loss, not the last report's
             if inp.evaluate_in_training:
                 metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
             else:

@@ -17,7 +17,7 @@ from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.search import AshaScheduler, Categorical, GridSearcher, SearchSpace
 from temporal_ml.sweep_types import LadderInput, SweepInput
-from temporal_ml.types import DatasetSource, TrainConfig
+from temporal_ml.types import DatasetSource, TrainConfig, TrainResult
 from tests.integration._sweep_workflows import MLPLadder, MLPSweep
 from tests.integration.test_sweep import start_worker
 
@@ -56,6 +56,10 @@ async def test_a_diverged_trial_fails_alone_and_the_sweep_finishes(
     attempts = [e async for e in train.fetch_history_events()
                 if e.HasField("activity_task_started_event_attributes")]
     assert [e.activity_task_started_event_attributes.attempt for e in attempts] == [1]  # not retried
+    for lr in (1e-2, 3e-3):  # a row's train loss is its training's final loss, not a stale report
+        trained = await client.get_workflow_handle(
+            f"{inp.run_id}--t{rows[lr]['index']:04d}--train", result_type=TrainResult).result()
+        assert rows[lr]["loss"] == trained.metrics["loss"], (rows[lr], trained.metrics)
     print(f"\nsweep with a diverged trial: {took:.1f} s, error {bad['error']!r}")
 
 
