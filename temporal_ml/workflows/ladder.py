@@ -29,7 +29,6 @@ from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
     SearchAttributePair,
-    TypedSearchAttributes,
 )
 from temporalio.exceptions import ChildWorkflowError
 
@@ -58,6 +57,11 @@ with workflow.unsafe.imports_passed_through():
         TrainConfig,
         TrainResult,
     )
+    from temporal_ml.workflows._tags import (
+        child_search_attributes,
+        registered_search_attributes,
+        tag,
+    )
     from temporal_ml.workflows.coordinator import _root_message
     from temporal_ml.workflows.evaluation import EvalInput
     from temporal_ml.workflows.sweep import check_sweep_run_id, refuse, trial_result
@@ -82,6 +86,7 @@ class LadderSweepWorkflow:
     eval_workflow: ClassVar[str | type] = ""
 
     def __init__(self) -> None:
+        self._registered: frozenset[str] | None = None  # our search attributes on this namespace
         self._s: LadderState | None = None
         self._inp: LadderInput | None = None
         self._run_id = ""
@@ -108,7 +113,9 @@ class LadderSweepWorkflow:
         self._s = inp.carried or LadderState(table=inp.scheduler.new_table(inp.direction))
         self._s.stopping = self._s.stopping or self._early_stop  # a stop accepted before run started
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
-        workflow.upsert_search_attributes([
+        # only the search attributes this namespace defines (a bare one, Temporal Cloud: none)
+        self._registered = await registered_search_attributes()
+        tag(self._registered, [
             SearchAttributeKey.for_keyword("TmlKind").value_set("ladder"),
             _EXPERIMENT.value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
@@ -214,7 +221,7 @@ class LadderSweepWorkflow:
         s = self.state
         base_id = f"{self.run_id_of(row.index)}--r{rung}"
         train_id, eval_id = f"{base_id}--train", f"{base_id}--eval"
-        tags = TypedSearchAttributes([SearchAttributePair(_EXPERIMENT, self._run_id)])
+        tags = child_search_attributes(self._registered, [SearchAttributePair(_EXPERIMENT, self._run_id)])
         row.state, row.max_steps, row.error = "training", budget, None
         try:
             try:

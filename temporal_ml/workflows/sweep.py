@@ -46,7 +46,6 @@ from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
     SearchAttributePair,
-    TypedSearchAttributes,
 )
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
@@ -79,6 +78,11 @@ with workflow.unsafe.imports_passed_through():
         SnapshotRef,
         TrainConfig,
         TrainResult,
+    )
+    from temporal_ml.workflows._tags import (
+        child_search_attributes,
+        registered_search_attributes,
+        tag,
     )
     from temporal_ml.workflows.coordinator import _root_message
     from temporal_ml.workflows.evaluation import EvalInput
@@ -137,6 +141,7 @@ class SweepWorkflow:
     eval_workflow: ClassVar[str | type] = ""
 
     def __init__(self) -> None:
+        self._registered: frozenset[str] | None = None  # our search attributes on this namespace
         self._s = SweepState()
         self._inp: SweepInput | None = None
         self._run_id = ""
@@ -172,7 +177,9 @@ class SweepWorkflow:
         if self._early_concurrency is not None:
             self._s.max_concurrency = self._early_concurrency
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
-        workflow.upsert_search_attributes([
+        # only the search attributes this namespace defines (a bare one, Temporal Cloud: none)
+        self._registered = await registered_search_attributes()
+        tag(self._registered, [
             SearchAttributeKey.for_keyword("TmlKind").value_set("sweep"),
             _EXPERIMENT.value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
@@ -270,7 +277,7 @@ class SweepWorkflow:
 
     async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
         train_id, eval_id = self.child_ids(row.index)
-        tags = TypedSearchAttributes([SearchAttributePair(_EXPERIMENT, self._run_id)])
+        tags = child_search_attributes(self._registered, [SearchAttributePair(_EXPERIMENT, self._run_id)])
         try:
             try:
                 config = inp.space.apply(inp.base, row.params)
