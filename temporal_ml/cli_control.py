@@ -75,6 +75,11 @@ def _ended(status: str) -> str:
 def _json_object(text: str) -> dict[str, Any]:
     import json
 
+    from temporal_ml.workflows._requests import MAX_REQUEST_BYTES
+
+    if len(text.encode()) > MAX_REQUEST_BYTES:  # the sweep refuses it; over 2 MB the SDK could not
+        raise argparse.ArgumentTypeError(f"too large ({len(text.encode())} bytes; at most "
+                                         f"{MAX_REQUEST_BYTES})")
     try:
         value = json.loads(text)
     except ValueError as exc:

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         TrainConfig,
         TrainResult,
     )
+    from temporal_ml.workflows._requests import MISSING, check_arity, refuse, whole_number
     from temporal_ml.workflows._tags import (
         child_search_attributes,
         registered_search_attributes,
@@ -64,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.workflows.coordinator import _root_message
     from temporal_ml.workflows.evaluation import EvalInput
-    from temporal_ml.workflows.sweep import check_sweep_run_id, refuse, trial_result
+    from temporal_ml.workflows.sweep import check_sweep_run_id, trial_result
     from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
 
 __all__ = ["LadderSweepWorkflow"]
@@ -429,7 +430,7 @@ class LadderSweepWorkflow:
         return self._leaderboard()
 
     @workflow.update
-    async def add_trials(self, n: int) -> int:
+    async def add_trials(self, n: Any = MISSING, *extra: Any) -> int:
         """Start up to ``n`` more new trials; returns the new trial cap."""
         await workflow.wait_condition(lambda: self._s is not None)  # accepted before run started
         self.state.added += n
@@ -437,16 +438,15 @@ class LadderSweepWorkflow:
         return self.max_trials
 
     @add_trials.validator
-    def _validate_add_trials(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
-            raise refuse(f"add_trials needs a whole number from 1 to 10000 (got {n!r})")
+    def _validate_add_trials(self, n: Any = MISSING, *extra: Any) -> None:
+        whole_number("add_trials", n, extra, 1, 10_000, "the number of trials to add")
         if self._done or (self._s is not None and self._s.stopping):
             raise refuse("cannot add trials: the ladder is " + ("finished" if self._done else "stopping"))
         if self._s is not None and self._s.exhausted:
             raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
 
     @workflow.update
-    def stop(self) -> int:
+    def stop(self, *extra: Any) -> int:
         """No new trials and no promotions; running rungs finish. Returns the running count."""
         if self._s is None:  # handled before run started
             self._early_stop = True
@@ -456,6 +456,7 @@ class LadderSweepWorkflow:
         return self._running
 
     @stop.validator
-    def _validate_stop(self) -> None:
+    def _validate_stop(self, *extra: Any) -> None:
+        check_arity("stop", MISSING, extra, takes=0)
         if self._done:
             raise refuse("cannot stop: the ladder has finished")

@@ -40,7 +40,6 @@ import asyncio
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from pydantic import JsonValue
 from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
@@ -79,6 +78,14 @@ with workflow.unsafe.imports_passed_through():
         TrainConfig,
         TrainResult,
     )
+    from temporal_ml.workflows._requests import (
+        MISSING,
+        check_arity,
+        check_size,
+        refuse,
+        shown,
+        whole_number,
+    )
     from temporal_ml.workflows._tags import (
         child_search_attributes,
         registered_search_attributes,
@@ -91,11 +98,6 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "check_sweep_run_id"]
 
 _EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
-
-
-def refuse(message: str) -> ApplicationError:
-    """The error an update validator raises to refuse a request (changes nothing)."""
-    return ApplicationError(message, type="SweepControlRefused", non_retryable=True)
 
 
 def check_sweep_run_id(run_id: str) -> None:
@@ -420,22 +422,21 @@ class SweepWorkflow:
             raise refuse(f"cannot {what}: the sweep is {'finished' if phase == 'done' else 'stopping'}")
 
     @workflow.update
-    async def add_trials(self, n: int) -> int:
+    async def add_trials(self, n: Any = MISSING, *extra: Any) -> int:
         """Run ``n`` more trials; returns the new trial count."""
         await workflow.wait_condition(lambda: self._inp is not None)  # accepted before run started
         self._s.n_trials += n
         return self._s.n_trials
 
     @add_trials.validator
-    def _validate_add_trials(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
-            raise refuse(f"add_trials needs a whole number from 1 to 10000 (got {n!r})")
+    def _validate_add_trials(self, n: Any = MISSING, *extra: Any) -> None:
+        whole_number("add_trials", n, extra, 1, 10_000, "the number of trials to add")
         self._refuse_if_over("add trials")
         if self._inp is not None and self._s.exhausted and not self._s.queue:
             raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
 
     @workflow.update
-    async def stop_trial(self, index: int) -> TrialRow:
+    async def stop_trial(self, index: Any = MISSING, *extra: Any) -> TrialRow:
         """Stop one training trial: it ends at a checkpoint of its current step, is evaluated there
         and recorded as ``stopped`` (told to the searcher as failed: its budget was cut short).
         Returns its row once its training has ended."""
@@ -449,28 +450,31 @@ class SweepWorkflow:
         return self._s.rows[index].model_copy()
 
     @stop_trial.validator
-    def _validate_stop_trial(self, index: int) -> None:
+    def _validate_stop_trial(self, index: Any = MISSING, *extra: Any) -> None:
+        check_arity("stop_trial", index, extra)
         rows = self._s.rows
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(rows):
-            raise refuse(f"no trial {index!r} in this sweep (it has {len(rows)} trials)")
+            raise refuse(f"no trial {shown(index)} in this sweep (it has {len(rows)} trials)")
         if rows[index].state != "training":
             raise refuse(f"cannot stop trial {trial_name(index)}: it is {rows[index].state}, not training")
         if index not in self._train_handles:
             raise refuse(f"cannot stop trial {trial_name(index)} yet: its training is starting (try again)")
 
     @workflow.update
-    def enqueue(self, params: dict[str, JsonValue]) -> int:
+    def enqueue(self, params: Any = MISSING, *extra: Any) -> int:
         """Run a config of the user's own next (one more trial); returns the queue length."""
         self._s.queue.append(dict(params))
         self._s.n_trials += 1
         return len(self._s.queue)
 
     @enqueue.validator
-    def _validate_enqueue(self, params: dict[str, JsonValue]) -> None:
+    def _validate_enqueue(self, params: Any = MISSING, *extra: Any) -> None:
+        check_size("enqueue", params, *extra)
+        check_arity("enqueue", params, extra)
         if self._inp is None:
             raise refuse("cannot enqueue yet: the sweep is starting (try again in a moment)")
         if not isinstance(params, dict):
-            raise refuse(f"enqueue needs a point of the space (a JSON object), got {params!r}")
+            raise refuse(f"enqueue needs a point of the space (a JSON object), got {shown(params)}")
         problem = self._inp.space.problem_with(params)
         if problem is None:
             try:
@@ -478,11 +482,11 @@ class SweepWorkflow:
             except ValueError as exc:
                 problem = f"the config rejects it: {str(exc).splitlines()[0]}"
         if problem:
-            raise refuse(f"cannot enqueue {params}: {problem}")
+            raise refuse(f"cannot enqueue {shown(params, 120)}: {problem}")
         self._refuse_if_over("enqueue a config")
 
     @workflow.update
-    def set_max_concurrency(self, n: int) -> int:
+    def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:
         """Change how many trials run at once (running ones beyond it finish); returns it."""
         self._s.max_concurrency = n
         if self._inp is None:
@@ -490,13 +494,12 @@ class SweepWorkflow:
         return n
 
     @set_max_concurrency.validator
-    def _validate_set_max_concurrency(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1000:
-            raise refuse(f"max_concurrency must be a whole number from 1 to 1000 (got {n!r})")
+    def _validate_set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> None:
+        whole_number("set_max_concurrency", n, extra, 1, 1000, "max_concurrency")
         self._refuse_if_over("change max_concurrency")
 
     @workflow.update
-    def pause(self) -> SweepStatus:
+    def pause(self, *extra: Any) -> SweepStatus:
         """Start no new trials until ``resume`` (running ones go on)."""
         self._s.paused = True
         if self._inp is None:
@@ -504,11 +507,12 @@ class SweepWorkflow:
         return self.sweep_status()
 
     @pause.validator
-    def _validate_pause(self) -> None:
+    def _validate_pause(self, *extra: Any) -> None:
+        check_arity("pause", MISSING, extra, takes=0)
         self._refuse_if_over("pause")
 
     @workflow.update
-    def resume(self) -> SweepStatus:
+    def resume(self, *extra: Any) -> SweepStatus:
         """Start trials again after a ``pause``."""
         self._s.paused = False
         if self._inp is None:
@@ -516,18 +520,20 @@ class SweepWorkflow:
         return self.sweep_status()
 
     @resume.validator
-    def _validate_resume(self) -> None:
+    def _validate_resume(self, *extra: Any) -> None:
+        check_arity("resume", MISSING, extra, takes=0)
         self._refuse_if_over("resume")
         if self._inp is not None and not self._s.paused:
             raise refuse("cannot resume: the sweep is not paused")
 
     @workflow.update
-    def stop(self) -> SweepStatus:
+    def stop(self, *extra: Any) -> SweepStatus:
         """Stop the sweep: running trials finish, no new ones start, then it returns its result."""
         self._s.stopping = True
         return self.sweep_status()
 
     @stop.validator
-    def _validate_stop(self) -> None:
+    def _validate_stop(self, *extra: Any) -> None:
+        check_arity("stop", MISSING, extra, takes=0)
         if self._done:
             raise refuse("cannot stop: the sweep has finished")

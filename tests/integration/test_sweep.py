@@ -269,3 +269,50 @@ async def test_grid_sweep_runs_out_of_points(tmp_path: Path, subprocess_env: dic
     assert all(t.row.step == 40 and t.row.value is not None for t in result.trials)
     signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
     assert not signals  # no progress reports reached the sweep
+
+
+async def test_bad_update_requests_are_refused_in_one_bounded_line(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """Arguments are taken as sent (``true`` and ``"3"`` are no numbers), a wrong number of them and
+    an oversized request are refused before they touch the sweep, every refusal is one short line that
+    does not echo the request, and the sweep takes a good request right after."""
+    import time
+
+    from temporal_ml.search import GridSearcher
+
+    queue = f"hyg-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    inp = SweepInput(base=BASE, space=SearchSpace({"hparams.hidden": Categorical([4, 8])}),
+                     searcher=GridSearcher(), n_trials=2, max_concurrency=1, dataset=DATASET,
+                     run_id=f"hyg-{queue}", progress_every_seconds=5)
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        assert (await handle.execute_update(MLPSweep.pause)).phase == "paused"
+        # over the sweep's 64 KB limit (a request over the SDK's 2 MB payload limit cannot even be
+        # refused: the rejection carries it; the CLI refuses anything over 64 KB before sending)
+        huge = {"hparams.hidden": 4, "padding": "x" * 1_000_000}
+        cases = [("set_max_concurrency", [True], "max_concurrency must be a whole number"),
+                 ("set_max_concurrency", ["3"], "max_concurrency must be a whole number"),
+                 ("set_max_concurrency", [], "takes exactly one argument (got 0)"),
+                 ("add_trials", [1, 2], "takes exactly one argument (got 2)"),
+                 ("add_trials", [True], "the number of trials to add must be"),
+                 ("stop_trial", ["0"], "no trial '0'"),
+                 ("pause", [1], "takes no arguments (got 1)"),
+                 ("enqueue", [huge], "request too large"),
+                 ("enqueue", [{"hparams.hidden": 5}], "cannot enqueue")]
+        for update, args, expected in cases:
+            started = time.monotonic()
+            message = await refused(handle, update, *args)
+            assert expected in message and "\n" not in message and len(message) < 400, (update, message)
+            assert time.monotonic() - started < 10, update  # no workflow task failed and retried
+        assert await handle.execute_update(MLPSweep.set_max_concurrency, 2) == 2  # not blocked
+        await handle.execute_update(MLPSweep.resume)
+        result = await handle.result()
+        history = await handle.fetch_history()
+    finally:
+        worker.kill()
+    assert result.n_trials == 2 and result.n_done == 2
+    failed_tasks = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+    assert not failed_tasks, failed_tasks[0]
