@@ -88,6 +88,9 @@ def _run_server(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C stops it even when started in the background of a script, whose jobs inherit SIGINT
+    # ignored (as `temporal-ml worker` does with its own handlers)
+    signal.signal(signal.SIGINT, _terminate)
     print(f"starting Temporal dev server (data in {server.data_dir}) ...", flush=True)
     server.start(timeout=args.timeout)
     try:

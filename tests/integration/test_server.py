@@ -87,11 +87,19 @@ def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
     assert "no-such-temporal" in proc.stderr and "not a file" in proc.stderr
 
 
-def _start_cli_server(port: int, ui_port: int, data_dir: Path) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_cli_server(port: int, ui_port: int, data_dir: Path, *,
+                      as_background_job: bool = False) -> subprocess.Popen[str]:
+    """``temporal-ml server``; ``as_background_job``: with SIGINT ignored, as a job started with ``&``
+    from a script inherits it (Ctrl-C must stop the server all the same)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "temporal_ml.cli", "server", "--port", str(port),
          "--ui-port", str(ui_port), "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_ignore_sigint if as_background_job else None,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -132,7 +140,7 @@ async def test_cli_server_persists_workflows_across_restart(tmp_path: Path) -> N
     assert "stopped" in out
     assert (tmp_path / "temporal.db").is_file()
 
-    proc = _start_cli_server(port, ui_port, tmp_path)
+    proc = _start_cli_server(port, ui_port, tmp_path, as_background_job=True)
     try:
         client = await connect(address)
         async with Worker(client, task_queue="persist-q", workflows=[WaitForSignalWorkflow]):
