@@ -123,7 +123,7 @@ class DistributedTrainingLoop(TrainingLoop):
         same_gang = int(ranks.get("world_size", 1)) == self.world_size and len(windows) == self.world_size
         self._window_restored = self._window_of(windows[self.rank]) if same_gang else None
         if self.rank:
-            saved = (state.get("ranks") or {}).get("rng") or []
+            saved = ranks.get("rng") or []
             if self.rank < len(saved):
                 restore_rng_state(saved[self.rank])
             else:  # a checkpoint of a smaller gang: a fresh stream for this rank

@@ -284,11 +284,9 @@ class TrainingLoop:
             # Every start that restores a checkpoint is a resume. The count is kept in each
             # checkpoint and in the run's resume record, written before training goes on, so two
             # starts from the same checkpoint (the first killed before its next save) count twice.
-            before = int(found[1]["counters"].get("resumes", 0))
+            self.resumes = int(found[1]["counters"].get("resumes", 0)) + 1
             if self.writes_checkpoints:
-                before = max(before, self.checkpoints.recorded_resumes())
-            self.resumes = before + 1
-            if self.writes_checkpoints:
+                self.resumes = max(self.resumes, self.checkpoints.recorded_resumes() + 1)
                 self.checkpoints.record_resume(self.resumes)
             with rng():
                 step = self._restore(setup, sampler, found[1])
