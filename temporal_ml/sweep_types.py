@@ -139,6 +139,13 @@ class TrialRow(BaseModel):
     def eval_seconds(self) -> float | None:
         return (self.finished - self.trained).total_seconds() if self.finished and self.trained else None
 
+    def mark_trained(self, train: Any, at: datetime) -> None:
+        """Training ended with ``train`` (a ``TrainResult``): the trial is evaluating now."""
+        self.state, self.trained, self.step = "evaluating", at, train.steps
+        self.checkpoint_uri, self.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
+        self.resumes = train.resumes
+        self.loss = train.metrics.get("loss", self.loss)  # the final loss, not the last report's
+
     def record(self) -> TrialRecord:
         """What the searcher is told about this trial now."""
         if self.state == "done" and self.value is not None and math.isfinite(self.value):

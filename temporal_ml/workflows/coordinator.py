@@ -27,8 +27,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import NAME_PATTERN, check_name
@@ -48,17 +48,19 @@ with workflow.unsafe.imports_passed_through():
         SnapshotRef,
         TrainResult,
     )
-    from temporal_ml.workflows._tags import (
-        child_search_attributes,
-        registered_search_attributes,
-        tag,
+    from temporal_ml.workflows._tags import registered_search_attributes, tag
+    from temporal_ml.workflows._trials import (
+        EXPERIMENT,
+        ReportRouter,
+        TrialCall,
+        TrialSettings,
+        run_trial,
+        trial_tags,
     )
-    from temporal_ml.workflows.evaluation import EvalInput
-    from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
+    from temporal_ml.workflows.training import create_snapshot
 
 __all__ = ["CoordinatorWorkflow", "CoordinatorInput", "CoordinatorCarry", "read_coordinator_table"]
 
-_EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
 
 
 class CoordinatorCarry(BaseModel):
@@ -173,7 +175,7 @@ class CoordinatorWorkflow:
 
     def __init__(self) -> None:
         self._status: dict[str, ExperimentStatus] = {}
-        self._by_run_id: dict[str, str] = {}
+        self._reports: ReportRouter[str] = ReportRouter()
         self._running = 0
         self._registered: frozenset[str] | None = None
         self._carry = CoordinatorCarry()
@@ -198,13 +200,13 @@ class CoordinatorWorkflow:
         for spec in inp.experiments:
             self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps,
                                                        state=self._carry.finished.get(spec.name, "pending"))
-            self._by_run_id[self._child_id(run_id, spec.name, "train")] = spec.name
+            self._reports.add(self._child_id(run_id, spec.name, "train"), spec.name)
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         self._registered = await registered_search_attributes()
         if inp.carried is None:
             tag(self._registered, [
                 SearchAttributeKey.for_keyword("TmlKind").value_set("coordinator"),
-                _EXPERIMENT.value_set(run_id),
+                EXPERIMENT.value_set(run_id),
                 SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
             ])
         tasks = [asyncio.create_task(self._slot(inp, run_id, spec, snapshot))
@@ -294,35 +296,23 @@ class CoordinatorWorkflow:
     async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
                           snapshot: SnapshotRef) -> ExperimentResult:
         train_id, eval_id = (self._child_id(run_id, spec.name, k) for k in ("train", "eval"))
-        tags = child_search_attributes(self._registered, [SearchAttributePair(_EXPERIMENT, run_id)])
-        train: TrainResult | None = None
-        evaluation: EvalResult | None = None
-        try:
-            self._update(spec.name, state="training")
-            train = await workflow.execute_child_workflow(
-                self.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                TrainingInput(
-                    config=spec.config, snapshot=snapshot, run_id=train_id,
-                    task_queue=inp.train_task_queue, heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
-                    max_attempts=inp.max_attempts, progress_every_seconds=inp.progress_every_seconds,
-                    report_to=[workflow.info().workflow_id],
-                ),
-                id=train_id, result_type=TrainResult, search_attributes=tags,
-            )
-            self._update(spec.name, state="evaluating", step=train.steps,
-                         latest_checkpoint=train.checkpoint)
-            evaluation = await workflow.execute_child_workflow(
-                self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                EvalInput.from_result(spec.config, train, inp.eval_split, task_queue=inp.eval_task_queue,
-                                      heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds),
-                id=eval_id, result_type=EvalResult, search_attributes=tags,
-            )
-        except ChildWorkflowError as err:
-            message = _root_message(err)
-            self._update(spec.name, state="failed", error=message)
-            return self._result(spec, train_id, eval_id, snapshot, train, None, message)
-        self._update(spec.name, state="done")
-        return self._result(spec, train_id, eval_id, snapshot, train, evaluation, None)
+        self._update(spec.name, state="training")
+        outcome = await run_trial(
+            TrialCall(training_workflow=self.training_workflow, eval_workflow=self.eval_workflow,
+                      config=spec.config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
+                      settings=TrialSettings(
+                          train_task_queue=inp.train_task_queue, eval_task_queue=inp.eval_task_queue,
+                          heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
+                          max_attempts=inp.max_attempts, progress_every_seconds=inp.progress_every_seconds,
+                          eval_split=inp.eval_split, eval_heartbeat=True),
+                      tags=trial_tags(self._registered, run_id), report_to=[workflow.info().workflow_id]),
+            on_trained=lambda train: self._update(spec.name, state="evaluating", step=train.steps,
+                                                  latest_checkpoint=train.checkpoint))
+        if outcome.error is not None:
+            self._update(spec.name, state="failed", error=outcome.error)
+        else:
+            self._update(spec.name, state="done")
+        return self._result(spec, train_id, eval_id, snapshot, outcome.train, outcome.evaluation, outcome.error)
 
     @staticmethod
     def _child_id(run_id: str, name: str, kind: str) -> str:
@@ -356,11 +346,11 @@ class CoordinatorWorkflow:
 
     @workflow.signal(name=REPORT_SIGNAL)
     def _on_report(self, *args: Any) -> None:
-        report = parse_report(args)
-        if report is None:
+        routed = self._reports.route(args)
+        if routed is None:
             return
-        name = self._by_run_id.get(report.run_id or "")
-        if name is not None and self._status[name].state == "training":
+        name, report = routed
+        if self._status[name].state == "training":
             self._update(name, step=report.step, loss=report.loss,
                          latest_checkpoint=report.latest_checkpoint)
 
@@ -369,9 +359,3 @@ class CoordinatorWorkflow:
         """State (pending/training/evaluating/done/failed) and latest progress of every experiment."""
         return list(self._status.values())
 
-
-def _root_message(err: BaseException) -> str:
-    """The message of the innermost cause (e.g. the trainable's ConfigError text)."""
-    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
-        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
-    return str(getattr(err, "message", None) or err)

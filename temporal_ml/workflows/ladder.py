@@ -28,9 +28,7 @@ from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
-    SearchAttributePair,
 )
-from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.messages import REPORT_SIGNAL
@@ -51,26 +49,25 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.types import (
         CheckpointRef,
-        EvalResult,
         LeaderboardEntry,
         SnapshotRef,
         TrainConfig,
         TrainResult,
     )
     from temporal_ml.workflows._requests import MISSING, check_arity, refuse, whole_number
-    from temporal_ml.workflows._tags import (
-        child_search_attributes,
-        registered_search_attributes,
-        tag,
+    from temporal_ml.workflows._tags import registered_search_attributes, tag
+    from temporal_ml.workflows._trials import (
+        EXPERIMENT,
+        ReportRouter,
+        TrialCall,
+        run_trial,
+        trial_tags,
     )
-    from temporal_ml.workflows.coordinator import _root_message
-    from temporal_ml.workflows.evaluation import EvalInput
-    from temporal_ml.workflows.sweep import check_sweep_run_id, trial_result
-    from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
+    from temporal_ml.workflows.sweep import check_sweep_run_id, trial_result, trial_settings
+    from temporal_ml.workflows.training import create_snapshot
 
 __all__ = ["LadderSweepWorkflow"]
 
-_EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
 
 #: ``workflow.patched`` id of the deletion guard: no deletion takes the checkpoints of the best trial
 #: (also when the ladder ends below its top rung) or of a trial promoted or started while earlier
@@ -96,7 +93,7 @@ class LadderSweepWorkflow:
         self._changes = 0
         self._draining = False
         self._done = False
-        self._by_train_id: dict[str, int] = {}
+        self._reports: ReportRouter[int] = ReportRouter()
         self._early_stop = False
 
     @property
@@ -118,7 +115,7 @@ class LadderSweepWorkflow:
         self._registered = await registered_search_attributes()
         tag(self._registered, [
             SearchAttributeKey.for_keyword("TmlKind").value_set("ladder"),
-            _EXPERIMENT.value_set(run_id),
+            EXPERIMENT.value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
         ])
         tasks: list[asyncio.Task[None]] = []
@@ -221,8 +218,6 @@ class LadderSweepWorkflow:
                     snapshot: SnapshotRef) -> None:
         s = self.state
         base_id = f"{self.run_id_of(row.index)}--r{rung}"
-        train_id, eval_id = f"{base_id}--train", f"{base_id}--eval"
-        tags = child_search_attributes(self._registered, [SearchAttributePair(_EXPERIMENT, self._run_id)])
         row.state, row.max_steps, row.error = "training", budget, None
         try:
             try:
@@ -230,34 +225,28 @@ class LadderSweepWorkflow:
             except ValueError as exc:
                 self._fail(row, f"invalid config: {exc}")
                 return
-            self._by_train_id[self.run_id_of(row.index)] = row.index
-            train = await workflow.execute_child_workflow(
-                self.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                TrainingInput(
-                    config=config, snapshot=snapshot, run_id=self.run_id_of(row.index),
-                    task_queue=inp.train_task_queue, heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
-                    max_attempts=inp.max_attempts, progress_every_seconds=inp.progress_every_seconds,
-                    report_to=[workflow.info().workflow_id],
-                ),
-                id=train_id, result_type=TrainResult, search_attributes=tags,
-            )
-            row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
-            row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
-            row.resumes = train.resumes
-            row.loss = train.metrics.get("loss", row.loss)  # the final loss, not the last report's
-            evaluation = await workflow.execute_child_workflow(
-                self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),
-                id=eval_id, result_type=EvalResult, search_attributes=tags,
-            )
-        except ChildWorkflowError as err:
-            self._fail(row, _root_message(err))
-            return
+            self._reports.add(self.run_id_of(row.index), row.index)
+
+            def trained(train: TrainResult) -> None:
+                row.mark_trained(train, workflow.now())
+
+            outcome = await run_trial(
+                TrialCall(training_workflow=self.training_workflow, eval_workflow=self.eval_workflow,
+                          config=config, snapshot=snapshot, train_id=f"{base_id}--train",
+                          eval_id=f"{base_id}--eval", run_id=self.run_id_of(row.index),
+                          settings=trial_settings(inp),
+                          tags=trial_tags(self._registered, self._run_id),
+                          report_to=[workflow.info().workflow_id]),
+                on_trained=trained)
+            if outcome.error is not None:
+                self._fail(row, outcome.error)
+                return
         finally:
             self._running -= 1
             self._changes += 1
-        value = objective_value(evaluation.metrics, inp.objective)
-        metrics = dict(evaluation.metrics)  # non-finite values included (temporal_ml.converter)
+        assert outcome.metrics is not None
+        metrics = outcome.metrics  # non-finite values included (temporal_ml.converter)
+        value = objective_value(metrics, inp.objective)
         if value is None:  # a missing or non-finite objective fails the trial
             row.metrics = metrics
             self._fail(row, f"the evaluation reported no finite {inp.objective!r} (got {sorted(metrics)})")
@@ -405,11 +394,11 @@ class LadderSweepWorkflow:
 
     @workflow.signal(name=REPORT_SIGNAL)
     def _on_report(self, *args: Any) -> None:
-        report = parse_report(args)
-        if report is None or self._s is None:
+        routed = self._reports.route(args)
+        if routed is None or self._s is None:
             return
-        index = self._by_train_id.get(report.run_id or "")
-        if index is not None and self._s.rows[index].state == "training":
+        index, report = routed
+        if self._s.rows[index].state == "training":
             row = self._s.rows[index]
             row.step = max(row.step, report.step)
             row.loss = report.loss if report.loss is not None else row.loss

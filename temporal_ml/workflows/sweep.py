@@ -44,9 +44,8 @@ from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
-    SearchAttributePair,
 )
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import check_name
@@ -60,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.search import SearchExhausted, SearchSpace
     from temporal_ml.sweep_types import (
+        LadderInput,
         SuggestionAudit,
         SweepInput,
         SweepResult,
@@ -71,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
         trial_name,
     )
     from temporal_ml.types import (
-        EvalResult,
         LeaderboardEntry,
         Lineage,
         SnapshotRef,
@@ -86,18 +85,19 @@ with workflow.unsafe.imports_passed_through():
         shown,
         whole_number,
     )
-    from temporal_ml.workflows._tags import (
-        child_search_attributes,
-        registered_search_attributes,
-        tag,
+    from temporal_ml.workflows._tags import registered_search_attributes, tag
+    from temporal_ml.workflows._trials import (
+        EXPERIMENT,
+        ReportRouter,
+        TrialCall,
+        TrialSettings,
+        run_trial,
+        trial_tags,
     )
-    from temporal_ml.workflows.coordinator import _root_message
-    from temporal_ml.workflows.evaluation import EvalInput
-    from temporal_ml.workflows.training import TrainingInput, create_snapshot, parse_report
+    from temporal_ml.workflows.training import create_snapshot
 
-__all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "check_sweep_run_id"]
+__all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "trial_settings", "check_sweep_run_id"]
 
-_EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
 
 
 def check_sweep_run_id(run_id: str) -> None:
@@ -134,6 +134,15 @@ def trial_result(run_id: str, row: TrialRow, base: TrainConfig, space: SearchSpa
                        eval_workflow_id=eval_id, lineage=lineage)
 
 
+def trial_settings(inp: SweepInput | LadderInput) -> TrialSettings:
+    """What every trial of a sweep or ladder shares (queues, timeouts, the evaluation split)."""
+    return TrialSettings(
+        train_task_queue=inp.train_task_queue, eval_task_queue=inp.eval_task_queue,
+        heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds, max_attempts=inp.max_attempts,
+        progress_every_seconds=inp.progress_every_seconds, eval_split=inp.eval_split,
+        evaluate_in_training=getattr(inp, "evaluate_in_training", False))
+
+
 class SweepWorkflow:
     """Base of sweeps; see the module docstring. Subclasses set the child workflow types."""
 
@@ -152,7 +161,7 @@ class SweepWorkflow:
         self._draining = False
         self._done = False
         self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
-        self._by_train_id: dict[str, int] = {}
+        self._reports: ReportRouter[int] = ReportRouter()
         self._stop_requested: set[int] = set()
         # Updates can be handled before ``run`` starts (in the first workflow task): what they ask
         # for is kept here and applied to the state ``run`` builds from the input.
@@ -183,7 +192,7 @@ class SweepWorkflow:
         self._registered = await registered_search_attributes()
         tag(self._registered, [
             SearchAttributeKey.for_keyword("TmlKind").value_set("sweep"),
-            _EXPERIMENT.value_set(run_id),
+            EXPERIMENT.value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
         ])
         tasks: list[asyncio.Task[None]] = []
@@ -279,58 +288,41 @@ class SweepWorkflow:
 
     async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
         train_id, eval_id = self.child_ids(row.index)
-        tags = child_search_attributes(self._registered, [SearchAttributePair(_EXPERIMENT, self._run_id)])
         try:
             try:
                 config = inp.space.apply(inp.base, row.params)
             except ValueError as exc:
                 self._finish(row, "failed", error=f"invalid config: {exc}")
                 return
-            if inp.evaluate_in_training:
-                config = config.model_copy(update={"eval_split": inp.eval_split})
             row.max_steps = config.max_steps
-            self._by_train_id[train_id] = row.index
-            handle = await workflow.start_child_workflow(
-                self.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                TrainingInput(
-                    config=config, snapshot=snapshot, run_id=train_id, task_queue=inp.train_task_queue,
-                    heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds, max_attempts=inp.max_attempts,
-                    progress_every_seconds=inp.progress_every_seconds,
-                    report_to=[workflow.info().workflow_id] if inp.report_progress else [],
-                ),
-                id=train_id, result_type=TrainResult, search_attributes=tags,
-            )
-            self._train_handles[row.index] = handle
-            try:
-                train = await handle
-            finally:
+            self._reports.add(train_id, row.index)
+
+            def trained(train: TrainResult) -> None:
                 self._train_handles.pop(row.index, None)
-            row.state, row.trained, row.step = "evaluating", workflow.now(), train.steps
-            row.checkpoint_uri, row.model_sha256 = train.checkpoint.uri, train.checkpoint.model_sha256
-            row.resumes = train.resumes
-            row.loss = train.metrics.get("loss", row.loss)  # the final loss, not the last report's
-            if inp.evaluate_in_training:
-                metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
-            else:
-                evaluation = await workflow.execute_child_workflow(
-                    self.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                    EvalInput.from_result(config, train, inp.eval_split, task_queue=inp.eval_task_queue),
-                    id=eval_id, result_type=EvalResult, search_attributes=tags,
-                )
-                metrics = dict(evaluation.metrics)
-        except ChildWorkflowError as err:
-            self._finish(row, "failed", error=_root_message(err))
-            return
+                row.mark_trained(train, workflow.now())
+
+            outcome = await run_trial(
+                TrialCall(training_workflow=self.training_workflow, eval_workflow=self.eval_workflow,
+                          config=config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
+                          settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
+                          report_to=[workflow.info().workflow_id] if inp.report_progress else []),
+                on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
+                on_trained=trained)
         finally:
             self._running -= 1
-        value = objective_value(metrics, inp.objective)
-        if train.stopped_early:
-            self._finish(row, "stopped", value=value, metrics=metrics)
+            self._train_handles.pop(row.index, None)
+        if outcome.error is not None:
+            self._finish(row, "failed", error=outcome.error)
+            return
+        assert outcome.train is not None and outcome.metrics is not None
+        value = objective_value(outcome.metrics, inp.objective)
+        if outcome.train.stopped_early:
+            self._finish(row, "stopped", value=value, metrics=outcome.metrics)
         elif value is None:
-            self._finish(row, "failed", metrics=metrics,
-                         error=f"the evaluation reported no finite {inp.objective!r} (got {sorted(metrics)})")
+            self._finish(row, "failed", metrics=outcome.metrics, error=(
+                f"the evaluation reported no finite {inp.objective!r} (got {sorted(outcome.metrics)})"))
         else:
-            self._finish(row, "done", value=value, metrics=metrics)
+            self._finish(row, "done", value=value, metrics=outcome.metrics)
 
     def _finish(self, row: TrialRow, state: str, *, value: float | None = None,
                 metrics: dict[str, float] | None = None, error: str | None = None) -> None:
@@ -376,11 +368,11 @@ class SweepWorkflow:
 
     @workflow.signal(name=REPORT_SIGNAL)
     def _on_report(self, *args: Any) -> None:
-        report = parse_report(args)
-        if report is None:
+        routed = self._reports.route(args)
+        if routed is None:
             return
-        index = self._by_train_id.get(report.run_id or "")
-        if index is not None and self._s.rows[index].state == "training":
+        index, report = routed
+        if self._s.rows[index].state == "training":
             row = self._s.rows[index]
             row.step = max(row.step, report.step)
             row.loss = report.loss if report.loss is not None else row.loss

@@ -1,0 +1,174 @@
+"""The one trial engine of the coordinator, the sweep and the ladder: train, then evaluate.
+
+A trial is a training child workflow followed by an evaluation child (or an evaluation inside the
+training activity, ``evaluate_in_training``), both tagged with the parent's experiment through the
+conditional search-attribute helper (:mod:`temporal_ml.workflows._tags`), with a child's failure
+mapped to one line (the innermost cause's message). Progress reports of the running trainings reach
+the parent as ``REPORT_SIGNAL`` signals; :class:`ReportRouter` tells which trial each one belongs to.
+
+Workflow code only (deterministic): the parent keeps the state, this module issues the commands::
+
+    call = TrialCall(training_workflow="MyTraining", eval_workflow="MyEval", config=config,
+                     snapshot=snapshot, train_id=f"{run_id}--t0003--train",
+                     eval_id=f"{run_id}--t0003--eval", settings=settings,
+                     tags=trial_tags(registered, run_id))
+    outcome = await run_trial(call, on_trained=lambda train: ...)
+    if outcome.error: ...   # one line: why the training or the evaluation failed
+    else: outcome.metrics   # the evaluation's metrics (non-finite values included)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.types import EvalResult, SnapshotRef, TrainConfig, TrainProgress, TrainResult
+    from temporal_ml.workflows._tags import child_search_attributes
+    from temporal_ml.workflows.evaluation import EvalInput
+    from temporal_ml.workflows.training import TrainingInput, parse_report
+
+__all__ = [
+    "EXPERIMENT",
+    "TrialSettings",
+    "TrialCall",
+    "TrialOutcome",
+    "ReportRouter",
+    "run_trial",
+    "trial_tags",
+    "root_message",
+]
+
+#: The search attribute every child of a coordinator or sweep carries: the parent's run id.
+EXPERIMENT = SearchAttributeKey.for_keyword("TmlExperiment")
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of one parent shares (from the parent's input)."""
+
+    train_task_queue: str | None = None
+    eval_task_queue: str | None = None
+    heartbeat_timeout_seconds: float = 30.0
+    max_attempts: int = 5
+    progress_every_seconds: float = 10.0
+    eval_split: str = "dev"
+    #: also give the evaluation the heartbeat timeout (the coordinator does; sweeps keep the default)
+    eval_heartbeat: bool = False
+    #: evaluate inside the training activity (the ``eval_*`` metrics of its result)
+    evaluate_in_training: bool = False
+
+
+@dataclass
+class TrialCall:
+    """One trial to run: its config, data, child ids and the parent's settings.
+
+    ``run_id`` is the training's run id (its checkpoint directory): the training child's workflow id
+    unless set (a ladder's rungs share one run id, each with its own child).
+    """
+
+    training_workflow: str | type
+    eval_workflow: str | type
+    config: TrainConfig
+    snapshot: SnapshotRef
+    train_id: str
+    eval_id: str
+    settings: TrialSettings
+    tags: TypedSearchAttributes | None = None
+    run_id: str | None = None
+    report_to: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial came to: its training result (if training ended), the evaluation's metrics
+    (``None`` when it failed) and, when it failed, why in one line."""
+
+    train: TrainResult | None = None
+    metrics: dict[str, float] | None = None
+    evaluation: EvalResult | None = None
+    error: str | None = None
+
+
+def trial_tags(registered: frozenset[str] | None, run_id: str) -> TypedSearchAttributes | None:
+    """The search attributes of a trial's children on this namespace (none on a bare one)."""
+    return child_search_attributes(registered, [SearchAttributePair(EXPERIMENT, run_id)])
+
+
+async def run_trial(call: TrialCall, *,
+                    on_started: Callable[[workflow.ChildWorkflowHandle[Any, TrainResult]], None] | None = None,
+                    on_trained: Callable[[TrainResult], None] | None = None) -> TrialOutcome:
+    """Train, then evaluate; a child's failure becomes ``TrialOutcome.error`` (never raised).
+
+    ``on_started`` gets the training child's handle once it started (to stop it early) and
+    ``on_trained`` the training result before the evaluation starts (to show the trial evaluating).
+    """
+    s = call.settings
+    config = call.config
+    if s.evaluate_in_training:
+        config = config.model_copy(update={"eval_split": s.eval_split})
+    outcome = TrialOutcome()
+    try:
+        handle = await workflow.start_child_workflow(
+            call.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+            TrainingInput(
+                config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
+                task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
+                max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
+                report_to=call.report_to,
+            ),
+            id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
+        )
+        if on_started is not None:
+            on_started(handle)
+        outcome.train = train = await handle
+        if on_trained is not None:
+            on_trained(train)
+        if s.evaluate_in_training:
+            outcome.metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
+            return outcome
+        eval_input = (EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue,
+                                            heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
+                      if s.eval_heartbeat else
+                      EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue))
+        outcome.evaluation = await workflow.execute_child_workflow(
+            call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+            eval_input, id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
+        )
+        outcome.metrics = dict(outcome.evaluation.metrics)
+    except ChildWorkflowError as err:
+        outcome.error = root_message(err)
+    return outcome
+
+
+class ReportRouter(Generic[K]):
+    """Which trial a training's progress report (``REPORT_SIGNAL``) belongs to, by run id."""
+
+    def __init__(self) -> None:
+        self._by_run_id: dict[str, K] = {}
+
+    def add(self, run_id: str, key: K) -> None:
+        """Route reports of training run ``run_id`` to ``key``."""
+        self._by_run_id[run_id] = key
+
+    def route(self, args: tuple[Any, ...]) -> tuple[K, TrainProgress] | None:
+        """The trial key and the report of a signal's arguments; ``None`` for a stray or bad one."""
+        report = parse_report(args)
+        if report is None:
+            return None
+        key = self._by_run_id.get(report.run_id or "")
+        return None if key is None else (key, report)
+
+
+def root_message(err: BaseException) -> str:
+    """The message of the innermost cause (e.g. the trainable's ConfigError text)."""
+    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
+        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
+    return str(getattr(err, "message", None) or err)
