@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from datetime import timedelta
 from typing import Any
@@ -64,6 +65,32 @@ def add_control_parsers(sub: Any) -> None:
         parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
         add_client_options(parser)
         parser.set_defaults(handler=lambda args, u=update, a=arg[0]: asyncio.run(_sweep(args, u, a)))
+    audit = commands.add_parser(
+        "audit", help="recompute every recorded suggestion with the searcher code installed here",
+        description="Recompute every searcher suggestion of a sweep (running or finished) from what it "
+                    "saw, and print each that differs from the point the sweep recorded and trained. "
+                    "Exit status 1 when any differs (the sweep itself is unaffected: its decisions are "
+                    "recorded).")
+    audit.add_argument("id", metavar="ID", help="workflow id of the sweep")
+    add_client_options(audit)
+    audit.set_defaults(handler=lambda args: asyncio.run(_audit(args)))
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    from temporal_ml.audit import audit_sweep
+
+    client = await client_for(args)
+    lines = await audit_sweep(client, args.id)
+    changed = [line for line in lines if not line.equal]
+    for line in changed:
+        print(f"trial {line.index}: recorded {json.dumps(line.recorded, sort_keys=True)}, "
+              f"recomputed {json.dumps(line.recomputed, sort_keys=True)}")
+    if changed:
+        print(f"{args.id}: {len(changed)} of {len(lines)} suggestions differ from the searcher code "
+              "installed here", file=sys.stderr)
+        return 1
+    print(f"{args.id}: all {len(lines)} suggestions recompute equal")
+    return 0
 
 
 def _ended(status: str) -> str:

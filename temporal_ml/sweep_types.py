@@ -86,6 +86,14 @@ class SuggestionAudit(BaseModel):
     failed: int = Field(ge=0)
     pending: int = Field(ge=0)
 
+    @classmethod
+    def of(cls, searcher: str, results_seen: int, history: list[TrialRecord]) -> SuggestionAudit:
+        """The audit of a suggestion computed from ``history`` after ``results_seen`` results."""
+        return cls(searcher=searcher, results_seen=results_seen,
+                   complete=sum(h.state == "complete" for h in history),
+                   failed=sum(h.state == "failed" for h in history),
+                   pending=sum(h.state == "pending" for h in history))
+
 
 class TrialRow(BaseModel):
     """One trial of a sweep (compact: it travels through continue-as-new).
@@ -200,9 +208,10 @@ def ladder_history_at(rows: list[TrialRow], table: RungTable, reports: list[tupl
     return history
 
 
-def recompute_ladder_suggestions(inp: LadderInput, result: LadderResult) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
-    """``(index, recorded params, recomputed params)`` for every trial of a finished ladder."""
-    rows = [t.row for t in result.trials]
+def recompute_ladder_suggestions(inp: LadderInput, result: LadderResult | LadderState) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """``(index, recorded params, recomputed params)`` for every trial of a ladder: from its result
+    (finished) or its state (the ``ladder`` query of a running one)."""
+    rows = result.rows if isinstance(result, LadderState) else [t.row for t in result.trials]
     out = []
     for row in sorted(rows, key=lambda r: r.index):
         if row.audit is None:
@@ -237,9 +246,13 @@ class SweepState(BaseModel):
     queue: list[dict[str, JsonValue]] = Field(default_factory=list)
     results_seen: int = 0
     paused: bool = False
+    pause_reason: str | None = None
     stopping: bool = False
     exhausted: bool = False
     runs: int = 1
+    #: a recorded suggestion not started yet (the sweep paused or stopped while it was computed):
+    #: the next trial to start, before any enqueued config
+    held: TrialRow | None = None
 
 
 class _SweepCommon(BoundaryModel):
@@ -320,6 +333,7 @@ class SweepStatus(BaseModel):
     exhausted: bool
     runs: int
     trials: list[TrialRow]
+    pause_reason: str | None = None
 
 
 class TrialResult(BaseModel):
@@ -390,6 +404,8 @@ class LadderState(BaseModel):
     exhausted: bool = False
     results_seen: int = 0
     stopping: bool = False
+    #: a recorded suggestion not started yet (see ``SweepState.held``)
+    held: TrialRow | None = None
 
 
 class LadderInput(_SweepCommon):

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from temporal_ml.search import AnySearcher, Direction, SearchExhausted, SearchSpace, TrialRecord
 from temporal_ml.types import CheckpointRef, TrainProgress
 
 __all__ = [
@@ -29,11 +30,17 @@ __all__ = [
     "WRITE_TABLE_PART",
     "TablePartRequest",
     "read_sweep_table",
+    "SUGGEST",
+    "SuggestRequest",
+    "SuggestResult",
 ]
 
 STOP_RUN = "temporal_ml.sweep.stop_run"
 WRITE_TABLE_PART = "temporal_ml.sweep.write_table_part"
 DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
+#: The local activity that computes a searcher's suggestion once; its result is recorded in the
+#: sweep's history, so a replay (or a worker with other searcher code) reuses it.
+SUGGEST = "temporal_ml.sweep.suggest"
 
 
 class StopRunRequest(BaseModel):
@@ -72,6 +79,37 @@ class TablePartRequest(BaseModel):
     rows: list[dict[str, Any]]
 
 
+class SuggestRequest(BaseModel):
+    """Ask ``searcher`` for trial ``index``'s point of ``space`` given ``history``."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    searcher: AnySearcher
+    space: SearchSpace
+    history: list[TrialRecord]
+    seed: int
+    index: int
+    direction: Direction
+
+
+class SuggestResult(BaseModel):
+    """The suggested point, or (``params`` ``None``) why the searcher has none: ``exhausted``."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    params: dict[str, Any] | None = None
+    exhausted: str | None = None
+
+
+def suggest_point(req: SuggestRequest) -> SuggestResult:
+    """The searcher's suggestion (pure: equal requests give equal results)."""
+    try:
+        return SuggestResult(params=dict(req.searcher.suggest(req.space, req.history, seed=req.seed,
+                                                              index=req.index, direction=req.direction)))
+    except SearchExhausted as exc:
+        return SuggestResult(exhausted=str(exc) or "the searcher has no new points")
+
+
 def read_sweep_table(uri: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every trial row of a sweep table written under ``uri`` (``SweepResult.table_uri``), by index.
 
@@ -103,7 +141,12 @@ class SweepActivities:
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an orchestration worker."""
-        return [self.stop_run, self.delete_run_checkpoints, self.write_table_part]
+        return [self.stop_run, self.delete_run_checkpoints, self.write_table_part, self.suggest]
+
+    @activity.defn(name=SUGGEST)
+    def suggest(self, req: SuggestRequest) -> SuggestResult:
+        """A local activity: one searcher suggestion, computed once and recorded by the sweep."""
+        return suggest_point(req)
 
     @activity.defn(name=STOP_RUN)
     async def stop_run(self, req: StopRunRequest) -> TrainProgress | None:

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteCheckpointsRequest,
         DeleteCheckpointsResult,
     )
-    from temporal_ml.search import SearchExhausted, TrialRecord
+    from temporal_ml.search import TrialRecord
     from temporal_ml.sweep_types import (
         LadderInput,
         LadderResult,
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         TrainResult,
     )
     from temporal_ml.workflows._requests import MISSING, check_arity, refuse, whole_number
+    from temporal_ml.workflows._suggest import suggest
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
         EXPERIMENT,
@@ -138,9 +139,10 @@ class LadderSweepWorkflow:
                 await workflow.wait_condition(lambda seen=self._changes: self._changes != seen)  # type: ignore[misc]
                 continue
             if decision.action == "start":
+                if s.held is None and await self._suggest():  # recorded: the ladder may have changed
+                    continue
                 row = self._new_trial()
                 if row is None:  # the searcher ran out of points: no more new trials
-                    s.exhausted = True
                     continue
                 s.table.start(row.name, decision.bracket)
             else:
@@ -183,23 +185,32 @@ class LadderSweepWorkflow:
                 out.append(TrialRecord(index=row.index, params=row.params, state="failed"))
         return out
 
-    def _new_trial(self) -> TrialRow | None:
+    async def _suggest(self) -> bool:
+        """Ask the searcher for the next new trial's point and hold it (``LadderState.held``);
+        returns whether it was recorded (an activity ran). An exhausted or failing searcher ends
+        the new trials (the reason is logged, and a failure is a decision line)."""
         inp, s = self._inp, self.state
         assert inp is not None
-        index = len(s.rows)
         history = self.history()
-        try:
-            params = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=index,
-                                          direction=inp.direction)
-        except SearchExhausted:
+        audit = SuggestionAudit.of(inp.searcher.kind, s.results_seen, history)
+        got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=len(s.rows),
+                            direction=inp.direction)
+        if got.params is not None:
+            s.held = TrialRow(index=len(s.rows), params=got.params, audit=audit)
+        else:
+            s.exhausted = True
+            if got.failed is not None:
+                workflow.logger.error("ladder %s starts no new trials: %s", self._run_id, got.failed)
+                s.decisions.append(f"no new trials: {got.failed}")
+        return got.recorded
+
+    def _new_trial(self) -> TrialRow | None:
+        """The held suggestion as a started trial (``None`` when there is none)."""
+        s = self.state
+        if s.held is None:
             return None
-        audit = SuggestionAudit(
-            searcher=inp.searcher.kind, results_seen=s.results_seen,
-            complete=sum(h.state == "complete" for h in history),
-            failed=sum(h.state == "failed" for h in history),
-            pending=sum(h.state == "pending" for h in history),
-        )
-        row = TrialRow(index=index, params=params, started=workflow.now(), audit=audit)
+        row, s.held = s.held, None
+        row.started = workflow.now()
         s.rows.append(row)
         s.started += 1
         return row

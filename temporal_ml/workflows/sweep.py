@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         StopRunRequest,
         TablePartRequest,
     )
-    from temporal_ml.search import SearchExhausted, SearchSpace
+    from temporal_ml.search import SearchSpace
     from temporal_ml.sweep_types import (
         LadderInput,
         SuggestionAudit,
@@ -85,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
         shown,
         whole_number,
     )
+    from temporal_ml.workflows._suggest import suggest
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
         EXPERIMENT,
@@ -209,6 +210,9 @@ class SweepWorkflow:
                     break
                 workflow.continue_as_new(inp.model_copy(update={
                     "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": self._s}))
+            if (self._s.held is None and not self._s.queue
+                    and await self._suggest()):  # recorded: the sweep may have changed meanwhile
+                continue
             row = self._next_row()
             if row is not None:
                 self._running += 1
@@ -238,7 +242,7 @@ class SweepWorkflow:
 
     def _more_to_start(self) -> bool:
         s = self._s
-        return len(s.rows) < s.n_trials and (bool(s.queue) or not s.exhausted)
+        return len(s.rows) < s.n_trials and (bool(s.queue) or s.held is not None or not s.exhausted)
 
     def _may_start(self) -> bool:
         s = self._s
@@ -252,32 +256,38 @@ class SweepWorkflow:
     def _rollover_due(self) -> bool:
         return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
 
-    def _next_row(self) -> TrialRow | None:
-        """The next trial: a queued user config first, else the searcher's suggestion."""
+    async def _suggest(self) -> bool:
+        """Ask the searcher for the next trial's point and hold it (``SweepState.held``); returns
+        whether it was recorded (an activity ran: the sweep's state may have changed meanwhile).
+        An exhausted searcher marks the sweep exhausted; a failing one pauses it with the reason."""
         inp, s = self._inp, self._s
         assert inp is not None
         index = len(s.rows)
-        audit = None
-        if s.queue:
-            params, source = s.queue.pop(0), "user"
+        history = [r.record() for r in s.rows]
+        audit = SuggestionAudit.of(inp.searcher.kind, s.results_seen, history)
+        got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
+                            direction=inp.direction)
+        if got.params is not None:
+            s.held = TrialRow(index=index, params=got.params, source="searcher", audit=audit)
+        elif got.exhausted is not None:
+            workflow.logger.info("sweep %s: %s", self._run_id, got.exhausted)
+            s.exhausted = True
         else:
-            history = [r.record() for r in s.rows]
-            try:
-                params = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=index,
-                                              direction=inp.direction)
-            except SearchExhausted as exc:
-                workflow.logger.info("sweep %s: %s", self._run_id, exc)
-                s.exhausted = True
-                return None
-            source = "searcher"
-            audit = SuggestionAudit(
-                searcher=inp.searcher.kind, results_seen=s.results_seen,
-                complete=sum(h.state == "complete" for h in history),
-                failed=sum(h.state == "failed" for h in history),
-                pending=sum(h.state == "pending" for h in history),
-            )
-        row = TrialRow(index=index, params=params, source=source,  # type: ignore[arg-type]
-                       started=workflow.now(), audit=audit, max_steps=inp.base.max_steps)
+            workflow.logger.error("sweep %s paused: %s", self._run_id, got.failed)
+            s.paused, s.pause_reason = True, got.failed
+        return got.recorded
+
+    def _next_row(self) -> TrialRow | None:
+        """The next trial: a held suggestion first, then a queued user config."""
+        inp, s = self._inp, self._s
+        assert inp is not None
+        if s.held is not None:
+            row, s.held = s.held, None
+        elif s.queue:
+            row = TrialRow(index=len(s.rows), params=s.queue.pop(0), source="user")
+        else:
+            return None
+        row.started, row.max_steps = workflow.now(), inp.base.max_steps
         s.rows.append(row)
         return row
 
@@ -394,7 +404,8 @@ class SweepWorkflow:
         s = self._s
         return SweepStatus(phase=self._phase(), n_trials=s.n_trials,  # type: ignore[arg-type]
                            max_concurrency=s.max_concurrency, running=self._running,
-                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs, trials=list(s.rows))
+                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs, trials=list(s.rows),
+                           pause_reason=s.pause_reason)
 
     @workflow.query
     def trials(self) -> list[TrialRow]:
@@ -506,7 +517,7 @@ class SweepWorkflow:
     @workflow.update
     def resume(self, *extra: Any) -> SweepStatus:
         """Start trials again after a ``pause``."""
-        self._s.paused = False
+        self._s.paused, self._s.pause_reason = False, None
         if self._inp is None:
             self._early_pause = False
         return self.sweep_status()

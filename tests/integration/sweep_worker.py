@@ -8,6 +8,7 @@ orchestration side. Prints ``worker ready`` once polling; runs until killed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from temporal_ml.activities.sweep import SweepActivities
@@ -19,7 +20,22 @@ from tests.integration.training_worker import WORKFLOWS, _parts
 SWEEPS = [getattr(_sweep_workflows, name) for name in ("MLPSweep", "MLPLadder") if hasattr(_sweep_workflows, name)]
 
 
+def shift_random_searcher_seed() -> None:
+    """Deploy a changed searcher call (``TML_TEST_SHIFT_SEARCHER_SEED=1``): the random searcher
+    suggests as if the sweep's seed were one more, as a one-line change in the searcher would."""
+    from temporal_ml.search import RandomSearcher
+
+    original = RandomSearcher.suggest
+
+    def shifted(self, space, history, *, seed, index, direction="minimize"):  # type: ignore[no-untyped-def]
+        return original(self, space, history, seed=seed + 1, index=index, direction=direction)
+
+    RandomSearcher.suggest = shifted  # type: ignore[method-assign]
+
+
 async def main(task_queue: str, root: str, role: str) -> None:
+    if os.environ.get("TML_TEST_SHIFT_SEARCHER_SEED") == "1":
+        shift_random_searcher_seed()
     workflows, activities = _parts(role, root)
     if role in ("all", "orchestration"):
         workflows = [*WORKFLOWS, *SWEEPS]

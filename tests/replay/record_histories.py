@@ -1,6 +1,6 @@
 """Record the histories replayed by ``tests/replay/test_replay.py``::
 
-    python -m tests.replay.record_histories [OUT_DIR]      # default: tests/replay/histories
+    python -m tests.replay.record_histories [OUT_DIR] [--only=NAME,...]   # default: tests/replay/histories
 
 Runs every workflow base once (through the thin MLP subclasses of the integration tests) on an
 embedded dev server with an in-process worker, and writes each history as ``<name>.json``. Re-record
@@ -14,11 +14,21 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from temporalio.client import WorkflowUpdateFailedError
 
 from temporal_ml.activities.sweep import SweepActivities
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
-from temporal_ml.search import AshaScheduler, Categorical, Float, RandomSearcher, SearchSpace
+from temporal_ml.search import (
+    AshaScheduler,
+    Categorical,
+    Float,
+    RandomSearcher,
+    SearchSpace,
+    TPESearcher,
+)
 from temporal_ml.sweep_types import LadderInput, SweepInput
 from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.worker import create_worker
@@ -39,7 +49,7 @@ DATASET = DatasetSource(generator="blobs", params={"seed": 9})
 SPACE = SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Categorical([8, 16])})
 
 
-async def record(out: Path) -> None:
+async def record(out: Path, only: set[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server")
@@ -50,7 +60,11 @@ async def record(out: Path) -> None:
             worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
-                await _run_all(client, out)
+                if only is None or only - set(RECORDED_SUGGESTIONS):
+                    await _run_all(client, out)
+                for name, run in RECORDED_SUGGESTIONS.items():
+                    if only is None or name in only:
+                        await run(client, out)
         finally:
             server.stop()
 
@@ -98,5 +112,51 @@ async def _run_all(client: object, out: Path) -> None:
     await _save(ladder, out, "ladder")
 
 
+async def _sweep_tpe_controls(c: Any, out: Path) -> None:
+    """A TPE sweep with recorded suggestions taking every control update."""
+    base = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0.02}})
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=base, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=4, max_concurrency=2, seed=6,
+        dataset=DATASET, run_id="replay-sweep-tpe", progress_every_seconds=0.5),
+        id="replay-sweep-tpe", task_queue="replay")
+    await sweep.execute_update(MLPSweep.pause)
+    await sweep.execute_update(MLPSweep.set_max_concurrency, 3)
+    await sweep.execute_update(MLPSweep.resume)
+    await sweep.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 8})
+    await sweep.execute_update(MLPSweep.add_trials, 1)
+    while True:  # stop one running trial (its training must have started)
+        rows = await sweep.query(MLPSweep.trials)
+        running = [r.index for r in rows if r.state == "training" and r.step > 0]
+        if running:
+            try:
+                await sweep.execute_update(MLPSweep.stop_trial, running[0])
+                break
+            except WorkflowUpdateFailedError:
+                pass
+        await asyncio.sleep(0.05)
+    await sweep.execute_update(MLPSweep.stop)
+    await sweep.result()
+    await _save(sweep, out, "sweep_tpe_controls")
+
+
+async def _ladder_tpe_budget(c: Any, out: Path) -> None:
+    """An ASHA ladder with TPE, recorded suggestions, promotions and a byte budget that deletes."""
+    ladder = await c.start_workflow(MLPLadder.run, LadderInput(
+        base=CONFIG, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=4, max_concurrency=2, seed=8,
+        scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), dataset=DATASET,
+        run_id="replay-ladder-tpe", progress_every_seconds=0.5, checkpoint_budget_bytes=1),
+        id="replay-ladder-tpe", task_queue="replay")
+    await ladder.execute_update(MLPLadder.add_trials, 1)
+    result = await ladder.result()
+    assert result.deleted and result.table.brackets[0].rungs[0].promoted, result
+    await _save(ladder, out, "ladder_tpe_budget")
+
+
+#: Histories of the release that records its suggestions (``tml-recorded-suggestions-v1``).
+RECORDED_SUGGESTIONS = {"sweep_tpe_controls": _sweep_tpe_controls, "ladder_tpe_budget": _ladder_tpe_budget}
+
+
 if __name__ == "__main__":
-    asyncio.run(record(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "histories"))
+    args = [a for a in sys.argv[1:] if not a.startswith("--only=")]
+    only = next((set(a.split("=", 1)[1].split(",")) for a in sys.argv[1:] if a.startswith("--only=")), None)
+    asyncio.run(record(Path(args[0]) if args else HERE / "histories", only))

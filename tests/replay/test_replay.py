@@ -22,7 +22,8 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 
 def test_every_workflow_base_has_a_history() -> None:
     assert {p.stem for p in HISTORIES} >= {"training", "evaluation", "inference", "coordinator", "sweep",
-                                           "ladder", "training_multinode", "training_multinode_auto"}
+                                           "ladder", "training_multinode", "training_multinode_auto",
+                                           "sweep_tpe_controls", "ladder_tpe_budget"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -49,3 +50,20 @@ def test_recorded_sweep_decisions_recompute() -> None:
     assert sorted(r.source for r in rows) == ["searcher"] * 4 + ["user"]
     recomputed = recompute_suggestions(inp, rows)
     assert len(recomputed) == 4 and all(recorded == again for _, recorded, again in recomputed)
+
+
+@pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget"])
+async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
+    takes every suggestion from its marker, so no searcher change reaches a running sweep."""
+    from temporal_ml.search import TPESearcher
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a replay recomputed a recorded suggestion")
+
+    monkeypatch.setattr(TPESearcher, "suggest", broken)
+    replayer = Replayer(workflows=WORKFLOWS, plugins=[TemporalMLPlugin()])
+    path = HISTORIES[0].parent / f"{name}.json"
+    result = await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()),
+                                            raise_on_replay_failure=False)
+    assert result.replay_failure is None

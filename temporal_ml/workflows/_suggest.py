@@ -1,0 +1,72 @@
+"""Searcher suggestions computed once and recorded in the sweep's history.
+
+:func:`suggest` runs the searcher in the ``SUGGEST`` local activity (registered with
+``SweepActivities().activities()`` on the orchestration worker). Temporal records a local
+activity's result in the history as a marker, and a replay reuses the marker instead of running the
+activity again: a replayed sweep, a worker with changed searcher code, new defaults or a CPython
+whose float sums differ can never change what a running sweep trains or reports. The searchers stay
+pure functions of (space, seed, history), so ``temporal-ml sweep audit`` can recompute each
+suggestion and compare.
+
+Histories recorded before this existed (no ``RECORDED_SUGGESTIONS_PATCH`` marker) replay with the
+suggestion computed inline, as it was then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.activities.sweep import SUGGEST, SuggestRequest, SuggestResult, suggest_point
+    from temporal_ml.search import AnySearcher, Direction, SearchSpace, TrialRecord
+    from temporal_ml.workflows._trials import root_message
+
+__all__ = ["RECORDED_SUGGESTIONS_PATCH", "Suggestion", "suggest"]
+
+#: ``workflow.patched`` id: suggestions come from the ``SUGGEST`` local activity (recorded).
+RECORDED_SUGGESTIONS_PATCH = "tml-recorded-suggestions-v1"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A point (``params``), or why there is none: the searcher is ``exhausted`` or ``failed``.
+
+    ``recorded``: it came from the history's marker (the activity), not computed inline.
+    """
+
+    params: dict[str, Any] | None = None
+    exhausted: str | None = None
+    failed: str | None = None
+    recorded: bool = False
+
+
+async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[TrialRecord], *, seed: int,
+                  index: int, direction: Direction) -> Suggestion:
+    """Trial ``index``'s point, recorded in the history (inline for histories from before)."""
+    request = SuggestRequest(searcher=searcher, space=space, history=history, seed=seed, index=index,
+                             direction=direction)
+    if workflow.patched(RECORDED_SUGGESTIONS_PATCH):
+        try:
+            result: SuggestResult = await workflow.execute_local_activity(
+                SUGGEST, request, result_type=SuggestResult,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"]),
+            )
+            return Suggestion(params=result.params, exhausted=result.exhausted, recorded=True)
+        except ValueError:  # not registered on this worker (the SDK checks before scheduling it)
+            workflow.logger.warning("%s is not registered on this worker (register "
+                                    "SweepActivities().activities() on the orchestration worker); "
+                                    "computing the suggestion inline, unrecorded", SUGGEST)
+        except ActivityError as err:
+            return Suggestion(failed=f"the {searcher.kind} searcher failed: {root_message(err)}")
+    try:
+        result = suggest_point(request)
+    except Exception as exc:  # a searcher bug: the sweep pauses with the reason, never fails
+        return Suggestion(failed=f"the {searcher.kind} searcher failed: {type(exc).__name__}: {exc}")
+    return Suggestion(params=result.params, exhausted=result.exhausted)
