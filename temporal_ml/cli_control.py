@@ -25,7 +25,7 @@ __all__ = ["add_control_parsers", "UPDATES"]
 
 #: Command -> update name of ``TrainingWorkflow``.
 UPDATES = {"pause": "pause", "resume": "resume", "stop": "stop_early"}
-#: Command -> update name of the sweep workflows (``SweepWorkflow``; ``LadderSweepWorkflow``: stop).
+#: Command -> update name of the sweep workflows (``SweepWorkflow``, ``LadderSweepWorkflow``: the same).
 SWEEP_UPDATES = {"pause": "pause", "resume": "resume", "stop": "stop"}
 SWEEP_KINDS = frozenset({"sweep", "ladder"})
 _HELP = {

@@ -406,6 +406,11 @@ class LadderState(BaseModel):
     stopping: bool = False
     #: a recorded suggestion not started yet (see ``SweepState.held``)
     held: TrialRow | None = None
+    queue: list[dict[str, JsonValue]] = Field(default_factory=list)  # enqueued user configs
+    paused: bool = False
+    pause_reason: str | None = None
+    max_concurrency: int = 0  # 0: the input's (a ladder carried from a release without this field)
+    runs: int = 1
 
 
 class LadderInput(_SweepCommon):

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteCheckpointsRequest,
         DeleteCheckpointsResult,
     )
-    from temporal_ml.search import TrialRecord
+    from temporal_ml.search import SearchSpace, TrialRecord
     from temporal_ml.sweep_types import (
         LadderInput,
         LadderResult,
@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         TrainConfig,
         TrainResult,
     )
-    from temporal_ml.workflows._requests import MISSING, check_arity, refuse, whole_number
+    from temporal_ml.workflows._controls import SweepControls
     from temporal_ml.workflows._suggest import suggest
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
@@ -76,7 +76,7 @@ __all__ = ["LadderSweepWorkflow"]
 KEEP_LIVE_AND_BEST_PATCH = "tml-ladder-keep-live-and-best-v1"
 
 
-class LadderSweepWorkflow:
+class LadderSweepWorkflow(SweepControls):
     """Base of ASHA ladder sweeps; see the module docstring. Subclasses set the child workflow types."""
 
     #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
@@ -95,7 +95,7 @@ class LadderSweepWorkflow:
         self._draining = False
         self._done = False
         self._reports: ReportRouter[int] = ReportRouter()
-        self._early_stop = False
+        self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
 
     @property
     def state(self) -> LadderState:
@@ -109,8 +109,13 @@ class LadderSweepWorkflow:
         self._inp = inp
         self._run_id = run_id = inp.run_id or workflow.info().workflow_id
         check_sweep_run_id(run_id)
-        self._s = inp.carried or LadderState(table=inp.scheduler.new_table(inp.direction))
-        self._s.stopping = self._s.stopping or self._early_stop  # a stop accepted before run started
+        if inp.carried is not None:
+            self._s = inp.carried.model_copy(update={"runs": inp.carried.runs + 1})
+        else:
+            self._s = LadderState(table=inp.scheduler.new_table(inp.direction))
+        if self._s.max_concurrency == 0:
+            self._s.max_concurrency = inp.max_concurrency
+        self._apply_early(self._s)  # what updates accepted before this run started asked for
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         # only the search attributes this namespace defines (a bare one, Temporal Cloud: none)
         self._registered = await registered_search_attributes()
@@ -122,14 +127,18 @@ class LadderSweepWorkflow:
         tasks: list[asyncio.Task[None]] = []
         s = self.state
         while True:
-            await workflow.wait_condition(lambda: self._running < inp.max_concurrency or self._rollover_due())
+            await workflow.wait_condition(lambda: self._running < s.max_concurrency or self._rollover_due())
             if self._rollover_due() and not s.stopping:
                 self._draining = True
                 await workflow.wait_condition(lambda: self._running == 0)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp.model_copy(update={
                     "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": s}))
-            may_start = s.started < self.max_trials and not s.stopping and not s.exhausted
+            if s.paused and not s.stopping:  # nothing starts or is promoted until resume (or stop)
+                await workflow.wait_condition(lambda seen=self._changes: self._changes != seen)  # type: ignore[misc]
+                continue
+            may_start = (s.started < self.max_trials and not s.stopping
+                         and (not s.exhausted or bool(s.queue) or s.held is not None))
             decision = inp.scheduler.next(s.table, may_start=may_start)
             if s.stopping and decision.action == "promote":  # a stopped ladder only finishes
                 decision = decision.model_copy(update={"action": "wait" if self._running else "done"})
@@ -139,7 +148,7 @@ class LadderSweepWorkflow:
                 await workflow.wait_condition(lambda seen=self._changes: self._changes != seen)  # type: ignore[misc]
                 continue
             if decision.action == "start":
-                if s.held is None and await self._suggest():  # recorded: the ladder may have changed
+                if s.held is None and not s.queue and await self._suggest():  # recorded: may have changed
                     continue
                 row = self._new_trial()
                 if row is None:  # the searcher ran out of points: no more new trials
@@ -205,11 +214,14 @@ class LadderSweepWorkflow:
         return got.recorded
 
     def _new_trial(self) -> TrialRow | None:
-        """The held suggestion as a started trial (``None`` when there is none)."""
+        """The held suggestion, else an enqueued config, as a started trial (``None``: neither)."""
         s = self.state
-        if s.held is None:
+        if s.held is not None:
+            row, s.held = s.held, None
+        elif s.queue:
+            row = TrialRow(index=len(s.rows), params=s.queue.pop(0), source="user")
+        else:
             return None
-        row, s.held = s.held, None
         row.started = workflow.now()
         s.rows.append(row)
         s.started += 1
@@ -239,6 +251,7 @@ class LadderSweepWorkflow:
             self._reports.add(self.run_id_of(row.index), row.index)
 
             def trained(train: TrainResult) -> None:
+                self._train_handles.pop(row.index, None)
                 row.mark_trained(train, workflow.now())
 
             outcome = await run_trial(
@@ -248,13 +261,20 @@ class LadderSweepWorkflow:
                           settings=trial_settings(inp),
                           tags=trial_tags(self._registered, self._run_id),
                           report_to=[workflow.info().workflow_id]),
+                on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
                 on_trained=trained)
             if outcome.error is not None:
                 self._fail(row, outcome.error)
                 return
+            assert outcome.train is not None
+            if outcome.train.stopped_early:  # stop_trial: out of the rung table, never promoted
+                row.metrics = dict(outcome.metrics or {})
+                self._fail(row, None, state="stopped")
+                return
         finally:
             self._running -= 1
             self._changes += 1
+            self._train_handles.pop(row.index, None)
         assert outcome.metrics is not None
         metrics = outcome.metrics  # non-finite values included (temporal_ml.converter)
         value = objective_value(metrics, inp.objective)
@@ -269,10 +289,10 @@ class LadderSweepWorkflow:
         await self._delete_dead()
         await self._keep_budget(row)
 
-    def _fail(self, row: TrialRow, error: str) -> None:
+    def _fail(self, row: TrialRow, error: str | None, state: str = "failed") -> None:
         s = self.state
         s.table.drop(row.name)
-        row.state, row.error, row.finished = "failed", error, workflow.now()
+        row.state, row.error, row.finished = state, error, workflow.now()  # type: ignore[assignment]
         row.result_seq, s.results_seen = s.results_seen, s.results_seen + 1
         s.reports.append((row.index, -1))
 
@@ -415,11 +435,6 @@ class LadderSweepWorkflow:
             row.loss = report.loss if report.loss is not None else row.loss
 
     @workflow.query
-    def trials(self) -> list[TrialRow]:
-        """Every trial (state, rung budget, step, value at its highest rung, error), by index."""
-        return list(self._s.rows) if self._s is not None else []
-
-    @workflow.query
     def ladder(self) -> LadderState | None:
         """The rung table, the decisions so far and the deleted trials (``None`` while starting)."""
         return self._s
@@ -429,34 +444,34 @@ class LadderSweepWorkflow:
         """Trials ranked by the highest rung reached, then the objective there."""
         return self._leaderboard()
 
-    @workflow.update
-    async def add_trials(self, n: Any = MISSING, *extra: Any) -> int:
-        """Start up to ``n`` more new trials; returns the new trial cap."""
-        await workflow.wait_condition(lambda: self._s is not None)  # accepted before run started
+    # -- control (the updates are SweepControls') ------------------------------------------------------
+
+    kind_name = "ladder"
+
+    def _control_state(self) -> LadderState | None:
+        return self._s
+
+    def _space_and_base(self) -> tuple[SearchSpace, TrainConfig] | None:
+        return (self._inp.space, self._inp.base) if self._inp is not None else None
+
+    def _grow(self, n: int) -> int:
         self.state.added += n
-        self._changes += 1
         return self.max_trials
 
-    @add_trials.validator
-    def _validate_add_trials(self, n: Any = MISSING, *extra: Any) -> None:
-        whole_number("add_trials", n, extra, 1, 10_000, "the number of trials to add")
-        if self._done or (self._s is not None and self._s.stopping):
-            raise refuse("cannot add trials: the ladder is " + ("finished" if self._done else "stopping"))
-        if self._s is not None and self._s.exhausted:
-            raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
+    def _n_trials(self) -> int:
+        return self.max_trials
 
-    @workflow.update
-    def stop(self, *extra: Any) -> int:
-        """No new trials and no promotions; running rungs finish. Returns the running count."""
-        if self._s is None:  # handled before run started
-            self._early_stop = True
-            return 0
-        self._s.stopping = True
+    def _changed(self) -> None:
         self._changes += 1
-        return self._running
 
-    @stop.validator
-    def _validate_stop(self, *extra: Any) -> None:
-        check_arity("stop", MISSING, extra, takes=0)
+    def _running_train_id(self, index: int) -> str:
+        return f"{self.run_id_of(index)}--r{self.state.rung_of[trial_name(index)]}--train"
+
+    def _phase(self) -> str:
         if self._done:
-            raise refuse("cannot stop: the ladder has finished")
+            return "done"
+        if self._s is not None and self._s.stopping:
+            return "stopping"
+        if self._draining:
+            return "draining"
+        return "paused" if self._s is not None and self._s.paused else "running"

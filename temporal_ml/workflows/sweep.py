@@ -52,9 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.activities.sweep import (
-        STOP_RUN,
         WRITE_TABLE_PART,
-        StopRunRequest,
         TablePartRequest,
     )
     from temporal_ml.search import SearchSpace
@@ -64,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         SweepInput,
         SweepResult,
         SweepState,
-        SweepStatus,
         TrialResult,
         TrialRow,
         objective_value,
@@ -77,13 +74,9 @@ with workflow.unsafe.imports_passed_through():
         TrainConfig,
         TrainResult,
     )
+    from temporal_ml.workflows._controls import SweepControls
     from temporal_ml.workflows._requests import (
-        MISSING,
-        check_arity,
-        check_size,
         refuse,
-        shown,
-        whole_number,
     )
     from temporal_ml.workflows._suggest import suggest
     from temporal_ml.workflows._tags import registered_search_attributes, tag
@@ -144,7 +137,7 @@ def trial_settings(inp: SweepInput | LadderInput) -> TrialSettings:
         evaluate_in_training=getattr(inp, "evaluate_in_training", False))
 
 
-class SweepWorkflow:
+class SweepWorkflow(SweepControls):
     """Base of sweeps; see the module docstring. Subclasses set the child workflow types."""
 
     #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
@@ -163,12 +156,6 @@ class SweepWorkflow:
         self._done = False
         self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
         self._reports: ReportRouter[int] = ReportRouter()
-        self._stop_requested: set[int] = set()
-        # Updates can be handled before ``run`` starts (in the first workflow task): what they ask
-        # for is kept here and applied to the state ``run`` builds from the input.
-        self._s.n_trials = 0
-        self._early_pause: bool | None = None
-        self._early_concurrency: int | None = None
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -177,17 +164,11 @@ class SweepWorkflow:
         self._inp = inp
         self._run_id = run_id = inp.run_id or workflow.info().workflow_id
         check_sweep_run_id(run_id)
-        early = self._s  # what updates accepted before this run started asked for
         if inp.carried is not None:
             self._s = inp.carried.model_copy(update={"runs": inp.carried.runs + 1})
         else:
             self._s = SweepState(n_trials=inp.n_trials, max_concurrency=inp.max_concurrency)
-        self._s.n_trials += early.n_trials
-        self._s.stopping = self._s.stopping or early.stopping
-        if self._early_pause is not None:
-            self._s.paused = self._early_pause
-        if self._early_concurrency is not None:
-            self._s.max_concurrency = self._early_concurrency
+        self._apply_early(self._s)  # what updates accepted before this run started asked for
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         # only the search attributes this namespace defines (a bare one, Temporal Cloud: none)
         self._registered = await registered_search_attributes()
@@ -399,144 +380,24 @@ class SweepWorkflow:
         return "paused" if self._s.paused else "running"
 
     @workflow.query
-    def sweep_status(self) -> SweepStatus:
-        """Phase, settings and every trial's row (state, step, loss, value, error)."""
-        s = self._s
-        return SweepStatus(phase=self._phase(), n_trials=s.n_trials,  # type: ignore[arg-type]
-                           max_concurrency=s.max_concurrency, running=self._running,
-                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs, trials=list(s.rows),
-                           pause_reason=s.pause_reason)
-
-    @workflow.query
-    def trials(self) -> list[TrialRow]:
-        """Every trial so far (state, step, latest loss, objective, error), by index."""
-        return list(self._s.rows)
-
-    @workflow.query
     def leaderboard(self) -> list[LeaderboardEntry]:
         """Done trials ranked by the objective."""
         return self._leaderboard()
 
-    # -- control -----------------------------------------------------------------------------------
+    # -- control (the updates are SweepControls') ------------------------------------------------------
 
-    def _refuse_if_over(self, what: str) -> None:
-        phase = self._phase()
-        if phase in ("done", "stopping"):
-            raise refuse(f"cannot {what}: the sweep is {'finished' if phase == 'done' else 'stopping'}")
+    def _control_state(self) -> SweepState | None:
+        return self._s if self._inp is not None else None
 
-    @workflow.update
-    async def add_trials(self, n: Any = MISSING, *extra: Any) -> int:
-        """Run ``n`` more trials; returns the new trial count."""
-        await workflow.wait_condition(lambda: self._inp is not None)  # accepted before run started
+    def _space_and_base(self) -> tuple[SearchSpace, TrainConfig] | None:
+        return (self._inp.space, self._inp.base) if self._inp is not None else None
+
+    def _grow(self, n: int) -> int:
         self._s.n_trials += n
         return self._s.n_trials
 
-    @add_trials.validator
-    def _validate_add_trials(self, n: Any = MISSING, *extra: Any) -> None:
-        whole_number("add_trials", n, extra, 1, 10_000, "the number of trials to add")
-        self._refuse_if_over("add trials")
-        if self._inp is not None and self._s.exhausted and not self._s.queue:
-            raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
+    def _n_trials(self) -> int:
+        return self._s.n_trials
 
-    @workflow.update
-    async def stop_trial(self, index: Any = MISSING, *extra: Any) -> TrialRow:
-        """Stop one training trial: it ends at a checkpoint of its current step, is evaluated there
-        and recorded as ``stopped`` (told to the searcher as failed: its budget was cut short).
-        Returns its row once its training has ended."""
-        self._stop_requested.add(index)
-        await workflow.execute_activity(
-            STOP_RUN, StopRunRequest(workflow_id=self.child_ids(index)[0]),
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
-        )
-        await workflow.wait_condition(lambda: self._s.rows[index].state != "training")
-        return self._s.rows[index].model_copy()
-
-    @stop_trial.validator
-    def _validate_stop_trial(self, index: Any = MISSING, *extra: Any) -> None:
-        check_arity("stop_trial", index, extra)
-        rows = self._s.rows
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(rows):
-            raise refuse(f"no trial {shown(index)} in this sweep (it has {len(rows)} trials)")
-        if rows[index].state != "training":
-            raise refuse(f"cannot stop trial {trial_name(index)}: it is {rows[index].state}, not training")
-        if index not in self._train_handles:
-            raise refuse(f"cannot stop trial {trial_name(index)} yet: its training is starting (try again)")
-
-    @workflow.update
-    def enqueue(self, params: Any = MISSING, *extra: Any) -> int:
-        """Run a config of the user's own next (one more trial); returns the queue length."""
-        self._s.queue.append(dict(params))
-        self._s.n_trials += 1
-        return len(self._s.queue)
-
-    @enqueue.validator
-    def _validate_enqueue(self, params: Any = MISSING, *extra: Any) -> None:
-        check_size("enqueue", params, *extra)
-        check_arity("enqueue", params, extra)
-        if self._inp is None:
-            raise refuse("cannot enqueue yet: the sweep is starting (try again in a moment)")
-        if not isinstance(params, dict):
-            raise refuse(f"enqueue needs a point of the space (a JSON object), got {shown(params)}")
-        problem = self._inp.space.problem_with(params)
-        if problem is None:
-            try:
-                self._inp.space.apply(self._inp.base, params)
-            except ValueError as exc:
-                problem = f"the config rejects it: {str(exc).splitlines()[0]}"
-        if problem:
-            raise refuse(f"cannot enqueue {shown(params, 120)}: {problem}")
-        self._refuse_if_over("enqueue a config")
-
-    @workflow.update
-    def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:
-        """Change how many trials run at once (running ones beyond it finish); returns it."""
-        self._s.max_concurrency = n
-        if self._inp is None:
-            self._early_concurrency = n
-        return n
-
-    @set_max_concurrency.validator
-    def _validate_set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> None:
-        whole_number("set_max_concurrency", n, extra, 1, 1000, "max_concurrency")
-        self._refuse_if_over("change max_concurrency")
-
-    @workflow.update
-    def pause(self, *extra: Any) -> SweepStatus:
-        """Start no new trials until ``resume`` (running ones go on)."""
-        self._s.paused = True
-        if self._inp is None:
-            self._early_pause = True
-        return self.sweep_status()
-
-    @pause.validator
-    def _validate_pause(self, *extra: Any) -> None:
-        check_arity("pause", MISSING, extra, takes=0)
-        self._refuse_if_over("pause")
-
-    @workflow.update
-    def resume(self, *extra: Any) -> SweepStatus:
-        """Start trials again after a ``pause``."""
-        self._s.paused, self._s.pause_reason = False, None
-        if self._inp is None:
-            self._early_pause = False
-        return self.sweep_status()
-
-    @resume.validator
-    def _validate_resume(self, *extra: Any) -> None:
-        check_arity("resume", MISSING, extra, takes=0)
-        self._refuse_if_over("resume")
-        if self._inp is not None and not self._s.paused:
-            raise refuse("cannot resume: the sweep is not paused")
-
-    @workflow.update
-    def stop(self, *extra: Any) -> SweepStatus:
-        """Stop the sweep: running trials finish, no new ones start, then it returns its result."""
-        self._s.stopping = True
-        return self.sweep_status()
-
-    @stop.validator
-    def _validate_stop(self, *extra: Any) -> None:
-        check_arity("stop", MISSING, extra, takes=0)
-        if self._done:
-            raise refuse("cannot stop: the sweep has finished")
+    def _running_train_id(self, index: int) -> str:
+        return self.child_ids(index)[0]

@@ -113,3 +113,69 @@ async def test_a_ladder_that_ends_below_its_top_rung_keeps_its_best_checkpoint(
     assert kept is not None and kept.model_sha256 == best.model_sha256 and kept.uri == best.checkpoint_uri
     # every other trial was unpromotable at the end and lost its checkpoints
     assert sorted(result.deleted) == sorted(t.name for t in result.trials if t.name != best.name)
+
+
+async def test_a_ladder_takes_every_sweep_control(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """The ladder takes the sweep's vocabulary: pause (nothing starts or is promoted), set_max_concurrency,
+    enqueue (a user config trains through the rungs), resume, stop_trial (that trial leaves the rung
+    table as ``stopped``) and stop (running rungs finish, then it returns)."""
+    import asyncio
+
+    from temporal_ml.sweep_types import LadderResult
+    from tests.integration.test_cli import cli
+
+    tag = uuid.uuid4().hex[:6]
+    queue = f"lctl-{tag}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    inp = LadderInput(
+        base=BASE.model_copy(update={"hparams": {"step_delay": 0.05}}),
+        space=SearchSpace({"hparams.lr": Float(1e-3, 5e-2, log=True), "hparams.hidden": Int(4, 32)}),
+        searcher=TPESearcher(n_startup=3), scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3),
+        n_trials=12, max_concurrency=2, seed=2, dataset=DatasetSource(generator="blobs"),
+        run_id=f"lctl-{tag}", progress_every_seconds=5,
+    )
+    user = {"hparams.lr": 0.01, "hparams.hidden": 8}
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+        code, out, err = await cli("pause", inp.run_id, env=subprocess_env)  # the CLI's one vocabulary
+        assert code == 0 and "sweep paused" in out, (out, err)
+        assert (await handle.execute_update(MLPLadder.set_max_concurrency, 1)) == 1
+        assert (await handle.execute_update(MLPLadder.enqueue, user)) == 1
+        while (await handle.query(MLPLadder.sweep_status)).running:  # running rungs finish
+            await asyncio.sleep(0.1)
+        paused = await handle.query(MLPLadder.sweep_status)
+        await asyncio.sleep(1.5)  # paused: nothing starts, nothing is promoted
+        still = await handle.query(MLPLadder.sweep_status)
+        assert still.phase == "paused" and still.running == 0 and still.queued == 1
+        assert [(r.index, r.state, r.step) for r in still.trials] == [(r.index, r.state, r.step) for r in paused.trials]
+        status = await handle.execute_update(MLPLadder.resume)
+        assert status.phase == "running" and status.max_concurrency == 1
+        while True:  # stop the next training trial that has started
+            rows = await handle.query(MLPLadder.trials)
+            training = [r.index for r in rows if r.state == "training"]
+            if training:
+                try:
+                    stopped = await handle.execute_update(MLPLadder.stop_trial, training[0])
+                    break
+                except Exception:  # noqa: BLE001 - still starting: try again
+                    pass
+            await asyncio.sleep(0.05)
+        assert stopped.state in ("evaluating", "stopped"), stopped  # its training has ended
+        assert (await handle.execute_update(MLPLadder.stop)).phase == "stopping"
+        result = await client.get_workflow_handle(inp.run_id, result_type=LadderResult).result()
+    finally:
+        worker.kill()
+    rows = {t.row.index: t.row for t in result.trials}
+    assert [r for r in rows.values() if r.source == "user"][0].params == user
+    assert rows[stopped.index].state == "stopped"
+    in_table = {name for br in result.table.brackets for r in br.rungs
+                for name in (*r.results, *r.running, *r.promoted)}
+    assert trial_name_of(stopped.index) not in in_table  # never promoted after its stop
+    assert len(rows) < 12 and all(r.state in ("done", "stopped", "failed") for r in rows.values())
+
+
+def trial_name_of(index: int) -> str:
+    from temporal_ml.sweep_types import trial_name
+
+    return trial_name(index)

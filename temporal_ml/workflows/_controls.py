@@ -1,0 +1,289 @@
+"""The live controls every sweep takes, with or without a scheduler: one vocabulary.
+
+``pause`` / ``resume`` (no trial starts or is promoted while paused; running ones go on), ``stop``
+(running trials finish, nothing new starts, the sweep returns), ``add_trials``, ``stop_trial`` (its
+training ends at a checkpoint of its current step), ``enqueue`` (a user config, checked against the
+space) and ``set_max_concurrency``; the ``sweep_status`` and ``trials`` queries. Validators refuse
+a bad request in one bounded line (:mod:`temporal_ml.workflows._requests`) before it touches state.
+
+:class:`SweepControls` is a mixin of the sweep bases; a base provides the hooks (its state, how to
+grow it, the training id of a running trial). Updates accepted before the run has its state (in the
+first workflow task) are kept in :class:`EarlyControls` and applied by ``run``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, Protocol
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.activities.sweep import STOP_RUN, StopRunRequest
+    from temporal_ml.search import SearchSpace
+    from temporal_ml.sweep_types import SweepStatus, TrialRow, trial_name
+    from temporal_ml.types import TrainConfig
+    from temporal_ml.workflows._requests import (
+        MISSING,
+        check_arity,
+        check_size,
+        refuse,
+        shown,
+        whole_number,
+    )
+
+__all__ = ["SweepControls", "ControlState", "EarlyControls"]
+
+
+class ControlState(Protocol):
+    """What the controls read and change of a sweep's state (``SweepState``, ``LadderState``)."""
+
+    rows: list[TrialRow]
+    queue: list[Any]
+    paused: bool
+    pause_reason: str | None
+    stopping: bool
+    exhausted: bool
+    max_concurrency: int
+    runs: int
+
+
+@dataclass
+class EarlyControls:
+    """Controls accepted before ``run`` built the state (applied to it by :meth:`SweepControls._apply_early`)."""
+
+    paused: bool | None = None
+    max_concurrency: int | None = None
+    stopping: bool = False
+
+
+class SweepControls:
+    """The control updates and status queries of a sweep; see the module docstring."""
+
+    #: the word the refusals use: "sweep" or "ladder"
+    kind_name: ClassVar[str] = "sweep"
+
+    _running: int
+    _done: bool
+    _train_handles: dict[int, Any]
+
+    # -- hooks (a sweep base implements these) --------------------------------------------------------
+
+    def _control_state(self) -> ControlState | None:
+        """The state, or ``None`` before ``run`` built it."""
+        raise NotImplementedError
+
+    def _space_and_base(self) -> tuple[SearchSpace, TrainConfig] | None:
+        """The search space and base config (``None`` before ``run``)."""
+        raise NotImplementedError
+
+    def _grow(self, n: int) -> int:
+        """Allow ``n`` more trials; returns the new trial count (or cap)."""
+        raise NotImplementedError
+
+    def _running_train_id(self, index: int) -> str:
+        """The workflow id of trial ``index``'s running training child."""
+        raise NotImplementedError
+
+    def _phase(self) -> str:
+        """``running``, ``paused``, ``stopping``, ``draining`` or ``done``."""
+        raise NotImplementedError
+
+    def _n_trials(self) -> int:
+        """The trials this sweep runs (or may start) in all."""
+        raise NotImplementedError
+
+    def _changed(self) -> None:
+        """Wake a run loop that waits for a change (the ladder's)."""
+
+    # -- shared --------------------------------------------------------------------------------------
+
+    def _early_controls(self) -> EarlyControls:
+        early = self.__dict__.get("_early")
+        if early is None:
+            early = self.__dict__["_early"] = EarlyControls()
+        return early
+
+    def _apply_early(self, state: ControlState) -> None:
+        """Apply the controls accepted before ``run`` built ``state``."""
+        early = self._early_controls()
+        state.stopping = state.stopping or early.stopping
+        if early.paused is not None:
+            state.paused = early.paused
+        if early.max_concurrency is not None:
+            state.max_concurrency = early.max_concurrency
+
+    def _refuse_if_over(self, what: str) -> None:
+        phase = self._phase()
+        if self._control_state() is None and self._early_controls().stopping:
+            phase = "stopping"
+        if phase in ("done", "stopping"):
+            raise refuse(f"cannot {what}: the {self.kind_name} is "
+                         f"{'finished' if phase == 'done' else 'stopping'}")
+
+    # -- queries -------------------------------------------------------------------------------------
+
+    @workflow.query
+    def sweep_status(self) -> SweepStatus:
+        """Phase, settings and every trial's row (state, step, loss, value, error)."""
+        s = self._control_state()
+        early = self._early_controls()
+        if s is None:
+            return SweepStatus(phase="stopping" if early.stopping else "paused" if early.paused else "running",
+                               n_trials=0, max_concurrency=early.max_concurrency or 0, running=0, queued=0,
+                               exhausted=False, runs=1, trials=[])
+        return SweepStatus(phase=self._phase(), n_trials=self._n_trials(),  # type: ignore[arg-type]
+                           max_concurrency=s.max_concurrency, running=self._running,
+                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs, trials=list(s.rows),
+                           pause_reason=s.pause_reason)
+
+    @workflow.query
+    def trials(self) -> list[TrialRow]:
+        """Every trial so far (state, step, latest loss, objective, error), by index."""
+        s = self._control_state()
+        return list(s.rows) if s is not None else []
+
+    # -- updates -------------------------------------------------------------------------------------
+
+    @workflow.update
+    async def add_trials(self, n: Any = MISSING, *extra: Any) -> int:
+        """Run ``n`` more trials; returns the new trial count."""
+        await workflow.wait_condition(lambda: self._control_state() is not None)  # accepted before run
+        total = self._grow(n)
+        self._changed()
+        return total
+
+    @add_trials.validator
+    def _validate_add_trials(self, n: Any = MISSING, *extra: Any) -> None:
+        whole_number("add_trials", n, extra, 1, 10_000, "the number of trials to add")
+        self._refuse_if_over("add trials")
+        s = self._control_state()
+        if s is not None and s.exhausted and not s.queue:
+            raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
+
+    @workflow.update
+    async def stop_trial(self, index: Any = MISSING, *extra: Any) -> TrialRow:
+        """Stop one training trial: it ends at a checkpoint of its current step, is evaluated there
+        and recorded as ``stopped`` (told to the searcher as failed: its budget was cut short).
+        Returns its row once its training has ended."""
+        s = self._control_state()
+        assert s is not None  # the validator refused otherwise
+        await workflow.execute_activity(
+            STOP_RUN, StopRunRequest(workflow_id=self._running_train_id(index)),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
+        )
+        await workflow.wait_condition(lambda: s.rows[index].state != "training")
+        return s.rows[index].model_copy()
+
+    @stop_trial.validator
+    def _validate_stop_trial(self, index: Any = MISSING, *extra: Any) -> None:
+        check_arity("stop_trial", index, extra)
+        s = self._control_state()
+        rows = s.rows if s is not None else []
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(rows):
+            raise refuse(f"no trial {shown(index)} in this {self.kind_name} (it has {len(rows)} trials)")
+        if rows[index].state != "training":
+            raise refuse(f"cannot stop trial {trial_name(index)}: it is {rows[index].state}, not training")
+        if index not in self._train_handles:
+            raise refuse(f"cannot stop trial {trial_name(index)} yet: its training is starting (try again)")
+
+    @workflow.update
+    def enqueue(self, params: Any = MISSING, *extra: Any) -> int:
+        """Run a config of the user's own next (one more trial); returns the queue length."""
+        s = self._control_state()
+        assert s is not None  # the validator refused otherwise
+        s.queue.append(dict(params))
+        self._grow(1)
+        self._changed()
+        return len(s.queue)
+
+    @enqueue.validator
+    def _validate_enqueue(self, params: Any = MISSING, *extra: Any) -> None:
+        check_size("enqueue", params, *extra)
+        check_arity("enqueue", params, extra)
+        known = self._space_and_base()
+        if known is None or self._control_state() is None:
+            raise refuse(f"cannot enqueue yet: the {self.kind_name} is starting (try again in a moment)")
+        if not isinstance(params, dict):
+            raise refuse(f"enqueue needs a point of the space (a JSON object), got {shown(params)}")
+        space, base = known
+        problem = space.problem_with(params)
+        if problem is None:
+            try:
+                space.apply(base, params)
+            except ValueError as exc:
+                problem = f"the config rejects it: {str(exc).splitlines()[0]}"
+        if problem:
+            raise refuse(f"cannot enqueue {shown(params, 120)}: {problem}")
+        self._refuse_if_over("enqueue a config")
+
+    @workflow.update
+    def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:
+        """Change how many trials run at once (running ones beyond it finish); returns it."""
+        s = self._control_state()
+        if s is None:
+            self._early_controls().max_concurrency = n
+        else:
+            s.max_concurrency = n
+        self._changed()
+        return n
+
+    @set_max_concurrency.validator
+    def _validate_set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> None:
+        whole_number("set_max_concurrency", n, extra, 1, 1000, "max_concurrency")
+        self._refuse_if_over("change max_concurrency")
+
+    @workflow.update
+    def pause(self, *extra: Any) -> SweepStatus:
+        """Start (and promote) no trials until ``resume``; running ones go on."""
+        s = self._control_state()
+        if s is None:
+            self._early_controls().paused = True
+        else:
+            s.paused = True
+        self._changed()
+        return self.sweep_status()
+
+    @pause.validator
+    def _validate_pause(self, *extra: Any) -> None:
+        check_arity("pause", MISSING, extra, takes=0)
+        self._refuse_if_over("pause")
+
+    @workflow.update
+    def resume(self, *extra: Any) -> SweepStatus:
+        """Start trials again after a ``pause`` (or a pause for a failing searcher)."""
+        s = self._control_state()
+        if s is None:
+            self._early_controls().paused = False
+        else:
+            s.paused, s.pause_reason = False, None
+        self._changed()
+        return self.sweep_status()
+
+    @resume.validator
+    def _validate_resume(self, *extra: Any) -> None:
+        check_arity("resume", MISSING, extra, takes=0)
+        self._refuse_if_over("resume")
+        s = self._control_state()
+        if s is not None and not s.paused:
+            raise refuse(f"cannot resume: the {self.kind_name} is not paused")
+
+    @workflow.update
+    def stop(self, *extra: Any) -> SweepStatus:
+        """Stop: running trials finish, nothing new starts or is promoted, then it returns its result."""
+        s = self._control_state()
+        if s is None:
+            self._early_controls().stopping = True
+        else:
+            s.stopping = True
+        self._changed()
+        return self.sweep_status()
+
+    @stop.validator
+    def _validate_stop(self, *extra: Any) -> None:
+        check_arity("stop", MISSING, extra, takes=0)
+        if self._done:
+            raise refuse(f"cannot stop: the {self.kind_name} has finished")
