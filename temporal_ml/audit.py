@@ -45,13 +45,12 @@ async def audit_sweep(client: Client, workflow_id: str) -> list[AuditLine]:
     from temporal_ml.cli_common import describe_run
     from temporal_ml.cli_start import workflow_input
     from temporal_ml.errors import ConfigError
+    from temporal_ml.results import sweep_trials
     from temporal_ml.sweep_types import (
         LadderInput,
         LadderResult,
         LadderState,
         SweepInput,
-        SweepResult,
-        TrialRow,
         recompute_ladder_suggestions,
         recompute_suggestions,
     )
@@ -75,18 +74,7 @@ async def audit_sweep(client: Client, workflow_id: str) -> list[AuditLine]:
         triples = recompute_ladder_suggestions(inp, result)
     else:
         assert isinstance(inp, SweepInput)
-        if info.status == "completed":
-            sweep = await client.get_workflow_handle(info.id, result_type=SweepResult).result()
-            rows = [t.row for t in sweep.trials]
-            if sweep.rows_omitted:
-                if sweep.table_uri is None:
-                    raise ConfigError(f"sweep {info.id!r} left {sweep.rows_omitted} rows out of its result "
-                                      "and wrote no table (start it with table_root to audit it)")
-                from temporal_ml.activities.sweep import read_sweep_table
-
-                rows = [TrialRow.model_validate(r) for r in read_sweep_table(sweep.table_uri)]
-        else:
-            rows = await handle.query("trials", result_type=list[TrialRow])
+        rows, _ = await sweep_trials(client, info)
         triples = recompute_suggestions(inp, rows)
     return [AuditLine(index=i, recorded=a, recomputed=b) for i, a, b in triples]
 

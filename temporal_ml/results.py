@@ -343,36 +343,87 @@ def _trial_row(row: Any) -> Row:
     }
 
 
+async def sweep_trials(client: Client, info: RunInfo) -> tuple[list[Any], Any | None]:
+    """Every trial row (``TrialRow``) of a sweep or ladder, by index, and its result if it finished.
+
+    A finished sweep: its result's rows, or (when it left rows out) every row of its results table.
+    A running one: the rows in its table and the pages of its ``trials`` query (needs a worker;
+    without one, the table's rows only). Raises ``WorkflowFailureError`` for a failed sweep.
+    """
+    from temporal_ml.activities.sweep import read_sweep_table
+    from temporal_ml.sweep_types import PAGE_ROWS, LadderResult, SweepResult, SweepStatus, TrialRow
+
+    if info.status == "completed":
+        result_type = SweepResult if info.kind == "sweep" else LadderResult
+        result = await client.get_workflow_handle(info.id, result_type=result_type).result()
+        rows = [t.row for t in result.trials]
+        table_uri = getattr(result, "table_uri", None)
+        if getattr(result, "rows_omitted", 0) and table_uri is not None:
+            rows = [TrialRow.model_validate(r) for r in read_sweep_table(table_uri)]
+        return rows, result
+    handle = client.get_workflow_handle(info.id)
+    by_index: dict[int, Any] = {}
+    try:
+        status = await handle.query("sweep_status", result_type=SweepStatus, rpc_timeout=_QUERY_TIMEOUT)
+    except Exception:  # noqa: BLE001 - no worker answers (or a ladder of an older release)
+        status = None
+    offset = 0
+    while True:
+        try:
+            page = await handle.query("trials", args=[offset, PAGE_ROWS], result_type=list[TrialRow],
+                                      rpc_timeout=_QUERY_TIMEOUT)
+        except Exception:  # noqa: BLE001 - no worker answers: the table's rows only
+            break
+        by_index.update({r.index: r for r in page})
+        if len(page) < PAGE_ROWS:
+            break
+        offset += PAGE_ROWS
+    if status is not None and status.table_uri is not None:  # written rows win (they are final)
+        by_index.update({r["index"]: TrialRow.model_validate(r) for r in read_sweep_table(status.table_uri)})
+    return [by_index[k] for k in sorted(by_index)], None
+
+
 @register_rows("sweep")
 @register_rows("ladder")
 async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
-    """One row per trial: from the result of a finished sweep (with lineage and rank), from the
-    ``trials`` query of a running one (needs a worker; without one, no rows)."""
-    from temporal_ml.sweep_types import LadderResult, SweepResult, TrialRow
+    """One row per trial: a finished sweep's (with rank, and lineage for the rows its result holds),
+    or a running one's (:func:`sweep_trials`)."""
+    from temporalio.client import WorkflowFailureError
 
+    from temporal_ml.cli_errors import one_line
+
+    if info.status not in ("completed", "failed") and not info.running:
+        return [_base_row(info)]
+    try:
+        trials, result = await sweep_trials(client, info)
+    except WorkflowFailureError as exc:
+        return [{**_base_row(info), "error": one_line(exc).removeprefix("the run failed: ")}]
     rows: list[Row] = []
-    if info.status in ("completed", "failed"):
-        result_type = SweepResult if info.kind == "sweep" else LadderResult
-        result, error = await _result_or_error(client, info.id, result_type)
-        if result is None:
-            return [{**_base_row(info), "error": error}]
-        ranks = {e.name: e.rank for e in result.leaderboard}
-        for trial in result.trials:
-            row = _trial_row(trial.row)
-            row.update({"rank": ranks.get(trial.name), "train_workflow_id": trial.train_workflow_id,
-                        "eval_workflow_id": trial.eval_workflow_id})
-            if trial.lineage is not None:
-                row.update({"seed": trial.lineage.seed, "config_hash": trial.lineage.config_hash,
-                            "snapshot_id": trial.lineage.snapshot_id,
-                            "library_version": trial.lineage.library_version})
-            rows.append(row)
-    elif info.running:
-        try:
-            trials = await client.get_workflow_handle(info.id).query(
-                "trials", result_type=list[TrialRow], rpc_timeout=_QUERY_TIMEOUT)
-        except Exception:  # noqa: BLE001 - no worker answers: visibility only
-            return [_base_row(info)]
-        rows = [_trial_row(t) for t in trials]
+    ranks: dict[str, int] = {}
+    inline: dict[str, Any] = {}
+    if result is not None:
+        sign = -1.0 if result.direction == "maximize" else 1.0
+        if info.kind == "sweep":  # every done trial, ranked by its value
+            done = sorted((t for t in trials if t.state == "done" and t.value is not None),
+                          key=lambda t: (sign * float(t.value), t.index))
+            ranks = {t.name: k + 1 for k, t in enumerate(done)}
+        else:  # a ladder ranks by the highest rung reached first
+            ranks = {e.name: e.rank for e in result.leaderboard}
+        inline = {t.name: t for t in result.trials}
+    for trial in trials:
+        row = _trial_row(trial)
+        row["rank"] = ranks.get(trial.name)
+        if result is not None and info.kind == "sweep" and trial.name not in inline:  # from the table
+            row.update({"train_workflow_id": f"{result.run_id}--{trial.name}--train",
+                        "eval_workflow_id": f"{result.run_id}--{trial.name}--eval"})
+        if trial.name in inline:
+            got = inline[trial.name]
+            row.update({"train_workflow_id": got.train_workflow_id, "eval_workflow_id": got.eval_workflow_id})
+            if got.lineage is not None:
+                row.update({"seed": got.lineage.seed, "config_hash": got.lineage.config_hash,
+                            "snapshot_id": got.lineage.snapshot_id,
+                            "library_version": got.lineage.library_version})
+        rows.append(row)
     for row in rows:
         row["experiment"] = info.id
     return rows or [_base_row(info)]

@@ -194,7 +194,7 @@ def _activities(spec: WorkerSpec, role: Role, store: SnapshotStore) -> list[Call
 
         # the sweep activities: stop one trial, delete the checkpoints of dead trials
         return [*SnapshotActivities(store, spec.generators).activities(),
-                *SweepActivities(spec.storage_options).activities()]
+                *SweepActivities(spec.storage_options, table_root=f"{spec.store}/tables").activities()]
     if role is Role.TRAIN:
         from temporal_ml.activities.training import TrainingActivities
 

@@ -44,6 +44,11 @@ __all__ = [
     "TrialRow",
     "SweepInput",
     "SweepState",
+    "TableSummary",
+    "PART_ROWS",
+    "TOP_ROWS",
+    "LEADERBOARD_ROWS",
+    "PAGE_ROWS",
     "SweepStatus",
     "TrialResult",
     "SweepResult",
@@ -235,12 +240,49 @@ def recompute_suggestions(inp: SweepInput, rows: list[TrialRow]) -> list[tuple[i
     return out
 
 
+#: Finished rows a sweep writes to its results table per part (and at most keeps before writing).
+PART_ROWS = 100
+#: Done rows a sweep keeps of the trials it wrote to its table (the best), for its leaderboard/result.
+TOP_ROWS = 20
+#: Leaderboard entries a sweep answers and returns (the best).
+LEADERBOARD_ROWS = 100
+#: Rows a query or an update answer carries at most (``offset``/``limit`` page through more).
+PAGE_ROWS = 200
+
+
+class TableSummary(BaseModel):
+    """The finished trials a sweep wrote to its results table, in compact form.
+
+    Attributes:
+        uri: the table's directory (``part-00000.json``, ...), ``None`` until the first part.
+        parts: the sha256 of each part, in order (a reader verifies every part against it).
+        rows / n_done / n_failed / n_stopped: the rows written, and how many of each state.
+        top: the best done rows written (at most :data:`TOP_ROWS`), best first.
+    """
+
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
+
+    uri: str | None = None
+    parts: list[str] = Field(default_factory=list)
+    rows: int = 0
+    n_done: int = 0
+    n_failed: int = 0
+    n_stopped: int = 0
+    top: list[TrialRow] = Field(default_factory=list)
+
+
 class SweepState(BaseModel):
-    """What a sweep carries through continue-as-new (and all its decisions depend on)."""
+    """What a sweep carries through continue-as-new (and all its decisions depend on).
+
+    Bounded: ``rows`` holds the running trials and the finished ones not yet written to the results
+    table (at most :data:`PART_ROWS`); ``table`` summarises the rows written.
+    """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 
     rows: list[TrialRow] = Field(default_factory=list)
+    n_started: int = 0
+    table: TableSummary = Field(default_factory=TableSummary)
     n_trials: int = 0
     max_concurrency: int = 1
     queue: list[dict[str, JsonValue]] = Field(default_factory=list)
@@ -321,7 +363,11 @@ class SweepInput(_SweepCommon):
 
 
 class SweepStatus(BaseModel):
-    """Answer of the ``sweep_status`` query: the sweep's phase, settings and every trial."""
+    """Answer of the ``sweep_status`` query: the sweep's phase and settings, and a page of the trials
+    it holds (running ones, and finished ones not yet written to its table).
+
+    ``started`` trials in all; ``written`` of them are in the table at ``table_uri``.
+    """
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
@@ -334,6 +380,9 @@ class SweepStatus(BaseModel):
     runs: int
     trials: list[TrialRow]
     pause_reason: str | None = None
+    started: int = 0
+    written: int = 0
+    table_uri: str | None = None
 
 
 class TrialResult(BaseModel):

@@ -33,6 +33,10 @@ __all__ = [
     "SUGGEST",
     "SuggestRequest",
     "SuggestResult",
+    "WRITE_SWEEP_PART",
+    "SweepPartRequest",
+    "SweepPartWritten",
+    "read_table_part",
 ]
 
 STOP_RUN = "temporal_ml.sweep.stop_run"
@@ -41,6 +45,8 @@ DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
 #: The local activity that computes a searcher's suggestion once; its result is recorded in the
 #: sweep's history, so a replay (or a worker with other searcher code) reuses it.
 SUGGEST = "temporal_ml.sweep.suggest"
+#: Write one part of a sweep's results table and answer its digest (the sweep records it).
+WRITE_SWEEP_PART = "temporal_ml.sweep.write_part"
 
 
 class StopRunRequest(BaseModel):
@@ -79,8 +85,31 @@ class TablePartRequest(BaseModel):
     rows: list[dict[str, Any]]
 
 
+class SweepPartRequest(BaseModel):
+    """Write part ``index`` of sweep ``run_id``'s results table: under ``<table_root>/<run_id>``
+    (``table_root``: the sweep's, else the worker's ``SweepActivities(table_root=...)``)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    run_id: str
+    table_root: str | None
+    index: int
+    rows: list[dict[str, Any]]
+
+
+class SweepPartWritten(BaseModel):
+    """A written part: the table's directory, the part's sha256 and its number of rows."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    uri: str
+    sha256: str
+    rows: int
+
+
 class SuggestRequest(BaseModel):
-    """Ask ``searcher`` for trial ``index``'s point of ``space`` given ``history``."""
+    """Ask ``searcher`` for trial ``index``'s point of ``space`` given ``history`` (and the trials
+    already written to the results table ``table_uri``: parts verified against ``table_parts``)."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
@@ -90,6 +119,8 @@ class SuggestRequest(BaseModel):
     seed: int
     index: int
     direction: Direction
+    table_uri: str | None = None
+    table_parts: list[str] = []
 
 
 class SuggestResult(BaseModel):
@@ -101,13 +132,64 @@ class SuggestResult(BaseModel):
     exhausted: str | None = None
 
 
-def suggest_point(req: SuggestRequest) -> SuggestResult:
+def suggest_point(req: SuggestRequest, storage_options: dict[str, Any] | None = None) -> SuggestResult:
     """The searcher's suggestion (pure: equal requests give equal results)."""
+    history = req.history
+    if req.table_parts:
+        assert req.table_uri is not None
+        written = [_record(row) for k, digest in enumerate(req.table_parts)
+                   for row in read_table_part(req.table_uri, k, digest, storage_options)]
+        history = sorted([*written, *history], key=lambda r: r.index)
     try:
-        return SuggestResult(params=dict(req.searcher.suggest(req.space, req.history, seed=req.seed,
+        return SuggestResult(params=dict(req.searcher.suggest(req.space, history, seed=req.seed,
                                                               index=req.index, direction=req.direction)))
     except SearchExhausted as exc:
         return SuggestResult(exhausted=str(exc) or "the searcher has no new points")
+
+
+def _record(row: dict[str, Any]) -> TrialRecord:
+    from temporal_ml.sweep_types import TrialRow
+
+    return TrialRow.model_validate(row).record()
+
+
+_PARTS: dict[tuple[str, int, str], list[dict[str, Any]]] = {}  # verified parts are immutable
+_PARTS_MAX = 512
+
+
+def read_table_part(uri: str, index: int, sha256: str,
+                    storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of part ``index`` of the table at ``uri``, verified against ``sha256`` (cached).
+
+    Raises:
+        ApplicationError: the part is missing or its bytes do not match the recorded digest.
+    """
+    import hashlib
+    import json
+
+    import fsspec
+
+    from temporal_ml.converter import decode_nonfinite
+
+    key = (uri, index, sha256)
+    if key in _PARTS:
+        return _PARTS[key]
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    name = f"{path.rstrip('/')}/part-{index:05d}.json"
+    try:
+        with fs.open(name, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ApplicationError(f"part {index} of the results table {uri} is missing",
+                               type="TableCorrupt", non_retryable=True) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ApplicationError(f"part {index} of the results table {uri} does not match its recorded "
+                               "sha256 (changed or torn)", type="TableCorrupt", non_retryable=True)
+    rows: list[dict[str, Any]] = decode_nonfinite(json.loads(data))
+    if len(_PARTS) >= _PARTS_MAX:
+        _PARTS.pop(next(iter(_PARTS)))
+    _PARTS[key] = rows
+    return rows
 
 
 def read_sweep_table(uri: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -134,19 +216,50 @@ class SweepActivities:
 
     Args:
         storage_options: fsspec options for the checkpoint URLs (credentials of an object store).
+        table_root: where sweeps that set no ``table_root`` write their results tables
+            (``temporal-ml worker``: ``<store>/tables``).
     """
 
-    def __init__(self, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, storage_options: dict[str, Any] | None = None, table_root: str | None = None) -> None:
         self.storage_options = dict(storage_options or {})
+        self.table_root = table_root
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an orchestration worker."""
-        return [self.stop_run, self.delete_run_checkpoints, self.write_table_part, self.suggest]
+        return [self.stop_run, self.delete_run_checkpoints, self.write_table_part, self.suggest,
+                self.write_sweep_part]
 
     @activity.defn(name=SUGGEST)
     def suggest(self, req: SuggestRequest) -> SuggestResult:
         """A local activity: one searcher suggestion, computed once and recorded by the sweep."""
-        return suggest_point(req)
+        return suggest_point(req, self.storage_options)
+
+    @activity.defn(name=WRITE_SWEEP_PART)
+    def write_sweep_part(self, req: SweepPartRequest) -> SweepPartWritten:
+        """Write ``part-<index>.json`` of a sweep's table atomically; answer its sha256.
+
+        Idempotent: a retry writes the same bytes under the same name."""
+        import hashlib
+
+        import fsspec
+        from pydantic_core import to_json
+
+        root = req.table_root or self.table_root
+        if root is None:
+            raise ApplicationError(
+                f"sweep {req.run_id} has more finished trials than it keeps inline and nowhere to write "
+                "its results table: set SweepInput.table_root, or run the orchestration worker with a "
+                "store (temporal-ml worker --store)", type="ConfigError", non_retryable=True)
+        uri = f"{root.rstrip('/')}/{req.run_id}"
+        data = to_json(req.rows, inf_nan_mode="strings")
+        fs, path = fsspec.core.url_to_fs(uri, **self.storage_options)
+        fs.makedirs(path, exist_ok=True)
+        name = f"{path.rstrip('/')}/part-{req.index:05d}.json"
+        tmp = f"{name}.tmp-{activity.info().activity_id}"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, name)
+        return SweepPartWritten(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=len(req.rows))
 
     @activity.defn(name=STOP_RUN)
     async def stop_run(self, req: StopRunRequest) -> TrainProgress | None:

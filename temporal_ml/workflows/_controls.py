@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
+from pydantic_core import to_json
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.sweep import STOP_RUN, StopRunRequest
     from temporal_ml.search import SearchSpace
-    from temporal_ml.sweep_types import SweepStatus, TrialRow, trial_name
+    from temporal_ml.sweep_types import PAGE_ROWS, SweepStatus, TrialRow, trial_name
     from temporal_ml.types import TrainConfig
     from temporal_ml.workflows._requests import (
         MISSING,
@@ -34,7 +35,12 @@ with workflow.unsafe.imports_passed_through():
         whole_number,
     )
 
-__all__ = ["SweepControls", "ControlState", "EarlyControls"]
+__all__ = ["SweepControls", "ControlState", "EarlyControls", "MAX_QUEUED", "MAX_QUEUED_BYTES"]
+
+#: Enqueued configs a sweep holds at most (the queue travels through continue-as-new).
+MAX_QUEUED = 100
+#: Bytes (as JSON) the enqueued configs hold at most together.
+MAX_QUEUED_BYTES = 64 * 1024
 
 
 class ControlState(Protocol):
@@ -98,6 +104,24 @@ class SweepControls:
     def _changed(self) -> None:
         """Wake a run loop that waits for a change (the ladder's)."""
 
+    def _n_started(self) -> int:
+        """Trials started so far (their indices are 0 .. this - 1)."""
+        s = self._control_state()
+        return len(s.rows) if s is not None else 0
+
+    def _row(self, index: int) -> TrialRow | None:
+        """Trial ``index``'s row if the state holds it (a sweep writes finished rows to its table)."""
+        s = self._control_state()
+        return s.rows[index] if s is not None and 0 <= index < len(s.rows) else None
+
+    def _table_uri(self) -> str | None:
+        """Where the rows not held are (the results table), if any."""
+        return None
+
+    def _written(self) -> int:
+        """Rows written to the results table."""
+        return 0
+
     # -- shared --------------------------------------------------------------------------------------
 
     def _early_controls(self) -> EarlyControls:
@@ -126,8 +150,9 @@ class SweepControls:
     # -- queries -------------------------------------------------------------------------------------
 
     @workflow.query
-    def sweep_status(self) -> SweepStatus:
-        """Phase, settings and every trial's row (state, step, loss, value, error)."""
+    def sweep_status(self, offset: int = 0, limit: int = PAGE_ROWS) -> SweepStatus:
+        """Phase, settings and a page of the trials held (state, step, loss, value, error): the
+        running ones and the finished ones not yet in the results table (``table_uri``)."""
         s = self._control_state()
         early = self._early_controls()
         if s is None:
@@ -136,14 +161,19 @@ class SweepControls:
                                exhausted=False, runs=1, trials=[])
         return SweepStatus(phase=self._phase(), n_trials=self._n_trials(),  # type: ignore[arg-type]
                            max_concurrency=s.max_concurrency, running=self._running,
-                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs, trials=list(s.rows),
-                           pause_reason=s.pause_reason)
+                           queued=len(s.queue), exhausted=s.exhausted, runs=s.runs,
+                           trials=self.trials(offset, limit), pause_reason=s.pause_reason,
+                           started=self._n_started(), written=self._written(), table_uri=self._table_uri())
 
     @workflow.query
-    def trials(self) -> list[TrialRow]:
-        """Every trial so far (state, step, latest loss, objective, error), by index."""
+    def trials(self, offset: int = 0, limit: int = PAGE_ROWS) -> list[TrialRow]:
+        """A page of the trials held (running, and finished ones not yet in the results table), by
+        index: ``limit`` (at most ``PAGE_ROWS``) from ``offset``."""
         s = self._control_state()
-        return list(s.rows) if s is not None else []
+        if s is None:
+            return []
+        offset, limit = max(0, int(offset)), max(0, min(int(limit), PAGE_ROWS))
+        return list(s.rows[offset:offset + limit])
 
     # -- updates -------------------------------------------------------------------------------------
 
@@ -168,25 +198,26 @@ class SweepControls:
         """Stop one training trial: it ends at a checkpoint of its current step, is evaluated there
         and recorded as ``stopped`` (told to the searcher as failed: its budget was cut short).
         Returns its row once its training has ended."""
-        s = self._control_state()
-        assert s is not None  # the validator refused otherwise
+        row = self._row(index)
+        assert row is not None  # the validator refused otherwise (a training trial is held)
         await workflow.execute_activity(
             STOP_RUN, StopRunRequest(workflow_id=self._running_train_id(index)),
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
         )
-        await workflow.wait_condition(lambda: s.rows[index].state != "training")
-        return s.rows[index].model_copy()
+        await workflow.wait_condition(lambda: row.state != "training")
+        return row.model_copy()
 
     @stop_trial.validator
     def _validate_stop_trial(self, index: Any = MISSING, *extra: Any) -> None:
         check_arity("stop_trial", index, extra)
-        s = self._control_state()
-        rows = s.rows if s is not None else []
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(rows):
-            raise refuse(f"no trial {shown(index)} in this {self.kind_name} (it has {len(rows)} trials)")
-        if rows[index].state != "training":
-            raise refuse(f"cannot stop trial {trial_name(index)}: it is {rows[index].state}, not training")
+        started = self._n_started()
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < started:
+            raise refuse(f"no trial {shown(index)} in this {self.kind_name} (it has {started} trials)")
+        row = self._row(index)
+        if row is None or row.state != "training":
+            raise refuse(f"cannot stop trial {trial_name(index)}: it is "
+                         f"{row.state if row is not None else 'finished'}, not training")
         if index not in self._train_handles:
             raise refuse(f"cannot stop trial {trial_name(index)} yet: its training is starting (try again)")
 
@@ -219,6 +250,11 @@ class SweepControls:
         if problem:
             raise refuse(f"cannot enqueue {shown(params, 120)}: {problem}")
         self._refuse_if_over("enqueue a config")
+        queue = self._control_state().queue  # type: ignore[union-attr]  # checked above
+        size = sum(len(to_json(q, inf_nan_mode="strings")) for q in [*queue, params])
+        if len(queue) >= MAX_QUEUED or size > MAX_QUEUED_BYTES:
+            raise refuse(f"cannot enqueue: {len(queue)} configs ({size} bytes) wait already "
+                         f"(at most {MAX_QUEUED} and {MAX_QUEUED_BYTES} bytes; add more once they start)")
 
     @workflow.update
     def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:

@@ -47,10 +47,14 @@ class Suggestion:
 
 
 async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[TrialRecord], *, seed: int,
-                  index: int, direction: Direction) -> Suggestion:
-    """Trial ``index``'s point, recorded in the history (inline for histories from before)."""
+                  index: int, direction: Direction, table_uri: str | None = None,
+                  table_parts: list[str] | None = None) -> Suggestion:
+    """Trial ``index``'s point, recorded in the history (inline for histories from before).
+
+    ``history`` holds the trials the sweep keeps; those it wrote to its results table are read from
+    ``table_uri`` (each part verified against ``table_parts``) by the activity."""
     request = SuggestRequest(searcher=searcher, space=space, history=history, seed=seed, index=index,
-                             direction=direction)
+                             direction=direction, table_uri=table_uri, table_parts=list(table_parts or []))
     if workflow.patched(RECORDED_SUGGESTIONS_PATCH):
         try:
             result: SuggestResult = await workflow.execute_local_activity(

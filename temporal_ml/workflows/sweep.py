@@ -45,18 +45,24 @@ from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import check_name
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.activities.sweep import (
+        WRITE_SWEEP_PART,
         WRITE_TABLE_PART,
+        SweepPartRequest,
+        SweepPartWritten,
         TablePartRequest,
     )
     from temporal_ml.search import SearchSpace
     from temporal_ml.sweep_types import (
+        LEADERBOARD_ROWS,
+        PART_ROWS,
+        TOP_ROWS,
         LadderInput,
         SuggestionAudit,
         SweepInput,
@@ -85,6 +91,7 @@ with workflow.unsafe.imports_passed_through():
         ReportRouter,
         TrialCall,
         TrialSettings,
+        root_message,
         run_trial,
         trial_tags,
     )
@@ -92,6 +99,12 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "trial_settings", "check_sweep_run_id"]
 
+
+
+#: ``workflow.patched`` id: finished rows go to the results table as they finish (parts of
+#: ``PART_ROWS``), so the state, its continue-as-new input and the result stay bounded. Runs recorded
+#: before it keep every row and write the table at the end.
+BOUNDED_SWEEP_PATCH = "tml-sweep-bounded-v1"
 
 
 def check_sweep_run_id(run_id: str) -> None:
@@ -156,6 +169,8 @@ class SweepWorkflow(SweepControls):
         self._done = False
         self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
         self._reports: ReportRouter[int] = ReportRouter()
+        self._live: dict[int, TrialRow] = {}  # the rows the state holds, by index
+        self._bounded = False  # finished rows go to the results table (BOUNDED_SWEEP_PATCH)
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -169,6 +184,9 @@ class SweepWorkflow(SweepControls):
         else:
             self._s = SweepState(n_trials=inp.n_trials, max_concurrency=inp.max_concurrency)
         self._apply_early(self._s)  # what updates accepted before this run started asked for
+        # a state carried from a release that kept every row: every row it holds was started
+        self._s.n_started = max(self._s.n_started, max((r.index + 1 for r in self._s.rows), default=0))
+        self._live = {r.index: r for r in self._s.rows}
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         # only the search attributes this namespace defines (a bare one, Temporal Cloud: none)
         self._registered = await registered_search_attributes()
@@ -177,10 +195,15 @@ class SweepWorkflow(SweepControls):
             EXPERIMENT.value_set(run_id),
             SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
         ])
+        # finished rows go to the results table as they finish (runs recorded before keep them all)
+        self._bounded = workflow.patched(BOUNDED_SWEEP_PATCH)
         tasks: list[asyncio.Task[None]] = []
         while True:
             await workflow.wait_condition(
-                lambda: self._may_start() or self._finished() or self._rollover_due())
+                lambda: self._may_start() or self._finished() or self._rollover_due() or self._flush_due())
+            if self._flush_due():
+                await self._flush()
+                continue
             if self._finished():
                 break
             if self._rollover_due():
@@ -200,10 +223,58 @@ class SweepWorkflow(SweepControls):
                 self._started_here += 1
                 tasks.append(asyncio.create_task(self._trial(inp, row, snapshot)))
         await asyncio.gather(*tasks)
+        if self._s.table.parts:  # the rest of the rows join the table: the result stays bounded
+            while any(self._finished_rows()) and not self._s.pause_reason:
+                await self._flush()
         self._done = True
         await workflow.wait_condition(workflow.all_handlers_finished)
-        table_uri = await self._write_table(inp)
+        table_uri = self._s.table.uri if self._s.table.parts else await self._write_table(inp)
         return self._result(inp, snapshot, table_uri)
+
+    # -- the results table ---------------------------------------------------------------------------
+
+    def _part_rows(self) -> int:
+        assert self._inp is not None
+        return min(self._inp.max_inline_rows, PART_ROWS)
+
+    def _finished_rows(self) -> list[TrialRow]:
+        return [r for r in self._s.rows if r.state in ("done", "failed", "stopped")]
+
+    def _flush_due(self) -> bool:
+        """Enough finished rows to write a part (not while paused for a failed write)."""
+        return (self._bounded and not (self._s.paused and self._s.pause_reason is not None)
+                and len(self._finished_rows()) >= self._part_rows())
+
+    async def _flush(self) -> None:
+        """Write finished rows (at most a part) to the results table and forget them; a write that
+        fails (a full or unreachable store, no table root) pauses the sweep with the reason."""
+        inp, s = self._inp, self._s
+        assert inp is not None
+        rows = self._finished_rows()[:self._part_rows()]
+        try:
+            written: SweepPartWritten = await workflow.execute_activity(
+                WRITE_SWEEP_PART,
+                SweepPartRequest(run_id=self._run_id, table_root=inp.table_root, index=len(s.table.parts),
+                                 rows=[r.model_dump(mode="json") for r in rows]),
+                result_type=SweepPartWritten, start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30),
+                                         non_retryable_error_types=["ConfigError"]),
+            )
+        except ActivityError as err:
+            s.paused, s.pause_reason = True, f"cannot write the results table: {root_message(err)}"
+            workflow.logger.error("sweep %s paused: %s", self._run_id, s.pause_reason)
+            return
+        gone = {r.index for r in rows}
+        s.rows = [r for r in s.rows if r.index not in gone]
+        for index in gone:
+            self._live.pop(index, None)
+        t = s.table
+        t.uri, t.rows = written.uri, t.rows + len(rows)
+        t.parts.append(written.sha256)
+        t.n_done += sum(r.state == "done" for r in rows)
+        t.n_failed += sum(r.state == "failed" for r in rows)
+        t.n_stopped += sum(r.state == "stopped" for r in rows)
+        t.top = rank_rows([*t.top, *rows], inp.direction)[:TOP_ROWS]
 
     async def _write_table(self, inp: SweepInput) -> str | None:
         """Write every row to ``table_root`` in parts of ``max_inline_rows`` (payloads stay bounded)."""
@@ -223,7 +294,7 @@ class SweepWorkflow(SweepControls):
 
     def _more_to_start(self) -> bool:
         s = self._s
-        return len(s.rows) < s.n_trials and (bool(s.queue) or s.held is not None or not s.exhausted)
+        return s.n_started < s.n_trials and (bool(s.queue) or s.held is not None or not s.exhausted)
 
     def _may_start(self) -> bool:
         s = self._s
@@ -243,11 +314,15 @@ class SweepWorkflow(SweepControls):
         An exhausted searcher marks the sweep exhausted; a failing one pauses it with the reason."""
         inp, s = self._inp, self._s
         assert inp is not None
-        index = len(s.rows)
-        history = [r.record() for r in s.rows]
+        index = s.n_started
+        history = [r.record() for r in s.rows]  # and, read by the activity, the rows of the table
+        t = s.table
         audit = SuggestionAudit.of(inp.searcher.kind, s.results_seen, history)
+        if t.rows:
+            audit = audit.model_copy(update={"complete": audit.complete + t.n_done,
+                                             "failed": audit.failed + t.n_failed + t.n_stopped})
         got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
-                            direction=inp.direction)
+                            direction=inp.direction, table_uri=t.uri, table_parts=t.parts)
         if got.params is not None:
             s.held = TrialRow(index=index, params=got.params, source="searcher", audit=audit)
         elif got.exhausted is not None:
@@ -265,11 +340,13 @@ class SweepWorkflow(SweepControls):
         if s.held is not None:
             row, s.held = s.held, None
         elif s.queue:
-            row = TrialRow(index=len(s.rows), params=s.queue.pop(0), source="user")
+            row = TrialRow(index=s.n_started, params=s.queue.pop(0), source="user")
         else:
             return None
         row.started, row.max_steps = workflow.now(), inp.base.max_steps
         s.rows.append(row)
+        s.n_started += 1
+        self._live[row.index] = row
         return row
 
     def child_ids(self, index: int) -> tuple[str, str]:
@@ -325,34 +402,45 @@ class SweepWorkflow(SweepControls):
 
     # -- results -----------------------------------------------------------------------------------
 
+    def _ranked(self) -> list[TrialRow]:
+        """Done trials best first: the kept rows and the best of those written to the table."""
+        assert self._inp is not None
+        return rank_rows([*self._s.table.top, *self._s.rows], self._inp.direction)
+
     def _leaderboard(self) -> list[LeaderboardEntry]:
         assert self._inp is not None
         return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective, value=float(r.value))  # type: ignore[arg-type]
-                for k, r in enumerate(rank_rows(self._s.rows, self._inp.direction))]
+                for k, r in enumerate(self._ranked()[:LEADERBOARD_ROWS])]
 
     def _result(self, inp: SweepInput, snapshot: SnapshotRef, table_uri: str | None = None) -> SweepResult:
-        rows = self._s.rows
-        ranked = rank_rows(rows, inp.direction)
-        keep = rows
-        if len(rows) > inp.max_inline_rows:  # bound the payload: the best rows, then the rest by index
+        s, t = self._s, self._s.table
+        rows = s.rows
+        ranked = self._ranked()
+        if t.parts:  # the rows are in the table: the result holds the best of them
+            keep = ranked[:min(inp.max_inline_rows, TOP_ROWS)]
+        elif len(rows) > inp.max_inline_rows:  # bound the payload: the best rows, then the rest by index
             chosen = {r.index for r in ranked[:inp.max_inline_rows]}
             for r in rows:
                 if len(chosen) >= inp.max_inline_rows:
                     break
                 chosen.add(r.index)
             keep = [r for r in rows if r.index in chosen]
+        else:
+            keep = rows
 
         def result(row: TrialRow) -> TrialResult:
             return trial_result(self._run_id, row, inp.base, inp.space, snapshot, *self.child_ids(row.index))
 
+        total = t.rows + len(rows)
         return SweepResult(
             run_id=self._run_id, snapshot=snapshot, objective=inp.objective, direction=inp.direction,
             best=result(ranked[0]) if ranked else None, leaderboard=self._leaderboard(),
-            trials=[result(r) for r in keep], n_trials=len(rows),
-            n_done=sum(r.state == "done" for r in rows), n_failed=sum(r.state == "failed" for r in rows),
-            n_stopped=sum(r.state == "stopped" for r in rows), rows_omitted=len(rows) - len(keep),
+            trials=[result(r) for r in keep], n_trials=total,
+            n_done=t.n_done + sum(r.state == "done" for r in rows),
+            n_failed=t.n_failed + sum(r.state == "failed" for r in rows),
+            n_stopped=t.n_stopped + sum(r.state == "stopped" for r in rows), rows_omitted=total - len(keep),
             table_uri=table_uri,
-            stopped=self._s.stopping, exhausted=self._s.exhausted, runs=self._s.runs,
+            stopped=s.stopping, exhausted=s.exhausted, runs=s.runs,
         )
 
     # -- progress ----------------------------------------------------------------------------------
@@ -363,8 +451,8 @@ class SweepWorkflow(SweepControls):
         if routed is None:
             return
         index, report = routed
-        if self._s.rows[index].state == "training":
-            row = self._s.rows[index]
+        row = self._live.get(index)
+        if row is not None and row.state == "training":
             row.step = max(row.step, report.step)
             row.loss = report.loss if report.loss is not None else row.loss
 
@@ -398,6 +486,18 @@ class SweepWorkflow(SweepControls):
 
     def _n_trials(self) -> int:
         return self._s.n_trials
+
+    def _n_started(self) -> int:
+        return self._s.n_started
+
+    def _row(self, index: int) -> TrialRow | None:
+        return self._live.get(index)
+
+    def _table_uri(self) -> str | None:
+        return self._s.table.uri
+
+    def _written(self) -> int:
+        return self._s.table.rows
 
     def _running_train_id(self, index: int) -> str:
         return self.child_ids(index)[0]

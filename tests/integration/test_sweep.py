@@ -215,11 +215,11 @@ async def test_sweep_pause_concurrency_and_stop(tmp_path: Path, subprocess_env: 
         assert await handle.execute_update(MLPSweep.set_max_concurrency, 1) == 1
         await asyncio.sleep(3)
         status = await handle.query(MLPSweep.sweep_status)
-        assert len(status.trials) <= 2  # what started before the pause, nothing since
-        before = len(status.trials)
+        assert status.started <= 2  # what started before the pause, nothing since
+        before = status.started
         resumed = await handle.execute_update(MLPSweep.resume)
         assert resumed.phase == "running" and resumed.max_concurrency == 1
-        while len((await handle.query(MLPSweep.sweep_status)).trials) < max(before + 1, 2):
+        while (await handle.query(MLPSweep.sweep_status)).started < max(before + 1, 2):
             await asyncio.sleep(0.1)
         stopped = await handle.execute_update(MLPSweep.stop)
         assert stopped.phase == "stopping"

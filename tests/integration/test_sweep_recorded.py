@@ -75,3 +75,47 @@ async def test_a_changed_searcher_deployed_mid_sweep_changes_nothing_it_recorded
     assert code == 1 and "suggestions differ from the searcher code installed here" in err, (out, err)
     assert {0, 1, 2} <= by_first and by_second and not by_first & by_second, (by_first, by_second)
     assert by_first | by_second == set(range(6)), (by_first, by_second)
+
+
+async def test_a_sweep_keeps_only_live_rows_and_its_table_holds_every_trial(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """Finished rows go to the results table as they finish (parts of ``max_inline_rows`` here), so the
+    sweep holds only the running trials and a part's worth of finished ones; TPE still sees every
+    trial (the suggest activity reads the table), ``results`` and ``sweep audit`` read the whole table."""
+    import json
+
+    from temporal_ml.search import TPESearcher
+
+    queue = f"tab-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    inp = SweepInput(
+        base=BASE.model_copy(update={"max_steps": 20}),
+        space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Int(4, 32)}),
+        searcher=TPESearcher(n_startup=3), n_trials=10, max_concurrency=2, seed=4, dataset=DATASET,
+        run_id=f"tab-{queue}", evaluate_in_training=True, report_progress=False, max_inline_rows=2,
+        table_root=str(tmp_path / "tables"),
+    )
+    held = []
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        while True:
+            status = await handle.query(MLPSweep.sweep_status)
+            held.append(len(status.trials))
+            if status.phase == "done" or status.started == 10 and not status.running:
+                break
+            await asyncio.sleep(0.1)
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        code, out, err = await cli("results", inp.run_id, "--format", "json", env=subprocess_env)
+        audit = await cli("sweep", "audit", inp.run_id, env=subprocess_env)
+    finally:
+        kill(worker)
+    assert max(held) <= 2 + 2, held  # running + a part's worth of finished rows, never all ten
+    assert result.n_trials == result.n_done == 10 and result.table_uri is not None
+    assert len(result.trials) == 2 and result.rows_omitted == 8 and result.best is not None
+    assert result.trials[0].name == result.best.name == result.leaderboard[0].name
+    rows = json.loads(out)
+    assert code == 0 and sorted(r["index"] for r in rows) == list(range(10)), (out, err)
+    assert sorted(r["rank"] for r in rows) == list(range(1, 11))
+    assert audit[0] == 0 and "all 10 suggestions recompute equal" in audit[1], audit
