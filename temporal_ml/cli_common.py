@@ -78,6 +78,8 @@ class RunInfo:
     close_time: datetime | None = None
     task_queue: str = ""
     memo: dict[str, Any] = field(default_factory=dict)
+    #: a running sweep's phase when it is not simply running (``paused: <why>``), for ``status``
+    phase: str = ""
 
     @property
     def running(self) -> bool:

@@ -65,6 +65,15 @@ def add_control_parsers(sub: Any) -> None:
         parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
         add_client_options(parser)
         parser.set_defaults(handler=lambda args, u=update, a=arg[0]: asyncio.run(_sweep(args, u, a)))
+    retry = commands.add_parser(
+        "retry-failed", help="run failed trials again from their last checkpoints",
+        description="Run a sweep's failed trials again (each from its last checkpoint), before any new "
+                    "trial: every failed trial it holds (its latest 100), or one with --trial.")
+    retry.add_argument("id", metavar="ID", help="workflow id of the sweep")
+    retry.add_argument("--trial", type=int, default=None, metavar="INDEX", help="only this trial")
+    retry.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
+    add_client_options(retry)
+    retry.set_defaults(handler=lambda args: asyncio.run(_sweep(args, "retry_failed", "trial")))
     audit = commands.add_parser(
         "audit", help="recompute every recorded suggestion with the searcher code installed here",
         description="Recompute every searcher suggestion of a sweep (running or finished) from what it "
@@ -158,6 +167,8 @@ def _describe_answer(update: str, answer: Any) -> str:
         return f"added: {answer} trials in all"
     if update == "enqueue":
         return f"enqueued as trial {answer}"
+    if update == "retry_failed":
+        return f"{answer} failed trials will run again from their last checkpoints"
     return f"{update.replace('_', ' ')}: {answer}"
 
 

@@ -151,6 +151,8 @@ def _header(info: RunInfo) -> list[str]:
     timing = f"started {info.start_time:%Y-%m-%d %H:%M:%S} UTC" if info.start_time else "not started"
     timing += f"  {'running for' if info.running else 'took'} {format_duration(info.duration_seconds)}"
     lines.append(timing)
+    if info.phase:
+        lines.append(info.phase)
     lineage = [f"{label} {value}" for label, value in (("snapshot", info.snapshot_id),
                                                        ("config", info.config_hash),
                                                        ("experiment", info.experiment)) if value]
@@ -163,6 +165,8 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
     from temporal_ml.results import result_rows
 
     info, description = await describe_run(client, workflow_id)
+    if info.running and info.kind in ("sweep", "ladder"):
+        info.phase = await _sweep_phase(client, workflow_id)
     rows = await result_rows(client, workflow_id) if info.kind else []
     lost = worker_lost(description) if info.running else None
     if lost is not None and len(rows) == 1:
@@ -170,6 +174,26 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
         where = f"step {step}" if step is not None else "its latest checkpoint"
         rows[0]["note"] = f"worker lost ({lost}); resuming from {where} when another worker picks it up"
     return info, rows
+
+
+async def _sweep_phase(client: Any, workflow_id: str) -> str:
+    """``paused: <why>`` / ``stopping: <why>`` of a running sweep ('' when running, or no answer)."""
+    from datetime import timedelta
+
+    from temporal_ml.sweep_types import SweepStatus
+
+    try:
+        status = await client.get_workflow_handle(workflow_id).query(
+            "sweep_status", args=[0, 0], result_type=SweepStatus, rpc_timeout=timedelta(seconds=5))
+    except Exception:  # noqa: BLE001 - no worker answers: visibility only
+        return ""
+    why = status.pause_reason if status.phase == "paused" else status.stop_reason
+    if status.phase == "running":
+        return ""
+    line = f"{status.phase}: {why}" if why else status.phase
+    if status.retrying:
+        line += f" ({status.retrying} trials will run again from their checkpoints on resume)"
+    return line
 
 
 def worker_lost(description: Any) -> str | None:

@@ -49,6 +49,7 @@ __all__ = [
     "TOP_ROWS",
     "LEADERBOARD_ROWS",
     "PAGE_ROWS",
+    "MAX_HELD_FAILED",
     "SweepStatus",
     "TrialResult",
     "SweepResult",
@@ -117,6 +118,8 @@ class TrialRow(BaseModel):
         resumes: how many times its training resumed (crashes, pauses).
         started / trained / finished: workflow times (start, end of training, end).
         audit: what its suggestion was computed from (searcher trials).
+        retried_from: the ``result_seq`` of each earlier result of this trial (it failed, then ran
+            again from its last checkpoint: ``retry_failed``, or after an infrastructure pause).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
@@ -139,6 +142,7 @@ class TrialRow(BaseModel):
     trained: datetime | None = None
     finished: datetime | None = None
     audit: SuggestionAudit | None = None
+    retried_from: list[int] = Field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -182,6 +186,8 @@ def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[Tria
             continue
         if row.result_seq is not None and row.result_seq < results_seen:
             history.append(row.record())
+        elif any(seq < results_seen for seq in row.retried_from):  # it had failed, then was retried
+            history.append(TrialRecord(index=row.index, params=row.params, state="failed"))
         else:
             history.append(TrialRecord(index=row.index, params=row.params, state="pending"))
     return history
@@ -248,6 +254,8 @@ TOP_ROWS = 20
 LEADERBOARD_ROWS = 100
 #: Rows a query or an update answer carries at most (``offset``/``limit`` page through more).
 PAGE_ROWS = 200
+#: Failed rows a sweep keeps (the latest) so ``retry_failed`` can re-run them; older ones are written.
+MAX_HELD_FAILED = 100
 
 
 class TableSummary(BaseModel):
@@ -295,6 +303,11 @@ class SweepState(BaseModel):
     #: a recorded suggestion not started yet (the sweep paused or stopped while it was computed):
     #: the next trial to start, before any enqueued config
     held: TrialRow | None = None
+    #: failed trials to run again from their last checkpoints (``retry_failed``, an infrastructure
+    #: failure), before anything new
+    retry: list[int] = Field(default_factory=list)
+    #: why the sweep stopped itself (``max_failed_trials``)
+    stop_reason: str | None = None
 
 
 class _SweepCommon(BoundaryModel):
@@ -353,12 +366,21 @@ class SweepInput(_SweepCommon):
         report_progress: send each training's progress reports (every ``progress_every_seconds``
             and at checkpoints) to the sweep too, for live step and loss in ``sweep_status``; each
             costs the sweep's history a few events. ``False``: rows show progress when a trial ends.
+        max_failed_trials: the sweep stops itself (``stop_reason`` says why) once this many trials
+            have failed for reasons of their own (``None``: never).
+        infrastructure_errors: error types (the ``ApplicationError`` type: the exception's class
+            name) that mean the infrastructure failed, not the trial: the store is full, read-only or
+            refuses permission (``StorageError``). Such a trial is kept for a re-run from its last
+            checkpoint and the sweep pauses with the reason; ``resume`` re-runs it. Add the names of
+            your own exception types.
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
     n_trials: int = Field(ge=1, le=100_000)
     evaluate_in_training: bool = False
     report_progress: bool = True
+    max_failed_trials: int | None = Field(default=None, ge=1)
+    infrastructure_errors: list[str] = Field(default_factory=lambda: ["StorageError"])
     carried: SweepState | None = None
 
 
@@ -383,6 +405,8 @@ class SweepStatus(BaseModel):
     started: int = 0
     written: int = 0
     table_uri: str | None = None
+    retrying: int = 0
+    stop_reason: str | None = None
 
 
 class TrialResult(BaseModel):
@@ -431,6 +455,7 @@ class SweepResult(BaseModel):
     stopped: bool = False
     exhausted: bool = False
     runs: int = 1
+    stop_reason: str | None = None
 
 
 class LadderState(BaseModel):

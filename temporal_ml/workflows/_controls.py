@@ -118,6 +118,22 @@ class SweepControls:
         """Where the rows not held are (the results table), if any."""
         return None
 
+    def _retryable(self, index: int | None) -> list[int]:
+        """The failed trials ``retry_failed(index)`` would run again (``None``: every one held)."""
+        return []
+
+    def _retry(self, indices: list[int]) -> int:
+        """Queue ``indices`` to run again; returns how many wait to run again."""
+        raise NotImplementedError
+
+    def _retrying(self) -> int:
+        """Failed trials waiting to run again."""
+        return 0
+
+    def _stop_reason(self) -> str | None:
+        """Why the sweep stopped itself, if it did."""
+        return None
+
     def _written(self) -> int:
         """Rows written to the results table."""
         return 0
@@ -163,7 +179,8 @@ class SweepControls:
                            max_concurrency=s.max_concurrency, running=self._running,
                            queued=len(s.queue), exhausted=s.exhausted, runs=s.runs,
                            trials=self.trials(offset, limit), pause_reason=s.pause_reason,
-                           started=self._n_started(), written=self._written(), table_uri=self._table_uri())
+                           started=self._n_started(), written=self._written(), table_uri=self._table_uri(),
+                           retrying=self._retrying(), stop_reason=self._stop_reason())
 
     @workflow.query
     def trials(self, offset: int = 0, limit: int = PAGE_ROWS) -> list[TrialRow]:
@@ -255,6 +272,29 @@ class SweepControls:
         if len(queue) >= MAX_QUEUED or size > MAX_QUEUED_BYTES:
             raise refuse(f"cannot enqueue: {len(queue)} configs ({size} bytes) wait already "
                          f"(at most {MAX_QUEUED} and {MAX_QUEUED_BYTES} bytes; add more once they start)")
+
+    @workflow.update
+    def retry_failed(self, index: Any = None, *extra: Any) -> int:
+        """Run failed trials again from their last checkpoints (trial ``index``, or every failed
+        one the sweep holds: the latest 100), before any new trial; returns how many wait to run.
+        Their rows keep the earlier results' order in ``retried_from`` (the searcher's audit)."""
+        total = self._retry(self._retryable(index))
+        self._changed()
+        return total
+
+    @retry_failed.validator
+    def _validate_retry_failed(self, index: Any = None, *extra: Any) -> None:
+        check_arity("retry_failed", index, extra)
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+            raise refuse(f"retry_failed takes a trial index (a whole number) or nothing, got {shown(index)}")
+        self._refuse_if_over("retry failed trials")
+        if self._control_state() is None:
+            raise refuse(f"cannot retry yet: the {self.kind_name} is starting (try again in a moment)")
+        if not self._retryable(index):
+            which = f"trial {trial_name(index)} is not a failed trial it holds" if index is not None else \
+                "it holds no failed trial"
+            raise refuse(f"nothing to retry: {which} (the {self.kind_name} keeps its latest 100 failed trials"
+                         f"{'' if self.kind_name == 'sweep' else '; a ladder does not re-run trials yet'})")
 
     @workflow.update
     def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:

@@ -42,6 +42,7 @@ __all__ = [
     "run_trial",
     "trial_tags",
     "root_message",
+    "root_type",
 ]
 
 #: The search attribute every child of a coordinator or sweep carries: the parent's run id.
@@ -95,6 +96,8 @@ class TrialOutcome:
     metrics: dict[str, float] | None = None
     evaluation: EvalResult | None = None
     error: str | None = None
+    #: the innermost cause's error type (e.g. ``StorageError``: the store could not be written)
+    error_type: str | None = None
 
 
 def trial_tags(registered: frozenset[str] | None, run_id: str) -> TypedSearchAttributes | None:
@@ -144,7 +147,7 @@ async def run_trial(call: TrialCall, *,
         )
         outcome.metrics = dict(outcome.evaluation.metrics)
     except ChildWorkflowError as err:
-        outcome.error = root_message(err)
+        outcome.error, outcome.error_type = root_message(err), root_type(err)
     return outcome
 
 
@@ -165,6 +168,13 @@ class ReportRouter(Generic[K]):
             return None
         key = self._by_run_id.get(report.run_id or "")
         return None if key is None else (key, report)
+
+
+def root_type(err: BaseException) -> str | None:
+    """The ``type`` of the innermost ``ApplicationError`` cause (``None`` if it has none)."""
+    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
+        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
+    return getattr(err, "type", None)
 
 
 def root_message(err: BaseException) -> str:

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.search import SearchSpace
     from temporal_ml.sweep_types import (
         LEADERBOARD_ROWS,
+        MAX_HELD_FAILED,
         PART_ROWS,
         TOP_ROWS,
         LadderInput,
@@ -214,7 +215,7 @@ class SweepWorkflow(SweepControls):
                     break
                 workflow.continue_as_new(inp.model_copy(update={
                     "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": self._s}))
-            if (self._s.held is None and not self._s.queue
+            if (self._s.held is None and not self._s.queue and not self._s.retry
                     and await self._suggest()):  # recorded: the sweep may have changed meanwhile
                 continue
             row = self._next_row()
@@ -224,8 +225,8 @@ class SweepWorkflow(SweepControls):
                 tasks.append(asyncio.create_task(self._trial(inp, row, snapshot)))
         await asyncio.gather(*tasks)
         if self._s.table.parts:  # the rest of the rows join the table: the result stays bounded
-            while any(self._finished_rows()) and not self._s.pause_reason:
-                await self._flush()
+            while any(self._finished_rows(final=True)) and not self._s.pause_reason:
+                await self._flush(final=True)
         self._done = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         table_uri = self._s.table.uri if self._s.table.parts else await self._write_table(inp)
@@ -237,20 +238,27 @@ class SweepWorkflow(SweepControls):
         assert self._inp is not None
         return min(self._inp.max_inline_rows, PART_ROWS)
 
-    def _finished_rows(self) -> list[TrialRow]:
-        return [r for r in self._s.rows if r.state in ("done", "failed", "stopped")]
+    def _finished_rows(self, final: bool = False) -> list[TrialRow]:
+        """Finished rows the table may take: not those waiting to run again, and (until the end)
+        not the latest ``MAX_HELD_FAILED`` failed ones, which ``retry_failed`` can still re-run."""
+        s = self._s
+        finished = [r for r in s.rows if r.state in ("done", "failed", "stopped") and r.index not in s.retry]
+        if final:
+            return finished
+        held = {r.index for r in [r for r in finished if r.state == "failed"][-MAX_HELD_FAILED:]}
+        return [r for r in finished if r.index not in held]
 
     def _flush_due(self) -> bool:
         """Enough finished rows to write a part (not while paused for a failed write)."""
         return (self._bounded and not (self._s.paused and self._s.pause_reason is not None)
                 and len(self._finished_rows()) >= self._part_rows())
 
-    async def _flush(self) -> None:
+    async def _flush(self, final: bool = False) -> None:
         """Write finished rows (at most a part) to the results table and forget them; a write that
         fails (a full or unreachable store, no table root) pauses the sweep with the reason."""
         inp, s = self._inp, self._s
         assert inp is not None
-        rows = self._finished_rows()[:self._part_rows()]
+        rows = self._finished_rows(final)[:self._part_rows()]
         try:
             written: SweepPartWritten = await workflow.execute_activity(
                 WRITE_SWEEP_PART,
@@ -294,7 +302,8 @@ class SweepWorkflow(SweepControls):
 
     def _more_to_start(self) -> bool:
         s = self._s
-        return s.n_started < s.n_trials and (bool(s.queue) or s.held is not None or not s.exhausted)
+        return bool(s.retry) or (
+            s.n_started < s.n_trials and (bool(s.queue) or s.held is not None or not s.exhausted))
 
     def _may_start(self) -> bool:
         s = self._s
@@ -334,9 +343,16 @@ class SweepWorkflow(SweepControls):
         return got.recorded
 
     def _next_row(self) -> TrialRow | None:
-        """The next trial: a held suggestion first, then a queued user config."""
+        """The next trial: a failed one to run again, a held suggestion, then a queued user config."""
         inp, s = self._inp, self._s
         assert inp is not None
+        if s.retry:  # the same trial (index, params, child ids): it resumes from its last checkpoint
+            row = self._live[s.retry.pop(0)]
+            if row.result_seq is not None:
+                row.retried_from.append(row.result_seq)
+            row.state, row.value, row.metrics, row.error = "training", None, {}, None
+            row.result_seq, row.trained, row.finished = None, None, None
+            return row
         if s.held is not None:
             row, s.held = s.held, None
         elif s.queue:
@@ -381,6 +397,14 @@ class SweepWorkflow(SweepControls):
             self._train_handles.pop(row.index, None)
         if outcome.error is not None:
             self._finish(row, "failed", error=outcome.error)
+            if self._bounded and outcome.error_type in inp.infrastructure_errors:
+                # not the trial's fault: keep it for a re-run from its last checkpoint, and pause
+                s = self._s
+                s.retry.append(row.index)
+                s.paused, s.pause_reason = True, f"{row.name}: {outcome.error}"
+                workflow.logger.error("sweep %s paused: %s", self._run_id, s.pause_reason)
+            else:
+                self._count_failure(inp)
             return
         assert outcome.train is not None and outcome.metrics is not None
         value = objective_value(outcome.metrics, inp.objective)
@@ -389,8 +413,18 @@ class SweepWorkflow(SweepControls):
         elif value is None:
             self._finish(row, "failed", metrics=outcome.metrics, error=(
                 f"the evaluation reported no finite {inp.objective!r} (got {sorted(outcome.metrics)})"))
+            self._count_failure(inp)
         else:
             self._finish(row, "done", value=value, metrics=outcome.metrics)
+
+    def _count_failure(self, inp: SweepInput) -> None:
+        """Stop the sweep once ``max_failed_trials`` trials have failed (their own fault)."""
+        s = self._s
+        failed = s.table.n_failed + sum(r.state == "failed" and r.index not in s.retry for r in s.rows)
+        if self._bounded and inp.max_failed_trials is not None and failed >= inp.max_failed_trials and not s.stopping:
+            s.stopping = True
+            s.stop_reason = f"{failed} trials failed (max_failed_trials={inp.max_failed_trials})"
+            workflow.logger.error("sweep %s stops: %s", self._run_id, s.stop_reason)
 
     def _finish(self, row: TrialRow, state: str, *, value: float | None = None,
                 metrics: dict[str, float] | None = None, error: str | None = None) -> None:
@@ -440,7 +474,7 @@ class SweepWorkflow(SweepControls):
             n_failed=t.n_failed + sum(r.state == "failed" for r in rows),
             n_stopped=t.n_stopped + sum(r.state == "stopped" for r in rows), rows_omitted=total - len(keep),
             table_uri=table_uri,
-            stopped=s.stopping, exhausted=s.exhausted, runs=s.runs,
+            stopped=s.stopping, exhausted=s.exhausted, runs=s.runs, stop_reason=s.stop_reason,
         )
 
     # -- progress ----------------------------------------------------------------------------------
@@ -501,3 +535,18 @@ class SweepWorkflow(SweepControls):
 
     def _running_train_id(self, index: int) -> str:
         return self.child_ids(index)[0]
+
+    def _retryable(self, index: int | None) -> list[int]:
+        s = self._s
+        return [r.index for r in s.rows if r.state == "failed" and r.index not in s.retry
+                and (index is None or r.index == index)]
+
+    def _retry(self, indices: list[int]) -> int:
+        self._s.retry.extend(indices)
+        return len(self._s.retry)
+
+    def _retrying(self) -> int:
+        return len(self._s.retry)
+
+    def _stop_reason(self) -> str | None:
+        return self._s.stop_reason

@@ -33,9 +33,27 @@ def shift_random_searcher_seed() -> None:
     RandomSearcher.suggest = shifted  # type: ignore[method-assign]
 
 
+def fill_the_store_while(marker: str) -> None:
+    """Every checkpoint file write fails with ENOSPC while the file ``marker`` exists (a full store)."""
+    import errno
+
+    from temporal_ml.storage import _ckpt_io
+
+    real = _ckpt_io._write_chunks  # noqa: SLF001 - the one place checkpoint bytes are written
+
+    def write(fs, path, chunks):  # type: ignore[no-untyped-def]
+        if os.path.exists(marker):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real(fs, path, chunks)
+
+    _ckpt_io._write_chunks = write  # type: ignore[assignment]  # noqa: SLF001
+
+
 async def main(task_queue: str, root: str, role: str) -> None:
     if os.environ.get("TML_TEST_SHIFT_SEARCHER_SEED") == "1":
         shift_random_searcher_seed()
+    if os.environ.get("TML_TEST_FULL_MARKER"):
+        fill_the_store_while(os.environ["TML_TEST_FULL_MARKER"])
     workflows, activities = _parts(role, root)
     if role in ("all", "orchestration"):
         workflows = [*WORKFLOWS, *SWEEPS]

@@ -1,0 +1,118 @@
+"""A sweep tells broken infrastructure from a bad trial (issue: fault semantics).
+
+A full store fails each running trial at its next checkpoint; the sweep pauses with the reason
+(``temporal-ml status`` shows it), keeps those trials, and on ``resume`` (space freed) runs them again
+from their last checkpoints: every trial ends with the weights of an undisturbed sweep. A trial that
+fails for its own reason fails alone; ``sweep retry-failed`` runs it again; ``max_failed_trials``
+stops a sweep whose trials keep failing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from temporal_ml.client import connect
+from temporal_ml.search import Categorical, Float, GridSearcher, RandomSearcher, SearchSpace
+from temporal_ml.sweep_types import SweepInput, SweepResult
+from tests.integration._sweep_workflows import MLPSweep
+from tests.integration.test_cli import cli
+from tests.integration.test_sweep import BASE, DATASET, kill, start_worker
+
+pytestmark = pytest.mark.integration
+
+SPACE = SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Categorical([4, 8])})
+
+
+def _sweep(run_id: str, **changes: object) -> SweepInput:
+    base = BASE.model_copy(update={"max_steps": 60, "checkpoint_every_steps": 20,
+                                   "hparams": {"step_delay": 0.03}})
+    settings: dict[str, object] = {
+        "base": base, "space": SPACE, "searcher": RandomSearcher(), "n_trials": 3, "max_concurrency": 3,
+        "seed": 12, "dataset": DATASET, "run_id": run_id, "evaluate_in_training": True,
+        "progress_every_seconds": 0.5, "heartbeat_timeout_seconds": 5}
+    return SweepInput.model_validate({**settings, **changes})
+
+
+async def test_a_full_store_pauses_the_sweep_and_resume_finishes_every_trial(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    queue = f"full-{uuid.uuid4().hex[:6]}"
+    full = tmp_path / "FULL"
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(full)}, 0)
+    inp = _sweep(f"full-{queue}")
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        deadline = time.monotonic() + 120
+        while True:  # every trial has its first checkpoint (step 20): now the store fills up
+            assert time.monotonic() < deadline, "the trials never reached their first checkpoints"
+            status = await handle.query(MLPSweep.sweep_status)
+            if len(status.trials) == 3 and all(t.step >= 21 for t in status.trials):
+                break
+            await asyncio.sleep(0.05)
+        full.write_text("")
+        while True:
+            assert time.monotonic() < deadline, f"the sweep did not pause: {status}"
+            status = await handle.query(MLPSweep.sweep_status)
+            if status.phase == "paused" and not status.running:
+                break
+            await asyncio.sleep(0.1)
+        assert "No space left on device" in (status.pause_reason or ""), status
+        assert status.retrying == 3 and all(t.state == "failed" for t in status.trials), status
+        code, shown, _ = await cli("status", inp.run_id, env=subprocess_env)
+        assert code == 0 and "paused: t000" in shown and "No space left on device" in shown, shown
+        assert "3 trials will run again" in shown, shown
+        full.unlink()  # space freed
+        code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
+        assert code == 0, (out, err)
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        again = _sweep(f"calm-{queue}")  # the same sweep, undisturbed
+        calm = await client.execute_workflow(MLPSweep.run, again, id=again.run_id, task_queue=queue)
+    finally:
+        kill(worker)
+    assert result.n_done == 3 and calm.n_done == 3, result
+    rows = {t.row.index: t.row for t in result.trials}
+    for trial in calm.trials:
+        row = rows[trial.row.index]
+        assert row.params == trial.row.params and row.model_sha256 == trial.row.model_sha256, row
+        assert row.retried_from and row.resumes >= 1, row  # ran again from its step-20 checkpoint
+
+
+async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    queue = f"rf-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    # every trial fails (hidden 0 is a config error): the sweep stops itself after two
+    failing = _sweep(f"mf-{queue}", max_failed_trials=2, max_concurrency=1, n_trials=10,
+                     space=SearchSpace({"hparams.hidden": Categorical([0])}))
+    inp = _sweep(f"rf-{queue}", n_trials=2, max_concurrency=1, searcher=GridSearcher(),
+                 space=SearchSpace({"hparams.hidden": Categorical([4, 8, 0])}))  # the grid's first two
+    try:
+        client = await connect()
+        stopped = await client.execute_workflow(MLPSweep.run, failing, id=failing.run_id, task_queue=queue)
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        assert await handle.execute_update(MLPSweep.enqueue, {"hparams.hidden": 0}) == 1
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline, "the enqueued trial never failed"
+            status = await handle.query(MLPSweep.sweep_status)
+            user = [t for t in status.trials if t.source == "user"]
+            if user and user[0].state == "failed":
+                break
+            await asyncio.sleep(0.1)
+        code, out, err = await cli("sweep", "retry-failed", inp.run_id, "--trial", str(user[0].index),
+                                   env=subprocess_env)
+        assert code == 0 and "will run again" in out, (out, err)
+        code, _, err = await cli("sweep", "retry-failed", inp.run_id, "--trial", "0", env=subprocess_env)
+        assert code == 1 and "nothing to retry" in err, err
+        result = await handle.result()
+    finally:
+        kill(worker)
+    assert stopped.stopped and stopped.n_trials == stopped.n_failed == 2, stopped
+    assert stopped.stop_reason == "2 trials failed (max_failed_trials=2)"
+    again = next(t.row for t in result.trials if t.row.source == "user")
+    assert again.state == "failed" and len(again.retried_from) == 1 and "hidden" in (again.error or "")
+    assert result.n_done == 2
