@@ -1,0 +1,169 @@
+"""A sweep at the size people run it: N no-op trials through the real training stack, against the floor.
+
+On an embedded dev server (SQLite, headless, temporary data directory) with an in-process worker:
+
+* **floor**: one parent workflow running children that each run one no-op activity, C at a time (the
+  least a durable trial costs on Temporal), measured on ``min(N, 2000)`` trials (one parent's history
+  cannot hold 10,000 children: the floor is a per-trial cost).
+* **sweep**: ``SweepWorkflow`` (random searcher; ``--scheduler asha``: ``LadderSweepWorkflow`` with
+  ASHA rungs 1/3/9) running N trials at ``max_concurrency`` C through the real ``TrainingWorkflow`` and
+  ``train`` activity over a one-parameter model, evaluated inside training, no progress reports.
+
+It checks every trial ran exactly once (every index once in the results; as many training runs as
+trials, or as rung runs for ASHA), measures the largest event of the sweep's histories (an upper bound
+of its largest payload), the sweep's runs (continue-as-new) and this process's peak RSS (client and
+worker), and prints as its last line::
+
+    scale: N trials, C at once, scheduler S: X ms/trial, floor F ms/trial, ratio R, largest payload B bytes, runs K, worker peak RSS M MB
+
+    python benchmarks/bench_sweep_scale.py [--trials 10000] [--max-concurrency 100] [--scheduler none|asha]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import torch
+from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopLadder, NoopSweep, noop
+from bench_orchestration import NoopTrainable, tiny_data
+from bench_sweep import _free_port
+from temporalio.client import Client
+
+from temporal_ml.activities.evaluation import EvalActivities
+from temporal_ml.activities.snapshot import SnapshotActivities
+from temporal_ml.activities.sweep import SweepActivities, read_sweep_table
+from temporal_ml.activities.training import TrainingActivities
+from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
+from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
+from temporal_ml.storage.snapshots import SnapshotStore
+from temporal_ml.sweep_types import LadderInput, SweepInput
+from temporal_ml.types import DatasetSource, TrainConfig
+
+QUEUE = "bench-scale"
+FLOOR_MAX = 2000
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _floor(client: Client, n: int, c: int) -> float:
+    start = time.perf_counter()
+    await client.execute_workflow(FloorParent.run, args=[n, c], id=f"floor-{uuid.uuid4().hex[:6]}",
+                                  task_queue=QUEUE)
+    return (time.perf_counter() - start) / n * 1000
+
+
+def _inputs(n: int, c: int, scheduler: str, run_id: str, tables: str) -> SweepInput | LadderInput:
+    base = TrainConfig(trainable="noop", max_steps=1, batch_size=4, device="cpu", hparams={"x": 0.0},
+                       eval_split="train", checkpoint_every_steps=1, async_checkpoints=False)
+    common: dict[str, Any] = dict(
+        base=base, space=SearchSpace({"hparams.x": Float(0.0, 1.0)}), searcher=RandomSearcher(),
+        n_trials=n, max_concurrency=c, objective="loss", direction="minimize",
+        dataset=DatasetSource(generator="tiny"), run_id=run_id, progress_every_seconds=600,
+        heartbeat_timeout_seconds=120, table_root=tables)
+    if scheduler == "asha":
+        return LadderInput(**common, scheduler=AshaScheduler(min_budget=1, max_budget=9, eta=3),
+                           delete_unpromotable=False)
+    return SweepInput(**common, evaluate_in_training=True, report_progress=False)
+
+
+async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) -> dict[str, Any]:
+    run_id = f"scale-{uuid.uuid4().hex[:6]}"
+    inp = _inputs(n, c, scheduler, run_id, tables)
+    workflow = NoopLadder.run if scheduler == "asha" else NoopSweep.run
+    start = time.perf_counter()
+    handle = await client.start_workflow(workflow, inp, id=run_id, task_queue=QUEUE)  # type: ignore[arg-type]
+    last = start
+    while True:  # progress every 30 s
+        try:
+            result = await asyncio.wait_for(asyncio.shield(handle.result()), timeout=30)
+            break
+        except asyncio.TimeoutError:
+            status = await handle.query("sweep_status", args=[0, 0])
+            print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
+                  f"{status.get('running')} running, {status.get('written')} in the table, "
+                  f"run {status.get('runs')}, peak RSS {_rss_mb():.0f} MB", flush=True)
+            last = time.perf_counter()
+    del last
+    wall = time.perf_counter() - start
+    # exactly once: every index once in the results, and as many training runs as trainings
+    if scheduler == "asha":
+        indices = [t.row.index for t in result.trials]
+        trainings = len(result.reports) + sum(t.row.state == "failed" for t in result.trials)
+    else:
+        rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
+        indices = [r["index"] for r in rows]
+        trainings = n
+    if sorted(indices) != list(range(n)):
+        raise SystemExit(f"trials missing or repeated: {len(indices)} rows, {len(set(indices))} distinct of {n}")
+    runs = await client.count_workflows(f'TmlExperiment = "{run_id}" AND TmlKind = "train"')
+    for _ in range(60):  # visibility is eventually consistent
+        if runs.count >= trainings:
+            break
+        await asyncio.sleep(1)
+        runs = await client.count_workflows(f'TmlExperiment = "{run_id}" AND TmlKind = "train"')
+    if runs.count != trainings:
+        raise SystemExit(f"{runs.count} training runs for {trainings} trainings: not exactly once")
+    largest, sweep_runs = 0, 0
+    async for wf in client.list_workflows(f'WorkflowId = "{run_id}"'):
+        sweep_runs += 1
+        async for event in client.get_workflow_handle(run_id, run_id=wf.run_id).fetch_history_events():
+            largest = max(largest, event.ByteSize())
+    failed = getattr(result, "n_failed", 0)
+    return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
+            "trainings": trainings}
+
+
+async def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    n, c = args.trials, args.max_concurrency
+    with tempfile.TemporaryDirectory(prefix="tml-bench-scale-") as tmp:
+        server = DevServer(port=_free_port(), headless=True, data_dir=f"{tmp}/server")
+        await asyncio.to_thread(server.start)
+        try:
+            client = await connect(server.address)
+            store = SnapshotStore(tmp)
+            trainables = {"noop": NoopTrainable()}
+            activities = [
+                noop, *SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
+                *TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
+                                    max_concurrent_trainings=c).activities(),
+                *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
+                *SweepActivities(table_root=f"{tmp}/tables").activities(),
+            ]
+            from temporal_ml.worker import create_worker
+
+            async with create_worker(client, task_queue=QUEUE, workflows=WORKFLOWS, activities=activities,
+                                     activity_threads=max(8, c)):
+                await _floor(client, 8, 4)  # warm-up
+                await _sweep(client, 8, 4, args.scheduler, f"{tmp}/tables")
+                rss_warm = _rss_mb()
+                floor_n = min(n, FLOOR_MAX)
+                print(f"floor: {floor_n} children at concurrency {c} ...", flush=True)
+                floor = await _floor(client, floor_n, c)
+                print(f"sweep: {n} trials at concurrency {c}, scheduler {args.scheduler} ...", flush=True)
+                got = await _sweep(client, n, c, args.scheduler, f"{tmp}/tables")
+        finally:
+            server.stop()
+    ratio = got["ms"] / floor
+    print(f"worker peak RSS after warm-up {rss_warm:.0f} MB; {got['trainings']} trainings, "
+          f"{got['failed']} failed")
+    print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
+          f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
+          f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--max-concurrency", type=int, default=100)
+    parser.add_argument("--scheduler", choices=["none", "asha"], default="none")
+    asyncio.run(main(parser.parse_args()))
