@@ -135,10 +135,10 @@ class SuggestResult(BaseModel):
 def suggest_point(req: SuggestRequest, storage_options: dict[str, Any] | None = None) -> SuggestResult:
     """The searcher's suggestion (pure: equal requests give equal results)."""
     history = req.history
-    if req.table_parts:
+    if req.table_parts and req.searcher.uses_history:
         assert req.table_uri is not None
-        written = [_record(row) for k, digest in enumerate(req.table_parts)
-                   for row in read_table_part(req.table_uri, k, digest, storage_options)]
+        written = [record for k, digest in enumerate(req.table_parts)
+                   for record in _part_records(req.table_uri, k, digest, storage_options)]
         history = sorted([*written, *history], key=lambda r: r.index)
     try:
         return SuggestResult(params=dict(req.searcher.suggest(req.space, history, seed=req.seed,
@@ -147,19 +147,31 @@ def suggest_point(req: SuggestRequest, storage_options: dict[str, Any] | None = 
         return SuggestResult(exhausted=str(exc) or "the searcher has no new points")
 
 
-def _record(row: dict[str, Any]) -> TrialRecord:
+_RECORDS: dict[tuple[str, int, str], list[TrialRecord]] = {}  # what the searcher is told, per part
+
+
+def _part_records(uri: str, index: int, sha256: str,
+                  storage_options: dict[str, Any] | None) -> list[TrialRecord]:
+    """The searcher's records of a verified part (converted once: a part never changes)."""
     from temporal_ml.sweep_types import TrialRow
 
-    return TrialRow.model_validate(row).record()
+    key = (uri, index, sha256)
+    if key not in _RECORDS:
+        if len(_RECORDS) >= _PARTS_MAX:
+            _RECORDS.pop(next(iter(_RECORDS)))
+        _RECORDS[key] = [TrialRow.model_validate(row).record()
+                         for row in read_table_part(uri, index, sha256, storage_options)]
+    return _RECORDS[key]
 
 
-_PARTS: dict[tuple[str, int, str], list[dict[str, Any]]] = {}  # verified parts are immutable
-_PARTS_MAX = 512
+#: Parts whose searcher records a worker keeps in memory (a part never changes once written): a
+#: 100,000-trial sweep has 1,000; the oldest are dropped beyond this.
+_PARTS_MAX = 2048
 
 
 def read_table_part(uri: str, index: int, sha256: str,
                     storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The rows of part ``index`` of the table at ``uri``, verified against ``sha256`` (cached).
+    """The rows of part ``index`` of the table at ``uri``, verified against ``sha256``.
 
     Raises:
         ApplicationError: the part is missing or its bytes do not match the recorded digest.
@@ -171,9 +183,6 @@ def read_table_part(uri: str, index: int, sha256: str,
 
     from temporal_ml.converter import decode_nonfinite
 
-    key = (uri, index, sha256)
-    if key in _PARTS:
-        return _PARTS[key]
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     name = f"{path.rstrip('/')}/part-{index:05d}.json"
     try:
@@ -186,9 +195,6 @@ def read_table_part(uri: str, index: int, sha256: str,
         raise ApplicationError(f"part {index} of the results table {uri} does not match its recorded "
                                "sha256 (changed or torn)", type="TableCorrupt", non_retryable=True)
     rows: list[dict[str, Any]] = decode_nonfinite(json.loads(data))
-    if len(_PARTS) >= _PARTS_MAX:
-        _PARTS.pop(next(iter(_PARTS)))
-    _PARTS[key] = rows
     return rows
 
 

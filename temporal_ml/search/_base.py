@@ -12,7 +12,7 @@ import hashlib
 import math
 import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -72,6 +72,8 @@ class Searcher(BaseModel):
     model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
 
     kind: str
+    #: whether :meth:`suggest` reads the history (a sweep skips reading its results table if not)
+    uses_history: ClassVar[bool] = True
 
     def check_space(self, space: SearchSpace) -> None:
         """Raise ``ValueError`` if this searcher cannot search ``space`` (before any trial runs)."""

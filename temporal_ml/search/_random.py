@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import JsonValue
 
@@ -25,6 +25,7 @@ class RandomSearcher(Searcher):
     """
 
     kind: Literal["random"] = "random"
+    uses_history: ClassVar[bool] = False
 
     def suggest(
         self,
