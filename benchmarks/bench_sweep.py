@@ -62,6 +62,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def bench_activities(tmp: str, concurrency: int, table_root: str | None = None) -> list[Any]:
+    """The activities of the sweep benchmarks: the no-op one, snapshot, train and evaluate over a no-op
+    trainable (a store under ``tmp``), and the sweep activities."""
+    store = SnapshotStore(tmp)
+    trainables = {"noop": NoopTrainable()}
+    return [
+        noop, *SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
+        *TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
+                            max_concurrent_trainings=concurrency).activities(),
+        *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
+        *SweepActivities(table_root=table_root).activities(),
+    ]
+
+
 def sweep_input(n: int, concurrency: int, run_id: str, trainable: str, in_training: bool,
                 reports: bool = True) -> SweepInput:
     base = TrainConfig(trainable=trainable, max_steps=1, batch_size=4, device="cpu", hparams={"x": 0.0})
@@ -137,15 +151,7 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.to_thread(server.start)
         try:
             client = await connect(server.address)
-            store = SnapshotStore(tmp)
-            trainables = {"noop": NoopTrainable()}
-            activities = [
-                noop, *SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
-                *TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
-                                    max_concurrent_trainings=c).activities(),
-                *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
-                *SweepActivities().activities(),
-            ]
+            activities = bench_activities(tmp, c)
             async with contextlib.AsyncExitStack() as stack:
                 await stack.enter_async_context(create_worker(
                     client, task_queue=QUEUE, workflows=WORKFLOWS, activities=activities,

@@ -30,19 +30,14 @@ import uuid
 from typing import Any
 
 import torch
-from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopLadder, NoopSweep, noop
-from bench_orchestration import NoopTrainable, tiny_data
-from bench_sweep import _free_port
+from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopLadder, NoopSweep
+from bench_sweep import _free_port, bench_activities
 from temporalio.client import Client
 
-from temporal_ml.activities.evaluation import EvalActivities
-from temporal_ml.activities.snapshot import SnapshotActivities
-from temporal_ml.activities.sweep import SweepActivities, read_sweep_table
-from temporal_ml.activities.training import TrainingActivities
+from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
-from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.sweep_types import LadderInput, SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig
 
@@ -81,7 +76,6 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
     workflow = NoopLadder.run if scheduler == "asha" else NoopSweep.run
     start = time.perf_counter()
     handle = await client.start_workflow(workflow, inp, id=run_id, task_queue=QUEUE)  # type: ignore[arg-type]
-    last = start
     while True:  # progress every 30 s
         try:
             result = await asyncio.wait_for(asyncio.shield(handle.result()), timeout=30)
@@ -91,8 +85,6 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
                   f"run {status.get('runs')}, peak RSS {_rss_mb():.0f} MB", flush=True)
-            last = time.perf_counter()
-    del last
     wall = time.perf_counter() - start
     # exactly once: every index once in the results, and as many training runs as trainings
     if scheduler == "asha":
@@ -130,15 +122,7 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.to_thread(server.start)
         try:
             client = await connect(server.address)
-            store = SnapshotStore(tmp)
-            trainables = {"noop": NoopTrainable()}
-            activities = [
-                noop, *SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
-                *TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
-                                    max_concurrent_trainings=c).activities(),
-                *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
-                *SweepActivities(table_root=f"{tmp}/tables").activities(),
-            ]
+            activities = bench_activities(tmp, c, table_root=f"{tmp}/tables")
             from temporal_ml.worker import create_worker
 
             async with create_worker(client, task_queue=QUEUE, workflows=WORKFLOWS, activities=activities,

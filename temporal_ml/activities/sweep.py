@@ -247,9 +247,6 @@ class SweepActivities:
         Idempotent: a retry writes the same bytes under the same name."""
         import hashlib
 
-        import fsspec
-        from pydantic_core import to_json
-
         root = req.table_root or self.table_root
         if root is None:
             raise ApplicationError(
@@ -257,14 +254,7 @@ class SweepActivities:
                 "its results table: set SweepInput.table_root, or run the orchestration worker with a "
                 "store (temporal-ml worker --store)", type="ConfigError", non_retryable=True)
         uri = f"{root.rstrip('/')}/{req.run_id}"
-        data = to_json(req.rows, inf_nan_mode="strings")
-        fs, path = fsspec.core.url_to_fs(uri, **self.storage_options)
-        fs.makedirs(path, exist_ok=True)
-        name = f"{path.rstrip('/')}/part-{req.index:05d}.json"
-        tmp = f"{name}.tmp-{activity.info().activity_id}"
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-        fs.mv(tmp, name)
+        data = self._write_part(uri, req.index, req.rows)
         return SweepPartWritten(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=len(req.rows))
 
     @activity.defn(name=STOP_RUN)
@@ -309,14 +299,20 @@ class SweepActivities:
     def write_table_part(self, req: TablePartRequest) -> str:
         """Write ``part-<index>.json`` atomically (temporary name, then rename); returns its URL.
         Non-finite numbers are written as the strings of :mod:`temporal_ml.converter`."""
+        self._write_part(req.uri, req.index, req.rows)
+        return f"{req.uri.rstrip('/')}/part-{req.index:05d}.json"
+
+    def _write_part(self, uri: str, index: int, rows: list[dict[str, Any]]) -> bytes:
+        """Write ``rows`` as ``<uri>/part-<index>.json`` atomically; returns the bytes written."""
         import fsspec
         from pydantic_core import to_json
 
-        fs, path = fsspec.core.url_to_fs(req.uri, **self.storage_options)
+        data = to_json(rows, inf_nan_mode="strings")
+        fs, path = fsspec.core.url_to_fs(uri, **self.storage_options)
         fs.makedirs(path, exist_ok=True)
-        name = f"{path.rstrip('/')}/part-{req.index:05d}.json"
+        name = f"{path.rstrip('/')}/part-{index:05d}.json"
         tmp = f"{name}.tmp-{activity.info().activity_id}"
         with fs.open(tmp, "wb") as f:
-            f.write(to_json(req.rows, inf_nan_mode="strings"))
+            f.write(data)
         fs.mv(tmp, name)
-        return f"{req.uri.rstrip('/')}/part-{req.index:05d}.json"
+        return data

@@ -61,6 +61,7 @@ class EarlyControls:
     """Controls accepted before ``run`` built the state (applied to it by :meth:`SweepControls._apply_early`)."""
 
     paused: bool | None = None
+    pause_reason: str | None = None  # never set early; there for :meth:`SweepControls._set_control`
     max_concurrency: int | None = None
     stopping: bool = False
 
@@ -154,6 +155,13 @@ class SweepControls:
             state.paused = early.paused
         if early.max_concurrency is not None:
             state.max_concurrency = early.max_concurrency
+
+    def _set_control(self, **changes: Any) -> None:
+        """Change the state (or, before ``run`` built it, the early controls) and wake the run."""
+        target: Any = self._control_state() or self._early_controls()
+        for name, value in changes.items():
+            setattr(target, name, value)
+        self._changed()
 
     def _refuse_if_over(self, what: str) -> None:
         phase = self._phase()
@@ -299,12 +307,7 @@ class SweepControls:
     @workflow.update
     def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:
         """Change how many trials run at once (running ones beyond it finish); returns it."""
-        s = self._control_state()
-        if s is None:
-            self._early_controls().max_concurrency = n
-        else:
-            s.max_concurrency = n
-        self._changed()
+        self._set_control(max_concurrency=n)
         return n
 
     @set_max_concurrency.validator
@@ -315,12 +318,7 @@ class SweepControls:
     @workflow.update
     def pause(self, *extra: Any) -> SweepStatus:
         """Start (and promote) no trials until ``resume``; running ones go on."""
-        s = self._control_state()
-        if s is None:
-            self._early_controls().paused = True
-        else:
-            s.paused = True
-        self._changed()
+        self._set_control(paused=True)
         return self.sweep_status()
 
     @pause.validator
@@ -331,12 +329,7 @@ class SweepControls:
     @workflow.update
     def resume(self, *extra: Any) -> SweepStatus:
         """Start trials again after a ``pause`` (or a pause for a failing searcher)."""
-        s = self._control_state()
-        if s is None:
-            self._early_controls().paused = False
-        else:
-            s.paused, s.pause_reason = False, None
-        self._changed()
+        self._set_control(paused=False, pause_reason=None)
         return self.sweep_status()
 
     @resume.validator
@@ -350,12 +343,7 @@ class SweepControls:
     @workflow.update
     def stop(self, *extra: Any) -> SweepStatus:
         """Stop: running trials finish, nothing new starts or is promoted, then it returns its result."""
-        s = self._control_state()
-        if s is None:
-            self._early_controls().stopping = True
-        else:
-            s.stopping = True
-        self._changed()
+        self._set_control(stopping=True)
         return self.sweep_status()
 
     @stop.validator

@@ -137,13 +137,11 @@ async def run_trial(call: TrialCall, *,
         if s.evaluate_in_training:
             outcome.metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
             return outcome
-        eval_input = (EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue,
-                                            heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
-                      if s.eval_heartbeat else
-                      EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue))
+        heartbeat = {"heartbeat_timeout_seconds": s.heartbeat_timeout_seconds} if s.eval_heartbeat else {}
         outcome.evaluation = await workflow.execute_child_workflow(
             call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-            eval_input, id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
+            EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue, **heartbeat),
+            id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
         )
         outcome.metrics = dict(outcome.evaluation.metrics)
     except ChildWorkflowError as err:
@@ -170,15 +168,18 @@ class ReportRouter(Generic[K]):
         return None if key is None else (key, report)
 
 
-def root_type(err: BaseException) -> str | None:
-    """The ``type`` of the innermost ``ApplicationError`` cause (``None`` if it has none)."""
+def _innermost(err: BaseException) -> BaseException:
     while err.__cause__ is not None or getattr(err, "cause", None) is not None:
         err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
-    return getattr(err, "type", None)
+    return err
+
+
+def root_type(err: BaseException) -> str | None:
+    """The ``type`` of the innermost ``ApplicationError`` cause (``None`` if it has none)."""
+    return getattr(_innermost(err), "type", None)
 
 
 def root_message(err: BaseException) -> str:
     """The message of the innermost cause (e.g. the trainable's ConfigError text)."""
-    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
-        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
-    return str(getattr(err, "message", None) or err)
+    root = _innermost(err)
+    return str(getattr(root, "message", None) or root)
