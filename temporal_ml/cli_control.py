@@ -205,13 +205,15 @@ async def _control(args: argparse.Namespace, update: str) -> int:
     async def one(workflow_id: str) -> tuple[str, str, bool]:
         handle = client.get_workflow_handle(workflow_id)
         try:
-            progress = await handle.execute_update(update, result_type=TrainProgress,
-                                                   rpc_timeout=timedelta(seconds=args.timeout))
+            answer = await handle.execute_update(update, rpc_timeout=timedelta(seconds=args.timeout))
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             return workflow_id, (f"no answer in {args.timeout:g}s: is a worker polling the run's task "
                                  "queue? (the request stays queued until one does)"), False
         except (WorkflowUpdateFailedError, TemporalMLError) as exc:
             return workflow_id, one_line(exc), False
+        if isinstance(answer, dict) and "phase" in answer:  # a sweep not tagged yet (just started)
+            return workflow_id, _describe_answer(update, answer), True
+        progress = TrainProgress.model_validate(answer)
         checkpoint = progress.latest_checkpoint
         where = f", checkpoint @ {checkpoint.step}" if checkpoint is not None else ""
         if update == "resume":
