@@ -94,6 +94,8 @@ async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env
         client = await connect()
         stopped = await client.execute_workflow(MLPSweep.run, failing, id=failing.run_id, task_queue=queue)
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        while not (await handle.query(MLPSweep.sweep_status)).started:  # enqueue is refused while starting
+            await asyncio.sleep(0.05)
         assert await handle.execute_update(MLPSweep.enqueue, {"hparams.hidden": 0}) == 1
         deadline = time.monotonic() + 120
         while True:
