@@ -43,7 +43,7 @@ async def audit_sweep(client: Client, workflow_id: str) -> list[AuditLine]:
         ConfigError: the run is not a sweep, or its input or rows cannot be read.
     """
     from temporal_ml.cli_common import describe_run
-    from temporal_ml.cli_start import workflow_input
+    from temporal_ml.client import workflow_input
     from temporal_ml.errors import ConfigError
     from temporal_ml.results import sweep_trials
     from temporal_ml.sweep_types import (

@@ -46,6 +46,21 @@ def add_control_parsers(sub: Any) -> None:
         add_client_options(parser)
         parser.set_defaults(handler=lambda args, u=update: asyncio.run(_control(args, u)))
 
+    retry_help = ("run the failed trials of a sweep, or experiments of a coordinator, again from their "
+                  "last checkpoints")
+    retry_all = sub.add_parser(
+        "retry", help=retry_help,
+        description=retry_help.capitalize() + ". A running run takes them at once; a finished one is "
+                    "reopened under its own workflow id (a new run that re-runs only them). A ladder "
+                    "retries trials only while it runs.")
+    retry_all.add_argument("id", metavar="ID", help="workflow id of the sweep or coordinator")
+    which = retry_all.add_mutually_exclusive_group()
+    which.add_argument("--experiment", metavar="NAME", default=None, help="only this experiment (coordinator)")
+    which.add_argument("--trial", type=int, default=None, metavar="INDEX", help="only this trial (sweep)")
+    retry_all.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
+    add_client_options(retry_all)
+    retry_all.set_defaults(handler=lambda args: asyncio.run(_retry(args)))
+
     sweep = sub.add_parser("sweep", help="steer a running sweep (add trials, stop a trial, ...)",
                            description="Live control of a SweepWorkflow (pause/resume/stop: the "
                                        "top-level commands).")
@@ -68,12 +83,13 @@ def add_control_parsers(sub: Any) -> None:
     retry = commands.add_parser(
         "retry-failed", help="run failed trials again from their last checkpoints",
         description="Run a sweep's failed trials again (each from its last checkpoint), before any new "
-                    "trial: every failed trial it holds (its latest 100), or one with --trial.")
+                    "trial: every failed trial it holds (its latest 100), or one with --trial. A "
+                    "finished sweep is reopened under its own id to run them (same as `temporal-ml retry`).")
     retry.add_argument("id", metavar="ID", help="workflow id of the sweep")
     retry.add_argument("--trial", type=int, default=None, metavar="INDEX", help="only this trial")
     retry.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
     add_client_options(retry)
-    retry.set_defaults(handler=lambda args: asyncio.run(_sweep(args, "retry_failed", "trial")))
+    retry.set_defaults(handler=lambda args: asyncio.run(_retry(args)), experiment=None)
     audit = commands.add_parser(
         "audit", help="recompute every recorded suggestion with the searcher code installed here",
         description="Recompute every searcher suggestion of a sweep (running or finished) from what it "
@@ -157,6 +173,42 @@ async def _sweep(args: argparse.Namespace, update: str, arg: str) -> int:
     return 0
 
 
+async def _retry(args: argparse.Namespace) -> int:
+    """``temporal-ml retry`` / ``sweep retry-failed``: ``retry_failed`` to a running sweep or
+    coordinator, or reopen a finished one (:mod:`temporal_ml.reopen`)."""
+    from temporal_ml.reopen import reopen_coordinator, reopen_sweep
+
+    client = await client_for(args)
+    info, _ = await describe_run(client, args.id)
+    if info.kind == "coordinator":
+        if args.trial is not None:
+            raise ConfigError("--trial INDEX is for sweeps: name a coordinator's experiment with --experiment NAME")
+        if info.running:
+            count = await _send(client, info.id, "retry_failed", [args.experiment], args.timeout)
+            print(f"{info.id}: {count} failed experiments will run again from their last checkpoints")
+        else:
+            names = await reopen_coordinator(client, info.id, [args.experiment] if args.experiment else None)
+            print(f"{info.id}: reopened; {len(names)} failed experiments run again from their last "
+                  f"checkpoints: {', '.join(names)}")
+        return 0
+    if info.kind not in SWEEP_KINDS:
+        raise ConfigError(f"run {info.id!r} is not a sweep or coordinator (kind {info.kind or 'unknown'}): "
+                          "a training resumes from its checkpoint with `temporal-ml resume`")
+    if args.experiment is not None:
+        raise ConfigError("--experiment NAME is for coordinators: name a sweep's trial with --trial INDEX")
+    if info.running:
+        answer = await _send(client, info.id, "retry_failed", [args.trial], args.timeout)
+        print(f"{info.id}: {_describe_answer('retry_failed', answer)}")
+    elif info.kind == "sweep":
+        indices = await reopen_sweep(client, info.id, args.trial)
+        print(f"{info.id}: reopened; {len(indices)} failed trials run again from their last checkpoints: "
+              f"{', '.join(str(i) for i in indices)}")
+    else:
+        raise RunRefused(f"cannot retry ladder {info.id!r}: it has {_ended(info.status)} (a ladder re-runs "
+                         "failed trials only while it runs)")
+    return 0
+
+
 def _describe_answer(update: str, answer: Any) -> str:
     if isinstance(answer, dict) and "phase" in answer:  # a SweepStatus
         return (f"{update.replace('_', ' ')}: sweep {answer['phase']}, {answer.get('running', '?')} "
@@ -173,6 +225,17 @@ def _describe_answer(update: str, answer: Any) -> str:
 
 
 # -- pause / resume / stop ------------------------------------------------------------------------
+
+async def _coordinator_paused(client: Any, workflow_id: str) -> bool:
+    """Whether a coordinator itself is paused (``coordinator_status``; ``False`` on no answer or an
+    older coordinator without the query)."""
+    try:
+        status = await client.get_workflow_handle(workflow_id).query(
+            "coordinator_status", rpc_timeout=timedelta(seconds=10))
+    except Exception:  # noqa: BLE001 - no worker, or a coordinator without the query
+        return False
+    return isinstance(status, dict) and status.get("phase") == "paused"
+
 
 async def _control(args: argparse.Namespace, update: str) -> int:
     from temporalio.client import (
@@ -191,6 +254,12 @@ async def _control(args: argparse.Namespace, update: str) -> int:
     if info.kind in SWEEP_KINDS:
         answer = await _send(client, info.id, SWEEP_UPDATES[command], [], args.timeout)
         print(f"{info.id}: {_describe_answer(SWEEP_UPDATES[command], answer)}")
+        return 0
+    if info.kind == "coordinator" and update == "resume" and await _coordinator_paused(client, info.id):
+        # paused by an infrastructure error (or its pause update): it resumes, its trainings run on
+        answer = await _send(client, info.id, "resume", [], args.timeout)
+        print(f"{info.id}: resumed: coordinator {answer['phase']}; failed experiments waiting for it run "
+              "again from their last checkpoints")
         return 0
     if info.kind == "train" or not info.kind:
         targets = [info.id]

@@ -368,7 +368,7 @@ async def _search_space(client: Any, info: RunInfo) -> Any:
     """A sweep's or ladder's ``SearchSpace``, from its input (``None``: another kind, or unreadable)."""
     if info.kind not in ("sweep", "ladder"):
         return None
-    from temporal_ml.cli_start import workflow_input
+    from temporal_ml.client import workflow_input
     from temporal_ml.sweep_types import LadderInput, SweepInput
 
     input_type = LadderInput if info.kind == "ladder" else SweepInput

@@ -167,6 +167,8 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
     info, description = await describe_run(client, workflow_id)
     if info.running and info.kind in ("sweep", "ladder"):
         info.phase = await _sweep_phase(client, workflow_id)
+    elif info.running and info.kind == "coordinator":
+        info.phase = await _coordinator_phase(client, workflow_id)
     rows = await result_rows(client, workflow_id) if info.kind else []
     lost = worker_lost(description) if info.running else None
     if lost is not None and len(rows) == 1:
@@ -194,6 +196,22 @@ async def _sweep_phase(client: Any, workflow_id: str) -> str:
     if status.retrying:
         line += f" ({status.retrying} trials will run again from their checkpoints on resume)"
     return line
+
+
+async def _coordinator_phase(client: Any, workflow_id: str) -> str:
+    """``paused: <why>`` of a running coordinator ('' when running, or no answer)."""
+    from datetime import timedelta
+
+    from temporal_ml.workflows.coordinator import CoordinatorStatus
+
+    try:
+        status = await client.get_workflow_handle(workflow_id).query(
+            "coordinator_status", result_type=CoordinatorStatus, rpc_timeout=timedelta(seconds=5))
+    except Exception:  # noqa: BLE001 - no worker answers (or an older coordinator): visibility only
+        return ""
+    if status.phase != "paused":
+        return ""
+    return f"paused: {status.pause_reason}" if status.pause_reason else "paused"
 
 
 def worker_lost(description: Any) -> str | None:

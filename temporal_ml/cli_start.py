@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from temporal_ml.cli_errors import RunIdConflict
+from temporal_ml.client import workflow_input
 
 __all__ = ["start_or_attach", "config_fingerprint", "workflow_input"]
 
@@ -46,24 +47,6 @@ def config_fingerprint(inp: BaseModel) -> str:
         parts = [f"{e.name}={e.config.config_hash()}" for e in experiments]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return hashlib.sha256(inp.model_dump_json(exclude={"run_id"}).encode()).hexdigest()
-
-
-async def workflow_input(client: Client, handle: WorkflowHandle[Any, Any],
-                         input_type: type[BaseModel]) -> BaseModel | None:
-    """The input the workflow's current run was started with (from its first history event), or
-    ``None`` when it cannot be decoded as ``input_type``."""
-    async for event in handle.fetch_history_events():
-        attrs = event.workflow_execution_started_event_attributes
-        payloads = list(attrs.input.payloads)
-        if not payloads:
-            return None
-        try:
-            decoded = await client.data_converter.decode(payloads[:1], [input_type])
-        except Exception:  # noqa: BLE001 - another input type: not comparable
-            return None
-        value = decoded[0]
-        return value if isinstance(value, input_type) else None
-    return None
 
 
 async def start_or_attach(

@@ -33,7 +33,7 @@ from temporal_ml.plugin import TemporalMLPlugin
 
 __all__ = [
     "connect", "connect_config", "DEFAULT_ADDRESS", "wait_result", "reconnecting", "is_unreachable",
-    "python_logging_runtime",
+    "python_logging_runtime", "workflow_input",
 ]
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -167,3 +167,21 @@ async def wait_result(
     ``start_workflow``), so that the result of a run that continued as new is followed.
     """
     return await reconnecting(handle.result, give_up_after=give_up_after, on_disconnect=on_disconnect)
+
+
+async def workflow_input(client: Client, handle: WorkflowHandle[Any, Any],
+                         input_type: type[Any]) -> Any:
+    """The input the workflow's current run was started with (from its first history event), or
+    ``None`` when it cannot be decoded as ``input_type``."""
+    async for event in handle.fetch_history_events():
+        attrs = event.workflow_execution_started_event_attributes
+        payloads = list(attrs.input.payloads)
+        if not payloads:
+            return None
+        try:
+            decoded = await client.data_converter.decode(payloads[:1], [input_type])
+        except Exception:  # noqa: BLE001 - another input type: not comparable
+            return None
+        value = decoded[0]
+        return value if isinstance(value, input_type) else None
+    return None

@@ -18,6 +18,8 @@ __all__ = [
     "StorageError",
     "DivergedError",
     "NON_RETRYABLE_ERRORS",
+    "NO_WORKER_ERROR",
+    "INFRASTRUCTURE_ERRORS",
     "permanent_error",
 ]
 
@@ -65,6 +67,15 @@ class MissingDependencyError(TemporalMLError, ImportError):
 NON_RETRYABLE_ERRORS: tuple[type[TemporalMLError], ...] = (
     ConfigError, NotFoundError, IntegrityError, MissingDependencyError, StorageError, DivergedError,
 )
+
+
+#: The error type of a sweep trial or coordinator experiment whose training or evaluation no worker
+#: took from its task queue in time (``no_worker_timeout_seconds``: a schedule-to-start timeout).
+NO_WORKER_ERROR = "NoWorkerError"
+#: Error types that mean the infrastructure failed, not the trial (a full or refused store, no
+#: worker): sweeps and coordinators pause on them, keeping the trial for a re-run from its last
+#: checkpoint on ``resume``. Their ``infrastructure_errors`` input takes your own types too.
+INFRASTRUCTURE_ERRORS: tuple[str, ...] = (StorageError.__name__, NO_WORKER_ERROR)
 
 
 def permanent_error(exc: BaseException) -> TemporalMLError | None:

@@ -168,7 +168,7 @@ async def _progress(client: Client, workflow_id: str) -> Any:
 
 
 async def _input(client: Client, workflow_id: str, input_type: type) -> Any:
-    from temporal_ml.cli_start import workflow_input
+    from temporal_ml.client import workflow_input
 
     return await workflow_input(client, client.get_workflow_handle(workflow_id), input_type)
 

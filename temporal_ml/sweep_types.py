@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from temporal_ml._names import NAME_PATTERN
+from temporal_ml.errors import INFRASTRUCTURE_ERRORS
 from temporal_ml.search import (
     AnySearcher,
     AshaScheduler,
@@ -193,6 +194,11 @@ def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[Tria
     return history
 
 
+#: The rung of a ladder report that says a failed trial runs again (``retry_failed``, or a resume
+#: after an infrastructure error): from then on it is pending, not failed.
+RERUN = -2
+
+
 def ladder_history_at(rows: list[TrialRow], table: RungTable, reports: list[tuple[int, int]],
                       index: int, results_seen: int) -> list[TrialRecord]:
     """What a ladder's searcher was told before trial ``index``: each earlier trial's value at the
@@ -200,7 +206,9 @@ def ladder_history_at(rows: list[TrialRow], table: RungTable, reports: list[tupl
     value: dict[int, float] = {}
     failed: set[int] = set()
     for trial, rung in reports[:results_seen]:
-        if rung < 0:
+        if rung == RERUN:
+            failed.discard(trial)
+        elif rung < 0:
             failed.add(trial)
         else:
             name = trial_name(trial)
@@ -329,6 +337,9 @@ class _SweepCommon(BoundaryModel):
     progress_every_seconds: float = Field(default=10.0, gt=0)
     max_inline_rows: int = Field(default=500, ge=1)
     table_root: str | None = None
+    max_failed_trials: int | None = Field(default=None, ge=1)
+    infrastructure_errors: list[str] = Field(default_factory=lambda: list(INFRASTRUCTURE_ERRORS))
+    no_worker_timeout_seconds: float | None = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _check_common(self) -> _SweepCommon:
@@ -370,17 +381,18 @@ class SweepInput(_SweepCommon):
             have failed for reasons of their own (``None``: never).
         infrastructure_errors: error types (the ``ApplicationError`` type: the exception's class
             name) that mean the infrastructure failed, not the trial: the store is full, read-only or
-            refuses permission (``StorageError``). Such a trial is kept for a re-run from its last
-            checkpoint and the sweep pauses with the reason; ``resume`` re-runs it. Add the names of
-            your own exception types.
+            refuses permission (``StorageError``), or no worker took a trial's training or evaluation
+            from its task queue within ``no_worker_timeout_seconds`` (``NoWorkerError``). Such a trial
+            is kept for a re-run from its last checkpoint and the sweep pauses with the reason;
+            ``resume`` re-runs it. Add the names of your own exception types.
+        no_worker_timeout_seconds: how long a trial's activity may wait for a worker before the
+            sweep pauses (``None``: wait forever).
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
     n_trials: int = Field(ge=1, le=100_000)
     evaluate_in_training: bool = False
     report_progress: bool = True
-    max_failed_trials: int | None = Field(default=None, ge=1)
-    infrastructure_errors: list[str] = Field(default_factory=lambda: ["StorageError"])
     carried: SweepState | None = None
 
 
@@ -485,6 +497,11 @@ class LadderState(BaseModel):
     pause_reason: str | None = None
     max_concurrency: int = 0  # 0: the input's (a ladder carried from a release without this field)
     runs: int = 1
+    #: failed trials to run again at the rung they failed toward, from their last checkpoint (an
+    #: infrastructure error paused the ladder, or ``retry_failed``), before any other decision
+    retry: list[int] = Field(default_factory=list)
+    #: why the ladder stopped itself (``max_failed_trials``)
+    stop_reason: str | None = None
 
 
 class LadderInput(_SweepCommon):
@@ -530,12 +547,13 @@ class LadderResult(BaseModel):
         trials: per-trial rows (value: the objective at the highest rung each reached).
         deleted: trials whose checkpoints were deleted (they could no longer be promoted).
         reports: ``(trial index, rung)`` of every rung result in the order recorded (rung ``-1``: the
-            trial failed); with each suggestion's ``results_seen`` it rebuilds what the searcher saw
+            trial failed, ``-2``: a failed trial runs again); with each suggestion's ``results_seen`` it rebuilds what the searcher saw
             (:func:`ladder_history_at`, :func:`recompute_ladder_suggestions`).
         freed_bytes: the bytes those deletions freed.
         checkpoint_bytes / peak_checkpoint_bytes: the checkpoints' bytes at the end / at most, after
             enforcing ``checkpoint_budget_bytes`` (0 without a budget: nothing is measured).
         budget_exceeded: the budget could not be kept (only the best and running trials were left).
+        stop_reason: why the ladder stopped itself (``max_failed_trials``), if it did.
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
@@ -556,3 +574,4 @@ class LadderResult(BaseModel):
     checkpoint_bytes: int = 0
     peak_checkpoint_bytes: int = 0
     budget_exceeded: bool = False
+    stop_reason: str | None = None

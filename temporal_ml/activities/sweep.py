@@ -199,7 +199,8 @@ def read_table_part(uri: str, index: int, sha256: str,
 
 
 def read_sweep_table(uri: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every trial row of a sweep table written under ``uri`` (``SweepResult.table_uri``), by index.
+    """Every trial row of a sweep table written under ``uri`` (``SweepResult.table_uri``), by index
+    (a trial that ran again, e.g. a coordinator's re-run experiment: its latest row).
 
     Non-finite numbers, stored as ``"NaN"``/``"Infinity"``/``"-Infinity"``
     (:mod:`temporal_ml.converter`), come back as floats."""
@@ -210,11 +211,12 @@ def read_sweep_table(uri: str, storage_options: dict[str, Any] | None = None) ->
     from temporal_ml.converter import decode_nonfinite
 
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    rows: list[dict[str, Any]] = []
+    by_index: dict[Any, dict[str, Any]] = {}
     for part in sorted(fs.glob(f"{path.rstrip('/')}/part-*.json")):
         with fs.open(part, "rb") as f:
-            rows.extend(decode_nonfinite(json.loads(f.read())))
-    return sorted(rows, key=lambda r: r["index"])
+            for row in decode_nonfinite(json.loads(f.read())):
+                by_index[row["index"]] = row  # a later part's row (a re-run) replaces an earlier one
+    return sorted(by_index.values(), key=lambda r: r["index"])
 
 
 class SweepActivities:

@@ -95,6 +95,14 @@ class RungTable(BaseModel):
             if trial_id in rung.running:
                 rung.running.remove(trial_id)
 
+    def rerun(self, trial_id: str, rung: int) -> None:
+        """A trial that failed toward rung ``rung`` (and was dropped) trains toward it again."""
+        rungs = self.rungs_of(trial_id)
+        if trial_id in rungs[rung].results:
+            raise ValueError(f"trial {trial_id!r} already reported at rung {rung}")
+        if trial_id not in rungs[rung].running:
+            rungs[rung].running.append(trial_id)
+
     def ranking(self, bracket: int, rung: int) -> list[str]:
         """Trial ids of a rung, best first (ties: earlier report first; NaN last)."""
         sign = 1.0 if self.direction == "minimize" else -1.0

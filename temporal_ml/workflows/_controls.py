@@ -301,8 +301,7 @@ class SweepControls:
         if not self._retryable(index):
             which = f"trial {trial_name(index)} is not a failed trial it holds" if index is not None else \
                 "it holds no failed trial"
-            raise refuse(f"nothing to retry: {which} (the {self.kind_name} keeps its latest 100 failed trials"
-                         f"{'' if self.kind_name == 'sweep' else '; a ladder does not re-run trials yet'})")
+            raise refuse(f"nothing to retry: {which} (the {self.kind_name} keeps its latest 100 failed trials)")
 
     @workflow.update
     def set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> int:

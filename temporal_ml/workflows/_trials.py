@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
+    from temporal_ml.errors import NO_WORKER_ERROR
     from temporal_ml.types import EvalResult, SnapshotRef, TrainConfig, TrainProgress, TrainResult
     from temporal_ml.workflows._tags import child_search_attributes
     from temporal_ml.workflows.evaluation import EvalInput
@@ -43,6 +45,7 @@ __all__ = [
     "trial_tags",
     "root_message",
     "root_type",
+    "Liveness",
 ]
 
 #: The search attribute every child of a coordinator or sweep carries: the parent's run id.
@@ -65,6 +68,9 @@ class TrialSettings:
     eval_heartbeat: bool = False
     #: evaluate inside the training activity (the ``eval_*`` metrics of its result)
     evaluate_in_training: bool = False
+    #: a training or evaluation activity no worker takes from its queue for this long fails the
+    #: trial with ``NoWorkerError`` (``None``: it waits for a worker forever)
+    no_worker_timeout_seconds: float | None = None
 
 
 @dataclass
@@ -85,6 +91,9 @@ class TrialCall:
     tags: TypedSearchAttributes | None = None
     run_id: str | None = None
     report_to: list[str] = field(default_factory=list)
+    #: the parent's :class:`Liveness` (``ReportRouter.alive``): a child no worker took while the
+    #: workers served other trials lately goes back into the queue (``None``: it fails the trial)
+    alive: Liveness | None = None
 
 
 @dataclass
@@ -118,35 +127,96 @@ async def run_trial(call: TrialCall, *,
     if s.evaluate_in_training:
         config = config.model_copy(update={"eval_split": s.eval_split})
     outcome = TrialOutcome()
+    alive = call.alive
     try:
-        handle = await workflow.start_child_workflow(
-            call.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-            TrainingInput(
-                config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
-                task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
-                max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
-                report_to=call.report_to,
-            ),
-            id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
-        )
-        if on_started is not None:
-            on_started(handle)
-        outcome.train = train = await handle
+        while True:
+            try:
+                handle = await workflow.start_child_workflow(
+                    call.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                    TrainingInput(
+                        config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
+                        task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
+                        max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
+                        report_to=call.report_to, **_no_worker(s),
+                    ),
+                    id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
+                )
+                if on_started is not None:
+                    on_started(handle)
+                outcome.train = train = await handle
+                break
+            except ChildWorkflowError as err:
+                if not _workers_busy(err, alive, "train", s):
+                    raise
+                workflow.logger.warning("%s waits for a busy training worker: queued again", call.train_id)
+        if alive is not None:
+            alive.saw("train")
         if on_trained is not None:
             on_trained(train)
         if s.evaluate_in_training:
             outcome.metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
             return outcome
         heartbeat = {"heartbeat_timeout_seconds": s.heartbeat_timeout_seconds} if s.eval_heartbeat else {}
-        outcome.evaluation = await workflow.execute_child_workflow(
-            call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-            EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue, **heartbeat),
-            id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
-        )
+        while True:
+            try:
+                outcome.evaluation = await workflow.execute_child_workflow(
+                    call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                    EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue,
+                                          **heartbeat, **_no_worker(s)),
+                    id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
+                )
+                break
+            except ChildWorkflowError as err:
+                if not _workers_busy(err, alive, "eval", s):
+                    raise
+                workflow.logger.warning("%s waits for a busy evaluation worker: queued again", call.eval_id)
+        if alive is not None:
+            alive.saw("eval")
         outcome.metrics = dict(outcome.evaluation.metrics)
     except ChildWorkflowError as err:
         outcome.error, outcome.error_type = root_message(err), root_type(err)
+        if outcome.error_type == NO_WORKER_ERROR:
+            queue = s.train_task_queue if outcome.train is None else s.eval_task_queue
+            what = "training" if outcome.train is None else "evaluation"
+            where = f"task queue {queue!r}" if queue else "the parent's task queue"
+            outcome.error = (f"no worker took the {what} from {where} in {s.no_worker_timeout_seconds:g}s: "
+                             "start one, then resume")
     return outcome
+
+
+def _workers_busy(err: ChildWorkflowError, alive: Liveness | None, kind: str, s: TrialSettings) -> bool:
+    """A child failed for want of a worker while workers of its kind served this parent lately:
+    they are busy (every slot taken), not gone, so the child goes back into the queue."""
+    return (alive is not None and s.no_worker_timeout_seconds is not None and root_type(err) == NO_WORKER_ERROR
+            and alive.recent(kind, s.no_worker_timeout_seconds))
+
+
+class Liveness:
+    """When a parent last saw a worker of each kind (``train``, ``eval``) at work for it: a progress
+    report, a finished training or evaluation. Workflow code (``workflow.now()``), not carried
+    through continue-as-new.
+
+    It tells a queue whose workers are busy from one with no worker: a trial that no worker took in
+    ``no_worker_timeout_seconds`` while another trial's training reported progress within that time
+    waits in the queue again instead of pausing the parent.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, datetime] = {}
+
+    def saw(self, kind: str) -> None:
+        """A worker of ``kind`` did work for this parent now."""
+        self._seen[kind] = workflow.now()
+
+    def recent(self, kind: str, seconds: float) -> bool:
+        """Whether a worker of ``kind`` did work for this parent in the last ``seconds``."""
+        seen = self._seen.get(kind)
+        return seen is not None and (workflow.now() - seen).total_seconds() < seconds
+
+
+def _no_worker(s: TrialSettings) -> dict[str, Any]:
+    """The no-worker timeout of a child's input, when set (left out: inputs of earlier runs replay)."""
+    return {} if s.no_worker_timeout_seconds is None else {"no_worker_timeout_seconds": s.no_worker_timeout_seconds}
 
 
 class ReportRouter(Generic[K]):
@@ -154,6 +224,8 @@ class ReportRouter(Generic[K]):
 
     def __init__(self) -> None:
         self._by_run_id: dict[str, K] = {}
+        #: when a training worker last reported progress for this parent (and other signs of life)
+        self.alive = Liveness()
 
     def add(self, run_id: str, key: K) -> None:
         """Route reports of training run ``run_id`` to ``key``."""
@@ -165,7 +237,10 @@ class ReportRouter(Generic[K]):
         if report is None:
             return None
         key = self._by_run_id.get(report.run_id or "")
-        return None if key is None else (key, report)
+        if key is None:
+            return None
+        self.alive.saw("train")
+        return key, report
 
 
 def _innermost(err: BaseException) -> BaseException:
@@ -175,8 +250,13 @@ def _innermost(err: BaseException) -> BaseException:
 
 
 def root_type(err: BaseException) -> str | None:
-    """The ``type`` of the innermost ``ApplicationError`` cause (``None`` if it has none)."""
-    return getattr(_innermost(err), "type", None)
+    """The ``type`` of the innermost ``ApplicationError`` cause (``None`` if it has none);
+    ``NoWorkerError`` for an activity no worker took in time (a schedule-to-start timeout)."""
+    root = _innermost(err)
+    if isinstance(root, TimeoutError) and root.type == TimeoutType.SCHEDULE_TO_START:
+        return NO_WORKER_ERROR
+    kind = getattr(root, "type", None)
+    return kind if isinstance(kind, str) else None
 
 
 def root_message(err: BaseException) -> str:

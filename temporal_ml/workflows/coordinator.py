@@ -7,6 +7,14 @@ enforces ``max_concurrency`` itself, keeps going when an experiment fails (its r
 returns an :class:`ExperimentResult` per config plus a leaderboard. The ``status`` query reports
 every experiment's state and latest progress (training activities report to the coordinator too).
 
+An experiment that fails because the infrastructure did (``infrastructure_errors``: a full or
+refused store, no worker on a task queue for ``no_worker_timeout_seconds``) is not a result: the
+coordinator **pauses** (``coordinator_status`` says why; no experiment starts) and runs it again
+from its last checkpoint on the ``resume`` update (``temporal-ml resume ID``). The
+``retry_failed`` update (``temporal-ml retry ID [--experiment NAME]``) runs failed experiments
+again; :func:`temporal_ml.reopen.reopen_coordinator` does it for a finished coordinator, under its
+own workflow id.
+
 Subclass it and name the child workflow types::
 
     @workflow.defn
@@ -35,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.activities.sweep import WRITE_TABLE_PART, TablePartRequest, read_sweep_table
+    from temporal_ml.errors import INFRASTRUCTURE_ERRORS
     from temporal_ml.types import (
         BoundaryModel,
         CoordinatorResult,
@@ -48,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotRef,
         TrainResult,
     )
+    from temporal_ml.workflows._requests import MISSING, check_arity, refuse, shown
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
         EXPERIMENT,
@@ -59,7 +69,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.workflows.training import create_snapshot
 
-__all__ = ["CoordinatorWorkflow", "CoordinatorInput", "CoordinatorCarry", "read_coordinator_table"]
+__all__ = ["CoordinatorWorkflow", "CoordinatorInput", "CoordinatorCarry", "CoordinatorStatus",
+           "read_coordinator_table"]
+
+#: ``workflow.patched`` id of the coordinator's failure policy: an experiment that fails for an
+#: infrastructure error pauses the coordinator and runs again on ``resume``. Histories recorded
+#: before it record such an experiment as failed, as they did.
+INFRA_PAUSE_PATCH = "tml-coordinator-infra-pause-v1"
 
 
 
@@ -74,6 +90,22 @@ class CoordinatorCarry(BaseModel):
     unwritten: list[ExperimentResult] = []
     parts: int = 0  # table parts written so far
     runs: int = 1
+    #: no experiment starts until ``resume`` (an infrastructure error paused it: ``pause_reason``)
+    paused: bool = False
+    pause_reason: str | None = None
+    #: a finished coordinator started again under its own id to re-run failed experiments
+    reopened: bool = False
+
+
+class CoordinatorStatus(BaseModel):
+    """Answer of the ``coordinator_status`` query (and of the ``pause``/``resume``/``retry_failed``
+    updates): the phase, why it is paused, and how many experiments are in each state."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    phase: Literal["starting", "running", "paused", "draining", "done"]
+    pause_reason: str | None = None
+    counts: dict[str, int] = {}
 
 
 class CoordinatorInput(BoundaryModel):
@@ -97,6 +129,12 @@ class CoordinatorInput(BoundaryModel):
             runs the coordinator (register ``SweepActivities`` there: the orchestration role does).
         max_inline_results: at most this many results are returned inline or carried across a
             continue-as-new.
+        infrastructure_errors: error types (an ``ApplicationError``'s type: the exception's class
+            name) that mean the infrastructure failed, not the experiment: ``StorageError`` (the store
+            is full or refuses writes) and ``NoWorkerError``. Such an experiment pauses the
+            coordinator and runs again from its last checkpoint on ``resume``. Add your own types.
+        no_worker_timeout_seconds: how long an experiment's training or evaluation may wait for a
+            worker on its task queue before the coordinator pauses (``None``: wait forever).
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -115,6 +153,8 @@ class CoordinatorInput(BoundaryModel):
     progress_every_seconds: float = Field(default=10.0, gt=0)
     table_root: str | None = None
     max_inline_results: int = Field(default=200, ge=1, le=500)
+    infrastructure_errors: list[str] = Field(default_factory=lambda: list(INFRASTRUCTURE_ERRORS))
+    no_worker_timeout_seconds: float | None = Field(default=600.0, gt=0)
     carried: CoordinatorCarry | None = None
 
     @model_validator(mode="after")
@@ -181,6 +221,9 @@ class CoordinatorWorkflow:
         self._carry = CoordinatorCarry()
         self._results: dict[str, ExperimentResult] = {}  # finished in this run
         self._started_here = 0
+        self._inp: CoordinatorInput | None = None
+        self._respawn: list[str] = []  # failed experiments retry_failed asked to run again
+        self._done = False
 
     async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
         """Run every experiment (at most ``max_concurrency`` at once) and rank the results.
@@ -195,15 +238,17 @@ class CoordinatorWorkflow:
         except ValueError as exc:
             raise ApplicationError(f"{exc} (pass a valid run_id)", type="ConfigError",
                                    non_retryable=True) from None
+        reopened = inp.carried is not None and inp.carried.reopened
         if inp.carried is not None:
-            self._carry = inp.carried.model_copy(update={"runs": inp.carried.runs + 1})
+            self._carry = inp.carried.model_copy(update={"runs": inp.carried.runs + 1, "reopened": False})
+        self._inp = inp
         for spec in inp.experiments:
             self._status[spec.name] = ExperimentStatus(name=spec.name, max_steps=spec.config.max_steps,
                                                        state=self._carry.finished.get(spec.name, "pending"))
             self._reports.add(self._child_id(run_id, spec.name, "train"), spec.name)
         snapshot = inp.snapshot or await create_snapshot(inp.dataset)  # type: ignore[arg-type]
         self._registered = await registered_search_attributes()
-        if inp.carried is None:
+        if inp.carried is None or reopened:
             tag(self._registered, [
                 SearchAttributeKey.for_keyword("TmlKind").value_set("coordinator"),
                 EXPERIMENT.value_set(run_id),
@@ -214,10 +259,15 @@ class CoordinatorWorkflow:
         while True:
             await workflow.wait_condition(
                 lambda: all(t.done() for t in tasks) or self._table_part_due(inp)
-                or (self._draining() and self._running == 0))
-            if self._table_part_due(inp):
+                or (self._draining() and self._running == 0) or bool(self._respawn))
+            if self._respawn:  # failed experiments to run again (retry_failed)
+                again, self._respawn = set(self._respawn), []
+                tasks.extend(asyncio.create_task(self._slot(inp, run_id, spec, snapshot))
+                             for spec in inp.experiments if spec.name in again)
+            elif self._table_part_due(inp):
                 await self._write_table_part(inp, run_id)
             elif all(t.done() for t in tasks):
+                self._done = True
                 break
             else:  # drained: hand over to a new run
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -277,16 +327,25 @@ class CoordinatorWorkflow:
     async def _slot(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
                     snapshot: SnapshotRef) -> None:
         """Wait for a free slot (re-checked after every wake-up), then run the experiment; none
-        starts once the run drains for a continue-as-new."""
-        while self._running >= inp.max_concurrency or self._draining():
-            await workflow.wait_condition(
-                lambda: self._running < inp.max_concurrency and not self._draining())
-        self._running += 1
-        self._started_here += 1
-        try:
-            result = await self._experiment(inp, run_id, spec, snapshot)
-        finally:
-            self._running -= 1
+        starts once the run drains for a continue-as-new, or while paused. An experiment that
+        failed for an infrastructure error pauses the coordinator and runs again on ``resume``."""
+        while True:
+            while self._running >= inp.max_concurrency or self._draining() or self._carry.paused:
+                await workflow.wait_condition(
+                    lambda: self._running < inp.max_concurrency and not self._draining()
+                    and not self._carry.paused)
+            self._running += 1
+            self._started_here += 1
+            try:
+                result, error_type = await self._experiment(inp, run_id, spec, snapshot)
+            finally:
+                self._running -= 1
+            if not (result.error is not None and error_type in inp.infrastructure_errors
+                    and workflow.patched(INFRA_PAUSE_PATCH)):
+                break
+            self._carry.paused, self._carry.pause_reason = True, f"{spec.name}: {result.error}"
+            self._update(spec.name, state="pending")  # keeps the error: why it waits
+            workflow.logger.error("coordinator %s paused: %s", run_id, self._carry.pause_reason)
         self._results[spec.name] = result
         self._carry.finished[spec.name] = result.status
         metric = result.eval.metrics.get(inp.leaderboard_metric) if result.eval is not None else None
@@ -294,7 +353,8 @@ class CoordinatorWorkflow:
             self._carry.scores[spec.name] = metric
 
     async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
-                          snapshot: SnapshotRef) -> ExperimentResult:
+                          snapshot: SnapshotRef) -> tuple[ExperimentResult, str | None]:
+        """Run one experiment: its result, and the error type when it failed."""
         train_id, eval_id = (self._child_id(run_id, spec.name, k) for k in ("train", "eval"))
         self._update(spec.name, state="training")
         outcome = await run_trial(
@@ -304,15 +364,18 @@ class CoordinatorWorkflow:
                           train_task_queue=inp.train_task_queue, eval_task_queue=inp.eval_task_queue,
                           heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
                           max_attempts=inp.max_attempts, progress_every_seconds=inp.progress_every_seconds,
-                          eval_split=inp.eval_split, eval_heartbeat=True),
-                      tags=trial_tags(self._registered, run_id), report_to=[workflow.info().workflow_id]),
+                          eval_split=inp.eval_split, eval_heartbeat=True,
+                          no_worker_timeout_seconds=inp.no_worker_timeout_seconds),
+                      tags=trial_tags(self._registered, run_id), report_to=[workflow.info().workflow_id],
+                      alive=self._reports.alive),
             on_trained=lambda train: self._update(spec.name, state="evaluating", step=train.steps,
                                                   latest_checkpoint=train.checkpoint))
         if outcome.error is not None:
             self._update(spec.name, state="failed", error=outcome.error)
         else:
-            self._update(spec.name, state="done")
-        return self._result(spec, train_id, eval_id, snapshot, outcome.train, outcome.evaluation, outcome.error)
+            self._update(spec.name, state="done", error=None)
+        result = self._result(spec, train_id, eval_id, snapshot, outcome.train, outcome.evaluation, outcome.error)
+        return result, outcome.error_type
 
     @staticmethod
     def _child_id(run_id: str, name: str, kind: str) -> str:
@@ -358,4 +421,75 @@ class CoordinatorWorkflow:
     def status(self) -> list[ExperimentStatus]:
         """State (pending/training/evaluating/done/failed) and latest progress of every experiment."""
         return list(self._status.values())
+
+    @workflow.query
+    def coordinator_status(self) -> CoordinatorStatus:
+        """The coordinator's phase (``paused`` with the reason) and its experiments' counts."""
+        counts: dict[str, int] = {}
+        for status in self._status.values():
+            counts[status.state] = counts.get(status.state, 0) + 1
+        phase: Any = ("done" if self._done else "starting" if self._inp is None else "paused" if self._carry.paused
+                 else "draining" if self._draining() else "running")
+        return CoordinatorStatus(phase=phase, pause_reason=self._carry.pause_reason, counts=counts)
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def _refuse_unless_running(self, what: str) -> None:
+        if self._inp is None:
+            raise refuse(f"cannot {what} yet: the coordinator is starting (try again in a moment)")
+        if self._done:
+            raise refuse(f"cannot {what}: the coordinator has finished (temporal-ml retry reopens it)")
+
+    @workflow.update
+    def pause(self, *extra: Any) -> CoordinatorStatus:
+        """Start no experiment until ``resume`` (running ones go on)."""
+        self._carry.paused = True
+        return self.coordinator_status()
+
+    @pause.validator
+    def _validate_pause(self, *extra: Any) -> None:
+        check_arity("pause", MISSING, extra, takes=0)
+        self._refuse_unless_running("pause")
+
+    @workflow.update
+    def resume(self, *extra: Any) -> CoordinatorStatus:
+        """Start experiments again; one that an infrastructure error stopped runs again from its
+        last checkpoint."""
+        self._carry.paused, self._carry.pause_reason = False, None
+        return self.coordinator_status()
+
+    @resume.validator
+    def _validate_resume(self, *extra: Any) -> None:
+        check_arity("resume", MISSING, extra, takes=0)
+        self._refuse_unless_running("resume")
+        if not self._carry.paused:
+            raise refuse("cannot resume: the coordinator is not paused")
+
+    @workflow.update
+    def retry_failed(self, name: Any = None, *extra: Any) -> int:
+        """Run failed experiments again from their last checkpoints (``name``, or every failed
+        one); returns how many run again."""
+        again = self._retryable(name)
+        for each in again:
+            del self._carry.finished[each]
+            self._carry.scores.pop(each, None)
+            self._results.pop(each, None)
+            self._update(each, state="pending", error=None)
+        self._carry.unwritten = [r for r in self._carry.unwritten if r.name not in again]
+        self._respawn.extend(again)
+        return len(again)
+
+    @retry_failed.validator
+    def _validate_retry_failed(self, name: Any = None, *extra: Any) -> None:
+        check_arity("retry_failed", name, extra)
+        if name is not None and not isinstance(name, str):
+            raise refuse(f"retry_failed takes an experiment name or nothing, got {shown(name)}")
+        self._refuse_unless_running("retry failed experiments")
+        if not self._retryable(name):
+            which = f"experiment {shown(name)} has not failed" if name is not None else "no experiment has failed"
+            raise refuse(f"nothing to retry: {which}")
+
+    def _retryable(self, name: str | None) -> list[str]:
+        return [n for n, state in self._carry.finished.items()
+                if state == "failed" and (name is None or n == name) and n not in self._respawn]
 

@@ -34,13 +34,17 @@ class EvalInput(BoundaryModel):
     task_queue: str | None = None
     #: A worker silent this long (killed, lost) is considered dead and the evaluation is retried.
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: An evaluation no worker takes from its queue for this long fails (``None``: wait forever).
+    no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
 
     @classmethod
     def from_result(cls, config: TrainConfig, result: TrainResult, split: str = "dev",
-                    task_queue: str | None = None, heartbeat_timeout_seconds: float = 30.0) -> EvalInput:
+                    task_queue: str | None = None, heartbeat_timeout_seconds: float = 30.0,
+                    no_worker_timeout_seconds: float | None = None) -> EvalInput:
         """Evaluate the final checkpoint of a training run on ``split`` of its own snapshot."""
         return cls(config=config, snapshot=result.snapshot, checkpoint=result.checkpoint,
-                   split=split, task_queue=task_queue, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+                   split=split, task_queue=task_queue, heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+                   no_worker_timeout_seconds=no_worker_timeout_seconds)
 
 
 class EvalWorkflow:
@@ -53,6 +57,8 @@ class EvalWorkflow:
                                   split=inp.split),
             result_type=EvalResult, task_queue=inp.task_queue,
             start_to_close_timeout=timedelta(hours=2),
+            schedule_to_start_timeout=(None if inp.no_worker_timeout_seconds is None
+                                       else timedelta(seconds=inp.no_worker_timeout_seconds)),
             heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
             retry_policy=RetryPolicy(maximum_attempts=5,
                                      non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.search import SearchSpace, TrialRecord
     from temporal_ml.sweep_types import (
+        RERUN,
         LadderInput,
         LadderResult,
         LadderState,
@@ -74,6 +75,10 @@ __all__ = ["LadderSweepWorkflow"]
 #: (also when the ladder ends below its top rung) or of a trial promoted or started while earlier
 #: deletions ran. Histories recorded before it replay without the guard.
 KEEP_LIVE_AND_BEST_PATCH = "tml-ladder-keep-live-and-best-v1"
+#: ``workflow.patched`` id of the ladder's failure policy: an infrastructure error pauses the ladder
+#: and the trial runs again from its last checkpoint on ``resume``; ``max_failed_trials`` stops it.
+#: Histories recorded before it fail such a trial, as they did.
+FAILURE_POLICY_PATCH = "tml-ladder-failure-policy-v1"
 
 
 class LadderSweepWorkflow(SweepControls):
@@ -94,6 +99,7 @@ class LadderSweepWorkflow(SweepControls):
         self._changes = 0
         self._draining = False
         self._done = False
+        self._closing = False  # the run loop ended: nothing starts or runs again
         self._reports: ReportRouter[int] = ReportRouter()
         self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
 
@@ -137,12 +143,22 @@ class LadderSweepWorkflow(SweepControls):
             if s.paused and not s.stopping:  # nothing starts or is promoted until resume (or stop)
                 await workflow.wait_condition(lambda seen=self._changes: self._changes != seen)  # type: ignore[misc]
                 continue
+            if s.retry and not s.stopping:  # a failed trial runs again first, at the rung it failed toward
+                again = self._rerun(s.retry.pop(0))
+                rung = s.rung_of[again.name]
+                self._running += 1
+                self._started_here += 1
+                tasks.append(asyncio.create_task(self._rung(
+                    inp, again, rung, s.table.rungs_of(again.name)[rung].budget, snapshot)))
+                continue
+            s.retry.clear()  # stopping: they stay failed
             may_start = (s.started < self.max_trials and not s.stopping
                          and (not s.exhausted or bool(s.queue) or s.held is not None))
             decision = inp.scheduler.next(s.table, may_start=may_start)
             if s.stopping and decision.action == "promote":  # a stopped ladder only finishes
                 decision = decision.model_copy(update={"action": "wait" if self._running else "done"})
             if decision.action == "done":
+                self._closing = True
                 break
             if decision.action == "wait":
                 await workflow.wait_condition(lambda seen=self._changes: self._changes != seen)  # type: ignore[misc]
@@ -260,11 +276,18 @@ class LadderSweepWorkflow(SweepControls):
                           eval_id=f"{base_id}--eval", run_id=self.run_id_of(row.index),
                           settings=trial_settings(inp),
                           tags=trial_tags(self._registered, self._run_id),
-                          report_to=[workflow.info().workflow_id]),
+                          report_to=[workflow.info().workflow_id], alive=self._reports.alive),
                 on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
                 on_trained=trained)
             if outcome.error is not None:
                 self._fail(row, outcome.error)
+                if outcome.error_type in inp.infrastructure_errors and workflow.patched(FAILURE_POLICY_PATCH):
+                    # not the trial's fault: it runs again from its last checkpoint once resumed
+                    s.retry.append(row.index)
+                    s.paused, s.pause_reason = True, f"{row.name}: {outcome.error}"
+                    workflow.logger.error("ladder %s paused: %s", self._run_id, s.pause_reason)
+                elif inp.max_failed_trials is not None and workflow.patched(FAILURE_POLICY_PATCH):
+                    self._count_failure(inp)
                 return
             assert outcome.train is not None
             if outcome.train.stopped_early:  # stop_trial: out of the rung table, never promoted
@@ -288,6 +311,30 @@ class LadderSweepWorkflow(SweepControls):
         s.reports.append((row.index, rung))
         await self._delete_dead()
         await self._keep_budget(row)
+
+    def _rerun(self, index: int) -> TrialRow:
+        """Trial ``index`` (failed) goes back to running toward the rung it failed at."""
+        s = self.state
+        row = s.rows[index]
+        rung = s.rung_of[row.name]
+        s.table.rerun(row.name, rung)
+        if row.name in s.deleted:  # its checkpoints were deleted: it trains anew (the same trajectory)
+            s.deleted.remove(row.name)
+        if row.result_seq is not None:
+            row.retried_from.append(row.result_seq)
+        s.reports.append((row.index, RERUN))
+        s.results_seen += 1
+        s.decisions.append(f"{row.name} runs again toward rung {rung} from its last checkpoint")
+        return row
+
+    def _count_failure(self, inp: LadderInput) -> None:
+        """Stop the ladder once ``max_failed_trials`` trials have failed (their own fault)."""
+        s = self.state
+        failed = sum(r.state == "failed" and r.index not in s.retry for r in s.rows)
+        if inp.max_failed_trials is not None and failed >= inp.max_failed_trials and not s.stopping:
+            s.stopping = True
+            s.stop_reason = f"{failed} trials failed (max_failed_trials={inp.max_failed_trials})"
+            workflow.logger.error("ladder %s stops: %s", self._run_id, s.stop_reason)
 
     def _fail(self, row: TrialRow, error: str | None, state: str = "failed") -> None:
         s = self.state
@@ -377,6 +424,7 @@ class LadderSweepWorkflow(SweepControls):
         and the best of the result (``_ranked``: the highest step, then the best value)."""
         s = self.state
         keep = {t for br in s.table.brackets for r in br.rungs for t in r.running}
+        keep.update(s.rows[index].name for index in s.retry)  # they run again from their checkpoints
         best = s.table.best()
         if best is not None:
             keep.add(best[0])
@@ -419,6 +467,7 @@ class LadderSweepWorkflow(SweepControls):
             reports=s.reports,
             freed_bytes=s.freed_bytes, checkpoint_bytes=sum(s.checkpoint_bytes.values()),
             peak_checkpoint_bytes=s.peak_checkpoint_bytes, budget_exceeded=s.budget_exceeded,
+            stop_reason=s.stop_reason,
         )
 
     # -- progress, queries, control ----------------------------------------------------------------
@@ -467,8 +516,25 @@ class LadderSweepWorkflow(SweepControls):
     def _running_train_id(self, index: int) -> str:
         return f"{self.run_id_of(index)}--r{self.state.rung_of[trial_name(index)]}--train"
 
+    def _retryable(self, index: int | None) -> list[int]:
+        s = self.state
+        if self._closing:
+            return []
+        return [r.index for r in s.rows if r.state == "failed" and r.index not in s.retry
+                and (index is None or r.index == index)][-100:]
+
+    def _retry(self, indices: list[int]) -> int:
+        self.state.retry.extend(indices)
+        return len(self.state.retry)
+
+    def _retrying(self) -> int:
+        return len(self._s.retry) if self._s is not None else 0
+
+    def _stop_reason(self) -> str | None:
+        return self._s.stop_reason if self._s is not None else None
+
     def _phase(self) -> str:
-        if self._done:
+        if self._done or self._closing:
             return "done"
         if self._s is not None and self._s.stopping:
             return "stopping"

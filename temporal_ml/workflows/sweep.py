@@ -148,7 +148,8 @@ def trial_settings(inp: SweepInput | LadderInput) -> TrialSettings:
         train_task_queue=inp.train_task_queue, eval_task_queue=inp.eval_task_queue,
         heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds, max_attempts=inp.max_attempts,
         progress_every_seconds=inp.progress_every_seconds, eval_split=inp.eval_split,
-        evaluate_in_training=getattr(inp, "evaluate_in_training", False))
+        evaluate_in_training=getattr(inp, "evaluate_in_training", False),
+        no_worker_timeout_seconds=inp.no_worker_timeout_seconds)
 
 
 class SweepWorkflow(SweepControls):
@@ -389,7 +390,8 @@ class SweepWorkflow(SweepControls):
                 TrialCall(training_workflow=self.training_workflow, eval_workflow=self.eval_workflow,
                           config=config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
                           settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
-                          report_to=[workflow.info().workflow_id] if inp.report_progress else []),
+                          report_to=[workflow.info().workflow_id] if inp.report_progress else [],
+                          alive=self._reports.alive),
                 on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
                 on_trained=trained)
         finally:

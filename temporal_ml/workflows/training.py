@@ -74,6 +74,9 @@ class TrainingInput(BoundaryModel):
         rendezvous: ``host:port`` where node 0's worker hosts torch's c10d rendezvous store, or
             ``"auto"``: node 0's activity picks its own endpoint and signals it, and the workflow
             starts the other nodes with it (required with ``nodes > 1``; every node must reach it).
+        no_worker_timeout_seconds: a training activity that no worker takes from its queue for
+            this long fails the run with a schedule-to-start timeout (sweeps and coordinators pause
+            on it: ``NoWorkerError``); ``None``: it waits for a worker forever.
         carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -91,6 +94,7 @@ class TrainingInput(BoundaryModel):
     rendezvous: str | None = None
     carried: TrainProgress | None = None
     carried_paused: bool = False
+    no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("run_id")
     @classmethod
@@ -151,6 +155,12 @@ def parse_report(args: tuple[Any, ...]) -> TrainProgress | None:
             return None
     workflow.logger.warning("dropping a %s signal with %d arguments (expected 1)", REPORT_SIGNAL, len(args))
     return None
+
+
+def no_worker_timeout(inp: TrainingInput) -> timedelta | None:
+    """The schedule-to-start timeout of a run's training activities (``None``: wait forever)."""
+    seconds = inp.no_worker_timeout_seconds
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def train_retry_policy(max_attempts: int) -> RetryPolicy:
@@ -291,7 +301,7 @@ class TrainingWorkflow:
         self._activity = workflow.start_activity(
             TRAIN, request, result_type=TrainOutcome,
             task_queue=inp.task_queue,
-            start_to_close_timeout=timedelta(days=30),
+            start_to_close_timeout=timedelta(days=30), schedule_to_start_timeout=no_worker_timeout(inp),
             heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
             retry_policy=train_retry_policy(inp.max_attempts),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -352,7 +362,7 @@ class TrainingWorkflow:
                     stop_at_start=stop, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
                     gang_id=gang_id),
                 result_type=TrainOutcome, task_queue=queues[node],
-                start_to_close_timeout=timedelta(days=30),
+                start_to_close_timeout=timedelta(days=30), schedule_to_start_timeout=no_worker_timeout(inp),
                 heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(maximum_attempts=1),
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

@@ -34,16 +34,24 @@ def shift_random_searcher_seed() -> None:
 
 
 def fill_the_store_while(marker: str) -> None:
-    """Every checkpoint file write fails with ENOSPC while the file ``marker`` exists (a full store)."""
+    """Every checkpoint file write fails with ENOSPC while the file ``marker`` exists (a full store);
+    when the file holds a step number, only writes of checkpoints at that step or later fail."""
     import errno
+    import re
 
     from temporal_ml.storage import _ckpt_io
 
     real = _ckpt_io._write_chunks  # noqa: SLF001 - the one place checkpoint bytes are written
 
     def write(fs, path, chunks):  # type: ignore[no-untyped-def]
-        if os.path.exists(marker):
-            raise OSError(errno.ENOSPC, "No space left on device", path)
+        try:
+            text = open(marker).read().strip()  # noqa: SIM115 - read once, closed by refcount
+        except FileNotFoundError:
+            text = None
+        if text is not None:
+            step = re.search(r"step-(\d{12})", str(path))
+            if not text or (step is not None and int(step.group(1)) >= int(text)):
+                raise OSError(errno.ENOSPC, "No space left on device", path)
         real(fs, path, chunks)
 
     _ckpt_io._write_chunks = write  # type: ignore[assignment]  # noqa: SLF001
@@ -60,7 +68,7 @@ async def main(task_queue: str, root: str, role: str) -> None:
         activities = [*activities, *SweepActivities().activities()]
     client = await connect()
     worker = create_worker(client, task_queue=task_queue, workflows=workflows, activities=activities,
-                           max_concurrent_activities=8)
+                           max_concurrent_activities=int(os.environ.get("TML_TEST_ACTIVITY_SLOTS", "8")))
     async with worker:
         print("worker ready", flush=True)
         await asyncio.Event().wait()

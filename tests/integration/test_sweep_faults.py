@@ -4,7 +4,9 @@ A full store fails each running trial at its next checkpoint; the sweep pauses w
 (``temporal-ml status`` shows it), keeps those trials, and on ``resume`` (space freed) runs them again
 from their last checkpoints: every trial ends with the weights of an undisturbed sweep. A trial that
 fails for its own reason fails alone; ``sweep retry-failed`` runs it again; ``max_failed_trials``
-stops a sweep whose trials keep failing."""
+stops a sweep whose trials keep failing. No worker on a trial's queue pauses the sweep too (busy
+workers do not), a finished sweep is reopened to re-run its failed trials, and a ladder pauses and
+resumes like a sweep."""
 
 from __future__ import annotations
 
@@ -16,9 +18,16 @@ from pathlib import Path
 import pytest
 
 from temporal_ml.client import connect
-from temporal_ml.search import Categorical, Float, GridSearcher, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import SweepInput, SweepResult
-from tests.integration._sweep_workflows import MLPSweep
+from temporal_ml.search import (
+    AshaScheduler,
+    Categorical,
+    Float,
+    GridSearcher,
+    RandomSearcher,
+    SearchSpace,
+)
+from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult
+from tests.integration._sweep_workflows import MLPLadder, MLPSweep
 from tests.integration.test_cli import cli
 from tests.integration.test_sweep import BASE, DATASET, kill, start_worker
 
@@ -93,6 +102,10 @@ async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env
     try:
         client = await connect()
         stopped = await client.execute_workflow(MLPSweep.run, failing, id=failing.run_id, task_queue=queue)
+        ladder = LadderInput(base=failing.base, space=failing.space, n_trials=10, max_concurrency=1,
+                             scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3), max_failed_trials=2,
+                             dataset=DATASET, run_id=f"lmf-{queue}", heartbeat_timeout_seconds=5)
+        stopped_ladder = await client.execute_workflow(MLPLadder.run, ladder, id=ladder.run_id, task_queue=queue)
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
         while not (await handle.query(MLPSweep.sweep_status)).started:  # enqueue is refused while starting
             await asyncio.sleep(0.05)
@@ -115,6 +128,116 @@ async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env
         kill(worker)
     assert stopped.stopped and stopped.n_trials == stopped.n_failed == 2, stopped
     assert stopped.stop_reason == "2 trials failed (max_failed_trials=2)"
+    assert stopped_ladder.stop_reason == "2 trials failed (max_failed_trials=2)"
+    assert [t.row.state for t in stopped_ladder.trials] == ["failed", "failed"], stopped_ladder
     again = next(t.row for t in result.trials if t.row.source == "user")
     assert again.state == "failed" and len(again.retried_from) == 1 and "hidden" in (again.error or "")
     assert result.n_done == 2
+
+
+async def test_no_worker_on_the_training_queue_pauses_the_sweep(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    queue = f"nw-{uuid.uuid4().hex[:6]}"
+    train_queue = f"{queue}-train"  # no worker polls it until the test starts one
+    orchestration = start_worker("orchestration", queue, tmp_path, subprocess_env, 0)
+    workers = [orchestration]
+    inp = _sweep(f"nw-{queue}", train_task_queue=train_queue, no_worker_timeout_seconds=2,
+                 base=BASE.model_copy(update={"max_steps": 60, "checkpoint_every_steps": 20,
+                                              "hparams": {"step_delay": 0.05}}))
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        deadline = time.monotonic() + 120
+        while True:
+            status = await handle.query(MLPSweep.sweep_status)
+            if status.phase == "paused" and status.retrying == 3 and not status.running:
+                break
+            assert time.monotonic() < deadline, f"the sweep did not pause: {status}"
+            await asyncio.sleep(0.2)
+        assert f"no worker took the training from task queue '{train_queue}' in 2s" in (status.pause_reason or "")
+        code, shown, _ = await cli("status", inp.run_id, env=subprocess_env)
+        assert code == 0 and "paused: t000" in shown and "no worker took the training" in shown, shown
+        # one training slot: two of the three trials wait longer than 2 s in the queue while the
+        # first one trains and reports: busy, not gone, so they wait again and the sweep runs on
+        workers.append(start_worker("train", train_queue, tmp_path, {**subprocess_env, "TML_TEST_ACTIVITY_SLOTS": "1"}, 1))
+        code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
+        assert code == 0, (out, err)
+        try:
+            result = await asyncio.wait_for(handle.result(), 120)
+        except TimeoutError:
+            raise AssertionError(f"the sweep did not finish: {await handle.query(MLPSweep.sweep_status)}") from None
+    finally:
+        for worker in workers:
+            kill(worker)
+    assert result.n_done == 3 and all(len(t.row.retried_from) == 1 for t in result.trials), result
+    assert "waits for a busy training worker: queued again" in (tmp_path / "orchestration-0.log").read_text()
+
+
+async def test_a_finished_sweep_is_reopened_to_rerun_its_failed_trials(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    queue = f"ro-{uuid.uuid4().hex[:6]}"
+    full = tmp_path / "FULL"
+    full.write_text("")  # full from the start; the sweep counts it as the trials' own failure
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(full)}, 0)
+    inp = _sweep(f"ro-{queue}", infrastructure_errors=[])
+    try:
+        client = await connect()
+        failed = await client.execute_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        assert failed.n_failed == 3 and "No space left on device" in (failed.trials[0].row.error or "")
+        full.unlink()  # space freed: the same id runs them again
+        code, out, err = await cli("retry", inp.run_id, "--trial", "1", env=subprocess_env)
+        assert code == 0 and "reopened; 1 failed trials run again" in out, (out, err)
+        once = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        code, out, err = await cli("sweep", "retry-failed", inp.run_id, env=subprocess_env)
+        assert code == 0 and "2 failed trials run again from their last checkpoints: 0, 2" in out, (out, err)
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        code, _, err = await cli("retry", inp.run_id, env=subprocess_env)
+    finally:
+        kill(worker)
+    assert (once.n_done, once.n_failed, once.runs) == (1, 2, 2), once
+    assert (result.n_done, result.n_trials, result.runs) == (3, 3, 3), result
+    assert [t.row.params for t in result.trials] == [t.row.params for t in failed.trials]
+    assert code == 2 and "nothing to retry" in err and "no trial failed" in err, err  # a usage error
+
+
+async def test_a_full_store_pauses_a_ladder_and_resume_finishes_it_unchanged(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    queue = f"lf-{uuid.uuid4().hex[:6]}"
+    full = tmp_path / "FULL"
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(full)}, 0)
+    base = BASE.model_copy(update={"checkpoint_every_steps": 20, "hparams": {"step_delay": 0.01}})
+
+    def ladder(run_id: str) -> LadderInput:
+        return LadderInput(base=base, space=SPACE, scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3),
+                           n_trials=3, max_concurrency=3, seed=5, dataset=DATASET, run_id=run_id,
+                           heartbeat_timeout_seconds=5, progress_every_seconds=1)
+
+    inp = ladder(f"lf-{queue}")
+    full.write_text("40")  # rung 0 (20 steps) commits; the promoted trial cannot write step 40
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+        deadline = time.monotonic() + 120
+        while True:
+            status = await handle.query(MLPLadder.sweep_status)
+            if status.phase == "paused" and not status.running:
+                break
+            assert time.monotonic() < deadline, f"the ladder did not pause: {status}"
+            await asyncio.sleep(0.2)
+        assert "No space left on device" in (status.pause_reason or "") and status.retrying == 1, status
+        full.unlink()
+        code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
+        assert code == 0, (out, err)
+        result = await client.get_workflow_handle(inp.run_id, result_type=LadderResult).result()
+        again = ladder(f"lc-{queue}")  # the same ladder, undisturbed
+        calm = await client.execute_workflow(MLPLadder.run, again, id=again.run_id, task_queue=queue)
+    finally:
+        kill(worker)
+    assert result.best is not None and calm.best is not None and result.best_budget == 60
+    assert [t.row.model_sha256 for t in result.trials] == [t.row.model_sha256 for t in calm.trials]
+    assert result.best.row.model_sha256 == calm.best.row.model_sha256
+    assert any("runs again toward rung 1 from its last checkpoint" in d for d in result.decisions), result.decisions
+    assert [t.row.state for t in result.trials] == ["done"] * 3

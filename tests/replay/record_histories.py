@@ -11,6 +11,7 @@ proves the current code still makes the same decisions on them (see ``docs/repla
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +40,7 @@ from temporal_ml.workflows.training import TrainingInput
 from tests.conftest import free_port
 from tests.integration._sweep_workflows import MLPLadder, MLPSweep
 from tests.integration._training_workflows import MLPCoordinator, MLPEval, MLPInference, MLPTraining
+from tests.integration.sweep_worker import fill_the_store_while
 from tests.integration.training_worker import _parts
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +49,7 @@ CONFIG = TrainConfig(trainable="mlp", max_steps=30, batch_size=16, checkpoint_ev
                      log_every_steps=5, async_checkpoints=False, hparams={"step_delay": 0.01})
 DATASET = DatasetSource(generator="blobs", params={"seed": 9})
 SPACE = SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Categorical([8, 16])})
+FULL_MARKER = Path(tempfile.gettempdir()) / f"tml-replay-full-{os.getpid()}"
 
 
 async def record(out: Path, only: set[str] | None = None) -> None:
@@ -56,13 +59,14 @@ async def record(out: Path, only: set[str] | None = None) -> None:
         server.start(timeout=120)
         try:
             client = await connect(server.address)
+            fill_the_store_while(str(FULL_MARKER))  # a full store while the marker file exists
             _, activities = _parts("all", f"{tmp}/store")
             worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
-                if only is None or only - set(RECORDED_SUGGESTIONS):
+                if only is None or only - set(RECORDED_SUGGESTIONS) - set(RECORDED_FAILURES):
                     await _run_all(client, out)
-                for name, run in RECORDED_SUGGESTIONS.items():
+                for name, run in {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES}.items():
                     if only is None or name in only:
                         await run(client, out)
         finally:
@@ -154,6 +158,61 @@ async def _ladder_tpe_budget(c: Any, out: Path) -> None:
 
 #: Histories of the release that records its suggestions (``tml-recorded-suggestions-v1``).
 RECORDED_SUGGESTIONS = {"sweep_tpe_controls": _sweep_tpe_controls, "ladder_tpe_budget": _ladder_tpe_budget}
+
+
+async def _until(check: Any, what: str) -> Any:
+    for _ in range(1200):
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+async def _coordinator_infra_pause(c: Any, out: Path) -> None:
+    """A coordinator paused by a full store, a failed experiment retried while paused, resumed."""
+    FULL_MARKER.write_text("20")  # step 10 commits, step 20 finds the store full
+    coord = await c.start_workflow(MLPCoordinator.run, CoordinatorInput(
+        experiments=[ExperimentSpec(name="a", config=CONFIG),
+                     ExperimentSpec(name="bad", config=CONFIG.model_copy(update={"hparams": {"fail": "config"}}))],
+        dataset=DATASET, run_id="replay-coord-pause", progress_every_seconds=0.5),
+        id="replay-coord-pause", task_queue="replay")
+
+    async def paused_with_bad_failed() -> bool:
+        status = await coord.query(MLPCoordinator.coordinator_status)
+        return status.phase == "paused" and status.counts == {"pending": 1, "failed": 1}
+
+    await _until(paused_with_bad_failed, "the coordinator paused")
+    assert await coord.execute_update(MLPCoordinator.retry_failed, "bad") == 1
+    FULL_MARKER.unlink()
+    await coord.execute_update(MLPCoordinator.resume)
+    result = await coord.result()
+    assert [e.status for e in result.experiments] == ["done", "failed"], result
+    await _save(coord, out, "coordinator_infra_pause")
+
+
+async def _ladder_infra_retry(c: Any, out: Path) -> None:
+    """A ladder paused by a full store during a promotion, then resumed: the trial runs again."""
+    FULL_MARKER.write_text("10")  # rung 0 (6 steps) commits; the promotion cannot write step 10
+    ladder = await c.start_workflow(MLPLadder.run, LadderInput(
+        base=CONFIG, space=SPACE, searcher=RandomSearcher(), n_trials=3, max_concurrency=3, seed=4,
+        scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), dataset=DATASET,
+        run_id="replay-ladder-retry", progress_every_seconds=0.5), id="replay-ladder-retry", task_queue="replay")
+
+    async def paused() -> bool:
+        status = await ladder.query(MLPLadder.sweep_status)
+        return status.phase == "paused" and status.retrying == 1 and not status.running
+
+    await _until(paused, "the ladder paused")
+    FULL_MARKER.unlink()
+    await ladder.execute_update(MLPLadder.resume)
+    result = await ladder.result()
+    assert result.best_budget == 18 and any("runs again" in d for d in result.decisions), result.decisions
+    await _save(ladder, out, "ladder_infra_retry")
+
+
+#: Histories of the release that pauses sweeps, ladders and coordinators on infrastructure errors.
+RECORDED_FAILURES = {"coordinator_infra_pause": _coordinator_infra_pause, "ladder_infra_retry": _ladder_infra_retry}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+"""Re-run the failed trials of a finished sweep or coordinator, under its own workflow id.
+
+A running sweep or coordinator takes the ``retry_failed`` update. One that has finished is
+*reopened*: a new run of the same workflow id starts from the finished run's input and outcome,
+with the failed trials (or experiments) as the only work left. Each runs again from its last
+checkpoint (its training run id is unchanged), the rest keep their results, and the new run's
+result is the whole sweep's (or coordinator's) again::
+
+    client = await temporal_ml.connect()
+    again = await reopen_sweep(client, "sst2-sweep")                 # every failed trial
+    again = await reopen_coordinator(client, "exp-7", ["bert-lr3"])  # one experiment
+    result = await client.get_workflow_handle("exp-7").result()
+
+``temporal-ml retry ID [--trial N | --experiment NAME]`` calls these for a finished run (and sends
+``retry_failed`` to a running one). A ladder (ASHA) cannot be reopened; retry its trials while it
+runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from temporal_ml.client import workflow_input
+from temporal_ml.errors import ConfigError
+
+__all__ = ["reopen_sweep", "reopen_coordinator"]
+
+
+async def _finished(client: Client, workflow_id: str, what: str) -> Any:
+    """The description of ``workflow_id``'s latest run, which must have completed."""
+    from temporal_ml.errors import NotFoundError
+
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+    except Exception as exc:  # noqa: BLE001 - RPCError NOT_FOUND and friends: one line
+        raise NotFoundError(f"no {what} {workflow_id!r} on this server ({type(exc).__name__})") from None
+    status = description.status
+    if status == WorkflowExecutionStatus.RUNNING:
+        raise ConfigError(f"{what} {workflow_id!r} is running: send it retry_failed instead of reopening it")
+    if status != WorkflowExecutionStatus.COMPLETED:
+        name = status.name.lower() if status is not None else "unknown"
+        raise ConfigError(f"cannot reopen {what} {workflow_id!r}: its last run {name}, only a finished one "
+                          "can be reopened (start it again instead)")
+    return description
+
+
+async def reopen_coordinator(client: Client, workflow_id: str, experiments: list[str] | None = None,
+                             storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Start finished coordinator ``workflow_id`` again to re-run its failed ``experiments`` (all
+    failed ones by default) from their last checkpoints; returns their names.
+
+    Raises ``ConfigError`` (one line) when it is not a finished coordinator or has no such failed
+    experiment, ``NotFoundError`` when there is no such workflow.
+    """
+    from temporal_ml.types import CoordinatorResult
+    from temporal_ml.workflows.coordinator import (
+        CoordinatorCarry,
+        CoordinatorInput,
+        read_coordinator_table,
+    )
+
+    description = await _finished(client, workflow_id, "coordinator")
+    handle = client.get_workflow_handle(workflow_id)
+    inp = await workflow_input(client, handle, CoordinatorInput)
+    if inp is None:
+        raise ConfigError(f"{workflow_id!r} is not a coordinator (its input is not a CoordinatorInput)")
+    result: CoordinatorResult = await client.get_workflow_handle(
+        workflow_id, result_type=CoordinatorResult).result()
+    done = result.experiments or (read_coordinator_table(result.table_uri, storage_options)
+                                  if result.table_uri else [])
+    known = {e.name for e in done}
+    unknown = sorted(set(experiments or []) - known)
+    if unknown:
+        raise ConfigError(f"coordinator {workflow_id!r} has no experiment {unknown[0]!r}")
+    again = [e.name for e in done if e.status == "failed" and (experiments is None or e.name in experiments)]
+    if not again:
+        which = ", ".join(experiments) if experiments else "none"
+        raise ConfigError(f"nothing to retry: coordinator {workflow_id!r} has no failed experiment ({which})")
+    keep = [e for e in done if e.name not in again]
+    carry = CoordinatorCarry(
+        finished={e.name: e.status for e in keep},
+        scores={entry.name: entry.value for entry in result.leaderboard if entry.name not in again},
+        unwritten=[] if result.table_uri else keep, parts=_parts(result.table_uri, storage_options)[0],
+        runs=result.runs, reopened=True)
+    await client.start_workflow(
+        description.workflow_type, inp.model_copy(update={
+            "run_id": result.run_id, "snapshot": result.snapshot, "dataset": None, "carried": carry}),
+        id=workflow_id, task_queue=description.task_queue)
+    return again
+
+
+async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = None,
+                       storage_options: dict[str, Any] | None = None) -> list[int]:
+    """Start finished sweep ``workflow_id`` again to re-run its failed trials (``trial`` only, if
+    given) from their last checkpoints; returns their indices. No new trial starts.
+
+    Raises ``ConfigError`` (one line) when it is not a finished sweep or has no such failed trial.
+    """
+    from temporal_ml.activities.sweep import read_sweep_table
+    from temporal_ml.sweep_types import (
+        TOP_ROWS,
+        SweepInput,
+        SweepResult,
+        SweepState,
+        TableSummary,
+        TrialRow,
+    )
+    from temporal_ml.workflows.sweep import rank_rows
+
+    description = await _finished(client, workflow_id, "sweep")
+    handle = client.get_workflow_handle(workflow_id)
+    inp = await workflow_input(client, handle, SweepInput)
+    if inp is None:
+        raise ConfigError(f"{workflow_id!r} is not a sweep (its input is not a SweepInput; a ladder "
+                          "cannot be reopened)")
+    result: SweepResult = await client.get_workflow_handle(workflow_id, result_type=SweepResult).result()
+    if result.table_uri:
+        rows = [TrialRow.model_validate(r) for r in read_sweep_table(result.table_uri, storage_options)]
+    elif result.rows_omitted:
+        raise ConfigError(f"cannot reopen sweep {workflow_id!r}: {result.rows_omitted} of its rows were "
+                          "not kept (it had no table_root)")
+    else:
+        rows = [t.row for t in result.trials]
+    again = [r for r in rows if r.state == "failed" and (trial is None or r.index == trial)]
+    if not again:
+        which = f"trial {trial} did not fail" if trial is not None else "no trial failed"
+        raise ConfigError(f"nothing to retry: sweep {workflow_id!r}: {which}")
+    indices = [r.index for r in again]
+    if result.table_uri:  # the table stays; the re-run rows join it as a later part (which wins)
+        n_parts, digests = _parts(result.table_uri, storage_options)
+        kept = [r for r in rows if r.index not in indices]
+        table = TableSummary(
+            uri=result.table_uri, parts=digests, rows=len(kept),
+            n_done=sum(r.state == "done" for r in kept), n_failed=sum(r.state == "failed" for r in kept),
+            n_stopped=sum(r.state == "stopped" for r in kept), top=rank_rows(kept, inp.direction)[:TOP_ROWS])
+        held = again
+        assert n_parts == len(digests)
+    else:
+        table, held = TableSummary(), rows
+    carried = inp.carried
+    state = SweepState(
+        rows=held, n_started=result.n_trials, table=table, n_trials=result.n_trials,
+        max_concurrency=carried.max_concurrency if carried is not None else inp.max_concurrency,
+        results_seen=max((r.result_seq + 1 for r in rows if r.result_seq is not None), default=0),
+        exhausted=result.exhausted, runs=result.runs, retry=indices)
+    await client.start_workflow(
+        description.workflow_type, inp.model_copy(update={
+            "run_id": result.run_id, "snapshot": result.snapshot, "dataset": None, "carried": state}),
+        id=workflow_id, task_queue=description.task_queue)
+    return indices
+
+
+def _parts(uri: str | None, storage_options: dict[str, Any] | None) -> tuple[int, list[str]]:
+    """How many parts the table at ``uri`` has, and each one's sha256 (none without a table)."""
+    if not uri:
+        return 0, []
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    digests = []
+    for part in sorted(fs.glob(f"{path.rstrip('/')}/part-*.json")):
+        with fs.open(part, "rb") as f:
+            digests.append(hashlib.sha256(f.read()).hexdigest())
+    return len(digests), digests
