@@ -77,6 +77,7 @@ __all__ = [
     "NotFoundError",
     "MissingDependencyError",
     "StorageError",
+    "StoreUnreachableError",
 ]
 
 _WHERE = {
@@ -105,7 +106,7 @@ _WHERE = {
     **dict.fromkeys(["LadderInput", "LadderResult"], "sweep_types"),
     **dict.fromkeys(["MetricSink", "SinkContext", "register_metric_sink"], "metric_sinks"),
     **dict.fromkeys(["TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError",
-                     "MissingDependencyError", "StorageError"], "errors"),
+                     "MissingDependencyError", "StorageError", "StoreUnreachableError"], "errors"),
 }
 
 

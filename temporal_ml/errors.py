@@ -16,6 +16,7 @@ __all__ = [
     "NotFoundError",
     "MissingDependencyError",
     "StorageError",
+    "StoreUnreachableError",
     "DivergedError",
     "NON_RETRYABLE_ERRORS",
     "NO_WORKER_ERROR",
@@ -49,6 +50,17 @@ class StorageError(TemporalMLError, OSError):
     """
 
 
+class StoreUnreachableError(TemporalMLError, OSError):
+    """The store did not answer: connection refused, reset or timed out, host or network unreachable,
+    a stale network mount.
+
+    Unlike :class:`StorageError` this may heal by itself, so the activity is retried with backoff
+    like any transient error, resuming from the last checkpoint. When a trial's retries are spent,
+    a sweep, ladder or coordinator pauses (it is in :data:`INFRASTRUCTURE_ERRORS`) instead of
+    failing the trial.
+    """
+
+
 class DivergedError(TemporalMLError, ArithmeticError):
     """A run's training loss became NaN or infinite (``TrainConfig.stop_on_nonfinite_loss``).
 
@@ -75,7 +87,7 @@ NO_WORKER_ERROR = "NoWorkerError"
 #: Error types that mean the infrastructure failed, not the trial (a full or refused store, no
 #: worker): sweeps and coordinators pause on them, keeping the trial for a re-run from its last
 #: checkpoint on ``resume``. Their ``infrastructure_errors`` input takes your own types too.
-INFRASTRUCTURE_ERRORS: tuple[str, ...] = (StorageError.__name__, NO_WORKER_ERROR)
+INFRASTRUCTURE_ERRORS: tuple[str, ...] = (StorageError.__name__, StoreUnreachableError.__name__, NO_WORKER_ERROR)
 
 
 def permanent_error(exc: BaseException) -> TemporalMLError | None:

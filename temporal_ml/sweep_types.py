@@ -381,7 +381,8 @@ class SweepInput(_SweepCommon):
             have failed for reasons of their own (``None``: never).
         infrastructure_errors: error types (the ``ApplicationError`` type: the exception's class
             name) that mean the infrastructure failed, not the trial: the store is full, read-only or
-            refuses permission (``StorageError``), or no worker took a trial's training or evaluation
+            refuses permission (``StorageError``), does not answer once the trial's retries are spent
+            (``StoreUnreachableError``), or no worker took a trial's training or evaluation
             from its task queue within ``no_worker_timeout_seconds`` (``NoWorkerError``). Such a trial
             is kept for a re-run from its last checkpoint and the sweep pauses with the reason;
             ``resume`` re-runs it. Add the names of your own exception types.

@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 from fsspec import AbstractFileSystem
 
-from temporal_ml.errors import StorageError
+from temporal_ml.errors import StorageError, StoreUnreachableError
 
 __all__ = [
     "open_root",
@@ -108,19 +108,31 @@ FATAL_ERRNOS = frozenset(
 )
 
 
+#: ``errno`` values that mean "the store does not answer" (it may come back: retried, then a pause).
+UNREACHABLE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EHOSTUNREACH",
+                                      "ENETUNREACH", "ENETDOWN", "ETIMEDOUT", "ENOTCONN", "ESTALE")
+    if hasattr(errno, name)
+)
+
+
 @contextlib.contextmanager
 def storage_errors(what: str) -> Iterator[None]:
-    """Turn out-of-space, quota, permission and read-only errors into a short :class:`StorageError`.
+    """Turn out-of-space, quota, permission and read-only errors into a short :class:`StorageError`,
+    and a store that does not answer into a (retryable) :class:`StoreUnreachableError`.
 
     The message names ``what`` was being written and the error (e.g. ``No space left on device
     [ENOSPC]``), in one line; the original exception is not chained, so activity failures stay small.
     """
     try:
         yield
-    except StorageError:
+    except (StorageError, StoreUnreachableError):
         raise
     except OSError as exc:
         code = exc.errno
+        if isinstance(exc, (ConnectionError, TimeoutError)) or code in UNREACHABLE_ERRNOS:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise StoreUnreachableError(f"cannot write {what}: the store is unreachable: {reason}"[:500]) from None
         if code is None or code not in FATAL_ERRNOS:
             raise
         reason = exc.strerror or os.strerror(code)

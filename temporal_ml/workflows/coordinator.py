@@ -131,7 +131,8 @@ class CoordinatorInput(BoundaryModel):
             continue-as-new.
         infrastructure_errors: error types (an ``ApplicationError``'s type: the exception's class
             name) that mean the infrastructure failed, not the experiment: ``StorageError`` (the store
-            is full or refuses writes) and ``NoWorkerError``. Such an experiment pauses the
+            is full or refuses writes), ``StoreUnreachableError`` (it does not answer, once the
+            retries are spent) and ``NoWorkerError``. Such an experiment pauses the
             coordinator and runs again from its last checkpoint on ``resume``. Add your own types.
         no_worker_timeout_seconds: how long an experiment's training or evaluation may wait for a
             worker on its task queue before the coordinator pauses (``None``: wait forever).

@@ -35,7 +35,8 @@ def shift_random_searcher_seed() -> None:
 
 def fill_the_store_while(marker: str) -> None:
     """Every checkpoint file write fails with ENOSPC while the file ``marker`` exists (a full store);
-    when the file holds a step number, only writes of checkpoints at that step or later fail."""
+    when the file holds a step number, only writes of checkpoints at that step or later fail; when it
+    starts with ``unreachable``, they fail with ECONNREFUSED (a store that does not answer)."""
     import errno
     import re
 
@@ -49,8 +50,12 @@ def fill_the_store_while(marker: str) -> None:
         except FileNotFoundError:
             text = None
         if text is not None:
+            unreachable = text.startswith("unreachable")
+            text = text.removeprefix("unreachable").strip()
             step = re.search(r"step-(\d{12})", str(path))
             if not text or (step is not None and int(step.group(1)) >= int(text)):
+                if unreachable:
+                    raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused", path)
                 raise OSError(errno.ENOSPC, "No space left on device", path)
         real(fs, path, chunks)
 

@@ -3,11 +3,13 @@
 A full store pauses the coordinator with the reason (``temporal-ml status`` shows it); ``resume`` runs
 the experiments it stopped again from their last checkpoints, and they end with the weights of an
 undisturbed coordinator. A finished coordinator whose experiments failed is reopened under its own id
-by ``temporal-ml retry`` and runs only those again."""
+by ``temporal-ml retry`` and runs only those again; an experiment whose loss diverges fails as
+``diverged: loss nan at step N``, alone."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from pathlib import Path
@@ -26,9 +28,9 @@ pytestmark = pytest.mark.integration
 
 def _coordinator(run_id: str, names: list[str], **changes: object) -> CoordinatorInput:
     base = BASE.model_copy(update={"max_steps": 60, "checkpoint_every_steps": 20})
+    special = {"bad": {"fail": "config"}, "nan": {"lr": 1e6}}  # a config error; a real blow-up of AdamW
     experiments = [ExperimentSpec(name=name, config=base.model_copy(update={"hparams": {
-        "step_delay": 0.01, **({"fail": "config"} if name == "bad" else {"lr": 0.01 * (1 + i)})}}))
-        for i, name in enumerate(names)]
+        "step_delay": 0.01, **special.get(name, {"lr": 0.01 * (1 + i)})}})) for i, name in enumerate(names)]
     return CoordinatorInput.model_validate({
         "experiments": experiments, "dataset": DatasetSource(generator="blobs", params={"seed": 6}),
         "run_id": run_id, "max_concurrency": 2, "heartbeat_timeout_seconds": 5,
@@ -80,24 +82,25 @@ async def test_a_finished_coordinator_is_reopened_to_rerun_its_failed_experiment
     full = tmp_path / "FULL"
     full.write_text("")  # full from the start; counted as the experiments' own failure
     worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(full)}, 0)
-    inp = _coordinator(f"cr-{queue}", ["a", "b", "bad"], infrastructure_errors=[])
+    inp = _coordinator(f"cr-{queue}", ["a", "b", "bad", "nan"], infrastructure_errors=[])
     try:
         client = await connect()
         first = await client.execute_workflow(MLPCoordinator.run, inp, id=inp.run_id, task_queue=queue)
-        assert [e.status for e in first.experiments] == ["failed"] * 3, first
+        assert [e.status for e in first.experiments] == ["failed"] * 4, first
         full.unlink()
         code, out, err = await cli("retry", inp.run_id, "--experiment", "a", env=subprocess_env)
         assert code == 0 and "reopened; 1 failed experiments run again" in out, (out, err)
         once = await client.get_workflow_handle(inp.run_id, result_type=CoordinatorResult).result()
         code, out, err = await cli("retry", inp.run_id, env=subprocess_env)
-        assert code == 0 and "run again from their last checkpoints: b, bad" in out, (out, err)
+        assert code == 0 and "run again from their last checkpoints: b, bad, nan" in out, (out, err)
         result = await client.get_workflow_handle(inp.run_id, result_type=CoordinatorResult).result()
         code, _, err = await cli("retry", inp.run_id, "--experiment", "nope", env=subprocess_env)
     finally:
         kill(worker)
-    assert [e.status for e in once.experiments] == ["done", "failed", "failed"], once
-    assert [e.status for e in result.experiments] == ["done", "done", "failed"], result
+    assert [e.status for e in once.experiments] == ["done", "failed", "failed", "failed"], once
+    assert [e.status for e in result.experiments] == ["done", "done", "failed", "failed"], result
     assert result.experiments[0] == once.experiments[0]  # kept, not run again
     assert {e.name for e in result.leaderboard} == {"a", "b"}
     assert "deliberately bad config" in (result.experiments[2].error or ""), result.experiments[2]
+    assert re.fullmatch(r"diverged: loss (nan|inf) at step \d+", result.experiments[3].error or ""), result.experiments[3]
     assert code == 2 and "has no experiment 'nope'" in err, err  # a usage error

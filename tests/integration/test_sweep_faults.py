@@ -241,3 +241,32 @@ async def test_a_full_store_pauses_a_ladder_and_resume_finishes_it_unchanged(
     assert result.best.row.model_sha256 == calm.best.row.model_sha256
     assert any("runs again toward rung 1 from its last checkpoint" in d for d in result.decisions), result.decisions
     assert [t.row.state for t in result.trials] == ["done"] * 3
+
+
+async def test_an_unreachable_store_is_retried_then_pauses_the_sweep(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    queue = f"ur-{uuid.uuid4().hex[:6]}"
+    down = tmp_path / "DOWN"
+    down.write_text("unreachable 40")  # step 20 commits; then the store stops answering
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(down)}, 0)
+    inp = _sweep(f"ur-{queue}", n_trials=1, max_attempts=2)
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        deadline = time.monotonic() + 120
+        while True:
+            status = await handle.query(MLPSweep.sweep_status)
+            if status.phase == "paused" and not status.running:
+                break
+            assert time.monotonic() < deadline, f"the sweep did not pause: {status}"
+            await asyncio.sleep(0.2)
+        assert "the store is unreachable: Connection refused" in (status.pause_reason or ""), status
+        down.unlink()  # it answers again
+        code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
+        assert code == 0, (out, err)
+        result = await handle.result()
+    finally:
+        kill(worker)
+    row = result.trials[0].row
+    assert result.n_done == 1 and row.retried_from and row.resumes >= 1, row  # from its step-20 checkpoint

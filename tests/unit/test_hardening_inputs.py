@@ -70,7 +70,12 @@ def test_activity_failures_stay_small() -> None:
 def test_storage_errors_are_classified(tmp_path: Path) -> None:
     import errno
 
-    from temporal_ml.errors import StorageError
+    from temporal_ml.errors import (
+        INFRASTRUCTURE_ERRORS,
+        StorageError,
+        StoreUnreachableError,
+        permanent_error,
+    )
     from temporal_ml.storage._fs import storage_errors
 
     with pytest.raises(StorageError, match=r"cannot write x: No space left on device \[ENOSPC\]"):
@@ -79,3 +84,10 @@ def test_storage_errors_are_classified(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):  # not a "someone must act" error: left as is (retryable)
         with storage_errors("x"):
             raise FileNotFoundError(errno.ENOENT, "gone")
+    for unreachable in (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), TimeoutError("timed out"),
+                        OSError(errno.ESTALE, "Stale file handle")):
+        with pytest.raises(StoreUnreachableError, match=r"cannot write x: the store is unreachable: ") as info:
+            with storage_errors("x"):
+                raise unreachable
+        assert permanent_error(info.value) is None  # retried with backoff: it may come back
+    assert "StoreUnreachableError" in INFRASTRUCTURE_ERRORS and "StorageError" in INFRASTRUCTURE_ERRORS
