@@ -51,8 +51,7 @@ def add_control_parsers(sub: Any) -> None:
     retry_all = sub.add_parser(
         "retry", help=retry_help,
         description=retry_help.capitalize() + ". A running run takes them at once; a finished one is "
-                    "reopened under its own workflow id (a new run that re-runs only them). A ladder "
-                    "retries trials only while it runs.")
+                    "reopened under its own workflow id (a new run that re-runs only them).")
     retry_all.add_argument("id", metavar="ID", help="workflow id of the sweep or coordinator")
     which = retry_all.add_mutually_exclusive_group()
     which.add_argument("--experiment", metavar="NAME", default=None, help="only this experiment (coordinator)")
@@ -176,7 +175,7 @@ async def _sweep(args: argparse.Namespace, update: str, arg: str) -> int:
 async def _retry(args: argparse.Namespace) -> int:
     """``temporal-ml retry`` / ``sweep retry-failed``: ``retry_failed`` to a running sweep or
     coordinator, or reopen a finished one (:mod:`temporal_ml.reopen`)."""
-    from temporal_ml.reopen import reopen_coordinator, reopen_sweep
+    from temporal_ml.reopen import reopen_coordinator, reopen_ladder, reopen_sweep
 
     client = await client_for(args)
     info, _ = await describe_run(client, args.id)
@@ -199,13 +198,11 @@ async def _retry(args: argparse.Namespace) -> int:
     if info.running:
         answer = await _send(client, info.id, "retry_failed", [args.trial], args.timeout)
         print(f"{info.id}: {_describe_answer('retry_failed', answer)}")
-    elif info.kind == "sweep":
-        indices = await reopen_sweep(client, info.id, args.trial)
+    else:
+        reopen = reopen_sweep if info.kind == "sweep" else reopen_ladder
+        indices = await reopen(client, info.id, args.trial)
         print(f"{info.id}: reopened; {len(indices)} failed trials run again from their last checkpoints: "
               f"{', '.join(str(i) for i in indices)}")
-    else:
-        raise RunRefused(f"cannot retry ladder {info.id!r}: it has {_ended(info.status)} (a ladder re-runs "
-                         "failed trials only while it runs)")
     return 0
 
 

@@ -12,8 +12,9 @@ result is the whole sweep's (or coordinator's) again::
     result = await client.get_workflow_handle("exp-7").result()
 
 ``temporal-ml retry ID [--trial N | --experiment NAME]`` calls these for a finished run (and sends
-``retry_failed`` to a running one). A ladder (ASHA) cannot be reopened; retry its trials while it
-runs.
+``retry_failed`` to a running one). A reopened ladder (:func:`reopen_ladder`) runs each failed trial
+again toward the rung it failed at, then lets its scheduler promote it as usual; it starts no new
+trial.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporal_ml.client import workflow_input
 from temporal_ml.errors import ConfigError
 
-__all__ = ["reopen_sweep", "reopen_coordinator"]
+__all__ = ["reopen_sweep", "reopen_ladder", "reopen_coordinator"]
 
 
 async def _finished(client: Client, workflow_id: str, what: str) -> Any:
@@ -152,6 +153,45 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
             "run_id": result.run_id, "snapshot": result.snapshot, "dataset": None, "carried": state}),
         id=workflow_id, task_queue=description.task_queue)
     return indices
+
+
+async def reopen_ladder(client: Client, workflow_id: str, trial: int | None = None) -> list[int]:
+    """Start finished ladder ``workflow_id`` again to re-run its failed trials (``trial`` only, if
+    given), each toward the rung it failed at from its last checkpoint; returns their indices. No
+    new trial starts; the scheduler may promote the re-run trials.
+
+    The ladder's measured checkpoint bytes start again from zero (a byte budget is enforced on the
+    trials measured after the reopen).
+    """
+    from temporal_ml.sweep_types import LadderInput, LadderResult, LadderState
+
+    description = await _finished(client, workflow_id, "ladder")
+    handle = client.get_workflow_handle(workflow_id)
+    inp = await workflow_input(client, handle, LadderInput)
+    if inp is None:
+        raise ConfigError(f"{workflow_id!r} is not a ladder (its input is not a LadderInput)")
+    result: LadderResult = await client.get_workflow_handle(workflow_id, result_type=LadderResult).result()
+    rows = [t.row for t in result.trials]
+    again = [r.index for r in rows if r.state == "failed" and (trial is None or r.index == trial)]
+    if not again:
+        which = f"trial {trial} did not fail" if trial is not None else "no trial failed"
+        raise ConfigError(f"nothing to retry: ladder {workflow_id!r}: {which}")
+    table = result.table
+    rung_of = {}
+    for name, bracket in table.trial_bracket.items():  # the rung each trial last trained toward
+        rungs = table.brackets[bracket].rungs
+        rung_of[name] = 1 + max((k for k, rung in enumerate(rungs) if name in rung.promoted), default=-1)
+    state = LadderState(
+        table=table, rows=rows, rung_of=rung_of, decisions=result.decisions, deleted=result.deleted,
+        reports=result.reports, freed_bytes=result.freed_bytes, peak_checkpoint_bytes=result.peak_checkpoint_bytes,
+        budget_exceeded=result.budget_exceeded, started=len(rows), added=max(0, len(rows) - inp.n_trials),
+        exhausted=True, results_seen=len(result.reports), retry=again,
+        max_concurrency=inp.carried.max_concurrency if inp.carried is not None else inp.max_concurrency)
+    await client.start_workflow(
+        description.workflow_type, inp.model_copy(update={
+            "run_id": result.run_id, "snapshot": result.snapshot, "dataset": None, "carried": state}),
+        id=workflow_id, task_queue=description.task_queue)
+    return again
 
 
 def _parts(uri: str | None, storage_options: dict[str, Any] | None) -> tuple[int, list[str]]:

@@ -202,7 +202,7 @@ async def test_a_finished_sweep_is_reopened_to_rerun_its_failed_trials(
     assert code == 2 and "nothing to retry" in err and "no trial failed" in err, err  # a usage error
 
 
-async def test_a_full_store_pauses_a_ladder_and_resume_finishes_it_unchanged(
+async def test_a_full_store_pauses_a_ladder_and_a_failed_ladder_is_reopened_unchanged(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
     queue = f"lf-{uuid.uuid4().hex[:6]}"
@@ -210,10 +210,10 @@ async def test_a_full_store_pauses_a_ladder_and_resume_finishes_it_unchanged(
     worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(full)}, 0)
     base = BASE.model_copy(update={"checkpoint_every_steps": 20, "hparams": {"step_delay": 0.01}})
 
-    def ladder(run_id: str) -> LadderInput:
+    def ladder(run_id: str, **changes: object) -> LadderInput:
         return LadderInput(base=base, space=SPACE, scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3),
                            n_trials=3, max_concurrency=3, seed=5, dataset=DATASET, run_id=run_id,
-                           heartbeat_timeout_seconds=5, progress_every_seconds=1)
+                           heartbeat_timeout_seconds=5, progress_every_seconds=1, **changes)
 
     inp = ladder(f"lf-{queue}")
     full.write_text("40")  # rung 0 (20 steps) commits; the promoted trial cannot write step 40
@@ -234,8 +234,20 @@ async def test_a_full_store_pauses_a_ladder_and_resume_finishes_it_unchanged(
         result = await client.get_workflow_handle(inp.run_id, result_type=LadderResult).result()
         again = ladder(f"lc-{queue}")  # the same ladder, undisturbed
         calm = await client.execute_workflow(MLPLadder.run, again, id=again.run_id, task_queue=queue)
+        full.write_text("")  # full from the start, counted as the trials' own failure: the ladder ends
+        failing = ladder(f"lr-{queue}", infrastructure_errors=[])
+        failed = await client.execute_workflow(MLPLadder.run, failing, id=failing.run_id, task_queue=queue)
+        full.unlink()
+        code, out, err = await cli("retry", failing.run_id, env=subprocess_env)  # reopened
+        assert code == 0 and "reopened; 3 failed trials run again from their last checkpoints: 0, 1, 2" in out, (
+            out, err)
+        reopened = await client.get_workflow_handle(failing.run_id, result_type=LadderResult).result()
     finally:
         kill(worker)
+    assert [t.row.state for t in failed.trials] == ["failed"] * 3, failed
+    assert [t.row.model_sha256 for t in reopened.trials] == [t.row.model_sha256 for t in calm.trials]
+    assert reopened.best_budget == 60 and reopened.table.brackets[0].rungs[0].promoted == \
+        calm.table.brackets[0].rungs[0].promoted, reopened.decisions
     assert result.best is not None and calm.best is not None and result.best_budget == 60
     assert [t.row.model_sha256 for t in result.trials] == [t.row.model_sha256 for t in calm.trials]
     assert result.best.row.model_sha256 == calm.best.row.model_sha256
