@@ -15,6 +15,7 @@ PUBLIC = {
     "TrainingActivities", "TrainingWorkflow", "TrainingInput", "InferenceWorkflow", "InferenceInput",
     "TemporalMLError", "ConfigError", "IntegrityError", "NotFoundError", "MissingDependencyError",
     "StorageError",
+    "StoreUnreachableError",
     "SweepWorkflow", "SweepInput", "SweepResult", "SweepActivities", "LadderSweepWorkflow",
     "LadderInput", "LadderResult",
     "EvalResult", "Lineage", "ExperimentSpec", "ExperimentStatus", "ExperimentResult", "LeaderboardEntry",
