@@ -47,6 +47,30 @@ DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
 SUGGEST = "temporal_ml.sweep.suggest"
 #: Write one part of a sweep's results table and answer its digest (the sweep records it).
 WRITE_SWEEP_PART = "temporal_ml.sweep.write_part"
+#: Wait for a child a sweep started in an earlier run (it continued as new while the child ran).
+AWAIT_CHILD = "temporal_ml.sweep.await_child"
+#: ``AwaitedChild.error_type`` of a child that does not exist (the run before ended first): start it.
+CHILD_NOT_STARTED = "ChildNotStarted"
+
+
+class AwaitChildRequest(BaseModel):
+    """Wait for workflow ``workflow_id`` (a trial's training or evaluation) to close."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    workflow_id: str
+    heartbeat_seconds: float = 10.0
+
+
+class AwaitedChild(BaseModel):
+    """How a child closed: its result as JSON, or its failure in one line and the innermost cause's
+    error type (``TrialOutcome.error`` / ``error_type``)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    error_type: str | None = None
 
 
 class StopRunRequest(BaseModel):
@@ -235,7 +259,7 @@ class SweepActivities:
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an orchestration worker."""
         return [self.stop_run, self.delete_run_checkpoints, self.write_table_part, self.suggest,
-                self.write_sweep_part]
+                self.write_sweep_part, self.await_child]
 
     @activity.defn(name=SUGGEST)
     def suggest(self, req: SuggestRequest) -> SuggestResult:
@@ -278,6 +302,41 @@ class SweepActivities:
             if "already completed" in str(err) or "not found" in str(err).lower():
                 return None
             raise
+
+    @activity.defn(name=AWAIT_CHILD)
+    async def await_child(self, req: AwaitChildRequest) -> AwaitedChild:
+        """Wait (heartbeating) until workflow ``req.workflow_id`` closes, following its
+        continue-as-new runs, and answer its result or why it failed. Idempotent: a retry (after
+        this worker died) waits again, or reads the closed workflow's outcome at once."""
+        import asyncio
+
+        from temporalio.client import WorkflowFailureError
+        from temporalio.service import RPCStatusCode
+
+        from temporal_ml.workflows._trials import root_message, root_type
+
+        handle = activity.client().get_workflow_handle(req.workflow_id)
+        waiting = asyncio.ensure_future(handle.result(follow_runs=True))
+        try:
+            while True:
+                done, _ = await asyncio.wait([waiting], timeout=req.heartbeat_seconds)
+                if done:
+                    break
+                activity.heartbeat()
+            try:
+                value = waiting.result()
+            except WorkflowFailureError as err:
+                cause = err.cause
+                return AwaitedChild(error=root_message(cause), error_type=root_type(cause))
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                return AwaitedChild(error=f"{req.workflow_id} was never started", error_type=CHILD_NOT_STARTED)
+        finally:
+            waiting.cancel()
+        from pydantic_core import to_jsonable_python
+
+        return AwaitedChild(result=to_jsonable_python(value, inf_nan_mode="strings") if value is not None else None)
 
     @activity.defn(name=DELETE_RUN_CHECKPOINTS)
     def delete_run_checkpoints(self, req: DeleteCheckpointsRequest) -> DeleteCheckpointsResult:

@@ -21,14 +21,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ChildWorkflowError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
+    from temporal_ml.activities.sweep import (
+        AWAIT_CHILD,
+        CHILD_NOT_STARTED,
+        AwaitChildRequest,
+        AwaitedChild,
+    )
     from temporal_ml.errors import NO_WORKER_ERROR
     from temporal_ml.types import EvalResult, SnapshotRef, TrainConfig, TrainProgress, TrainResult
     from temporal_ml.workflows._tags import child_search_attributes
@@ -46,6 +57,7 @@ __all__ = [
     "root_message",
     "root_type",
     "Liveness",
+    "StartGate",
 ]
 
 #: The search attribute every child of a coordinator or sweep carries: the parent's run id.
@@ -94,6 +106,14 @@ class TrialCall:
     #: the parent's :class:`Liveness` (``ReportRouter.alive``): a child no worker took while the
     #: workers served other trials lately goes back into the queue (``None``: it fails the trial)
     alive: Liveness | None = None
+    #: the children outlive the parent's run (``ParentClosePolicy.ABANDON``): it continues as new
+    #: without waiting for them, and the next run waits for them (``rejoin``)
+    abandon: bool = False
+    #: an earlier run of the parent started this trial: wait for its training (``train``) or its
+    #: evaluation (``eval``) instead of starting them
+    rejoin: Literal["train", "eval"] | None = None
+    #: counts the children being started (the parent continues as new once none is)
+    gate: StartGate = field(default_factory=lambda: StartGate())
 
 
 @dataclass
@@ -115,12 +135,13 @@ def trial_tags(registered: frozenset[str] | None, run_id: str) -> TypedSearchAtt
 
 
 async def run_trial(call: TrialCall, *,
-                    on_started: Callable[[workflow.ChildWorkflowHandle[Any, TrainResult]], None] | None = None,
+                    on_started: Callable[[workflow.ChildWorkflowHandle[Any, TrainResult] | None], None] | None = None,
                     on_trained: Callable[[TrainResult], None] | None = None) -> TrialOutcome:
     """Train, then evaluate; a child's failure becomes ``TrialOutcome.error`` (never raised).
 
-    ``on_started`` gets the training child's handle once it started (to stop it early) and
-    ``on_trained`` the training result before the evaluation starts (to show the trial evaluating).
+    ``on_started`` gets the training child's handle once it started (to stop it early; ``None`` for a
+    training an earlier run started, ``call.rejoin``) and ``on_trained`` the training result before
+    the evaluation starts (to show the trial evaluating).
     """
     s = call.settings
     config = call.config
@@ -128,66 +149,129 @@ async def run_trial(call: TrialCall, *,
         config = config.model_copy(update={"eval_split": s.eval_split})
     outcome = TrialOutcome()
     alive = call.alive
+    policy = workflow.ParentClosePolicy.ABANDON if call.abandon else workflow.ParentClosePolicy.TERMINATE
     try:
-        while True:
+        train: TrainResult | None = None
+        if call.rejoin is not None:  # started by an earlier run of the parent: wait for it
+            if on_started is not None:
+                on_started(None)
+            awaited = await _await_child(call.train_id, "train", alive, s)
+            train = None if awaited is None else TrainResult.model_validate(awaited)
+        while train is None:
             try:
-                handle = await workflow.start_child_workflow(
-                    call.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                    TrainingInput(
-                        config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
-                        task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
-                        max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
-                        report_to=call.report_to, **_no_worker(s),
-                    ),
-                    id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
-                )
+                with call.gate:
+                    handle = await workflow.start_child_workflow(
+                        call.training_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                        TrainingInput(
+                            config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
+                            task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
+                            max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
+                            report_to=call.report_to, **_no_worker(s),
+                        ),
+                        id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
+                        **_policy(policy),
+                    )
                 if on_started is not None:
                     on_started(handle)
-                outcome.train = train = await handle
-                break
+                train = await handle
             except ChildWorkflowError as err:
-                if not _workers_busy(err, alive, "train", s):
+                if not _workers_busy(root_type(err), alive, "train", s):
                     raise
                 workflow.logger.warning("%s waits for a busy training worker: queued again", call.train_id)
+        outcome.train = train
         if alive is not None:
             alive.saw("train")
-        if on_trained is not None:
+        if on_trained is not None and call.rejoin != "eval":
             on_trained(train)
         if s.evaluate_in_training:
             outcome.metrics = {k[len("eval_"):]: v for k, v in train.metrics.items() if k.startswith("eval_")}
             return outcome
         heartbeat = {"heartbeat_timeout_seconds": s.heartbeat_timeout_seconds} if s.eval_heartbeat else {}
-        while True:
+        evaluation: EvalResult | None = None
+        if call.rejoin == "eval":
+            awaited = await _await_child(call.eval_id, "eval", alive, s)
+            evaluation = None if awaited is None else EvalResult.model_validate(awaited)
+        while evaluation is None:
             try:
-                outcome.evaluation = await workflow.execute_child_workflow(
-                    call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
-                    EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue,
-                                          **heartbeat, **_no_worker(s)),
-                    id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
-                )
-                break
+                with call.gate:
+                    eval_handle = await workflow.start_child_workflow(
+                        call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
+                        EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue,
+                                              **heartbeat, **_no_worker(s)),
+                        id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
+                        **_policy(policy),
+                    )
+                evaluation = await eval_handle
             except ChildWorkflowError as err:
-                if not _workers_busy(err, alive, "eval", s):
+                if not _workers_busy(root_type(err), alive, "eval", s):
                     raise
                 workflow.logger.warning("%s waits for a busy evaluation worker: queued again", call.eval_id)
+        outcome.evaluation = evaluation
         if alive is not None:
             alive.saw("eval")
-        outcome.metrics = dict(outcome.evaluation.metrics)
+        outcome.metrics = dict(evaluation.metrics)
     except ChildWorkflowError as err:
         outcome.error, outcome.error_type = root_message(err), root_type(err)
-        if outcome.error_type == NO_WORKER_ERROR:
-            queue = s.train_task_queue if outcome.train is None else s.eval_task_queue
-            what = "training" if outcome.train is None else "evaluation"
-            where = f"task queue {queue!r}" if queue else "the parent's task queue"
-            outcome.error = (f"no worker took the {what} from {where} in {s.no_worker_timeout_seconds:g}s: "
-                             "start one, then resume")
+    except _ChildFailed as failed:
+        outcome.error, outcome.error_type = failed.message, failed.error_type
+    if outcome.error_type == NO_WORKER_ERROR:
+        queue = s.train_task_queue if outcome.train is None else s.eval_task_queue
+        what = "training" if outcome.train is None else "evaluation"
+        where = f"task queue {queue!r}" if queue else "the parent's task queue"
+        outcome.error = (f"no worker took the {what} from {where} in {s.no_worker_timeout_seconds:g}s: "
+                         "start one, then resume")
     return outcome
 
 
-def _workers_busy(err: ChildWorkflowError, alive: Liveness | None, kind: str, s: TrialSettings) -> bool:
+class _ChildFailed(Exception):
+    """A child an earlier run started failed (read by :data:`AWAIT_CHILD`)."""
+
+    def __init__(self, message: str, error_type: str | None) -> None:
+        super().__init__(message)
+        self.message, self.error_type = message, error_type
+
+
+async def _await_child(workflow_id: str, kind: str, alive: Liveness | None, s: TrialSettings) -> dict[str, Any] | None:
+    """The result (JSON) of a child an earlier run of the parent started; ``None`` when it was never
+    started, or no worker took it while workers of its kind were busy (start it now); raises
+    :class:`_ChildFailed`."""
+    awaited: AwaitedChild = await workflow.execute_activity(
+        AWAIT_CHILD, AwaitChildRequest(workflow_id=workflow_id), result_type=AwaitedChild,
+        start_to_close_timeout=timedelta(days=365), heartbeat_timeout=timedelta(seconds=60),
+        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+    )
+    if awaited.error is not None:
+        if awaited.error_type == CHILD_NOT_STARTED or _workers_busy(awaited.error_type, alive, kind, s):
+            return None
+        raise _ChildFailed(awaited.error, awaited.error_type)
+    return awaited.result
+
+
+def _policy(policy: workflow.ParentClosePolicy) -> dict[str, Any]:
+    """The parent close policy of a trial's children: left out when it is the default (TERMINATE),
+    so the commands of runs recorded before children were abandoned stay the same."""
+    return {} if policy == workflow.ParentClosePolicy.TERMINATE else {"parent_close_policy": policy}
+
+
+class StartGate:
+    """Counts the trial children being started: a parent continues as new only once every running
+    trial's child has started (its id is then the trial's to wait for in the next run)."""
+
+    def __init__(self) -> None:
+        self.starting = 0
+
+    def __enter__(self) -> StartGate:
+        self.starting += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.starting -= 1
+
+
+def _workers_busy(error_type: str | None, alive: Liveness | None, kind: str, s: TrialSettings) -> bool:
     """A child failed for want of a worker while workers of its kind served this parent lately:
     they are busy (every slot taken), not gone, so the child goes back into the queue."""
-    return (alive is not None and s.no_worker_timeout_seconds is not None and root_type(err) == NO_WORKER_ERROR
+    return (alive is not None and s.no_worker_timeout_seconds is not None and error_type == NO_WORKER_ERROR
             and alive.recent(kind, s.no_worker_timeout_seconds))
 
 

@@ -101,7 +101,7 @@ class LadderSweepWorkflow(SweepControls):
         self._done = False
         self._closing = False  # the run loop ended: nothing starts or runs again
         self._reports: ReportRouter[int] = ReportRouter()
-        self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
+        self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult] | None] = {}
 
     @property
     def state(self) -> LadderState:

@@ -16,13 +16,16 @@ evaluated there), ``enqueue`` (a user config, checked against the space), ``set_
 trials finish, no new ones start, the sweep returns). Queries: ``sweep_status``, ``trials`` and
 ``leaderboard``.
 
-Long sweeps continue-as-new when the server suggests it: the sweep stops starting trials, lets the
-running ones finish (a child's result reaches only the run that started it), and continues as a new
-run carrying its compact :class:`~temporal_ml.sweep_types.SweepState`.
+Long sweeps continue-as-new when the server suggests it, without draining: the run carries its
+compact :class:`~temporal_ml.sweep_types.SweepState` (the running trials among its rows) to the next
+run and ends; the trials' children go on (they are started with ``ParentClosePolicy.ABANDON``), and
+the next run waits for each with the ``await_child`` activity (a child's result reaches only the run
+that started it), so every slot stays busy across a rollover. Cancelling or terminating a sweep
+therefore leaves its running trainings running: ``stop`` it instead (they finish), or stop them.
 
 The orchestration worker that runs a sweep also needs the sweep activities
-(``SweepActivities().activities()``): stopping a trial is an activity (workflows cannot send
-Updates). Subclass it and name the child workflow types::
+(``SweepActivities().activities()``): stopping a trial, writing the results table and waiting for
+trials across a rollover are activities. Subclass it and name the child workflow types::
 
     @workflow.defn
     class MySweep(SweepWorkflow):
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from temporalio import workflow
 from temporalio.common import (
@@ -90,6 +93,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.workflows._trials import (
         EXPERIMENT,
         ReportRouter,
+        StartGate,
         TrialCall,
         TrialSettings,
         root_message,
@@ -106,6 +110,11 @@ __all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "trial_settin
 #: ``PART_ROWS``), so the state, its continue-as-new input and the result stay bounded. Runs recorded
 #: before it keep every row and write the table at the end.
 BOUNDED_SWEEP_PATCH = "tml-sweep-bounded-v1"
+#: ``workflow.patched`` id: no drain at continue-as-new. Trials' children are abandoned by a run
+#: that continues as new (``ParentClosePolicy.ABANDON``) and the next run waits for them (the
+#: ``AWAIT_CHILD`` activity), so every slot stays busy across a rollover. Runs recorded before it
+#: wait for every running trial first.
+NO_DRAIN_PATCH = "tml-sweep-no-drain-v1"
 
 
 def check_sweep_run_id(run_id: str) -> None:
@@ -169,10 +178,12 @@ class SweepWorkflow(SweepControls):
         self._started_here = 0
         self._draining = False
         self._done = False
-        self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult]] = {}
+        self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult] | None] = {}
         self._reports: ReportRouter[int] = ReportRouter()
         self._live: dict[int, TrialRow] = {}  # the rows the state holds, by index
         self._bounded = False  # finished rows go to the results table (BOUNDED_SWEEP_PATCH)
+        self._no_drain = False  # trials outlive a run that continues as new (NO_DRAIN_PATCH)
+        self._gate = StartGate()  # trial children being started
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -199,7 +210,14 @@ class SweepWorkflow(SweepControls):
         ])
         # finished rows go to the results table as they finish (runs recorded before keep them all)
         self._bounded = workflow.patched(BOUNDED_SWEEP_PATCH)
+        # trials outlive a run: it continues as new without waiting for them (runs recorded before drain)
+        self._no_drain = self._bounded and workflow.patched(NO_DRAIN_PATCH)
         tasks: list[asyncio.Task[None]] = []
+        for running in self._s.rows:  # running when the run before continued as new: wait for them here
+            if running.state in ("training", "evaluating") and running.index not in self._s.retry:
+                self._running += 1
+                tasks.append(asyncio.create_task(self._trial(
+                    inp, running, snapshot, rejoin="train" if running.state == "training" else "eval")))
         while True:
             await workflow.wait_condition(
                 lambda: self._may_start() or self._finished() or self._rollover_due() or self._flush_due())
@@ -209,8 +227,11 @@ class SweepWorkflow(SweepControls):
             if self._finished():
                 break
             if self._rollover_due():
-                self._draining = True
-                await workflow.wait_condition(lambda: self._running == 0)
+                self._draining = True  # nothing new starts
+                if self._no_drain:  # running trials go on: the next run waits for their children
+                    await workflow.wait_condition(lambda: self._gate.starting == 0)
+                else:
+                    await workflow.wait_condition(lambda: self._running == 0)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._finished():
                     break
@@ -371,7 +392,8 @@ class SweepWorkflow(SweepControls):
         name = trial_name(index)
         return f"{self._run_id}--{name}--train", f"{self._run_id}--{name}--eval"
 
-    async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
+    async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef,
+                     rejoin: Literal["train", "eval"] | None = None) -> None:
         train_id, eval_id = self.child_ids(row.index)
         try:
             try:
@@ -391,7 +413,7 @@ class SweepWorkflow(SweepControls):
                           config=config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
                           settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
                           report_to=[workflow.info().workflow_id] if inp.report_progress else [],
-                          alive=self._reports.alive),
+                          alive=self._reports.alive, abandon=self._no_drain, rejoin=rejoin, gate=self._gate),
                 on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
                 on_trained=trained)
         finally:

@@ -1,5 +1,6 @@
 """A sweep on a server that suggests continue-as-new after a few dozen events rolls over to new runs
-carrying its compact state, survives the dev server itself being SIGKILLed and restarted on the same
+carrying its compact state without waiting for its running trials (they go on, and the next run
+waits for them), survives the dev server itself being SIGKILLed and restarted on the same
 data directory, and still runs every trial exactly once with every suggestion recomputable."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
                                                                  subprocess_env: dict[str, str]) -> None:
     port = free_port()
     server = DevServer(port=port, headless=True, data_dir=tmp_path / "server",
-                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 60})
+                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
     server.start(timeout=120)
     tag = uuid.uuid4().hex[:6]
     env = {**subprocess_env, "TEMPORAL_ADDRESS": server.address}
@@ -61,6 +62,7 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
             await asyncio.sleep(0.2)
             runs = await train_runs(client, inp.run_id)
         sweep_runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+        trainings = [wf async for wf in client.list_workflows(f'TmlExperiment = "{inp.run_id}" AND TmlKind = "train"')]
         evals = [wf async for wf in client.list_workflows(f'TmlExperiment = "{inp.run_id}" AND TmlKind = "eval"')]
         events = 0
         for wf in sweep_runs:
@@ -74,6 +76,12 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
     check_result(result, inp)
     assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(7)] and set(runs.values()) == {1}
     assert not evals  # evaluated inside the training activities
+    # no drain: some training ran across a rollover (started before a run continued as new, ended after)
+    rollovers = [wf.close_time for wf in sweep_runs if wf.close_time is not None and wf.status is not None
+                 and wf.status.name == "CONTINUED_AS_NEW"]
+    spanning = [t.id for t in trainings for at in rollovers
+                if t.start_time < at and t.close_time is not None and t.close_time > at]
+    assert rollovers and spanning, (rollovers, [(t.id, t.start_time, t.close_time) for t in trainings])
     print(f"\nsweep: {result.runs} runs, {events} events for 7 trials ({events / 7:.1f} per trial)")
 
 

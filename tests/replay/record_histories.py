@@ -211,8 +211,39 @@ async def _ladder_infra_retry(c: Any, out: Path) -> None:
     await _save(ladder, out, "ladder_infra_retry")
 
 
-#: Histories of the release that pauses sweeps, ladders and coordinators on infrastructure errors.
-RECORDED_FAILURES = {"coordinator_infra_pause": _coordinator_infra_pause, "ladder_infra_retry": _ladder_infra_retry}
+async def _sweep_rollover_running(c: Any, out: Path) -> None:
+    """A sweep that continues as new while its trials run (no drain), on its own server that
+    suggests continue-as-new after 30 events: the first run (it ends abandoning running trials) and
+    the second (it waits for them with the await-child activity)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server",
+                           dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
+        server.start(timeout=120)
+        try:
+            client = await connect(server.address)
+            _, activities = _parts("all", f"{tmp}/store")
+            worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
+                                   activities=[*activities, *SweepActivities().activities()])
+            async with worker:
+                base = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0.02}})
+                sweep = await client.start_workflow(MLPSweep.run, SweepInput(
+                    base=base, space=SPACE, searcher=RandomSearcher(), n_trials=5, max_concurrency=2, seed=2,
+                    dataset=DATASET, run_id="replay-sweep-roll", progress_every_seconds=0.5),
+                    id="replay-sweep-roll", task_queue="replay")
+                result = await sweep.result()
+                assert result.runs >= 2 and result.n_done == 5, result
+                runs = [wf async for wf in client.list_workflows('WorkflowId = "replay-sweep-roll"')]
+                runs.sort(key=lambda wf: wf.start_time)
+                for name, wf in (("sweep_rollover_first", runs[0]), ("sweep_rollover_next", runs[1])):
+                    await _save(client.get_workflow_handle("replay-sweep-roll", run_id=wf.run_id), out, name)
+        finally:
+            server.stop()
+
+
+#: Histories of the release that pauses sweeps, ladders and coordinators on infrastructure errors,
+#: and continues sweeps as new without draining their running trials.
+RECORDED_FAILURES = {"coordinator_infra_pause": _coordinator_infra_pause, "ladder_infra_retry": _ladder_infra_retry,
+                     "sweep_rollover": _sweep_rollover_running}
 
 
 if __name__ == "__main__":
