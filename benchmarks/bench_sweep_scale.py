@@ -104,14 +104,20 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
         runs = await client.count_workflows(f'TmlExperiment = "{run_id}" AND TmlKind = "train"')
     if runs.count != trainings:
         raise SystemExit(f"{runs.count} training runs for {trainings} trainings: not exactly once")
-    largest, sweep_runs = 0, 0
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+
+    largest, sweep_runs, unhandled = 0, 0, 0
     async for wf in client.list_workflows(f'WorkflowId = "{run_id}"'):
         sweep_runs += 1
         async for event in client.get_workflow_handle(run_id, run_id=wf.run_id).fetch_history_events():
             largest = max(largest, event.ByteSize())
+            # a task whose commands (e.g. continue-as-new) came with new events pending: done again
+            unhandled += (event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+                          and event.workflow_task_failed_event_attributes.cause
+                          == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND)
     failed = getattr(result, "n_failed", 0)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
-            "trainings": trainings}
+            "trainings": trainings, "unhandled": unhandled}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -139,7 +145,8 @@ async def main(args: argparse.Namespace) -> None:
             server.stop()
     ratio = got["ms"] / floor
     print(f"worker peak RSS after warm-up {rss_warm:.0f} MB; {got['trainings']} trainings, "
-          f"{got['failed']} failed")
+          f"{got['failed']} failed; {got['unhandled']} sweep workflow tasks redone for new events "
+          "(UnhandledCommand: a continue-as-new waits for a task with no new event)")
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
           f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
           f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB")
