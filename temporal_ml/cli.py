@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _CLIENT_COMMANDS = frozenset({"runs", "status", "results", "plot", "report", "pause", "resume", "stop",
-                              "replay", "setup", "sweep"})
+                              "replay", "setup", "sweep", "retry"})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -265,3 +265,13 @@ def test_parameter_columns_are_named_alike_for_every_run_kind() -> None:
     assert not any(key.startswith("params.hparams.") for key in trial)
     assert [param_column(k) for k in ("hparams.lr", "hparams.opt.beta", "seed")] == [
         "params.lr", "params.opt.beta", "seed"]
+
+
+def test_every_command_that_talks_to_a_server_leaves_without_finalizing() -> None:
+    """A short-lived client process can crash in interpreter finalization (the SDK's runtime threads
+    outlive it): ``main`` leaves those commands with ``os._exit``. A new subcommand must be listed
+    (``retry`` once was not, and its process died with SIGABRT after printing its answer)."""
+    from temporal_ml.cli import _CLIENT_COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")  # noqa: SLF001
+    assert set(sub.choices) - _CLIENT_COMMANDS == {"example", "server", "version", "worker"}
