@@ -30,6 +30,18 @@ from temporal_ml.errors import ConfigError
 __all__ = ["reopen_sweep", "reopen_ladder", "reopen_coordinator"]
 
 
+async def _closed_run(client: Client, workflow_id: str, what: str, input_type: type[Any],
+                      result_type: type[Any]) -> tuple[Any, Any, Any]:
+    """``(description, input, result)`` of ``workflow_id``'s latest run, which must have completed
+    with an input of ``input_type``."""
+    description = await _finished(client, workflow_id, what)
+    inp = await workflow_input(client, client.get_workflow_handle(workflow_id), input_type)
+    if inp is None:
+        raise ConfigError(f"{workflow_id!r} is not a {what} (its input is not a {input_type.__name__})")
+    result = await client.get_workflow_handle(workflow_id, result_type=result_type).result()
+    return description, inp, result
+
+
 async def _finished(client: Client, workflow_id: str, what: str) -> Any:
     """The description of ``workflow_id``'s latest run, which must have completed."""
     from temporal_ml.errors import NotFoundError
@@ -64,13 +76,8 @@ async def reopen_coordinator(client: Client, workflow_id: str, experiments: list
         read_coordinator_table,
     )
 
-    description = await _finished(client, workflow_id, "coordinator")
-    handle = client.get_workflow_handle(workflow_id)
-    inp = await workflow_input(client, handle, CoordinatorInput)
-    if inp is None:
-        raise ConfigError(f"{workflow_id!r} is not a coordinator (its input is not a CoordinatorInput)")
-    result: CoordinatorResult = await client.get_workflow_handle(
-        workflow_id, result_type=CoordinatorResult).result()
+    description, inp, result = await _closed_run(client, workflow_id, "coordinator", CoordinatorInput,
+                                                 CoordinatorResult)
     done = result.experiments or (read_coordinator_table(result.table_uri, storage_options)
                                   if result.table_uri else [])
     known = {e.name for e in done}
@@ -85,7 +92,7 @@ async def reopen_coordinator(client: Client, workflow_id: str, experiments: list
     carry = CoordinatorCarry(
         finished={e.name: e.status for e in keep},
         scores={entry.name: entry.value for entry in result.leaderboard if entry.name not in again},
-        unwritten=[] if result.table_uri else keep, parts=_parts(result.table_uri, storage_options)[0],
+        unwritten=[] if result.table_uri else keep, parts=len(_parts(result.table_uri, storage_options)),
         runs=result.runs, reopened=True)
     await client.start_workflow(
         description.workflow_type, inp.model_copy(update={
@@ -112,13 +119,7 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
     )
     from temporal_ml.workflows.sweep import rank_rows
 
-    description = await _finished(client, workflow_id, "sweep")
-    handle = client.get_workflow_handle(workflow_id)
-    inp = await workflow_input(client, handle, SweepInput)
-    if inp is None:
-        raise ConfigError(f"{workflow_id!r} is not a sweep (its input is not a SweepInput; a ladder "
-                          "cannot be reopened)")
-    result: SweepResult = await client.get_workflow_handle(workflow_id, result_type=SweepResult).result()
+    description, inp, result = await _closed_run(client, workflow_id, "sweep", SweepInput, SweepResult)
     if result.table_uri:
         rows = [TrialRow.model_validate(r) for r in read_sweep_table(result.table_uri, storage_options)]
     elif result.rows_omitted:
@@ -132,14 +133,13 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
         raise ConfigError(f"nothing to retry: sweep {workflow_id!r}: {which}")
     indices = [r.index for r in again]
     if result.table_uri:  # the table stays; the re-run rows join it as a later part (which wins)
-        n_parts, digests = _parts(result.table_uri, storage_options)
+        digests = _parts(result.table_uri, storage_options)
         kept = [r for r in rows if r.index not in indices]
         table = TableSummary(
             uri=result.table_uri, parts=digests, rows=len(kept),
             n_done=sum(r.state == "done" for r in kept), n_failed=sum(r.state == "failed" for r in kept),
             n_stopped=sum(r.state == "stopped" for r in kept), top=rank_rows(kept, inp.direction)[:TOP_ROWS])
         held = again
-        assert n_parts == len(digests)
     else:
         table, held = TableSummary(), rows
     carried = inp.carried
@@ -165,12 +165,7 @@ async def reopen_ladder(client: Client, workflow_id: str, trial: int | None = No
     """
     from temporal_ml.sweep_types import LadderInput, LadderResult, LadderState
 
-    description = await _finished(client, workflow_id, "ladder")
-    handle = client.get_workflow_handle(workflow_id)
-    inp = await workflow_input(client, handle, LadderInput)
-    if inp is None:
-        raise ConfigError(f"{workflow_id!r} is not a ladder (its input is not a LadderInput)")
-    result: LadderResult = await client.get_workflow_handle(workflow_id, result_type=LadderResult).result()
+    description, inp, result = await _closed_run(client, workflow_id, "ladder", LadderInput, LadderResult)
     rows = [t.row for t in result.trials]
     again = [r.index for r in rows if r.state == "failed" and (trial is None or r.index == trial)]
     if not again:
@@ -194,10 +189,10 @@ async def reopen_ladder(client: Client, workflow_id: str, trial: int | None = No
     return again
 
 
-def _parts(uri: str | None, storage_options: dict[str, Any] | None) -> tuple[int, list[str]]:
-    """How many parts the table at ``uri`` has, and each one's sha256 (none without a table)."""
+def _parts(uri: str | None, storage_options: dict[str, Any] | None) -> list[str]:
+    """The sha256 of each part of the table at ``uri``, in order (none without a table)."""
     if not uri:
-        return 0, []
+        return []
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
@@ -205,4 +200,4 @@ def _parts(uri: str | None, storage_options: dict[str, Any] | None) -> tuple[int
     for part in sorted(fs.glob(f"{path.rstrip('/')}/part-*.json")):
         with fs.open(part, "rb") as f:
             digests.append(hashlib.sha256(f.read()).hexdigest())
-    return len(digests), digests
+    return digests

@@ -26,7 +26,7 @@ from temporal_ml.search import (
     RandomSearcher,
     SearchSpace,
 )
-from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult
+from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult, SweepStatus
 from tests.integration._sweep_workflows import MLPLadder, MLPSweep
 from tests.integration.test_cli import cli
 from tests.integration.test_sweep import BASE, DATASET, kill, start_worker
@@ -34,6 +34,17 @@ from tests.integration.test_sweep import BASE, DATASET, kill, start_worker
 pytestmark = pytest.mark.integration
 
 SPACE = SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True), "hparams.hidden": Categorical([4, 8])})
+
+
+async def _paused(handle: object, query: object, until: str, retrying: int | None = None) -> SweepStatus:
+    """The ``sweep_status`` once the run has paused with nothing running (and ``retrying`` kept)."""
+    deadline = time.monotonic() + 120
+    while True:
+        status: SweepStatus = await handle.query(query)  # type: ignore[attr-defined]
+        if status.phase == "paused" and not status.running and retrying in (None, status.retrying):
+            return status
+        assert time.monotonic() < deadline, f"{until}: {status}"
+        await asyncio.sleep(0.2)
 
 
 def _sweep(run_id: str, **changes: object) -> SweepInput:
@@ -148,13 +159,7 @@ async def test_no_worker_on_the_training_queue_pauses_the_sweep(
     try:
         client = await connect()
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
-        deadline = time.monotonic() + 120
-        while True:
-            status = await handle.query(MLPSweep.sweep_status)
-            if status.phase == "paused" and status.retrying == 3 and not status.running:
-                break
-            assert time.monotonic() < deadline, f"the sweep did not pause: {status}"
-            await asyncio.sleep(0.2)
+        status = await _paused(handle, MLPSweep.sweep_status, "the sweep did not pause", retrying=3)
         assert f"no worker took the training from task queue '{train_queue}' in 2s" in (status.pause_reason or "")
         code, shown, _ = await cli("status", inp.run_id, env=subprocess_env)
         assert code == 0 and "paused: t000" in shown and "no worker took the training" in shown, shown
@@ -220,13 +225,7 @@ async def test_a_full_store_pauses_a_ladder_and_a_failed_ladder_is_reopened_unch
     try:
         client = await connect()
         handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
-        deadline = time.monotonic() + 120
-        while True:
-            status = await handle.query(MLPLadder.sweep_status)
-            if status.phase == "paused" and not status.running:
-                break
-            assert time.monotonic() < deadline, f"the ladder did not pause: {status}"
-            await asyncio.sleep(0.2)
+        status = await _paused(handle, MLPLadder.sweep_status, "the ladder did not pause")
         assert "No space left on device" in (status.pause_reason or "") and status.retrying == 1, status
         full.unlink()
         code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
@@ -266,13 +265,7 @@ async def test_an_unreachable_store_is_retried_then_pauses_the_sweep(
     try:
         client = await connect()
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
-        deadline = time.monotonic() + 120
-        while True:
-            status = await handle.query(MLPSweep.sweep_status)
-            if status.phase == "paused" and not status.running:
-                break
-            assert time.monotonic() < deadline, f"the sweep did not pause: {status}"
-            await asyncio.sleep(0.2)
+        status = await _paused(handle, MLPSweep.sweep_status, "the sweep did not pause")
         assert "the store is unreachable: Connection refused" in (status.pause_reason or ""), status
         down.unlink()  # it answers again
         code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
