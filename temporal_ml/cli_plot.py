@@ -324,6 +324,8 @@ def _text(value: Any) -> str:
 async def _command(args: argparse.Namespace, name: str) -> int:
     from temporal_ml.results import result_rows
 
+    require("matplotlib", "ui")  # before any query: the plots need it (as the results' pandas does)
+    require("pandas", "ui")
     client = await client_for(args)
     info, _ = await describe_run(client, args.id)
     rows = await result_rows(client, args.id)
@@ -337,8 +339,7 @@ async def _command(args: argparse.Namespace, name: str) -> int:
         print(f"note: {note}", file=sys.stderr)
     output = Path(args.output)
     if name == "plot":
-        import matplotlib.pyplot as plt
-
+        plt = require("matplotlib.pyplot", "ui")
         fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
         output.write_bytes(_png(fig))
         plt.close(fig)

