@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -38,16 +39,36 @@ from .worker import ROLES, add_queue_options, workers
 from .workflows import BertParallel
 
 
-def _floats(value: str) -> list[float]:
-    return [float(v) for v in value.split(",") if v.strip()]
+def _list_of(kind: type, what: str, example: str) -> Callable[[str], list[Any]]:
+    """An argparse type: comma-separated values of ``kind``; a bad item is refused naming it (argparse
+    prefixes ``argument --lrs: ``)."""
+
+    def parse(value: str) -> list[Any]:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"no values in {value!r} (expected comma-separated {what} "
+                                             f"like {example})")
+        for item in items:
+            try:
+                kind(item)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{item!r} is not {'a number' if kind is float else 'an integer'} "
+                    f"(expected comma-separated {what} like {example})") from None
+        return [kind(item) for item in items]
+
+    return parse
 
 
-def _ints(value: str) -> list[int]:
-    return [int(v) for v in value.split(",") if v.strip()]
+_floats = _list_of(float, "floats", "1e-3,3e-4")
+_ints = _list_of(int, "integers", "0,1")
 
+STEPS = 200  # a grid of short runs (the other starters default to 300)
 
 parser = starter_parser(__doc__.splitlines()[0])
-parser.set_defaults(steps=200)
+parser.set_defaults(steps=STEPS)
+# the shared --steps help names the shared default: say this starter's own
+parser._option_string_actions["--steps"].help = f"optimizer steps of every experiment (default {STEPS})"
 parser.add_argument("--lrs", type=_floats, default=[1e-3, 3e-3],
                     help="comma-separated learning rates of the grid (default 1e-3,3e-3)")
 parser.add_argument("--seeds", type=_ints, default=[0, 1], help="comma-separated seeds (default 0,1)")

@@ -51,6 +51,16 @@ def test_starter_help(module: str) -> None:
         assert all(opt in out for opt in ("--configs", "--max-concurrency", "--train-queue", "--eval-queue"))
 
 
+def test_parallel_steps_help_names_the_default_it_runs() -> None:
+    """bert_parallel runs 200 steps by default (not the other starters' 300), and its help says so."""
+    from examples.bert_parallel.starter import experiments, parser
+
+    args = parser.parse_args([])
+    assert args.steps == 200 and {e.config.max_steps for e in experiments(args)} == {200}
+    assert "optimizer steps of every experiment (default 200)" in " ".join(parser.format_help().split())
+    assert parser.parse_args(["--lrs", " 1e-3, 3e-4 ,", "--seeds", "2"]).lrs == [1e-3, 3e-4]
+
+
 def test_worker_help_lists_roles() -> None:
     out = _run("examples.bert_parallel.worker", "--help").stdout
     assert "orchestration" in out and "train" in out and "eval" in out
