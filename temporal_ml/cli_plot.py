@@ -280,10 +280,16 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+#: The lineage section of the HTML report: (heading, result column) per run/trial.
+LINEAGE_COLUMNS = [("config sha256", "config_hash"), ("snapshot", "snapshot_id"), ("seed", "seed"),
+                   ("temporal-ml", "library_version"), ("weights sha256", "checkpoint_sha256")]
+
+
 def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None,
                 note: str | None = None) -> str:
-    """One self-contained HTML page: the run, the plots (inlined PNG) and the results table; ``note``
-    (e.g. why there are no learning curves) is shown above the plots."""
+    """One self-contained HTML page: the run, the plots (inlined PNG), the results table and the
+    lineage of every row (:data:`LINEAGE_COLUMNS`); ``note`` (e.g. why there are no learning curves)
+    is shown above the plots. Every text from the run is HTML-escaped."""
     from temporal_ml.cli_results import TABLE_COLUMNS
 
     esc = html.escape
@@ -295,6 +301,11 @@ def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None
              ("duration", format_duration(info.duration_seconds)), ("snapshot", info.snapshot_id),
              ("config sha256", info.config_hash), ("task queue", info.task_queue)]
     facts_html = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(v or '-')}</code></td></tr>" for k, v in facts)
+    lineage_head = "".join(f"<th>{esc(title)}</th>" for title, _ in (("name", "name"), *LINEAGE_COLUMNS))
+    lineage_body = "".join(
+        f"<tr><td>{esc(_text(r.get('name')))}</td>"
+        + "".join(f"<td><code>{esc(_text(r.get(c)))}</code></td>" for _, c in LINEAGE_COLUMNS) + "</tr>"
+        for r in rows)
     image = (f'<img alt="plots of {esc(info.id)}" src="data:image/png;base64,'
              f'{base64.b64encode(png).decode()}">' if png else "<p>(no plots: no metrics or results yet)</p>")
     return f"""<!DOCTYPE html>
@@ -308,6 +319,11 @@ th{{background:#f3f3f3}}img{{max-width:100%}}code{{font-size:12px}}
 <h2>Plots</h2>{f"<p><em>{esc(note)}</em></p>" if note else ""}{image}
 <h2>Results ({len(rows)} row{'' if len(rows) == 1 else 's'})</h2>
 <div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
+<h2>Lineage</h2>
+<p>What each result came from: the config's hash, the dataset snapshot, the seed, the temporal-ml
+version that ran it and the sha256 of the final weights (<code>-</code>: not recorded, or not known
+yet).</p>
+<div class="wide"><table><thead><tr>{lineage_head}</tr></thead><tbody>{lineage_body}</tbody></table></div>
 <p><small>temporal-ml report; the full table: <code>temporal-ml results {esc(info.id)} --format csv</code></small></p>
 </body></html>
 """

@@ -200,6 +200,7 @@ async def _training_rows(client: Client, info: RunInfo) -> list[Row]:
                         if progress.latest_checkpoint is not None else None})
     row.setdefault("config_hash", info.config_hash or None)
     row.setdefault("snapshot_id", info.snapshot_id or None)
+    row.setdefault("library_version", info.memo.get("temporal_ml") or None)  # the workflow's memo
     return [row]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from temporal_ml._version import __version__
 from temporal_ml.client import connect
 from temporal_ml.search import Categorical, SearchSpace
 from temporal_ml.sweep_types import SweepInput, SweepResult
@@ -121,7 +123,7 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
 
 def check_report(text: str, rows: int) -> None:
     """The report is one self-contained page: every image inline (a real PNG), no external resource,
-    the results table with one row per trial."""
+    the results table and the lineage with one row per trial."""
     import base64
     from html.parser import HTMLParser
 
@@ -145,4 +147,10 @@ def check_report(text: str, rows: int) -> None:
     assert parser.sources and all(s.startswith("data:image/png;base64,") for s in parser.sources)
     for source in parser.sources:
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert parser.tables == 2 and parser.rows == 8 + 1 + rows  # facts, header, one row per trial
+    # the facts; the results and the lineage: a header and one row per trial each
+    assert parser.tables == 3 and parser.rows == 8 + 2 * (1 + rows)
+    lineage = text.split("<h2>Lineage</h2>", 1)[1]
+    table = lineage.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    # every done trial: its config hash, snapshot id and weights digest; its seed and our version
+    assert len(re.findall(r"<code>[0-9a-f]{64}</code>", table)) == 3 * rows, lineage
+    assert "<code>-</code>" not in table and table.count(f"<code>{__version__}</code>") == rows, lineage

@@ -196,9 +196,23 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
     assert abs(linear.axes[2].get_lines()[1].get_ydata()[0] - 0.5) < 1e-9
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
+    # lineage: recorded for two trials (one with markup in a field, shown as text), not for the third
+    rows[0].update({"config_hash": "c" * 64, "snapshot_id": "snap-0", "seed": 7, "library_version": "0.1.0",
+                    "checkpoint_sha256": "a" * 64})
+    rows[1].update({"config_hash": "d" * 64, "snapshot_id": "<b>snap&1</b>", "seed": 8,
+                    "library_version": "0.1.0"})
     page = html_report(info, rows, buffer.getvalue())
     assert page.count("data:image/png;base64,") == 1 and "http" not in page.replace("http-equiv", "")
-    assert page.count("<tr>") == 8 + 1 + 3  # the run's facts, the header, one row per trial
+    # the run's facts, the results' header and one row per trial, the lineage's header and rows
+    assert page.count("<tr>") == 8 + 1 + 3 + 1 + 3
+    lineage = page.split("<h2>Lineage</h2>", 1)[1]
+    for heading in ("config sha256", "snapshot", "seed", "temporal-ml", "weights sha256"):
+        assert f"<th>{heading}</th>" in lineage
+    first, second, third = lineage.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("</tr>")[:3]
+    assert all(f"<code>{v}</code>" in first for v in ("c" * 64, "snap-0", "7", "0.1.0", "a" * 64))
+    assert "<code>&lt;b&gt;snap&amp;1&lt;/b&gt;</code>" in second and "<b>snap" not in page
+    assert "<td>t0001</td>" in second and second.count("<code>-</code>") == 1  # no weights digest
+    assert "<td>t0002</td>" in third and third.count("<code>-</code>") == 5
 
 
 def test_progress_lines_only_on_changes() -> None:
