@@ -15,6 +15,10 @@ Built in (optional extras, imported only by a run that uses them):
   tag ``temporal_ml.run_id`` = the run id, params = the config), at ``$MLFLOW_TRACKING_URI`` (default
   ``sqlite:///<metrics_dir>/mlflow.db``), in the experiment ``$MLFLOW_EXPERIMENT_NAME`` (default
   ``temporal-ml``). A resumed run logs into the same MLflow run.
+* ``"wandb"`` (``pip install 'temporal-ml[wandb]'``): one W&B run per training run, its id derived
+  from the run id and config hash (so a resumed run continues it, ``resume="allow"``), named by the
+  run id, every metric plotted against ``step``; W&B's environment applies (``WANDB_MODE=offline``,
+  ``WANDB_PROJECT``, default ``temporal-ml``; ``WANDB_DIR``, default the run's metrics directory).
 
 Evaluations of a run's checkpoints by the evaluation activity reach the same sinks as ``eval_<name>``
 at the checkpoint's step (:func:`log_evaluation`).
@@ -26,7 +30,8 @@ worker import), or name its factory by import path, ``"my_package.sinks:make_sin
 Resume: after a worker is lost, a run resumes from its last checkpoint and logs the steps since then
 again. The JSONL log keeps both (a ``resume`` record marks the point; readers keep the last value of a
 step); TensorBoard hides the discarded steps itself (the writer purges steps after the resume point);
-MLflow keeps both values of a repeated step in the metric's history. Sinks see only the training
+MLflow and W&B keep both values of a repeated step in the metric's history (W&B against the
+``step`` metric, so its own monotonic ``_step`` never goes back). Sinks see only the training
 metrics; the weights, and so exact resume, never depend on them.
 """
 
@@ -300,6 +305,8 @@ def log_evaluation(metrics_dir: str | Path | None, run_id: str, config: TrainCon
 
 # The built-in sinks (their packages are imported only when a run uses them).
 from temporal_ml._sink_builtins import MLflowSink, TensorBoardSink  # noqa: E402
+from temporal_ml._sink_wandb import WandbSink  # noqa: E402
 
 register_metric_sink("tensorboard", TensorBoardSink)
 register_metric_sink("mlflow", MLflowSink)
+register_metric_sink("wandb", WandbSink)
