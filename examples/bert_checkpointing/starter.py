@@ -19,6 +19,7 @@ from .._shared import (
     dataset_source,
     emit,
     environment,
+    eval_split_of,
     follow,
     main_of,
     model_name,
@@ -32,13 +33,14 @@ parser.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint
 
 
 async def run(args: argparse.Namespace) -> int:
+    source = dataset_source(args.dataset, args.train_limit)
     config = TrainConfig(
         trainable=TRAINABLE, max_steps=args.steps, batch_size=args.batch_size, seed=0,
-        checkpoint_every_steps=args.checkpoint_every, eval_split="dev",
+        checkpoint_every_steps=args.checkpoint_every, eval_split=eval_split_of(source, args.eval_split),
         hparams={"model": model_name(args.model)}, metric_sinks=args.metric_sinks,
     )
     run_id = args.run_id or f"bert-ckpt-{uuid.uuid4().hex[:8]}"
-    inp = TrainingInput(config=config, dataset=dataset_source(args.dataset, args.train_limit),
+    inp = TrainingInput(config=config, dataset=source,
                         run_id=run_id, progress_every_seconds=2, heartbeat_timeout_seconds=20)
     check_input(args, inp)
     async with environment(args, task_queue=TASK_QUEUE, workflows=[BertCheckpointingWorkflow],

@@ -46,7 +46,7 @@ async def run(args: argparse.Namespace) -> int:
     source = dataset_source(args.dataset, args.train_limit)
     run_id = args.run_id or f"bert-eval-{uuid.uuid4().hex[:8]}"
     inp = CoordinatorInput(experiments=[ExperimentSpec(name=args.name, config=config)], dataset=source,
-                           run_id=run_id, max_concurrency=1, eval_split=eval_split_of(source),
+                           run_id=run_id, max_concurrency=1, eval_split=eval_split_of(source, args.eval_split),
                            progress_every_seconds=2, heartbeat_timeout_seconds=20)
     check_input(args, inp)
     async with environment_with(args, workers) as client:

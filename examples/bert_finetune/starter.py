@@ -23,6 +23,7 @@ from .._shared import (
     dataset_source,
     emit,
     environment,
+    eval_split_of,
     follow,
     main_of,
     model_name,
@@ -84,11 +85,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def _eval_split(args: argparse.Namespace) -> str | None:
+    """``--eval-split``, else dev/validation/test (whichever the data has; generated data: dev); a
+    hub dataset is not evaluated unless named."""
     source = dataset_source(args.dataset, None)
-    if source.generator or (source.files and "dev" in source.files):
-        return "dev"
-    if source.files and "validation" in source.files:
-        return "validation"
+    if args.eval_split or not source.hub:
+        return eval_split_of(source, args.eval_split)
     return None
 
 

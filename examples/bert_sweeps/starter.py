@@ -80,7 +80,7 @@ def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInp
     common: dict[str, Any] = dict(
         base=base, space=space_for(kind), searcher=searcher, n_trials=args.trials,
         max_concurrency=args.max_concurrency, objective="accuracy", direction="maximize", seed=args.seed,
-        dataset=source, run_id=run_id, eval_split=eval_split_of(source), train_task_queue=args.train_queue,
+        dataset=source, run_id=run_id, eval_split=eval_split_of(source, args.eval_split), train_task_queue=args.train_queue,
         eval_task_queue=args.eval_queue, heartbeat_timeout_seconds=20, progress_every_seconds=5,
     )
     if args.mode == "sweep":
