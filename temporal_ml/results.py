@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -414,6 +414,7 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
     for trial in trials:
         row = _trial_row(trial)
         row["rank"] = ranks.get(trial.name)
+        row["budget"] = trial.max_steps or None
         if result is not None and info.kind == "sweep" and trial.name not in inline:  # from the table
             row.update({"train_workflow_id": f"{result.run_id}--{trial.name}--train",
                         "eval_workflow_id": f"{result.run_id}--{trial.name}--eval"})
@@ -427,4 +428,30 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
         rows.append(row)
     for row in rows:
         row["experiment"] = info.id
-    return rows or [_base_row(info)]
+    return _same_columns(rows, _SWEEP_COLUMNS) or [_base_row(info)]
+
+
+#: Columns every sweep row has, running or finished (empty until known): lineage and workflow ids
+#: come with a trial's result, the rank with the sweep's.
+_SWEEP_COLUMNS = ("rank", "budget", "train_workflow_id", "eval_workflow_id", "seed", "config_hash",
+                  "snapshot_id", "library_version")
+
+
+def _same_columns(rows: list[Row], fixed: Sequence[str]) -> list[Row]:
+    """Give every row the same keys in one order: ``fixed`` and every key any row has (a value a
+    row lacks is ``None``), so a run's columns do not change while it runs or when it finishes.
+    Order: name, status, value, the params, progress, the ``eval.*`` metrics, then the rest."""
+    keys = {k for row in rows for k in row} | set(fixed)
+    first = ["name", "index", "status", "value"]
+
+    def place(key: str) -> tuple[int, int, str]:
+        if key in first:
+            return (0, first.index(key), "")
+        if key.startswith("params."):
+            return (1, 0, key)
+        if key in ("step", "max_steps", "budget", "train.loss"):
+            return (2, ("step", "max_steps", "budget", "train.loss").index(key), "")
+        return (3, 0, key) if key.startswith("eval.") else (4, 0, key)
+
+    order = sorted(keys, key=place)
+    return [{k: row.get(k) for k in order} for row in rows]

@@ -420,6 +420,61 @@ class SweepStatus(BaseModel):
     table_uri: str | None = None
     retrying: int = 0
     stop_reason: str | None = None
+    #: finished trials of each outcome, over every trial (the table's and those held)
+    n_done: int = 0
+    n_failed: int = 0
+    n_stopped: int = 0
+    #: the best done trial so far (a ladder: at the highest rung reached), with the objective
+    best: TrialRow | None = None
+    objective: str | None = None
+    direction: Direction = "maximize"
+
+    @property
+    def finished(self) -> int:
+        """Trials with a result (done, failed or stopped)."""
+        return self.n_done + self.n_failed + self.n_stopped
+
+    def eta_seconds(self, elapsed_s: float) -> float | None:
+        """Time left at the pace so far (``None`` before the first result, or once nothing is left
+        to start). A ladder's promotions are extra work, so its estimate is a lower bound."""
+        left = self.n_trials - self.finished
+        if self.finished == 0 or left <= 0 or self.phase in ("done", "stopping") or self.exhausted:
+            return None
+        return elapsed_s / self.finished * left
+
+    def summary(self, elapsed_s: float | None = None) -> str:
+        """One line: phase, counts, best so far, elapsed time and an estimate of the time left.
+
+        ``running · 5/12 done, 2 running, 1 failed, 3 queued · best t0003 accuracy 0.912 at 90
+        steps · 2m10s elapsed, about 3m left``
+        """
+        phase: str = self.phase
+        if self.pause_reason and phase == "paused":
+            phase = f"paused: {self.pause_reason}"
+        if self.stop_reason:
+            phase = f"{phase}: {self.stop_reason}"
+        counts = [f"{self.n_done}/{self.n_trials} done", f"{self.running} running"]
+        counts += [f"{n} {what}" for n, what in ((self.n_failed, "failed"), (self.n_stopped, "stopped"),
+                                                (self.queued, "queued"), (self.retrying, "to retry")) if n]
+        parts = [phase, ", ".join(counts)]
+        if self.best is not None and self.best.value is not None:
+            parts.append(f"best {self.best.name} {self.objective or 'value'} {self.best.value:.4g} "
+                         f"at {self.best.step} steps")
+        if elapsed_s is not None:
+            eta = self.eta_seconds(elapsed_s)
+            parts.append(f"{duration_text(elapsed_s)} elapsed"
+                         + (f", about {duration_text(eta)} left" if eta is not None else ""))
+        return " · ".join(parts)
+
+
+def duration_text(seconds: float) -> str:
+    """``45s``, ``3m05s``, ``2h07m``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class TrialResult(BaseModel):

@@ -182,7 +182,7 @@ class TrainConfig(_Frozen):
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         deterministic: ask torch for deterministic algorithms (bitwise-reproducible runs).
         metric_sinks: where the run's metrics go besides its JSONL log, like the HF Trainer's
-            ``report_to``: ``"tensorboard"``, ``"mlflow"`` (optional extras), a name registered with
+            ``report_to``: ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` (optional extras), a name registered with
             :func:`temporal_ml.metric_sinks.register_metric_sink` or a ``"module:factory"`` reference
             (see :mod:`temporal_ml.metric_sinks`). Checked when the config is built in Python; an
             unknown name fails there, before anything starts. Operational: left out of both hashes and,
@@ -432,12 +432,14 @@ class ExperimentResult(_Frozen):
 
 
 class LeaderboardEntry(_Frozen):
-    """One row of a coordinator's leaderboard."""
+    """One row of a leaderboard: its rank, the trial or experiment, the metric's value and the
+    training steps it was reached at (``budget``: a ladder ranks higher rungs first)."""
 
     rank: int
     name: str
     metric: str
     value: float
+    budget: int | None = None
 
 
 class CoordinatorResult(_Frozen):

@@ -139,6 +139,17 @@ class SweepControls:
         """Rows written to the results table."""
         return 0
 
+    def _ranked(self) -> list[TrialRow]:
+        """Done trials, best first."""
+        return []
+
+    def _outcomes(self) -> tuple[int, int, int]:
+        """Trials done, failed and stopped so far (a sweep adds those in its results table)."""
+        s = self._control_state()
+        rows = s.rows if s is not None else []
+        return (sum(r.state == "done" for r in rows), sum(r.state == "failed" for r in rows),
+                sum(r.state == "stopped" for r in rows))
+
     # -- shared --------------------------------------------------------------------------------------
 
     def _early_controls(self) -> EarlyControls:
@@ -183,12 +194,19 @@ class SweepControls:
             return SweepStatus(phase="stopping" if early.stopping else "paused" if early.paused else "running",
                                n_trials=0, max_concurrency=early.max_concurrency or 0, running=0, queued=0,
                                exhausted=False, runs=1, trials=[])
+        done, failed, stopped = self._outcomes()
+        ranked = self._ranked()
+        inp: Any = getattr(self, "_inp", None)
         return SweepStatus(phase=self._phase(), n_trials=self._n_trials(),  # type: ignore[arg-type]
                            max_concurrency=s.max_concurrency, running=self._running,
                            queued=len(s.queue), exhausted=s.exhausted, runs=s.runs,
                            trials=self.trials(offset, limit), pause_reason=s.pause_reason,
                            started=self._n_started(), written=self._written(), table_uri=self._table_uri(),
-                           retrying=self._retrying(), stop_reason=self._stop_reason())
+                           retrying=self._retrying(), stop_reason=self._stop_reason(),
+                           n_done=done, n_failed=failed, n_stopped=stopped,
+                           best=ranked[0] if ranked else None,
+                           objective=inp.objective if inp is not None else None,
+                           direction=inp.direction if inp is not None else "maximize")
 
     @workflow.query
     def trials(self, offset: int = 0, limit: int = PAGE_ROWS) -> list[TrialRow]:

@@ -443,7 +443,8 @@ class LadderSweepWorkflow(SweepControls):
 
     def _leaderboard(self) -> list[LeaderboardEntry]:
         assert self._inp is not None
-        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective, value=float(r.value))  # type: ignore[arg-type]
+        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective,
+                                 value=float(r.value), budget=r.step)  # type: ignore[arg-type]
                 for k, r in enumerate(self._ranked())]
 
     def _result(self, inp: LadderInput, snapshot: SnapshotRef) -> LadderResult:

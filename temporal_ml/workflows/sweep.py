@@ -467,7 +467,8 @@ class SweepWorkflow(SweepControls):
 
     def _leaderboard(self) -> list[LeaderboardEntry]:
         assert self._inp is not None
-        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective, value=float(r.value))  # type: ignore[arg-type]
+        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective,
+                                 value=float(r.value), budget=r.step)  # type: ignore[arg-type]
                 for k, r in enumerate(self._ranked()[:LEADERBOARD_ROWS])]
 
     def _result(self, inp: SweepInput, snapshot: SnapshotRef, table_uri: str | None = None) -> SweepResult:
@@ -556,6 +557,11 @@ class SweepWorkflow(SweepControls):
 
     def _written(self) -> int:
         return self._s.table.rows
+
+    def _outcomes(self) -> tuple[int, int, int]:
+        done, failed, stopped = super()._outcomes()
+        t = self._s.table
+        return done + t.n_done, failed + t.n_failed, stopped + t.n_stopped
 
     def _running_train_id(self, index: int) -> str:
         return self.child_ids(index)[0]
