@@ -123,9 +123,11 @@ def _add_worker_parser(sub: Any) -> None:
         help="task queue of a role (repeatable; default $TEMPORAL_ML_<ROLE>_QUEUE, else "
              "temporal-ml, temporal-ml-train, temporal-ml-eval)")
     add("--workflows", action="append", default=[], metavar="MODULE:CLASS",
-        help="@workflow.defn class for the orchestration role (repeatable)")
+        help="@workflow.defn class for the orchestration role (repeatable); the built-in sweep "
+             "workflows of `temporal-ml sweep start` (TmlSweep, TmlLadder, ...) are always registered")
     add("--trainable", action="append", default=[], metavar="NAME=MODULE:ATTR",
-        help="Trainable instance or class (built with no arguments) for the train/eval roles (repeatable)")
+        help="Trainable instance or class (built with no arguments) for the train/eval roles "
+             "(repeatable); 'text-classification' alone is the built-in one (needs the hf extra)")
     add("--generator", action="append", default=[], metavar="NAME=MODULE:ATTR",
         help="data generator for DatasetSource(generator=NAME), orchestration role (repeatable)")
     add("--store", default=None, metavar="URL",
@@ -162,6 +164,17 @@ def _worker_spec(args: argparse.Namespace) -> WorkerSpec:
     )
 
     roles = [Role.parse(role) for role in args.role]
+    workflows = [_option("--workflows", load_workflow, ref) for ref in args.workflows]
+    generators = _named("--generator", args.generator, str, load_generator)
+    if Role.ORCHESTRATION in roles:  # what a spec-file sweep (`temporal-ml sweep start`) needs
+        from temporal_ml.hf.synthetic import sentiment_dataset
+        from temporal_ml.sources import SYNTHETIC
+        from temporal_ml.workflows.builtin import BUILTIN_WORKFLOWS
+
+        names = {_workflow_name(w) for w in workflows}
+        workflows += [w for w in BUILTIN_WORKFLOWS if _workflow_name(w) not in names]
+        generators.setdefault(SYNTHETIC, sentiment_dataset)
+    trainables = [_BUILTIN_TRAINABLES.get(text, text) for text in args.trainable]
     if args.max_concurrent_trainings is not None and Role.TRAIN not in roles:
         raise ConfigError("--max-concurrent-trainings applies only to the train role")
     if args.trainings_in_processes and Role.TRAIN not in roles:
@@ -170,13 +183,20 @@ def _worker_spec(args: argparse.Namespace) -> WorkerSpec:
         roles=roles,
         task_queues=_named("--task-queue", args.task_queue, Role.parse, str),
         store=args.store or default_store(),
-        workflows=[_option("--workflows", load_workflow, ref) for ref in args.workflows],
-        generators=_named("--generator", args.generator, str, load_generator),
-        trainables=_named("--trainable", args.trainable, str, load_trainable),
+        workflows=workflows, generators=generators,
+        trainables=_named("--trainable", trainables, str, load_trainable),
         metrics_dir=args.metrics_dir, max_concurrent_trainings=_or(args.max_concurrent_trainings, 1),
         trainings_in_processes=args.trainings_in_processes,
         max_concurrent_activities=args.max_concurrent_activities,
     )
+
+
+#: ``--trainable NAME`` shorthands for the trainables the library ships
+_BUILTIN_TRAINABLES = {"text-classification": "text-classification=temporal_ml.hf:TextClassificationTrainable"}
+
+
+def _workflow_name(cls: type) -> str:
+    return str(getattr(cls, "__temporal_workflow_definition").name)
 
 
 def _or(value: int | None, default: int) -> int:

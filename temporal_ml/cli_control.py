@@ -19,6 +19,7 @@ from typing import Any
 
 from temporal_ml.cli_common import add_client_options, client_for, describe_run
 from temporal_ml.cli_errors import RunRefused
+from temporal_ml.cli_spec import add_spec_parsers
 from temporal_ml.errors import ConfigError, TemporalMLError
 
 __all__ = ["add_control_parsers", "UPDATES"]
@@ -60,10 +61,11 @@ def add_control_parsers(sub: Any) -> None:
     add_client_options(retry_all)
     retry_all.set_defaults(handler=lambda args: asyncio.run(_retry(args)))
 
-    sweep = sub.add_parser("sweep", help="steer a running sweep (add trials, stop a trial, ...)",
-                           description="Live control of a SweepWorkflow (pause/resume/stop: the "
-                                       "top-level commands).")
+    sweep = sub.add_parser("sweep", help="start a sweep from a spec file; steer a running one",
+                           description="Start a sweep from a spec file (start, validate) and steer "
+                                       "a running one (pause/resume/stop: the top-level commands).")
     commands = sweep.add_subparsers(dest="sweep_command", required=True, metavar="COMMAND")
+    add_spec_parsers(commands)
     for name, update, arg, help_ in (
         ("add-trials", "add_trials", ("n", int, "N", "how many trials to add"), "add N trials"),
         ("stop-trial", "stop_trial", ("index", int, "INDEX", "the trial's index (see `results`)"),

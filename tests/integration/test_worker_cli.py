@@ -98,8 +98,8 @@ async def test_worker_cli_runs_roles_limits_trainings_and_exits_cleanly(worker: 
     ready = worker.wait_ready()
     q = worker.queues
     assert ready == [
-        f"worker ready: role=orchestration queue={q['orchestration']} workflows=[MLPTraining,MLPEval] "
-        "generators=[blobs] max_concurrent=default",
+        f"worker ready: role=orchestration queue={q['orchestration']} workflows=[MLPTraining,MLPEval,"
+        "TmlTraining,TmlEval,TmlSweep,TmlLadder] generators=[blobs,synthetic-sentiment] max_concurrent=default",
         f"worker ready: role=train queue={q['train']} trainables=[mlp] max_concurrent=1",
         f"worker ready: role=eval queue={q['eval']} trainables=[mlp] max_concurrent=1",
     ]

@@ -13,6 +13,7 @@ import pytest
 import temporal_ml.client
 from temporal_ml import cli
 from temporal_ml.errors import ConfigError
+from temporal_ml.hf.synthetic import sentiment_dataset
 from temporal_ml.roles import (
     DEFAULT_QUEUES,
     Role,
@@ -25,6 +26,7 @@ from temporal_ml.roles import (
     load_workflow,
     local_path,
 )
+from temporal_ml.workflows.builtin import BUILTIN_WORKFLOWS
 from temporal_ml.workflows.training import TrainingWorkflow
 from tests.integration._training_workflows import MLPTraining
 from tests.trainables import MLPTrainable, blobs
@@ -173,9 +175,10 @@ def test_worker_spec_from_arguments(tmp_path: Path) -> None:
         "--task-queue", "train=gpus", "--max-concurrent-trainings", "2", "--metrics-dir", "/tmp/m",
     ])
     spec = cli._worker_spec(args)
-    assert spec.roles == (Role.ORCHESTRATION, Role.TRAIN) and spec.workflows == [MLPTraining]
+    assert spec.roles == (Role.ORCHESTRATION, Role.TRAIN) and spec.workflows == [MLPTraining, *BUILTIN_WORKFLOWS]
     assert spec.task_queues == {Role.ORCHESTRATION: "temporal-ml", Role.TRAIN: "gpus"}
-    assert isinstance(spec.trainables["mlp"], MLPTrainable) and spec.generators == {"blobs": blobs}
+    assert isinstance(spec.trainables["mlp"], MLPTrainable)
+    assert spec.generators == {"blobs": blobs, "synthetic-sentiment": sentiment_dataset}
     assert spec.store == str(tmp_path) and spec.metrics_dir == "/tmp/m"
     assert not spec.trainings_in_processes
     assert cli._worker_spec(cli.build_parser().parse_args([
@@ -183,8 +186,11 @@ def test_worker_spec_from_arguments(tmp_path: Path) -> None:
     ])).trainings_in_processes
     assert cli._describe(spec, Role.TRAIN) == "role=train queue=gpus trainables=[mlp] max_concurrent=2"
     assert cli._describe(spec, Role.ORCHESTRATION) == (
-        "role=orchestration queue=temporal-ml workflows=[MLPTraining] generators=[blobs] "
-        "max_concurrent=default")
+        "role=orchestration queue=temporal-ml workflows=[MLPTraining,TmlTraining,TmlEval,TmlSweep,TmlLadder] "
+        "generators=[blobs,synthetic-sentiment] max_concurrent=default")
+    builtin = cli._worker_spec(cli.build_parser().parse_args(["worker", "--role", "eval", "--trainable",
+                                                              "text-classification"]))
+    assert type(builtin.trainables["text-classification"]).__name__ == "TextClassificationTrainable"
 
 
 @pytest.mark.parametrize(("argv", "message"), [
