@@ -38,13 +38,35 @@ def create_worker(
         activity_threads: size of the thread pool for sync activities.
         **kwargs: passed to ``Worker``.
     """
-    executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(activity_threads, max_concurrent_activities or 0), thread_name_prefix="tml-activity"
-    )
     kwargs.setdefault("max_heartbeat_throttle_interval", timedelta(seconds=2))
     kwargs.setdefault("default_heartbeat_throttle_interval", timedelta(seconds=2))
     kwargs.setdefault("sticky_queue_schedule_to_start_timeout", timedelta(seconds=3))
+    activities = list(activities)
+    if workflows:
+        # The workflows ask it which search attributes exist, on their own task queue (a regular
+        # activity, see temporal_ml.workflows._tags); a worker without it would make them wait.
+        from temporal_ml.activities.search_attributes import registered_search_attributes
+
+        if not any(_activity_name(a) == _activity_name(registered_search_attributes) for a in activities):
+            activities.append(registered_search_attributes)
+        # Sweeps keep an activity waiting for each trial across a rollover (await_child) and ask
+        # their searcher in another: a slot each, beyond the SDK's default 100.
+        if max_concurrent_activities is None:
+            max_concurrent_activities = WORKFLOW_WORKER_ACTIVITY_SLOTS
     if max_concurrent_activities is not None:
         kwargs["max_concurrent_activities"] = max_concurrent_activities
-    return Worker(client, task_queue=task_queue, workflows=list(workflows), activities=list(activities),
+    executor = concurrent.futures.ThreadPoolExecutor(  # threads start only as they are needed
+        max_workers=max(activity_threads, max_concurrent_activities or 0), thread_name_prefix="tml-activity"
+    )
+    return Worker(client, task_queue=task_queue, workflows=list(workflows), activities=activities,
                   activity_executor=executor, **kwargs)
+
+
+#: Activity slots of a worker that runs workflows (unless given): their activities are short or
+#: waiting (async), so more than the SDK's default 100.
+WORKFLOW_WORKER_ACTIVITY_SLOTS = 2000
+
+
+def _activity_name(fn: Callable[..., Any]) -> str | None:
+    defn = getattr(fn, "__temporal_activity_definition", None)
+    return getattr(defn, "name", None)

@@ -263,7 +263,8 @@ class SweepActivities:
 
     @activity.defn(name=SUGGEST)
     def suggest(self, req: SuggestRequest) -> SuggestResult:
-        """A local activity: one searcher suggestion, computed once and recorded by the sweep."""
+        """One searcher suggestion, computed once and recorded by the sweep (it runs on the sweep's
+        task queue)."""
         return suggest_point(req, self.storage_options)
 
     @activity.defn(name=WRITE_SWEEP_PART)

@@ -1,15 +1,19 @@
 """Searcher suggestions computed once and recorded in the sweep's history.
 
-:func:`suggest` runs the searcher in the ``SUGGEST`` local activity (registered with
-``SweepActivities().activities()`` on the orchestration worker). Temporal records a local
-activity's result in the history as a marker, and a replay reuses the marker instead of running the
-activity again: a replayed sweep, a worker with changed searcher code, new defaults or a CPython
+:func:`suggest` runs the searcher in the ``SUGGEST`` activity (registered with
+``SweepActivities().activities()`` on the orchestration worker; it runs on the sweep's own task
+queue). Temporal records an activity's result in the history, and a replay reuses it instead of
+running the activity again: a replayed sweep, a worker with changed searcher code, new defaults or a CPython
 whose float sums differ can never change what a running sweep trains or reports. The searchers stay
 pure functions of (space, seed, history), so ``temporal-ml sweep audit`` can recompute each
 suggestion and compare.
 
 Histories recorded before this existed (no ``RECORDED_SUGGESTIONS_PATCH`` marker) replay with the
-suggestion computed inline, as it was then.
+suggestion computed inline, as it was then; those recorded before ``SUGGEST_ACTIVITY_PATCH`` with a
+local activity. A local activity's marker can land in one workflow task and the code after it in the
+next; such a history replays with the result delivered earlier, its commands in another order, and
+fails (a restarted worker failed the sweep's workflow tasks forever). A regular activity's result
+is an event of its own, delivered where it happened.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.search import AnySearcher, Direction, SearchSpace, TrialRecord
     from temporal_ml.workflows._trials import root_message
 
-__all__ = ["RECORDED_SUGGESTIONS_PATCH", "Suggestion", "suggest"]
+__all__ = ["RECORDED_SUGGESTIONS_PATCH", "SUGGEST_ACTIVITY_PATCH", "Suggestion", "suggest"]
 
 #: ``workflow.patched`` id: suggestions come from the ``SUGGEST`` local activity (recorded).
 RECORDED_SUGGESTIONS_PATCH = "tml-recorded-suggestions-v1"
+#: ``workflow.patched`` id: the suggestion is a regular activity (a local one before).
+SUGGEST_ACTIVITY_PATCH = "tml-suggest-activity-v1"
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,17 @@ async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[Trial
     request = SuggestRequest(searcher=searcher, space=space, history=history, seed=seed, index=index,
                              direction=direction, table_uri=table_uri, table_parts=list(table_parts or []))
     if workflow.patched(RECORDED_SUGGESTIONS_PATCH):
+        retry = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"])
         try:
-            result: SuggestResult = await workflow.execute_local_activity(
-                SUGGEST, request, result_type=SuggestResult,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"]),
-            )
+            result: SuggestResult
+            if workflow.patched(SUGGEST_ACTIVITY_PATCH):
+                result = await workflow.execute_activity(
+                    SUGGEST, request, result_type=SuggestResult, start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=retry)
+            else:
+                result = await workflow.execute_local_activity(
+                    SUGGEST, request, result_type=SuggestResult, start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=retry)
             return Suggestion(params=result.params, exhausted=result.exhausted, recorded=True)
         except ValueError:  # not registered on this worker (the SDK checks before scheduling it)
             workflow.logger.warning("%s is not registered on this worker (register "

@@ -23,7 +23,8 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 def test_every_workflow_base_has_a_history() -> None:
     assert {p.stem for p in HISTORIES} >= {"training", "evaluation", "inference", "coordinator", "sweep",
                                            "ladder", "training_multinode", "training_multinode_auto",
-                                           "sweep_tpe_controls", "ladder_tpe_budget"}
+                                           "sweep_tpe_controls", "ladder_tpe_budget", "training_activity_probe",
+                                           "sweep_tpe_controls_activity", "ladder_tpe_budget_activity"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -52,10 +53,12 @@ def test_recorded_sweep_decisions_recompute() -> None:
     assert len(recomputed) == 4 and all(recorded == again for _, recorded, again in recomputed)
 
 
-@pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget"])
+@pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
+                                  "ladder_tpe_budget_activity"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
-    takes every suggestion from its marker, so no searcher change reaches a running sweep."""
+    takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
+    change reaches a running sweep."""
     from temporal_ml.search import TPESearcher
 
     def broken(*args: object, **kwargs: object) -> None:
