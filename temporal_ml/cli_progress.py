@@ -29,6 +29,8 @@ class RunProgress:
     checkpoint_step: int | None = None
     resumes: int = 0
     note: str | None = None
+    #: an evaluation's rows done (``RowProgress``), while it runs
+    eval_rows: Any = None
 
     @classmethod
     def of(cls, progress: Any, note: str | None = None) -> RunProgress:
@@ -51,6 +53,8 @@ class RunProgress:
             parts.append(f"checkpoint @ {self.checkpoint_step}")
         if self.resumes:
             parts.append(f"resumes {self.resumes}")
+        if self.eval_rows is not None:
+            parts.append(f"evaluated {self.eval_rows.line()}")
         return "  ".join(parts)
 
     def line(self, name: str) -> str:
@@ -61,7 +65,9 @@ class RunProgress:
 
     def milestone(self) -> tuple[Any, ...]:
         """What makes a new line without a terminal: not the step."""
-        return (self.state, self.checkpoint_step, self.resumes, self.note)
+        rows = self.eval_rows
+        tenth = rows.rows_done * 10 // max(1, rows.rows_total) if rows is not None else None
+        return (self.state, self.checkpoint_step, self.resumes, self.note, tenth)
 
 
 class ProgressView:

@@ -42,13 +42,13 @@ _STATES = {
 
 #: Columns of the per-row table ``status`` shows, by run kind (sweeps add theirs here).
 STATUS_COLUMNS: dict[str, list[str]] = {
-    "coordinator": ["name", "status", "step", "max_steps", "train.loss", "eval.accuracy", "train_s",
+    "coordinator": ["name", "status", "step", "max_steps", "train.loss", "eval_rows", "eval.accuracy", "train_s",
                     "eval_s", "error"],
     "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "checkpoint_step", "resumes",
               "note", "error"],
-    "eval": ["name", "status", "split", "eval.accuracy", "eval.loss", "error"],
-    "sweep": ["name", "status", "value", "step", "max_steps", "train.loss", "duration_s", "error"],
-    "ladder": ["name", "status", "value", "step", "max_steps", "train.loss", "duration_s", "error"],
+    "eval": ["name", "status", "rows", "split", "eval.accuracy", "eval.loss", "error"],
+    "sweep": ["name", "status", "value", "step", "max_steps", "train.loss", "eval_rows", "duration_s", "error"],
+    "ladder": ["name", "status", "value", "step", "max_steps", "train.loss", "eval_rows", "duration_s", "error"],
 }
 
 
@@ -233,7 +233,13 @@ def _row_columns(info: RunInfo, rows: Sequence[dict[str, Any]]) -> list[str]:
     present = {k for row in rows for k in row}
     if wanted is None:
         return [c for c in ("name", "status", "step", "error") if c in present] or sorted(present)
-    return [c for c in wanted if c in present or c in ("name", "status")]
+    shown = [c for c in wanted if c in present or c in ("name", "status")]
+    # an evaluation's rows done: only while one runs
+    return [c for c in shown if c not in _LIVE_ONLY or any(row.get(c) is not None for row in rows)]
+
+
+#: Status columns shown only when a row has a value (live progress of running evaluations).
+_LIVE_ONLY = frozenset({"rows", "eval_rows"})
 
 
 def _render(info: RunInfo, rows: Sequence[dict[str, Any]]) -> str:

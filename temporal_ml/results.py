@@ -167,6 +167,29 @@ async def _progress(client: Client, workflow_id: str) -> Any:
         return None
 
 
+async def eval_progress(client: Client, workflow_id: str) -> Any:
+    """The rows an evaluation workflow's running activity has done (its heartbeat details, a
+    :class:`~temporal_ml.training.progress.RowProgress`), or ``None`` (not evaluating, or not yet
+    counted)."""
+    from temporal_ml.training.progress import RowProgress
+
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=_QUERY_TIMEOUT)
+    except Exception:  # noqa: BLE001 - gone, or the server is busy: no news
+        return None
+    for pending in description.raw_description.pending_activities:
+        payloads = list(pending.heartbeat_details.payloads)
+        if payloads:
+            try:
+                details = await client.data_converter.decode(payloads)
+            except Exception:  # noqa: BLE001 - details of another kind of activity
+                continue
+            progress = RowProgress.of_details(details)
+            if progress is not None:
+                return progress
+    return None
+
+
 async def _input(client: Client, workflow_id: str, input_type: type) -> Any:
     from temporal_ml.client import workflow_input
 
@@ -212,6 +235,10 @@ async def _eval_rows(client: Client, info: RunInfo) -> list[Row]:
     row["name"] = info.run_id or info.id
     result, error = (await _result_or_error(client, info.id, EvalResult)
                      if info.status in ("completed", "failed") else (None, None))
+    if info.running:
+        progress = await eval_progress(client, info.id)
+        if progress is not None:
+            row.update({"state": "evaluating", "rows": progress.line()})
     if result is not None:
         row.update({"split": result.split, "examples": result.examples, **_prefixed("eval", result.metrics),
                     "snapshot_id": result.snapshot.id,
@@ -322,6 +349,10 @@ async def _child(client: Client, workflow_id: str, prefix: str) -> Row:
         progress = await _progress(client, workflow_id)
         if progress is not None:
             row.update({"step": progress.step, "train.loss": progress.loss})
+    elif info.running and prefix == "eval":
+        rows = await eval_progress(client, workflow_id)
+        if rows is not None:
+            row["eval_rows"] = rows.line()
     return row
 
 
@@ -415,6 +446,9 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
         row = _trial_row(trial)
         row["rank"] = ranks.get(trial.name)
         row["budget"] = trial.max_steps or None
+        if trial.state == "evaluating" and info.kind == "sweep":  # its evaluation's rows done so far
+            rows_done = await eval_progress(client, f"{info.experiment or info.id}--{trial.name}--eval")
+            row["eval_rows"] = rows_done.line() if rows_done is not None else None
         if result is not None and info.kind == "sweep" and trial.name not in inline:  # from the table
             row.update({"train_workflow_id": f"{result.run_id}--{trial.name}--train",
                         "eval_workflow_id": f"{result.run_id}--{trial.name}--eval"})
@@ -433,8 +467,8 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
 
 #: Columns every sweep row has, running or finished (empty until known): lineage and workflow ids
 #: come with a trial's result, the rank with the sweep's.
-_SWEEP_COLUMNS = ("rank", "budget", "train_workflow_id", "eval_workflow_id", "seed", "config_hash",
-                  "snapshot_id", "library_version")
+_SWEEP_COLUMNS = ("rank", "budget", "eval_rows", "train_workflow_id", "eval_workflow_id", "seed",
+                  "config_hash", "snapshot_id", "library_version")
 
 
 def _same_columns(rows: list[Row], fixed: Sequence[str]) -> list[Row]:

@@ -54,7 +54,7 @@ async def run(args: argparse.Namespace) -> int:
                                        say=say(args))
         if not args.json:
             print(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})", flush=True)
-        result: CoordinatorResult = await follow_experiments(args, handle, BertExperiment.status)
+        result: CoordinatorResult = await follow_experiments(args, client, handle, BertExperiment.status)
     experiment: ExperimentResult = result.experiments[0]
     emit(args, experiment, f"done: run {result.run_id}\n{experiment_summary(experiment)}")
     return 0 if experiment.status == "done" else 1

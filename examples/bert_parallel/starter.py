@@ -136,7 +136,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"started {len(inp.experiments)} experiments, at most {args.max_concurrency} at once: "
                   f"run {run_id} on {args.queue!r} (training on {args.train_queue!r}, "
                   f"evaluation on {args.eval_queue!r}); Web UI: TmlExperiment = \"{run_id}\"", flush=True)
-        result: CoordinatorResult = await follow_experiments(args, handle, BertParallel.status)
+        result: CoordinatorResult = await follow_experiments(args, client, handle, BertParallel.status)
     summaries = "\n".join(experiment_summary(e) for e in result.experiments)
     emit(args, result, f"done: run {result.run_id}, snapshot {result.snapshot.id if result.snapshot else '-'}\n"
                        f"{leaderboard_table(result)}\n{summaries}")

@@ -12,7 +12,8 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from temporalio import activity
 
@@ -22,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def heartbeating(every_seconds: float = 2.0) -> Iterator[None]:
-    """Heartbeat every ``every_seconds`` from a helper thread while the ``with`` body runs.
+def heartbeating(every_seconds: float = 2.0, details: Callable[[], Any] | None = None) -> Iterator[None]:
+    """Heartbeat every ``every_seconds`` from a helper thread while the ``with`` body runs, with
+    ``details()`` (e.g. rows done) as the heartbeat's details when it returns something.
 
     Outside an activity (a plain call, a test) it does nothing. The helper thread runs in a copy of
     the caller's context, so ``activity.heartbeat`` reaches this very activity (thread-safe for
@@ -37,7 +39,11 @@ def heartbeating(every_seconds: float = 2.0) -> Iterator[None]:
     def beat() -> None:
         while True:
             try:
-                activity.heartbeat()
+                now = details() if details is not None else None
+                if now is None:
+                    activity.heartbeat()
+                else:
+                    activity.heartbeat(now)
             except Exception:  # noqa: BLE001 - a lost heartbeat must not kill the work
                 log.debug("heartbeat failed", exc_info=True)
             if stop.wait(every_seconds):

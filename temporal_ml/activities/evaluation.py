@@ -15,6 +15,7 @@ from temporal_ml.activities.messages import EVALUATE, EvalRequest
 from temporal_ml.errors import ConfigError, NotFoundError
 from temporal_ml.metric_sinks import log_evaluation
 from temporal_ml.storage.snapshots import SnapshotStore
+from temporal_ml.training.progress import RowProgress, counting_rows
 from temporal_ml.training.restore import setup_from_checkpoint
 from temporal_ml.training.trainable import Trainable
 from temporal_ml.types import EvalResult
@@ -22,6 +23,11 @@ from temporal_ml.types import EvalResult
 __all__ = ["EvalActivities"]
 
 _NAMED = ("loss", "accuracy", "macro_f1", "mse", "rmse")
+
+
+def _details(progress: RowProgress | None) -> dict[str, Any] | None:
+    """Heartbeat details of an evaluation: its rows done, once the trainable reports any."""
+    return progress.model_dump() if progress is not None else None
 
 
 class EvalActivities:
@@ -64,7 +70,7 @@ class EvalActivities:
             ApplicationError (non-retryable): unknown trainable or split, a missing checkpoint, or a
                 checkpoint that does not match its digests.
         """
-        with heartbeating():
+        with counting_rows() as rows, heartbeating(details=lambda: _details(rows.latest())):
             return self._evaluate(req)
 
     def _evaluate(self, req: EvalRequest) -> EvalResult:

@@ -26,6 +26,7 @@ from temporal_ml.hf._columns import (
     texts_of,
 )
 from temporal_ml.hf.loading import TINY_BERT, load_model_and_tokenizer
+from temporal_ml.training.progress import report_rows
 from temporal_ml.training.trainable import Prediction, Trainable, TrainContext, TrainSetup
 
 __all__ = ["TextClassificationTrainable", "TextClassificationParams", "classification_metrics"]
@@ -212,6 +213,7 @@ class TextClassificationTrainable(Trainable):
                 for start in range(0, len(order), size):
                     chunk = order[start : start + size]
                     out[chunk] = model(**pad([ids[i] for i in chunk], device)).logits.float().cpu()
+                    report_rows(start + len(chunk), len(order))
         finally:
             model.train(was_training)
         return out

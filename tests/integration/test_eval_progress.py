@@ -1,0 +1,67 @@
+"""An evaluation says how far it is: the trainable reports rows done (``report_rows``), the activity
+heartbeats them, and ``temporal_ml.results.eval_progress`` / ``temporal-ml status`` show them while
+it runs (a 7,600-row evaluation no longer sits at a bare ``evaluating``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from temporal_ml.activities.evaluation import EvalActivities
+from temporal_ml.activities.snapshot import SnapshotActivities
+from temporal_ml.activities.training import TrainingActivities
+from temporal_ml.client import connect
+from temporal_ml.results import eval_progress, result_rows
+from temporal_ml.storage.snapshots import SnapshotStore
+from temporal_ml.types import DatasetSource, TrainConfig
+from temporal_ml.worker import create_worker
+from temporal_ml.workflows.evaluation import EvalInput
+from temporal_ml.workflows.training import TrainingInput
+from tests.integration._training_workflows import MLPEval, MLPTraining
+from tests.trainables import MLPTrainable, blobs
+
+pytestmark = pytest.mark.integration
+
+CONFIG = TrainConfig(trainable="mlp", max_steps=10, batch_size=16, checkpoint_every_steps=10,
+                     async_checkpoints=False, device="cpu", hparams={"eval_delay": 6.0})
+
+
+async def test_a_running_evaluation_reports_its_rows(tmp_path: Path, temporal_address: str) -> None:
+    client = await connect()
+    queue = f"evalrows-{uuid.uuid4().hex[:6]}"
+    store = SnapshotStore(str(tmp_path / "snapshots"))
+    trainables = {"mlp": MLPTrainable()}
+    activities = [
+        *TrainingActivities(trainables=trainables, snapshot_store=store,
+                            checkpoint_root=str(tmp_path / "checkpoints")).activities(),
+        *SnapshotActivities(store, generators={"blobs": blobs}).activities(),
+        *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
+    ]
+    async with create_worker(client, task_queue=queue, workflows=[MLPTraining, MLPEval], activities=activities):
+        trained = await client.execute_workflow(
+            MLPTraining.run, TrainingInput(config=CONFIG, dataset=DatasetSource(generator="blobs"), task_queue=queue),
+            id=f"train-{queue}", task_queue=queue)
+        eval_id = f"eval-{queue}"
+        handle = await client.start_workflow(MLPEval.run, EvalInput.from_result(CONFIG, trained, "dev"),
+                                             id=eval_id, task_queue=queue)
+        seen = []
+        while not (handle_done := await _closed(client, eval_id)):
+            progress = await eval_progress(client, eval_id)
+            if progress is not None:
+                seen.append(progress)
+                row = (await result_rows(client, eval_id))[0]
+                assert row["state"] == "evaluating" and "rows" in row["rows"], row
+            await asyncio.sleep(0.3)
+        result = await handle.result()
+    assert handle_done and seen, "no progress was seen while the evaluation ran"
+    assert all(p.rows_total == result.examples and 0 < p.rows_done <= p.rows_total for p in seen), seen
+    assert [p.rows_done for p in seen] == sorted(p.rows_done for p in seen)  # it only moves forward
+    assert seen[-1].rows_per_second is not None and seen[-1].rows_per_second > 0
+
+
+async def _closed(client, workflow_id: str) -> bool:  # noqa: ANN001
+    description = await client.get_workflow_handle(workflow_id).describe()
+    return description.status is not None and description.status.name != "RUNNING"
