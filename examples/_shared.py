@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from temporal_ml import sources
 from temporal_ml.cli_errors import OneLineArgumentParser, connect_or_explain, report
 from temporal_ml.cli_progress import ProgressView, RunProgress
-from temporal_ml.client import connect, wait_result
+from temporal_ml.client import wait_result
 from temporal_ml.embedded import embedded_run
 from temporal_ml.errors import ConfigError
 from temporal_ml.sources import SYNTHETIC, default_eval_split, looks_local, resolve_model
@@ -302,7 +302,7 @@ def run_workers(make_workers: Callable[[Client], Sequence[Worker]], example: str
     """``worker.py`` main for several workers in one process: connect and poll until Ctrl-C."""
 
     async def main() -> None:
-        client = await connect()
+        client = await connect_or_explain()
         async with contextlib.AsyncExitStack() as stack:
             workers = make_workers(client)
             for worker in workers:
@@ -312,8 +312,15 @@ def run_workers(make_workers: Callable[[Client], Sequence[Worker]], example: str
                   f"storage in {store_dir(example)}", flush=True)
             await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - no server at the address, bad TLS settings: one line
+        code = report(exc, prog=f"{example} worker", verbose="--verbose" in sys.argv)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @contextlib.asynccontextmanager
@@ -338,10 +345,15 @@ def eval_split_of(source: DatasetSource, split: str | None = None) -> str:
     return split or default_eval_split(source)
 
 
-async def follow_experiments(args: argparse.Namespace, handle: WorkflowHandle,
+async def follow_experiments(args: argparse.Namespace, client: Client, handle: WorkflowHandle,
                              status_query: Callable[..., Any], every: float = 2.0) -> Any:
     """Wait for a coordinator's result, showing every experiment's progress (training, evaluating,
     done, failed) on stderr like :func:`follow`."""
+    from dataclasses import replace
+
+    from temporal_ml.results import eval_progress
+    from temporal_ml.workflows.coordinator import child_id
+
     result_task = asyncio.ensure_future(reconnecting_result(args, handle))
     with ProgressView() as view:
         while not result_task.done():
@@ -350,7 +362,11 @@ async def follow_experiments(args: argparse.Namespace, handle: WorkflowHandle,
                 break
             with contextlib.suppress(Exception):
                 for status in await handle.query(status_query):
-                    view.update(status.name, RunProgress.of(status))
+                    progress = RunProgress.of(status)
+                    if status.state == "evaluating":  # rows done of the evaluation, from its heartbeats
+                        rows = await eval_progress(client, child_id(handle.id, status.name, "eval"))
+                        progress = replace(progress, eval_rows=rows)
+                    view.update(status.name, progress)
         with contextlib.suppress(Exception):  # the final states
             for status in await handle.query(status_query):
                 view.update(status.name, RunProgress.of(status))

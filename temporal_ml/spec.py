@@ -87,7 +87,7 @@ class SweepSpec(BaseModel):
         metric_sinks: also send each trial's metrics there (``tensorboard``, ``mlflow``, ...).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
     name: str = Field(pattern=NAME_PATTERN.pattern, max_length=100)
     trainable: str = TEXT_CLASSIFICATION

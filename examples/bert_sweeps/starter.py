@@ -3,13 +3,20 @@
     python -m examples.bert_sweeps.starter --embedded                         # ASHA ladder, 9 trials
     python -m examples.bert_sweeps.starter --embedded --mode sweep --searcher tpe --trials 8
     python -m examples.bert_sweeps.starter --run-id ladder1                   # against running workers
+    python -m examples.bert_sweeps.starter --embedded --spec my-sweep.yaml    # a whole sweep from a file
+
+The default search space is the one in ``spec.yaml`` beside this file (the example's default sweep as
+a spec file; ``temporal-ml sweep start`` runs such files without the example). Progress goes to
+stderr, the result to stdout (``--json``: the typed result alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,12 +28,12 @@ from temporal_ml.errors import ConfigError
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
-    Float,
     GridSearcher,
     RandomSearcher,
     SearchSpace,
     TPESearcher,
 )
+from temporal_ml.spec import load_spec, spec_input
 from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult, TrialRow
 from temporal_ml.types import TrainConfig
 
@@ -57,19 +64,38 @@ parser.add_argument("--max-concurrency", type=int, default=2, help="trials in fl
 parser.add_argument("--min-budget", type=int, default=30, help="ladder: steps of the first rung (default 30)")
 parser.add_argument("--eta", type=int, default=3, help="ladder: 1/eta of each rung goes on (default 3)")
 parser.add_argument("--seed", type=int, default=0, help="seed of the searcher (default 0)")
+parser.add_argument("--spec", default=None, metavar="FILE",
+                    help="a sweep spec file (YAML/TOML, see spec.yaml beside this starter): its data, model, "
+                         "space, searcher, scheduler and budget replace the other flags")
 add_queue_options(parser)
+
+#: The example's default sweep as a spec file (its search space is the starter's default).
+DEFAULT_SPEC = Path(__file__).with_name("spec.yaml")
 
 
 def space_for(searcher: str) -> SearchSpace:
-    """Learning rate and warm-up: continuous for random/TPE, a small grid for grid search."""
+    """Learning rate and warm-up: continuous for random/TPE (the space of ``spec.yaml``), a small grid
+    for grid search."""
     if searcher == "grid":
         return SearchSpace({"hparams.lr": Categorical([3e-4, 1e-3, 3e-3]),
                             "hparams.warmup_ratio": Categorical([0.0, 0.1])})
-    return SearchSpace({"hparams.lr": Float(2e-4, 4e-3, log=True), "hparams.warmup_ratio": Float(0.0, 0.2)})
+    return load_spec(DEFAULT_SPEC).search_space()
+
+
+def from_spec(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInput:
+    """The input a spec file describes, on this example's queues."""
+    _spec, inp, _summary = spec_input(args.spec, run_id)
+    return inp.model_copy(update={"train_task_queue": args.train_queue, "eval_task_queue": args.eval_queue,
+                                  "heartbeat_timeout_seconds": 20})
 
 
 def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInput:
     """The typed workflow input (validated here, before anything starts)."""
+    if args.spec:
+        return from_spec(args, run_id)
+    if args.mode == "ladder" and args.min_budget >= args.steps:
+        raise ConfigError(f"--min-budget ({args.min_budget}) must be less than --steps ({args.steps}), "
+                          "the top rung")
     kind = args.searcher or ("random" if args.mode == "ladder" else "tpe")
     searcher: Any = {"random": RandomSearcher(), "tpe": TPESearcher(n_startup=max(2, args.trials // 3)),
                      "grid": GridSearcher()}[kind]
@@ -90,13 +116,14 @@ def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInp
 
 
 def trial_line(row: TrialRow) -> str:
-    value = f" accuracy {row.value:.4f}" if row.value is not None else ""
+    value = f" accuracy {row.value:.4g}" if row.value is not None else ""
     error = f" error: {row.error}" if row.error else ""
-    return f"  {row.name} {row.state:<10} step {row.step:>4}/{row.max_steps:<4}{value}{error}  {row.params}"
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
+    return f"  {row.name} {row.state:<10} step {row.step:>4}/{row.max_steps:<4}{value}{error}  {params}"
 
 
 async def follow(args: argparse.Namespace, handle: WorkflowHandle[Any, Any]) -> Any:
-    """Print each trial's changes (unless ``--json``) until the sweep returns its result."""
+    """Print each trial's changes on stderr until the sweep returns its result."""
     shown: dict[int, str] = {}
     result_task = asyncio.ensure_future(reconnecting_result(args, handle))  # survives restarts
     while not result_task.done():
@@ -106,8 +133,8 @@ async def follow(args: argparse.Namespace, handle: WorkflowHandle[Any, Any]) -> 
             rows = []
         for row in rows:
             line = trial_line(row)
-            if not args.json and shown.get(row.index) != f"{row.state}{row.max_steps}":
-                print(line, flush=True)
+            if shown.get(row.index) != f"{row.state}{row.max_steps}":
+                print(line, file=sys.stderr, flush=True)
                 shown[row.index] = f"{row.state}{row.max_steps}"
         await asyncio.wait([result_task], timeout=1.0)
     return result_task.result()
@@ -121,10 +148,12 @@ def summary(result: SweepResult | LadderResult) -> str:
         lines.append(f"checkpoints deleted for {len(result.deleted)} trials that could not go on "
                      f"({result.freed_bytes / 1e6:.1f} MB)")
     lines.append(f"leaderboard ({result.objective}):")
-    lines += [f"  {e.rank:<3} {e.name} {e.value:.4f}" for e in result.leaderboard[:10]]
+    lines += [f"  {e.rank:<3} {e.name} {e.value:.4g}" + (f"  at {e.budget} steps" if e.budget else "")
+              for e in result.leaderboard[:10]]
     if result.best is not None:
         best = result.best
-        lines.append(f"best: {best.name} {best.row.params} accuracy {best.row.value} after {best.row.step} "
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.row.params.items())
+        lines.append(f"best: {best.name} ({params}) accuracy {best.row.value:.4g} after {best.row.step} "
                      f"steps, weights sha256 {best.row.model_sha256}")
     return "\n".join(lines)
 
@@ -147,9 +176,9 @@ async def run(args: argparse.Namespace) -> int:
         workflow: Any = BertLadder.run if isinstance(inp, LadderInput) else BertSweep.run
         handle: WorkflowHandle[Any, Any] = await start_or_attach(
             client, workflow, inp, id=run_id, task_queue=args.queue, say=say(args))
-        if not args.json:
-            print(f"started {args.mode} {run_id}: {args.trials} trials, at most {args.max_concurrency} at once "
-                  f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"", flush=True)
+        mode = "ladder" if isinstance(inp, LadderInput) else "sweep"
+        say(args)(f"started {mode} {run_id}: {inp.n_trials} trials, at most {inp.max_concurrency} at once "
+                  f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"")
         result = await follow(args, handle)
     emit(args, result, summary(result))
     return 0 if result.leaderboard else 1

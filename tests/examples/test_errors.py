@@ -59,7 +59,9 @@ CLIENT_SIDE = [
     ("bert_checkpointing", ["--model", "./no-such-model"], "--model ./no-such-model: no such directory"),
     ("bert_finetune", ["--dataset", "./no/such/data"], "--dataset ./no/such/data: no such directory"),
     ("bert_eval", ["--dataset", "README.md"], "is a file"),
-    ("bert_sweeps", ["--steps", "20", "--min-budget", "30"], "invalid AshaScheduler: "),
+    ("bert_sweeps", ["--steps", "20", "--min-budget", "30"], "--min-budget (30) must be less than --steps (20)"),
+    ("bert_sweeps", ["--spec", "no-such-spec.yaml"], "no-such-spec.yaml: cannot read the spec file"),
+    ("bert_checkpointing", ["--train-limit", "-5"], "argument --train-limit: must be at least 1, got -5"),
     ("bert_sweeps", ["--metric-sink", "tensorbord"], "unknown metric sink 'tensorbord'; choose from mlflow, tensorboard"),
 ]
 
@@ -97,6 +99,24 @@ def test_no_server_says_how_to_start_one() -> None:
     proc = _starter("bert_checkpointing", "--steps", "5", env=env)
     _one_line_error(proc, f"no Temporal server at {env['TEMPORAL_ADDRESS']}", "connection refused",
                     "temporal-ml server", "--embedded", code=1)
+
+
+def test_a_missing_evaluation_split_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    (tmp_path / "test.tsv").write_text("sentence\tlabel\nfine\t1\nawful\t0\n")
+    proc = _starter("bert_eval", "--embedded", "--dataset", str(tmp_path), "--eval-split", "dev", env=_env())
+    _one_line_error(proc, "the evaluation split 'dev' is not in the dataset (it has test, train)", code=2)
+    assert "embedded Temporal server" not in proc.stdout + proc.stderr
+
+
+def test_an_example_worker_without_a_server_says_so_in_one_line() -> None:
+    env = _env()
+    proc = subprocess.run([sys.executable, "-m", "examples.bert_sweeps.worker", "--role", "all"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"bert_sweeps worker: error: no Temporal server at {env['TEMPORAL_ADDRESS']} (connection refused): "
+        "start one with `temporal-ml server` (or set TEMPORAL_ADDRESS to yours)"], proc.stderr
 
 
 def test_verbose_shows_the_traceback() -> None:
