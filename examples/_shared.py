@@ -181,8 +181,9 @@ def say(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
-    """Human-readable output: to stdout normally, to stderr with ``--json`` (stdout is the result)."""
-    print(message, file=sys.stderr if args.json else sys.stdout, flush=True)
+    """Progress and notes, to stderr (stdout holds the result alone: its summary, or with ``--json``
+    the typed result)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def reconnecting_result(args: argparse.Namespace, handle: WorkflowHandle) -> Coroutine[Any, Any, Any]:

@@ -47,8 +47,7 @@ async def run(args: argparse.Namespace) -> int:
                            example="bert_checkpointing") as client:
         handle = await start_or_attach(client, BertCheckpointingWorkflow.run, inp, id=run_id,
                                        task_queue=TASK_QUEUE, say=say(args))
-        if not args.json:
-            print(f"started run {run_id} (workflow {handle.id} on {TASK_QUEUE!r})", flush=True)
+        say(args)(f"started run {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
         result = await follow(args, handle, BertCheckpointingWorkflow.progress)
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
     emit(args, result, (

@@ -52,8 +52,7 @@ async def run(args: argparse.Namespace) -> int:
     async with environment_with(args, workers) as client:
         handle = await start_or_attach(client, BertExperiment.run, inp, id=run_id, task_queue=TASK_QUEUE,
                                        say=say(args))
-        if not args.json:
-            print(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})", flush=True)
+        say(args)(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
         result: CoordinatorResult = await follow_experiments(args, client, handle, BertExperiment.status)
     experiment: ExperimentResult = result.experiments[0]
     emit(args, experiment, f"done: run {result.run_id}\n{experiment_summary(experiment)}")

@@ -132,10 +132,9 @@ async def run(args: argparse.Namespace) -> int:
     async with environment_with(args, in_process) as client:
         handle = await start_or_attach(client, BertParallel.run, inp, id=run_id, task_queue=args.queue,
                                        say=say(args))
-        if not args.json:
-            print(f"started {len(inp.experiments)} experiments, at most {args.max_concurrency} at once: "
+        say(args)(f"started {len(inp.experiments)} experiments, at most {args.max_concurrency} at once: "
                   f"run {run_id} on {args.queue!r} (training on {args.train_queue!r}, "
-                  f"evaluation on {args.eval_queue!r}); Web UI: TmlExperiment = \"{run_id}\"", flush=True)
+                  f"evaluation on {args.eval_queue!r}); Web UI: TmlExperiment = \"{run_id}\"")
         result: CoordinatorResult = await follow_experiments(args, client, handle, BertParallel.status)
     summaries = "\n".join(experiment_summary(e) for e in result.experiments)
     emit(args, result, f"done: run {result.run_id}, snapshot {result.snapshot.id if result.snapshot else '-'}\n"

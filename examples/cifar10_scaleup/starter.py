@@ -160,9 +160,8 @@ async def run(args: argparse.Namespace) -> int:
     async with environment_with(args, in_process) as client:
         handle = await start_or_attach(client, ScaleUpWorkflow.run, inp, id=run_id,
                                        task_queue=args.queue, say=say(args))
-        if not args.json:
-            print(f"started {run_id}: world sizes {args.world_sizes}, {args.steps} steps of global "
-                  f"batch {args.batch_size} each, on {args.queue!r}", flush=True)
+        say(args)(f"started {run_id}: world sizes {args.world_sizes}, {args.steps} steps of global "
+                  f"batch {args.batch_size} each, on {args.queue!r}")
         result = await _follow(args, handle)
     path = chart(result, Path(args.chart) if args.chart else store_dir(EXAMPLE) / f"scaleup-{run_id}.png")
     emit(args, result, f"done: {run_id} (snapshot {result.snapshot.short_id})\n{table(result)}\n"

@@ -370,7 +370,8 @@ class CoordinatorWorkflow:
                       tags=trial_tags(self._registered, run_id), report_to=[workflow.info().workflow_id],
                       alive=self._reports.alive),
             on_trained=lambda train: self._update(spec.name, state="evaluating", step=train.steps,
-                                                  latest_checkpoint=train.checkpoint))
+                                                  latest_checkpoint=train.checkpoint,
+                                                  loss=train.metrics.get("loss", self._status[spec.name].loss)))
         if outcome.error is not None:
             self._update(spec.name, state="failed", error=outcome.error)
         else:

@@ -331,7 +331,7 @@ class TrainingWorkflow:
             self._activity = None
             self._cancelled = self._stopping_activity = False
         self._record(TrainProgress(step=outcome.step, latest_checkpoint=outcome.checkpoint,
-                                   resumes=outcome.resumes))
+                                   resumes=outcome.resumes, loss=outcome.metrics.get("loss")))
         return outcome
 
     async def _train_nodes(self, inp: TrainingInput, run_id: str,
@@ -409,7 +409,7 @@ class TrainingWorkflow:
         if outcomes:  # the node of global rank 0 has the evaluation metrics and the resume count
             best = max(outcomes, key=lambda o: (len(o.metrics), o.resumes))
             self._record(TrainProgress(step=best.step, latest_checkpoint=best.checkpoint,
-                                       resumes=best.resumes))
+                                       resumes=best.resumes, loss=best.metrics.get("loss")))
             if len(outcomes) == inp.nodes:
                 return best
         if not failures:  # interrupted by this workflow (pause, stop, rollover)

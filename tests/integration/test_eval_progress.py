@@ -41,9 +41,12 @@ async def test_a_running_evaluation_reports_its_rows(tmp_path: Path, temporal_ad
         *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
     ]
     async with create_worker(client, task_queue=queue, workflows=[MLPTraining, MLPEval], activities=activities):
-        trained = await client.execute_workflow(
+        training = await client.start_workflow(
             MLPTraining.run, TrainingInput(config=CONFIG, dataset=DatasetSource(generator="blobs"), task_queue=queue),
             id=f"train-{queue}", task_queue=queue)
+        trained = await training.result()
+        # what a starter's last progress line shows is the run's final loss, not its last report's
+        assert (await training.query(MLPTraining.progress)).loss == trained.metrics["loss"]
         eval_id = f"eval-{queue}"
         handle = await client.start_workflow(MLPEval.run, EvalInput.from_result(CONFIG, trained, "dev"),
                                              id=eval_id, task_queue=queue)
