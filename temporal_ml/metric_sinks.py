@@ -231,7 +231,7 @@ class RunMetrics:
         record = {"event": event, "time": round(time.time(), 3), **values}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if event in ("start", "resume"):
+        if event in ("start", "resume", "continue"):
             self._open(int(values.get("step", 0)))
         elif event in ("train", "end") and self._sinks:
             step = int(values["step"])

@@ -208,7 +208,8 @@ async def _training_rows(client: Client, info: RunInfo) -> list[Row]:
         row.update(_params(inp.config))
     if info.status == "completed":
         result, _ = await _result_or_error(client, info.id, TrainResult)
-        row.update({"step": result.steps, "resumes": result.resumes, "stopped_early": result.stopped_early,
+        row.update({"step": result.steps, "resumes": result.resumes, "pauses": result.pauses,
+                    "stopped_early": result.stopped_early,
                     **_prefixed("metrics", result.metrics), "config_hash": result.config_hash,
                     "snapshot_id": result.snapshot.id, "checkpoint_sha256": result.checkpoint.model_sha256,
                     "checkpoint": result.checkpoint.uri})
@@ -218,6 +219,7 @@ async def _training_rows(client: Client, info: RunInfo) -> list[Row]:
         progress = await _progress(client, info.id)
         if progress is not None:
             row.update({"state": progress.state, "step": progress.step, "resumes": progress.resumes,
+                        "pauses": progress.pauses,
                         "metrics.loss": progress.loss,
                         "checkpoint_step": progress.latest_checkpoint.step
                         if progress.latest_checkpoint is not None else None})

@@ -330,6 +330,7 @@ class TrainProgress(BaseModel):
     samples_per_second: float | None = None
     latest_checkpoint: CheckpointRef | None = None
     resumes: int = 0
+    pauses: int = 0
 
 
 class TrainResult(_Frozen):
@@ -341,10 +342,12 @@ class TrainResult(_Frozen):
         checkpoint: the final checkpoint (its ``model_sha256`` identifies the weights bitwise).
         steps: optimizer steps completed.
         metrics: final metrics (``loss`` and, with ``eval_split``, evaluation metrics).
-        resumes: how many starts of the training restored a checkpoint: every one counts (a lost
-            worker, a pause, a continue-as-new, a promotion to a higher rung), including two starts
-            from the same checkpoint when the first was killed before its next save (kept in the
-            run's ``resumes.json`` beside its checkpoints).
+        resumes: how many times the training recovered from a checkpoint: a lost worker or a failed
+            attempt retried, a rerun of its run id, a promotion to a higher rung (a new training of
+            the same run), including two starts from the same checkpoint when the first was killed
+            before its next save (kept in the run's ``resumes.json`` beside its checkpoints). Going
+            on after a pause or a continue-as-new is no resume.
+        pauses: how many times it was paused (and resumed).
         stopped_early: ``True`` if the run was stopped before ``max_steps``.
         config_hash: sha256 of the canonical config (its trajectory fields, see ``TrainConfig.config_hash``).
     """
@@ -355,6 +358,7 @@ class TrainResult(_Frozen):
     steps: int
     metrics: dict[str, float] = Field(default_factory=dict)
     resumes: int = 0
+    pauses: int = 0
     stopped_early: bool = False
     config_hash: str = ""
 

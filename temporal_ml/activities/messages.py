@@ -48,6 +48,10 @@ class TrainRequest(BaseModel):
     snapshot: SnapshotRef
     resume_from: CheckpointRef | None = None
     resumes: int = 0
+    #: This start recovers from a failure (a gang restarted after one of its nodes failed): its
+    #: restore counts as a resume even on the activity's first attempt. Otherwise a first attempt
+    #: that restores ``resume_from`` continues (a pause ended, a continue-as-new): no resume.
+    recovery: bool = False
     progress_every_seconds: float = 10.0
     #: Further workflows (e.g. a coordinator) to send progress reports to, besides the caller.
     report_to: list[str] = []

@@ -70,10 +70,12 @@ class _Supervisor:
     def _apply(self, **changes: Any) -> None:  # runs on the event loop
         self.progress = self.progress.model_copy(update=changes)
 
-    def on_start(self, step: int, resumed_from: CheckpointRef | None, recorded: int = 0) -> None:
+    def on_start(self, step: int, resumed_from: CheckpointRef | None, recorded: int = 0,
+                 continues_from: int | None = None) -> None:
         changes: dict[str, Any] = {"step": step, "latest_checkpoint": resumed_from}
         if resumed_from is not None:
-            changes["resumes"] = max(self.progress.resumes + 1, recorded)
+            planned = continues_from is not None and resumed_from.step >= continues_from
+            changes["resumes"] = max(self.progress.resumes + (0 if planned else 1), recorded)
 
         def apply() -> None:
             self.started = True
@@ -191,7 +193,12 @@ class TrainingActivities:
         loop = asyncio.get_running_loop()
         sup = _Supervisor(loop, req.run_id, req.config.max_steps, max(prior, req.resumes))
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
-                              on_start=lambda step, ref: sup.on_start(step, ref, control.recorded_resumes))
+                              on_start=lambda step, ref: sup.on_start(step, ref, control.recorded_resumes,
+                                                                      control.continues_from))
+        # The first attempt of an activity the workflow started from its latest checkpoint (a pause
+        # ended, a continue-as-new) continues; a retried attempt (a lost worker) resumes.
+        if info.attempt == 1 and req.resume_from is not None and not req.recovery:
+            control.continues_from = req.resume_from.step
         if req.stop_at_start:
             control.request_stop("stop")
         handles = [h for h in (_workflow_handle(w) for w in [info.workflow_id, *req.report_to]) if h]

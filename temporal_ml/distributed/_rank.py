@@ -45,6 +45,8 @@ class RankSpec:
     gang_dir: str
     parent_pid: int
     threads: int
+    #: see :attr:`temporal_ml.training.control.LoopControl.continues_from`
+    continues_from: int | None = None
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -111,6 +113,7 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
 
         control = LoopControl(on_progress=on_progress, on_checkpoint=on_checkpoint,
                               on_start=on_start)
+    control.continues_from = spec.continues_from
     backend = spec.config.dist_backend
     if backend == "auto":
         backend = "nccl" if torch.cuda.is_available() and spec.config.device != "cpu" else "gloo"

@@ -162,7 +162,7 @@ class GangSupervisor:
             checkpoint_root=self.checkpoint_root, storage_options=self.storage_options,
             metrics_path=str(self.metrics_path) if self.metrics_path else None,
             hints=tuple(h for h in resume_hint if h is not None), gang_dir=str(gang),
-            parent_pid=os.getpid(), threads=self._threads(),
+            parent_pid=os.getpid(), threads=self._threads(), continues_from=self.control.continues_from,
         )
         launch = LaunchConfig(
             min_nodes=self.nodes, max_nodes=self.nodes, nproc_per_node=self.config.world_size,

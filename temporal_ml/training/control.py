@@ -36,6 +36,10 @@ class LoopControl:
     ) -> None:
         self._stop = threading.Event()
         self.recorded_resumes = 0
+        #: the step of the checkpoint this start was asked to continue from (a pause ended, the
+        #: workflow continued as new): restoring it, or a newer one, is no resume. ``None``: any
+        #: restore is a resume (a retried attempt after a lost worker, a rerun of the run id).
+        self.continues_from: int | None = None
         self.reason: StopReason | None = None
         self._on_progress = on_progress
         self._on_checkpoint = on_checkpoint

@@ -281,17 +281,19 @@ class TrainingLoop:
         found = self._find_resume_point(resume_hint)
         if found is not None:
             resumed_from = found[0]
-            # Every start that restores a checkpoint is a resume. The count is kept in each
-            # checkpoint and in the run's resume record, written before training goes on, so two
-            # starts from the same checkpoint (the first killed before its next save) count twice.
-            self.resumes = int(found[1]["counters"].get("resumes", 0)) + 1
+            # A start that restores a checkpoint is a resume (a recovery), unless it continues where
+            # the workflow asked it to (after a pause or a continue-as-new). The count is kept in
+            # each checkpoint and in the run's resume record, written before training goes on, so
+            # two starts from the same checkpoint (the first killed before its next save) count twice.
+            planned = self.control.continues_from is not None and resumed_from.step >= self.control.continues_from
+            self.resumes = int(found[1]["counters"].get("resumes", 0)) + (0 if planned else 1)
             if self.writes_checkpoints:
-                self.resumes = max(self.resumes, self.checkpoints.recorded_resumes() + 1)
+                self.resumes = max(self.resumes, self.checkpoints.recorded_resumes() + (0 if planned else 1))
                 self.checkpoints.record_resume(self.resumes)
             with rng():
                 step = self._restore(setup, sampler, found[1])
-            log.info("run %s resumed from step %d", self.run_id, step)
-            self.metrics.write("resume", step=step, checkpoint=resumed_from.uri)
+            log.info("run %s %s from step %d", self.run_id, "continued" if planned else "resumed", step)
+            self.metrics.write("continue" if planned else "resume", step=step, checkpoint=resumed_from.uri)
         else:
             if self.writes_checkpoints:  # a record left by an earlier life of this run id
                 self.checkpoints.record_resume(0)

@@ -229,6 +229,7 @@ class TrainingWorkflow:
         self._gang: list[workflow.ActivityHandle[TrainOutcome]] = []  # the node activities
         self._gangs = 0  # gangs started over several nodes (their ids)
         self._gang_failures = 0
+        self._gang_failed = False  # the last gang of this workflow run failed (the next one recovers)
         self._endpoints: dict[str, str] = {}  # gang id -> endpoint node 0 published (rendezvous auto)
 
     def _control_v2(self) -> bool:
@@ -315,15 +316,13 @@ class TrainingWorkflow:
             # Interrupted in the same workflow task that started it: never scheduled, nothing ran.
             if (self._cancelled and self._activity.cancelled()
                     and workflow.patched(UNSCHEDULED_CANCEL_PATCH)):
-                self._set_state("stopping" if self._stop_requested
-                                else "paused" if self._paused else "training")
+                self._interrupted()
                 return None
             raise
         except ActivityError as err:
             ours = self._cancelled if v2 else (self._paused or self._stop_requested or self._rollover)
             if isinstance(err.cause, CancelledError) and ours:
-                self._set_state("stopping" if self._stop_requested
-                                else "paused" if self._paused else "training")
+                self._interrupted()
                 return None
             self._set_state("failed")
             raise
@@ -348,6 +347,7 @@ class TrainingWorkflow:
         self._set_state("stopping" if stop_now else "training")
         self._gangs += 1
         gang_id = f"{run_id}-gang-{self._gangs}"
+        recovery, self._gang_failed = self._gang_failed, False  # the last gang failed: this one recovers
         queues: list[str | None] = [inp.task_queue] * inp.nodes
         if inp.node_task_queues:
             queues = [*inp.node_task_queues]
@@ -358,6 +358,7 @@ class TrainingWorkflow:
                 TRAIN, TrainRequest(
                     run_id=run_id, config=inp.config, snapshot=snapshot,
                     resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
+                    recovery=recovery,
                     progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
                     stop_at_start=stop, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
                     gang_id=gang_id),
@@ -413,10 +414,10 @@ class TrainingWorkflow:
             if len(outcomes) == inp.nodes:
                 return best
         if not failures:  # interrupted by this workflow (pause, stop, rollover)
-            self._set_state("stopping" if self._stop_requested
-                            else "paused" if self._paused else "training")
+            self._interrupted()
             return None
         self._gang_failures += 1
+        self._gang_failed = True
         final = next((f for _, f in failures if isinstance(f.cause, ApplicationError)
                       and f.cause.non_retryable), None)
         if final is not None or 0 < inp.max_attempts <= self._gang_failures:
@@ -446,12 +447,19 @@ class TrainingWorkflow:
         metrics = outcome.metrics if outcome else dict(ckpt.metrics)
         return TrainResult(
             run_id=run_id, snapshot=snapshot, checkpoint=ckpt, steps=ckpt.step, metrics=metrics,
-            resumes=self._progress.resumes,
+            resumes=self._progress.resumes, pauses=self._progress.pauses,
             stopped_early=outcome is None or outcome.stopped or ckpt.step < config.max_steps,
             config_hash=config.config_hash(),
         )
 
     # -- bookkeeping -------------------------------------------------------------------------------
+
+    def _interrupted(self) -> None:
+        """The training activity ended because this workflow asked it to: stopping, paused (one
+        more pause counted) or rolling over."""
+        if self._paused and not self._stop_requested:
+            self._progress = self._progress.model_copy(update={"pauses": self._progress.pauses + 1})
+        self._set_state("stopping" if self._stop_requested else "paused" if self._paused else "training")
 
     def _set_state(self, state: str) -> None:
         self._progress = self._progress.model_copy(update={"state": state})

@@ -97,9 +97,12 @@ async def test_two_ranks_resume_exactly_after_rank_and_worker_kills(workers: Wor
     straight: TrainResult = await straight_handle.result()
     assert straight.steps == CONFIG.max_steps and straight.resumes == 0
     assert straight.metrics["eval_accuracy"] > 0.7
-    for resumed in (await handle.result(), await paused_handle.result()):
+    killed, paused_result = await handle.result(), await paused_handle.result()
+    for resumed in (killed, paused_result):
         _assert_bitwise_equal(resumed, straight)
-        assert resumed.resumes == 1 and not resumed.stopped_early
+        assert not resumed.stopped_early
+    assert (killed.resumes, killed.pauses) == (1, 0)  # a recovery from the killed rank
+    assert (paused_result.resumes, paused_result.pauses) == (0, 1)  # a pause is not a recovery
 
     # SIGKILL the worker: its ranks die with it (no orphans); a new worker resumes the run exactly
     run_id = f"ddp-worker-{uuid.uuid4().hex[:6]}"
