@@ -21,6 +21,7 @@ from temporal_ml.cli_common import add_client_options, client_for, describe_run
 from temporal_ml.cli_errors import RunRefused
 from temporal_ml.cli_spec import add_spec_parsers
 from temporal_ml.errors import ConfigError, TemporalMLError
+from temporal_ml.sweep_types import trial_name
 
 __all__ = ["add_control_parsers", "UPDATES"]
 
@@ -217,7 +218,7 @@ def _describe_answer(update: str, answer: Any) -> str:
     if update == "add_trials":
         return f"added: {answer} trials in all"
     if update == "enqueue":
-        return f"enqueued as trial {answer}"
+        return f"enqueued: it will run as trial {answer} ({trial_name(int(answer))})"
     if update == "retry_failed":
         return f"{answer} failed trials will run again from their last checkpoints"
     return f"{update.replace('_', ' ')}: {answer}"

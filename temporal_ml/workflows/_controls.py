@@ -266,13 +266,15 @@ class SweepControls:
 
     @workflow.update
     def enqueue(self, params: Any = MISSING, *extra: Any) -> int:
-        """Run a config of the user's own next (one more trial); returns the queue length."""
+        """Run a config of the user's own next (one more trial); returns the index of the trial it
+        will run as (after any suggestion already taken and the configs queued before it)."""
         s = self._control_state()
         assert s is not None  # the validator refused otherwise
         s.queue.append(dict(params))
         self._grow(1)
         self._changed()
-        return len(s.queue)
+        ahead = (getattr(s, "held", None) is not None) + bool(getattr(self, "_suggesting", False))
+        return self._n_started() + ahead + len(s.queue) - 1
 
     @enqueue.validator
     def _validate_enqueue(self, params: Any = MISSING, *extra: Any) -> None:

@@ -95,6 +95,7 @@ class LadderSweepWorkflow(SweepControls):
         self._inp: LadderInput | None = None
         self._run_id = ""
         self._running = 0
+        self._suggesting = False  # a suggestion is being computed (it will take the next index)
         self._started_here = 0
         self._changes = 0
         self._draining = False
@@ -218,8 +219,12 @@ class LadderSweepWorkflow(SweepControls):
         assert inp is not None
         history = self.history()
         audit = SuggestionAudit.of(inp.searcher.kind, s.results_seen, history)
-        got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=len(s.rows),
-                            direction=inp.direction)
+        self._suggesting = True  # a trial index is taken: an enqueued config runs after it
+        try:
+            got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=len(s.rows),
+                                direction=inp.direction)
+        finally:
+            self._suggesting = False
         if got.params is not None:
             s.held = TrialRow(index=len(s.rows), params=got.params, audit=audit)
         else:

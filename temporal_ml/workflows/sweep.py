@@ -175,6 +175,7 @@ class SweepWorkflow(SweepControls):
         self._inp: SweepInput | None = None
         self._run_id = ""
         self._running = 0
+        self._suggesting = False  # a suggestion is being computed (it will take the next index)
         self._started_here = 0
         self._draining = False
         self._done = False
@@ -352,8 +353,12 @@ class SweepWorkflow(SweepControls):
         if t.rows:
             audit = audit.model_copy(update={"complete": audit.complete + t.n_done,
                                              "failed": audit.failed + t.n_failed + t.n_stopped})
-        got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
-                            direction=inp.direction, table_uri=t.uri, table_parts=t.parts)
+        self._suggesting = True  # a trial index is taken: an enqueued config runs after it
+        try:
+            got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
+                                direction=inp.direction, table_uri=t.uri, table_parts=t.parts)
+        finally:
+            self._suggesting = False
         if got.params is not None:
             s.held = TrialRow(index=index, params=got.params, source="searcher", audit=audit)
         elif got.exhausted is not None:

@@ -113,7 +113,7 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
         handle: WorkflowHandle[MLPSweep, SweepResult] = await client.start_workflow(
             MLPSweep.run, inp, id=inp.run_id, task_queue=queues["orchestration"])
         killed_train = killed_orch = killed_server = stopped = False
-        peak, bad_checked, added = 0, False, False
+        peak, bad_checked, added, user_index = 0, False, False, -1
         while True:
             try:
                 status = await handle.query(MLPSweep.sweep_status)
@@ -135,7 +135,7 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
                 again = await handle.query(MLPSweep.sweep_status)
                 assert again.n_trials == 8 and again.queued == 0 and again.max_concurrency == 2
                 # A good one: a user config (a failing one: hidden 0 is a config error) and a trial more.
-                assert await handle.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 0}) == 1
+                user_index = await handle.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 0})
                 bad_checked = True
             if not killed_train and any(t.step >= 30 for t in training):
                 kill(procs["train"])
@@ -189,7 +189,7 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
     assert result.n_trials == 10 and result.runs == 1
     check_result(result, inp)
     rows = {t.row.index: t.row for t in result.trials}
-    assert [r.index for r in rows.values() if r.source == "user"] and all(
+    assert [r.index for r in rows.values() if r.source == "user"] == [user_index] and all(
         r.state == "failed" and "hidden must be positive" in (r.error or "")
         for r in rows.values() if r.source == "user")
     assert result.n_stopped == 1 and result.n_done >= 3

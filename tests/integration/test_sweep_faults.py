@@ -120,13 +120,14 @@ async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
         while not (await handle.query(MLPSweep.sweep_status)).started:  # enqueue is refused while starting
             await asyncio.sleep(0.05)
-        assert await handle.execute_update(MLPSweep.enqueue, {"hparams.hidden": 0}) == 1
+        user_index = await handle.execute_update(MLPSweep.enqueue, {"hparams.hidden": 0})  # the trial it runs as
         deadline = time.monotonic() + 120
         while True:
             assert time.monotonic() < deadline, "the enqueued trial never failed"
             status = await handle.query(MLPSweep.sweep_status)
             user = [t for t in status.trials if t.source == "user"]
             if user and user[0].state == "failed":
+                assert user[0].index == user_index
                 break
             await asyncio.sleep(0.1)
         code, out, err = await cli("sweep", "retry-failed", inp.run_id, "--trial", str(user[0].index),

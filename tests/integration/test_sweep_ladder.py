@@ -141,7 +141,7 @@ async def test_a_ladder_takes_every_sweep_control(tmp_path: Path, subprocess_env
         code, out, err = await cli("pause", inp.run_id, env=subprocess_env)  # the CLI's one vocabulary
         assert code == 0 and "sweep paused" in out, (out, err)
         assert (await handle.execute_update(MLPLadder.set_max_concurrency, 1)) == 1
-        assert (await handle.execute_update(MLPLadder.enqueue, user)) == 1
+        user_index = await handle.execute_update(MLPLadder.enqueue, user)  # the trial it will run as
         while (await handle.query(MLPLadder.sweep_status)).running:  # running rungs finish
             await asyncio.sleep(0.1)
         paused = await handle.query(MLPLadder.sweep_status)
@@ -167,7 +167,7 @@ async def test_a_ladder_takes_every_sweep_control(tmp_path: Path, subprocess_env
     finally:
         worker.kill()
     rows = {t.row.index: t.row for t in result.trials}
-    assert [r for r in rows.values() if r.source == "user"][0].params == user
+    assert [(r.index, r.params) for r in rows.values() if r.source == "user"] == [(user_index, user)]
     assert rows[stopped.index].state == "stopped"
     in_table = {name for br in result.table.brackets for r in br.rungs
                 for name in (*r.results, *r.running, *r.promoted)}
