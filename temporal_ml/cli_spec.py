@@ -192,6 +192,13 @@ async def follow_sweep(handle: Any, *, say: Any, every: float = 2.0) -> Any:
     return result_task.result()
 
 
+def _stopped(result: Any) -> int:
+    """Trials stopped by a user (a sweep counts them; a ladder's rows say so)."""
+    if hasattr(result, "n_stopped"):
+        return int(result.n_stopped)
+    return sum(t.row.state == "stopped" for t in result.trials)
+
+
 def _summary(result: Any) -> str:
     """The human summary of a sweep's result: leaderboard (with budgets) and the best trial."""
     lines = [f"done: sweep {result.run_id}, {len(result.leaderboard)} ranked, snapshot {result.snapshot.short_id}"]
@@ -200,6 +207,10 @@ def _summary(result: Any) -> str:
     lines.append(f"leaderboard ({result.objective}, {result.direction}):")
     lines += [f"  {e.rank:<3} {e.name}  {e.value:.4g}" + (f"  at {e.budget} steps" if e.budget else "")
               for e in result.leaderboard[:10]]
+    stopped = _stopped(result)
+    if stopped:
+        lines.append(f"not ranked: {stopped} stopped before their budget (`temporal-ml results {result.run_id}` "
+                     "lists them with the step they reached)")
     best = result.best
     if best is not None:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
