@@ -58,7 +58,7 @@ def starter_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=SYNTHETIC,
                         help=f"'{SYNTHETIC}' (generated, default), a directory with train/dev files "
                              "(.tsv/.csv/.jsonl/.parquet, e.g. ../shared/data/sst2) or a hub dataset name")
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    parser.add_argument("--steps", type=positive_int, default=300, help="optimizer steps (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-split", default=None, metavar="SPLIT",
                         help="split to evaluate on (default: dev, validation or test, the first the "

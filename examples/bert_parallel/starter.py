@@ -66,9 +66,7 @@ _ints = _list_of(int, "integers", "0,1")
 STEPS = 200  # a grid of short runs (the other starters default to 300)
 
 parser = starter_parser(__doc__.splitlines()[0])
-parser.set_defaults(steps=STEPS)
-# the shared --steps help names the shared default: say this starter's own
-parser._option_string_actions["--steps"].help = f"optimizer steps of every experiment (default {STEPS})"
+parser.set_defaults(steps=STEPS)  # the --steps help shows it
 parser.add_argument("--lrs", type=_floats, default=[1e-3, 3e-3],
                     help="comma-separated learning rates of the grid (default 1e-3,3e-3)")
 parser.add_argument("--seeds", type=_ints, default=[0, 1], help="comma-separated seeds (default 0,1)")

@@ -47,14 +47,15 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 CLIENT_SIDE = [
-    ("bert_checkpointing", ["--steps", "0"], "invalid TrainConfig: max_steps"),
+    ("bert_checkpointing", ["--steps", "0"], "argument --steps: must be at least 1, got 0"),
+    ("bert_checkpointing", ["--batch-size", "0"], "invalid TrainConfig: batch_size"),
     ("bert_eval", ["--lr", "5"], "invalid text-classification hparams: lr"),
     ("bert_parallel", ["--configs", "9"], "--configs must be in 1..4"),
     ("bert_parallel", ["--lrs", "1e-3,abc"],
      "argument --lrs: 'abc' is not a number (expected comma-separated floats like 1e-3,3e-4)"),
     ("bert_parallel", ["--seeds", "0,x"],
      "argument --seeds: 'x' is not an integer (expected comma-separated integers like 0,1)"),
-    ("bert_checkpointing", ["--steps", "ten"], "argument --steps: invalid int value"),
+    ("bert_checkpointing", ["--steps", "ten"], "argument --steps: 'ten' is not a whole number"),
     ("bert_checkpointing", ["--run-id", "a/b"], "invalid run id 'a/b'"),
     ("bert_checkpointing", ["--model", "./no-such-model"], "--model ./no-such-model: no such directory"),
     ("bert_finetune", ["--dataset", "./no/such/data"], "--dataset ./no/such/data: no such directory"),
@@ -120,7 +121,7 @@ def test_an_example_worker_without_a_server_says_so_in_one_line() -> None:
 
 
 def test_verbose_shows_the_traceback() -> None:
-    proc = _starter("bert_checkpointing", "--steps", "0", "--verbose", env=_env())
+    proc = _starter("bert_checkpointing", "--batch-size", "0", "--verbose", env=_env())
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("starter.py: error: invalid TrainConfig")

@@ -57,7 +57,7 @@ def test_parallel_steps_help_names_the_default_it_runs() -> None:
 
     args = parser.parse_args([])
     assert args.steps == 200 and {e.config.max_steps for e in experiments(args)} == {200}
-    assert "optimizer steps of every experiment (default 200)" in " ".join(parser.format_help().split())
+    assert "optimizer steps (default 200)" in " ".join(parser.format_help().split())
     assert parser.parse_args(["--lrs", " 1e-3, 3e-4 ,", "--seeds", "2"]).lrs == [1e-3, 3e-4]
 
 
