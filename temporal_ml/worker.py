@@ -35,7 +35,9 @@ def create_worker(
         workflows: workflow classes to run.
         activities: activity callables to run.
         max_concurrent_activities: e.g. the number of GPUs on a training worker.
-        activity_threads: size of the thread pool for sync activities.
+        activity_threads: threads for sync activities (at least; a worker with workflows, which gets
+            2000 activity slots unless ``max_concurrent_activities`` says otherwise and also registers
+            the ``registered_search_attributes`` check, may start one per busy slot).
         **kwargs: passed to ``Worker``.
     """
     kwargs.setdefault("max_heartbeat_throttle_interval", timedelta(seconds=2))

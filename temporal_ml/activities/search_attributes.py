@@ -1,8 +1,9 @@
-"""The ``registered_search_attributes`` local activity: which temporal-ml search attributes exist.
+"""The ``registered_search_attributes`` activity: which temporal-ml search attributes exist.
 
 A workflow that upserts a search attribute the namespace does not define fails its workflow task on
 every attempt (a self-hosted cluster or Temporal Cloud namespace set up without ``temporal-ml
-setup``). Workflows therefore ask this local activity once, at start, which of ours are registered
+setup``). Workflows therefore ask this activity once, at start, on their own task queue (every
+worker made by ``create_worker`` with workflows registers it), which of ours are registered
 (the answer is recorded in their history, so replays agree), and tag only those.
 """
 

@@ -42,8 +42,8 @@ __all__ = [
 STOP_RUN = "temporal_ml.sweep.stop_run"
 WRITE_TABLE_PART = "temporal_ml.sweep.write_table_part"
 DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
-#: The local activity that computes a searcher's suggestion once; its result is recorded in the
-#: sweep's history, so a replay (or a worker with other searcher code) reuses it.
+#: The activity that computes a searcher's suggestion once (on the sweep's task queue); its result
+#: is recorded in the sweep's history, so a replay (or a worker with other searcher code) reuses it.
 SUGGEST = "temporal_ml.sweep.suggest"
 #: Write one part of a sweep's results table and answer its digest (the sweep records it).
 WRITE_SWEEP_PART = "temporal_ml.sweep.write_part"
