@@ -125,9 +125,12 @@ async def test_parallel_example_three_role_workers(tmp_path: Path, subprocess_en
 
     client = await connect()
     for experiment in result.experiments:  # each activity ran on its role's queue
-        assert await _activity_queues(client, experiment.train_workflow_id) == {"temporal_ml.train": "mp-train"}
-        assert await _activity_queues(client, experiment.eval_workflow_id) == {"temporal_ml.evaluate": "mp-eval"}
-    assert await _activity_queues(client, "grid-mp") == {"temporal_ml.create_snapshot": "mp"}
+        # the search-attribute check runs where the workflows do, the work on its own queue
+        assert await _activity_queues(client, experiment.train_workflow_id) == {
+            "temporal_ml.train": "mp-train", PROBE: "mp"}
+        assert await _activity_queues(client, experiment.eval_workflow_id) == {
+            "temporal_ml.evaluate": "mp-eval", PROBE: "mp"}
+    assert await _activity_queues(client, "grid-mp") == {"temporal_ml.create_snapshot": "mp", PROBE: "mp"}
     for _ in range(50):  # the Web UI query of the README (visibility is eventually consistent)
         listed = [w.id async for w in client.list_workflows('TmlExperiment = "grid-mp"')]
         if len(listed) == 5:
@@ -138,6 +141,9 @@ async def test_parallel_example_three_role_workers(tmp_path: Path, subprocess_en
     evals = [w.id async for w in client.list_workflows('TmlExperiment = "grid-mp" AND TmlKind = "eval" '
                                                        'AND TmlMetric > 0.0')]
     assert sorted(evals) == sorted(e.eval_workflow_id for e in result.experiments)
+
+
+PROBE = "temporal_ml.registered_search_attributes"
 
 
 async def _activity_queues(client: Client, workflow_id: str) -> dict[str, str]:

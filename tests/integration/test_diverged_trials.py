@@ -18,6 +18,7 @@ from temporal_ml.client import connect
 from temporal_ml.search import AshaScheduler, Categorical, GridSearcher, SearchSpace
 from temporal_ml.sweep_types import LadderInput, SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig, TrainResult
+from tests.integration._history import activity_attempts
 from tests.integration._sweep_workflows import MLPLadder, MLPSweep
 from tests.integration.test_sweep import start_worker
 
@@ -53,9 +54,7 @@ async def test_a_diverged_trial_fails_alone_and_the_sweep_finishes(
     assert result.n_trials == 3 and result.n_done == 2 and result.n_failed == 1
     assert result.best is not None and result.best.row.params["hparams.lr"] != 1e6
     train = client.get_workflow_handle(f"{inp.run_id}--t{bad['index']:04d}--train")
-    attempts = [e async for e in train.fetch_history_events()
-                if e.HasField("activity_task_started_event_attributes")]
-    assert [e.activity_task_started_event_attributes.attempt for e in attempts] == [1]  # not retried
+    assert await activity_attempts(train, "temporal_ml.train") == [1]  # not retried
     for lr in (1e-2, 3e-3):  # a row's train loss is its training's final loss, not a stale report
         trained = await client.get_workflow_handle(
             f"{inp.run_id}--t{rows[lr]['index']:04d}--train", result_type=TrainResult).result()

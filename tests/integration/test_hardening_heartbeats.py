@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporal_ml.client import connect
 from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
+from tests.integration._history import activity_attempts
 from tests.integration._training_workflows import MLPCoordinator
 from tests.integration.test_coordinator import _start
 
@@ -67,11 +68,11 @@ async def test_killed_evaluation_worker_is_replaced_within_seconds(
     assert experiment.status == "done" and experiment.eval is not None, experiment
     assert took < 60
     scheduled = [e async for e in evaluation.fetch_history_events()
-                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                 and e.activity_task_scheduled_event_attributes.activity_type.name == "temporal_ml.evaluate"]
     assert scheduled[0].activity_task_scheduled_event_attributes.heartbeat_timeout.seconds == 3
-    started = [e async for e in evaluation.fetch_history_events()
-               if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
-    assert started[-1].activity_task_started_event_attributes.attempt >= 2  # the kill hit it
+    assert (await activity_attempts(evaluation, "temporal_ml.evaluate"))[-1] >= 2  # the kill hit it
     snapshot = [e async for e in handle.fetch_history_events()
-                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_type.name == "temporal_ml.create_snapshot"]
     assert snapshot[0].activity_task_scheduled_event_attributes.heartbeat_timeout.seconds > 0
