@@ -378,7 +378,7 @@ def status_line(s: ExperimentStatus) -> str:
     """One experiment's live status (the coordinator's ``status`` query) as a line."""
     parts = [f"{s.name:<16} {s.state:<10} step {s.step}/{s.max_steps}"]
     if s.loss is not None:
-        parts.append(f"loss {s.loss:.4f}")
+        parts.append(f"loss {s.loss:.4g}")
     if s.latest_checkpoint is not None:
         parts.append(f"checkpoint @ {s.latest_checkpoint.step}")
     if s.error:
@@ -391,11 +391,11 @@ def experiment_summary(result: ExperimentResult) -> str:
     lines = [f"{result.name}: {result.status}"]
     if result.train is not None:
         t = result.train
-        lines.append(f"  train      {t.steps} steps, loss {t.metrics.get('loss', float('nan')):.4f}, "
+        lines.append(f"  train      {t.steps} steps, loss {t.metrics.get('loss', float('nan')):.4g}, "
                      f"resumes {t.resumes}  ({result.train_workflow_id})")
     if result.eval is not None:
         e = result.eval
-        metrics = "  ".join(f"{k} {e.metrics[k]:.4f}" for k in ("accuracy", "macro_f1", "loss", "rmse")
+        metrics = "  ".join(f"{k} {e.metrics[k]:.4g}" for k in ("accuracy", "macro_f1", "loss", "rmse")
                             if k in e.metrics)
         lines.append(f"  eval       {e.split} ({e.examples} examples): {metrics}  ({result.eval_workflow_id})")
     if result.error:

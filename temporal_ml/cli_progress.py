@@ -46,7 +46,7 @@ class RunProgress:
     def details(self) -> str:
         parts = []
         if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f}")
+            parts.append(f"loss {self.loss:.4g}")
         if self.samples_per_second:
             parts.append(f"{self.samples_per_second:.0f} samples/s")
         if self.checkpoint_step is not None:

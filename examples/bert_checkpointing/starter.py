@@ -49,7 +49,7 @@ async def run(args: argparse.Namespace) -> int:
                                        task_queue=TASK_QUEUE, say=say(args))
         say(args)(f"started run {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
         result = await follow(args, handle, BertCheckpointingWorkflow.progress)
-    metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
+    metrics = "  ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
     emit(args, result, (
         f"done: run {result.run_id}, {result.steps} steps, resumes {result.resumes}"
         f"{' (stopped early)' if result.stopped_early else ''}\n"

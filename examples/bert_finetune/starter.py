@@ -75,7 +75,7 @@ async def run(args: argparse.Namespace) -> int:
             id=f"{run_id}-predict", task_queue=TASK_QUEUE,
         )
     lines = [f"fine-tuned {training.steps} steps in run {training.run_id}: "
-             + "  ".join(f"{k} {v:.4f}" for k, v in sorted(training.metrics.items())),
+             + "  ".join(f"{k} {v:.4g}" for k, v in sorted(training.metrics.items())),
              f"weights sha256 {training.checkpoint.model_sha256}", "predictions:"]
     for text, label, conf in zip(args.predict, predictions.labels, predictions.confidences, strict=True):
         lines.append(f"  {label}  ({conf:.2f})  {text}")

@@ -107,7 +107,7 @@ def leaderboard_table(result: CoordinatorResult) -> str:
         return "leaderboard: empty (no experiment finished)"
     metric = result.leaderboard[0].metric
     rows = [f"leaderboard ({metric}):", f"  {'rank':<5} {'experiment':<20} {metric}"]
-    rows += [f"  {e.rank:<5} {e.name:<20} {e.value:.4f}" for e in result.leaderboard]
+    rows += [f"  {e.rank:<5} {e.name:<20} {e.value:.4g}" for e in result.leaderboard]
     return "\n".join(rows)
 
 

@@ -236,6 +236,23 @@ def test_progress_lines_only_on_changes() -> None:
     ]
 
 
+def test_evaluation_rows_make_a_line_per_tenth() -> None:
+    """An evaluating run's rows done show in its line; a new line only when a tenth more is done."""
+    from temporal_ml.cli_progress import ProgressView, RunProgress
+    from temporal_ml.training.progress import RowProgress
+
+    out = io.StringIO()
+    with ProgressView(stream=out, live=False) as view:
+        for done in (64, 128, 832, 1600):
+            rows = RowProgress(rows_done=done, rows_total=7600, rows_per_second=412.3)
+            view.update("e", RunProgress(state="evaluating", step=300, max_steps=300, loss=0.123456, eval_rows=rows))
+    assert out.getvalue().splitlines() == [
+        "e: [evaluating] step 300/300  loss 0.1235  evaluated 64/7,600 rows (412 rows/s)",
+        "e: [evaluating] step 300/300  loss 0.1235  evaluated 832/7,600 rows (412 rows/s)",
+        "e: [evaluating] step 300/300  loss 0.1235  evaluated 1,600/7,600 rows (412 rows/s)",
+    ]
+
+
 def test_metrics_logs_are_found_without_metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """plot/report find a run's metrics logs: in the store of its checkpoints, the default store or
     the bundled examples' stores; with none found, the note names where they looked."""
