@@ -190,6 +190,47 @@ async def eval_progress(client: Client, workflow_id: str) -> Any:
     return None
 
 
+async def trials_evaluating(client: Client, workflow_id: str, kind: str, trials: Sequence[Any]) -> dict[int, Any]:
+    """The rows done by the evaluation of each trial (``TrialRow``) that is evaluating now, by index:
+    ``{3: RowProgress(...)}`` (a trial whose evaluation has reported nothing yet is left out).
+
+    ``kind`` is ``sweep`` (children ``<run>--tNNNN--eval``) or ``ladder`` (``<run>--tNNNN--rR--eval``,
+    the rung from its ``ladder`` query)."""
+    evaluating = [t for t in trials if t.state == "evaluating"]
+    if not evaluating:
+        return {}
+    handle = client.get_workflow_handle(workflow_id)
+    run_id = workflow_id
+    rung_of: dict[str, int] = {}
+    try:
+        if kind == "ladder":
+            from temporal_ml.sweep_types import LadderState
+
+            state = await handle.query("ladder", result_type=LadderState, rpc_timeout=_QUERY_TIMEOUT)
+            rung_of = dict(state.rung_of) if state is not None else {}
+        from temporal_ml.sweep_types import SweepInput
+
+        inp = await _input(client, workflow_id, SweepInput if kind == "sweep" else _ladder_input())
+        run_id = (inp.run_id if inp is not None else None) or workflow_id
+    except Exception:  # noqa: BLE001 - no worker answers: no live evaluation rows
+        return {}
+
+    async def one(trial: Any) -> tuple[int, Any]:
+        rung = f"--r{rung_of[trial.name]}" if trial.name in rung_of else ""
+        if kind == "ladder" and not rung:
+            return trial.index, None
+        return trial.index, await eval_progress(client, f"{run_id}--{trial.name}{rung}--eval")
+
+    found = await asyncio.gather(*(one(t) for t in evaluating))
+    return {index: progress for index, progress in found if progress is not None}
+
+
+def _ladder_input() -> type:
+    from temporal_ml.sweep_types import LadderInput
+
+    return LadderInput
+
+
 async def _input(client: Client, workflow_id: str, input_type: type) -> Any:
     from temporal_ml.client import workflow_input
 
@@ -435,6 +476,7 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
     rows: list[Row] = []
     ranks: dict[str, int] = {}
     inline: dict[str, Any] = {}
+    evaluating = await trials_evaluating(client, info.id, info.kind, trials) if info.running else {}
     if result is not None:
         sign = -1.0 if result.direction == "maximize" else 1.0
         if info.kind == "sweep":  # every done trial, ranked by its value
@@ -448,9 +490,8 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
         row = _trial_row(trial)
         row["rank"] = ranks.get(trial.name)
         row["budget"] = trial.max_steps or None
-        if trial.state == "evaluating" and info.kind == "sweep":  # its evaluation's rows done so far
-            rows_done = await eval_progress(client, f"{info.experiment or info.id}--{trial.name}--eval")
-            row["eval_rows"] = rows_done.line() if rows_done is not None else None
+        if trial.index in evaluating:  # its evaluation's rows done so far
+            row["eval_rows"] = evaluating[trial.index].line()
         if result is not None and info.kind == "sweep" and trial.name not in inline:  # from the table
             row.update({"train_workflow_id": f"{result.run_id}--{trial.name}--train",
                         "eval_workflow_id": f"{result.run_id}--{trial.name}--eval"})

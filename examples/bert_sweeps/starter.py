@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 
 from temporal_ml.cli_start import start_or_attach
 from temporal_ml.errors import ConfigError
+from temporal_ml.results import trials_evaluating
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
@@ -122,8 +123,9 @@ def trial_line(row: TrialRow) -> str:
     return f"  {row.name} {row.state:<10} step {row.step:>4}/{row.max_steps:<4}{value}{error}  {params}"
 
 
-async def follow(args: argparse.Namespace, handle: WorkflowHandle[Any, Any]) -> Any:
-    """Print each trial's changes on stderr until the sweep returns its result."""
+async def follow(args: argparse.Namespace, client: Client, handle: WorkflowHandle[Any, Any], kind: str) -> Any:
+    """Print each trial's changes on stderr (an evaluation: each tenth of its rows) until the sweep
+    returns its result."""
     shown: dict[int, str] = {}
     result_task = asyncio.ensure_future(reconnecting_result(args, handle))  # survives restarts
     while not result_task.done():
@@ -131,11 +133,14 @@ async def follow(args: argparse.Namespace, handle: WorkflowHandle[Any, Any]) -> 
             rows: list[TrialRow] = await handle.query("trials", result_type=list[TrialRow])
         except Exception:  # noqa: BLE001 - the sweep may be between runs (continue-as-new); try again
             rows = []
+        evaluating = await trials_evaluating(client, handle.id, kind, rows)
         for row in rows:
-            line = trial_line(row)
-            if shown.get(row.index) != f"{row.state}{row.max_steps}":
+            progress = evaluating.get(row.index)
+            tenth = progress.rows_done * 10 // max(1, progress.rows_total) if progress is not None else None
+            if shown.get(row.index) != f"{row.state}{row.max_steps}{tenth}":
+                line = trial_line(row) + (f"  evaluated {progress.line()}" if progress is not None else "")
                 print(line, file=sys.stderr, flush=True)
-                shown[row.index] = f"{row.state}{row.max_steps}"
+                shown[row.index] = f"{row.state}{row.max_steps}{tenth}"
         await asyncio.wait([result_task], timeout=1.0)
     return result_task.result()
 
@@ -179,7 +184,7 @@ async def run(args: argparse.Namespace) -> int:
         mode = "ladder" if isinstance(inp, LadderInput) else "sweep"
         say(args)(f"started {mode} {run_id}: {inp.n_trials} trials, at most {inp.max_concurrency} at once "
                   f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"")
-        result = await follow(args, handle)
+        result = await follow(args, client, handle, "ladder" if isinstance(inp, LadderInput) else "sweep")
     emit(args, result, summary(result))
     return 0 if result.leaderboard else 1
 

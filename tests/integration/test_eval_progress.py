@@ -68,3 +68,38 @@ async def test_a_running_evaluation_reports_its_rows(tmp_path: Path, temporal_ad
 async def _closed(client, workflow_id: str) -> bool:  # noqa: ANN001
     description = await client.get_workflow_handle(workflow_id).describe()
     return description.status is not None and description.status.name != "RUNNING"
+
+
+async def test_the_evaluating_trials_of_a_ladder_show_their_rows(tmp_path: Path, temporal_address: str) -> None:
+    """``temporal-ml status``/``results`` of a running ladder give each evaluating trial its rows done
+    (its evaluation child is found through the ladder's rung of it)."""
+    from temporal_ml.activities.sweep import SweepActivities
+    from temporal_ml.search import AshaScheduler, Float, SearchSpace
+    from temporal_ml.sweep_types import LadderInput
+    from tests.integration._sweep_workflows import MLPLadder
+
+    client = await connect()
+    queue = f"ladderrows-{uuid.uuid4().hex[:6]}"
+    store = SnapshotStore(str(tmp_path / "snapshots"))
+    trainables = {"mlp": MLPTrainable()}
+    activities = [
+        *TrainingActivities(trainables=trainables, snapshot_store=store,
+                            checkpoint_root=str(tmp_path / "checkpoints")).activities(),
+        *SnapshotActivities(store, generators={"blobs": blobs}).activities(),
+        *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
+        *SweepActivities().activities(),
+    ]
+    inp = LadderInput(base=CONFIG.model_copy(update={"hparams": {"eval_delay": 3.0}}),
+                      space=SearchSpace({"hparams.lr": Float(1e-3, 1e-2, log=True)}),
+                      scheduler=AshaScheduler(min_budget=5, max_budget=15, eta=3), n_trials=2, max_concurrency=2,
+                      dataset=DatasetSource(generator="blobs"), run_id=f"ladder-{queue}")
+    async with create_worker(client, task_queue=queue, workflows=[MLPTraining, MLPEval, MLPLadder],
+                             activities=activities):
+        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+        seen = []
+        while not await _closed(client, inp.run_id):
+            rows = await result_rows(client, inp.run_id)
+            seen += [row["eval_rows"] for row in rows if row.get("eval_rows")]
+            await asyncio.sleep(0.3)
+        await handle.result()
+    assert seen and all(" rows" in text and "/" in text for text in seen), seen
