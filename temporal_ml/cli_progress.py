@@ -41,7 +41,8 @@ class RunProgress:
                    samples_per_second=getattr(progress, "samples_per_second", None),
                    checkpoint_step=checkpoint.step if checkpoint is not None else None,
                    resumes=int(getattr(progress, "resumes", 0) or 0),
-                   note=note or getattr(progress, "error", None))
+                   note=note or getattr(progress, "error", None),
+                   eval_rows=getattr(progress, "eval_rows", None))
 
     def details(self) -> str:
         parts = []

@@ -44,7 +44,7 @@ _STATES = {
 STATUS_COLUMNS: dict[str, list[str]] = {
     "coordinator": ["name", "status", "step", "max_steps", "train.loss", "eval_rows", "eval.accuracy", "train_s",
                     "eval_s", "error"],
-    "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "checkpoint_step", "resumes",
+    "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "rows", "checkpoint_step", "resumes",
               "note", "error"],
     "eval": ["name", "status", "rows", "split", "eval.accuracy", "eval.loss", "error"],
     "sweep": ["name", "status", "value", "step", "max_steps", "train.loss", "eval_rows", "duration_s", "error"],

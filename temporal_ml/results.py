@@ -261,6 +261,7 @@ async def _training_rows(client: Client, info: RunInfo) -> list[Row]:
         if progress is not None:
             row.update({"state": progress.state, "step": progress.step, "resumes": progress.resumes,
                         "pauses": progress.pauses,
+                        "rows": progress.eval_rows.line() if progress.eval_rows is not None else None,
                         "metrics.loss": progress.loss,
                         "checkpoint_step": progress.latest_checkpoint.step
                         if progress.latest_checkpoint is not None else None})

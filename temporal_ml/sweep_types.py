@@ -311,6 +311,9 @@ class SweepState(BaseModel):
     #: a recorded suggestion not started yet (the sweep paused or stopped while it was computed):
     #: the next trial to start, before any enqueued config
     held: TrialRow | None = None
+    #: recorded suggestions for the trials after ``held`` (asked for together: a random searcher's
+    #: next points, or one per free slot), started in order; an enqueued config drops them
+    held_more: list[TrialRow] = Field(default_factory=list)
     #: failed trials to run again from their last checkpoints (``retry_failed``, an infrastructure
     #: failure), before anything new
     retry: list[int] = Field(default_factory=list)

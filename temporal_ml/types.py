@@ -30,6 +30,7 @@ __all__ = [
     "CheckpointRef",
     "DatasetSource",
     "TrainConfig",
+    "RowProgress",
     "TrainProgress",
     "TrainResult",
     "PredictionResult",
@@ -314,6 +315,32 @@ def _sha256_json(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class RowProgress(BaseModel):
+    """Rows done of ``total`` and the rate since the work started (what an evaluation heartbeats)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    rows_done: int
+    rows_total: int
+    rows_per_second: float | None = None
+
+    def line(self) -> str:
+        """``3,200/7,600 rows (410 rows/s)``."""
+        rate = f" ({self.rows_per_second:,.0f} rows/s)" if self.rows_per_second else ""
+        return f"{self.rows_done:,}/{self.rows_total:,} rows{rate}"
+
+    @classmethod
+    def of_details(cls, details: Any) -> RowProgress | None:
+        """The progress in an activity's heartbeat details, if any."""
+        for item in details or ():
+            if isinstance(item, dict) and "rows_done" in item and "rows_total" in item:
+                try:
+                    return cls.model_validate(item)
+                except ValueError:
+                    return None
+        return None
+
+
 class TrainProgress(BaseModel):
     """Live progress of a run, as reported by the training activity and answered by queries."""
 
@@ -331,6 +358,8 @@ class TrainProgress(BaseModel):
     latest_checkpoint: CheckpointRef | None = None
     resumes: int = 0
     pauses: int = 0
+    #: rows done by an evaluation inside the training (``TrainConfig.eval_split``), while it runs
+    eval_rows: RowProgress | None = None
 
 
 class TrainResult(_Frozen):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -131,9 +131,17 @@ class SweepPartWritten(BaseModel):
     rows: int
 
 
+#: Points one ``suggest`` call returns at most.
+MAX_SUGGESTIONS = 64
+
+
 class SuggestRequest(BaseModel):
     """Ask ``searcher`` for trial ``index``'s point of ``space`` given ``history`` (and the trials
-    already written to the results table ``table_uri``: parts verified against ``table_parts``)."""
+    already written to the results table ``table_uri``: parts verified against ``table_parts``).
+
+    ``count`` > 1 asks for the points of trials ``index`` .. ``index + count - 1`` at once, each
+    computed with the ones before it as pending (what asking one at a time gives when no result
+    arrives in between)."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
@@ -145,15 +153,19 @@ class SuggestRequest(BaseModel):
     direction: Direction
     table_uri: str | None = None
     table_parts: list[str] = []
+    count: int = Field(default=1, ge=1, le=MAX_SUGGESTIONS)
+
 
 
 class SuggestResult(BaseModel):
-    """The suggested point, or (``params`` ``None``) why the searcher has none: ``exhausted``."""
+    """The suggested point, or (``params`` ``None``) why the searcher has none: ``exhausted``;
+    ``more``: the points of the next trials when several were asked for (fewer if it ran out)."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
     params: dict[str, Any] | None = None
     exhausted: str | None = None
+    more: list[dict[str, Any]] = []
 
 
 def suggest_point(req: SuggestRequest, storage_options: dict[str, Any] | None = None) -> SuggestResult:
@@ -164,11 +176,19 @@ def suggest_point(req: SuggestRequest, storage_options: dict[str, Any] | None = 
         written = [record for k, digest in enumerate(req.table_parts)
                    for record in _part_records(req.table_uri, k, digest, storage_options)]
         history = sorted([*written, *history], key=lambda r: r.index)
-    try:
-        return SuggestResult(params=dict(req.searcher.suggest(req.space, history, seed=req.seed,
-                                                              index=req.index, direction=req.direction)))
-    except SearchExhausted as exc:
-        return SuggestResult(exhausted=str(exc) or "the searcher has no new points")
+    points: list[dict[str, Any]] = []
+    for k in range(req.count):
+        try:
+            point = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=req.index + k,
+                                              direction=req.direction))
+        except SearchExhausted as exc:
+            if not points:
+                return SuggestResult(exhausted=str(exc) or "the searcher has no new points")
+            break
+        points.append(point)
+        if k + 1 < req.count and req.searcher.uses_history:  # the next one sees this one as pending
+            history = [*history, TrialRecord(index=req.index + k, params=point, state="pending")]
+    return SuggestResult(params=points[0], more=points[1:])
 
 
 _RECORDS: dict[tuple[str, int, str], list[TrialRecord]] = {}  # what the searcher is told, per part

@@ -83,6 +83,9 @@ class _Supervisor:
 
         self._loop.call_soon_threadsafe(apply)
 
+    def on_eval_rows(self, rows: Any) -> None:  # the evaluation at the end of training: how far
+        self._loop.call_soon_threadsafe(lambda: self._apply(eval_rows=rows))
+
     def on_progress(self, p: TrainProgress) -> None:
         self._loop.call_soon_threadsafe(lambda: self._apply(
             step=p.step, epoch=p.epoch, loss=p.loss, samples_per_second=p.samples_per_second))
@@ -193,6 +196,7 @@ class TrainingActivities:
         loop = asyncio.get_running_loop()
         sup = _Supervisor(loop, req.run_id, req.config.max_steps, max(prior, req.resumes))
         control = LoopControl(on_progress=sup.on_progress, on_checkpoint=sup.on_checkpoint,
+                              on_eval_rows=sup.on_eval_rows,
                               on_start=lambda step, ref: sup.on_start(step, ref, control.recorded_resumes,
                                                                       control.continues_from))
         # The first attempt of an activity the workflow started from its latest checkpoint (a pause

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from temporal_ml.types import CheckpointRef, TrainProgress
 
@@ -26,6 +26,8 @@ class LoopControl:
             checkpoint writer thread).
         on_start: called once training is set up, with the starting step and the checkpoint it
             resumed from (``None`` for a fresh start).
+        on_eval_rows: called with a ``RowProgress`` as the evaluation at the end of training
+            (``TrainConfig.eval_split``) goes.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class LoopControl:
         on_progress: Callable[[TrainProgress], None] | None = None,
         on_checkpoint: Callable[[CheckpointRef], None] | None = None,
         on_start: Callable[[int, CheckpointRef | None], None] | None = None,
+        on_eval_rows: Callable[[Any], None] | None = None,
     ) -> None:
         self._stop = threading.Event()
         self.recorded_resumes = 0
@@ -44,6 +47,7 @@ class LoopControl:
         self._on_progress = on_progress
         self._on_checkpoint = on_checkpoint
         self._on_start = on_start
+        self._on_eval_rows = on_eval_rows
 
     def request_stop(self, reason: StopReason) -> None:
         """Ask the loop to checkpoint and return at the next step boundary."""
@@ -59,6 +63,11 @@ class LoopControl:
         """Report progress (called by the loop)."""
         if self._on_progress is not None:
             self._on_progress(progress)
+
+    def eval_rows(self, rows: Any) -> None:
+        """Report how far the evaluation at the end of training is (a ``RowProgress``)."""
+        if self._on_eval_rows is not None:
+            self._on_eval_rows(rows)
 
     def checkpoint_committed(self, ref: CheckpointRef) -> None:
         """Report a committed checkpoint (called by the loop or its writer thread)."""

@@ -25,6 +25,7 @@ from temporal_ml.errors import ConfigError, DivergedError, IntegrityError, NotFo
 from temporal_ml.metric_sinks import RunMetrics
 from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
+from temporal_ml.training.progress import counting_rows
 from temporal_ml.training.rng import (
     RngStream,
     capture_rng_state,
@@ -385,7 +386,7 @@ class TrainingLoop:
         metrics = {"loss": last_loss} if last_loss is not None else dict(final_ref.metrics)
         if stopped is None and cfg.eval_split is not None:
             with rng():
-                metrics.update(self._evaluate(setup))
+                metrics.update(self._evaluating(setup))
         self.metrics.write("end", step=step, stopped=stopped, checkpoint=final_ref.uri, **metrics)
         return LoopResult(step=step, checkpoint=final_ref, metrics=metrics,
                           resumed_from=resumed_from, stopped=stopped)
@@ -418,6 +419,12 @@ class TrainingLoop:
         if setup.scheduler is not None:
             setup.scheduler.step()
         setup.optimizer.zero_grad(set_to_none=True)
+
+    def _evaluating(self, setup: TrainSetup) -> dict[str, float]:
+        """:meth:`_evaluate`, its rows done reported to the control (``LoopControl.eval_rows``)."""
+
+        with counting_rows(on_update=self.control.eval_rows):
+            return self._evaluate(setup)
 
     def _evaluate(self, setup: TrainSetup) -> dict[str, float]:
         split = self.config.eval_split

@@ -16,51 +16,28 @@ import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
-from pydantic import BaseModel, ConfigDict
+from temporal_ml.types import RowProgress
 
 __all__ = ["RowProgress", "report_rows", "counting_rows"]
 
 
-class RowProgress(BaseModel):
-    """Rows done of ``total`` and the rate since the work started (what an evaluation heartbeats)."""
-
-    model_config = ConfigDict(ser_json_inf_nan="strings")
-
-    rows_done: int
-    rows_total: int
-    rows_per_second: float | None = None
-
-    def line(self) -> str:
-        """``3,200/7,600 rows (410 rows/s)``."""
-        rate = f" ({self.rows_per_second:,.0f} rows/s)" if self.rows_per_second else ""
-        return f"{self.rows_done:,}/{self.rows_total:,} rows{rate}"
-
-    @classmethod
-    def of_details(cls, details: Any) -> RowProgress | None:
-        """The progress in an activity's heartbeat details, if any."""
-        for item in details or ():
-            if isinstance(item, dict) and "rows_done" in item and "rows_total" in item:
-                try:
-                    return cls.model_validate(item)
-                except ValueError:
-                    return None
-        return None
-
-
 class _Counter:
-    def __init__(self) -> None:
+    def __init__(self, on_update: Callable[[RowProgress], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._latest: RowProgress | None = None
+        self._on_update = on_update
 
     def update(self, done: int, total: int) -> None:
         elapsed = time.monotonic() - self._start
         rate = done / elapsed if elapsed > 0 and done else None
+        latest = RowProgress(rows_done=done, rows_total=total, rows_per_second=rate)
         with self._lock:
-            self._latest = RowProgress(rows_done=done, rows_total=total, rows_per_second=rate)
+            self._latest = latest
+        if self._on_update is not None:
+            self._on_update(latest)
 
     def latest(self) -> RowProgress | None:
         with self._lock:
@@ -78,9 +55,10 @@ def report_rows(done: int, total: int) -> None:
 
 
 @contextlib.contextmanager
-def counting_rows() -> Iterator[_Counter]:
-    """Collect :func:`report_rows` calls made in this context; ``latest()`` is the newest count."""
-    counter = _Counter()
+def counting_rows(on_update: Callable[[RowProgress], None] | None = None) -> Iterator[_Counter]:
+    """Collect :func:`report_rows` calls made in this context; ``latest()`` is the newest count, and
+    ``on_update`` (if given) gets each one."""
+    counter = _Counter(on_update)
     token = _counter.set(counter)
     try:
         yield counter

@@ -271,6 +271,8 @@ class SweepControls:
         s = self._control_state()
         assert s is not None  # the validator refused otherwise
         s.queue.append(dict(params))
+        if getattr(s, "held_more", None):  # suggestions asked for ahead: the user's config goes first
+            s.held_more.clear()  # type: ignore[attr-defined]
         self._grow(1)
         self._changed()
         ahead = (getattr(s, "held", None) is not None) + bool(getattr(self, "_suggesting", False))

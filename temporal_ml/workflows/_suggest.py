@@ -50,17 +50,21 @@ class Suggestion:
     exhausted: str | None = None
     failed: str | None = None
     recorded: bool = False
+    #: the points of the trials after it, when several were asked for
+    more: tuple[dict[str, Any], ...] = ()
 
 
 async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[TrialRecord], *, seed: int,
                   index: int, direction: Direction, table_uri: str | None = None,
-                  table_parts: list[str] | None = None) -> Suggestion:
-    """Trial ``index``'s point, recorded in the history (inline for histories from before).
+                  table_parts: list[str] | None = None, count: int = 1) -> Suggestion:
+    """Trial ``index``'s point, recorded in the history (inline for histories from before); with
+    ``count`` > 1 also the points of the next ``count - 1`` trials (``more``; the activity only).
 
     ``history`` holds the trials the sweep keeps; those it wrote to its results table are read from
     ``table_uri`` (each part verified against ``table_parts``) by the activity."""
     request = SuggestRequest(searcher=searcher, space=space, history=history, seed=seed, index=index,
-                             direction=direction, table_uri=table_uri, table_parts=list(table_parts or []))
+                             direction=direction, table_uri=table_uri, table_parts=list(table_parts or []),
+                             count=count)
     if workflow.patched(RECORDED_SUGGESTIONS_PATCH):
         retry = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["ValueError"])
         try:
@@ -73,7 +77,8 @@ async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[Trial
                 result = await workflow.execute_local_activity(
                     SUGGEST, request, result_type=SuggestResult, start_to_close_timeout=timedelta(minutes=5),
                     retry_policy=retry)
-            return Suggestion(params=result.params, exhausted=result.exhausted, recorded=True)
+            return Suggestion(params=result.params, exhausted=result.exhausted, recorded=True,
+                              more=tuple(result.more))
         except ValueError:  # not registered on this worker (the SDK checks before scheduling it)
             workflow.logger.warning("%s is not registered on this worker (register "
                                     "SweepActivities().activities() on the orchestration worker); "
@@ -81,7 +86,7 @@ async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[Trial
         except ActivityError as err:
             return Suggestion(failed=f"the {searcher.kind} searcher failed: {root_message(err)}")
     try:
-        result = suggest_point(request)
+        result = suggest_point(request.model_copy(update={"count": 1}))
     except Exception as exc:  # a searcher bug: the sweep pauses with the reason, never fails
         return Suggestion(failed=f"the {searcher.kind} searcher failed: {type(exc).__name__}: {exc}")
     return Suggestion(params=result.params, exhausted=result.exhausted)

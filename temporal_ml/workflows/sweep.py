@@ -115,6 +115,11 @@ BOUNDED_SWEEP_PATCH = "tml-sweep-bounded-v1"
 #: ``AWAIT_CHILD`` activity), so every slot stays busy across a rollover. Runs recorded before it
 #: wait for every running trial first.
 NO_DRAIN_PATCH = "tml-sweep-no-drain-v1"
+#: ``workflow.patched`` id: several trials' points are asked for at once (``SweepState.held_more``).
+#: Runs recorded before it asked for one at a time.
+SUGGEST_BATCH_PATCH = "tml-suggest-batch-v1"
+#: The most trials a sweep asks its searcher for at once.
+SUGGEST_AHEAD = 32
 
 
 def check_sweep_run_id(run_id: str) -> None:
@@ -356,11 +361,16 @@ class SweepWorkflow(SweepControls):
         self._suggesting = True  # a trial index is taken: an enqueued config runs after it
         try:
             got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
-                                direction=inp.direction, table_uri=t.uri, table_parts=t.parts)
+                                direction=inp.direction, table_uri=t.uri, table_parts=t.parts,
+                                count=self._suggestions_wanted())
         finally:
             self._suggesting = False
         if got.params is not None:
             s.held = TrialRow(index=index, params=got.params, source="searcher", audit=audit)
+            s.held_more = [TrialRow(index=index + k, params=params, source="searcher",
+                                    audit=audit.model_copy(update={"pending": audit.pending + k}))
+                           for k, params in enumerate(got.more, start=1)
+                           if not s.queue]  # a config enqueued meanwhile goes right after ``held``
         elif got.exhausted is not None:
             workflow.logger.info("sweep %s: %s", self._run_id, got.exhausted)
             s.exhausted = True
@@ -368,6 +378,20 @@ class SweepWorkflow(SweepControls):
             workflow.logger.error("sweep %s paused: %s", self._run_id, got.failed)
             s.paused, s.pause_reason = True, got.failed
         return got.recorded
+
+    def _suggestions_wanted(self) -> int:
+        """How many trials' points to ask for at once (``SUGGEST_BATCH_PATCH``): a searcher that
+        ignores the history (random) as many as run at once (at most :data:`SUGGEST_AHEAD`), so a
+        suggestion's round trip is paid once for many fast trials; another one a point per free slot
+        (each seeing the ones before as pending, as asking one at a time would without new results)."""
+        inp, s = self._inp, self._s
+        assert inp is not None
+        if not workflow.patched(SUGGEST_BATCH_PATCH):
+            return 1
+        left = s.n_trials - s.n_started
+        if not inp.searcher.uses_history:
+            return max(1, min(left, s.max_concurrency, SUGGEST_AHEAD))
+        return max(1, min(left, s.max_concurrency - self._running, SUGGEST_AHEAD))
 
     def _next_row(self) -> TrialRow | None:
         """The next trial: a failed one to run again, a held suggestion, then a queued user config."""
@@ -381,7 +405,7 @@ class SweepWorkflow(SweepControls):
             row.result_seq, row.trained, row.finished = None, None, None
             return row
         if s.held is not None:
-            row, s.held = s.held, None
+            row, s.held = s.held, (s.held_more.pop(0) if s.held_more else None)
         elif s.queue:
             row = TrialRow(index=s.n_started, params=s.queue.pop(0), source="user")
         else:

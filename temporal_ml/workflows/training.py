@@ -474,6 +474,7 @@ class TrainingWorkflow:
             "epoch": report.epoch, "loss": report.loss if report.loss is not None else self._progress.loss,
             "samples_per_second": report.samples_per_second or self._progress.samples_per_second,
             "latest_checkpoint": latest, "resumes": max(report.resumes, self._progress.resumes),
+            "eval_rows": report.eval_rows,
         })
 
     def _tag(self, run_id: str, snapshot: SnapshotRef, config: TrainConfig,

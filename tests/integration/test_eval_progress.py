@@ -25,6 +25,7 @@ from tests.trainables import MLPTrainable, blobs
 
 pytestmark = pytest.mark.integration
 
+DATASET = DatasetSource(generator="blobs")
 CONFIG = TrainConfig(trainable="mlp", max_steps=10, batch_size=16, checkpoint_every_steps=10,
                      async_checkpoints=False, device="cpu", hparams={"eval_delay": 6.0})
 
@@ -103,3 +104,35 @@ async def test_the_evaluating_trials_of_a_ladder_show_their_rows(tmp_path: Path,
             await asyncio.sleep(0.3)
         await handle.result()
     assert seen and all(" rows" in text and "/" in text for text in seen), seen
+
+
+async def test_an_evaluation_inside_training_reports_its_rows(tmp_path: Path, temporal_address: str) -> None:
+    """``TrainConfig.eval_split``: the evaluation at the end of the training activity counts its rows
+    too; the training's ``progress`` query (what starters and ``status`` show) carries them."""
+    client = await connect()
+    queue = f"trainrows-{uuid.uuid4().hex[:6]}"
+    store = SnapshotStore(str(tmp_path / "snapshots"))
+    trainables = {"mlp": MLPTrainable()}
+    activities = [
+        *TrainingActivities(trainables=trainables, snapshot_store=store,
+                            checkpoint_root=str(tmp_path / "checkpoints")).activities(),
+        *SnapshotActivities(store, generators={"blobs": blobs}).activities(),
+    ]
+    config = CONFIG.model_copy(update={"eval_split": "dev", "hparams": {"eval_delay": 4.0}})
+    async with create_worker(client, task_queue=queue, workflows=[MLPTraining], activities=activities):
+        handle = await client.start_workflow(
+            MLPTraining.run, TrainingInput(config=config, dataset=DATASET, task_queue=queue,
+                                           progress_every_seconds=0.2),
+            id=f"train-{queue}", task_queue=queue)
+        seen = []
+        while not await _closed(client, handle.id):
+            progress = await handle.query(MLPTraining.progress)
+            if progress.eval_rows is not None:
+                seen.append(progress.eval_rows)
+                row = (await result_rows(client, handle.id))[0]
+                assert "rows" in (row.get("rows") or ""), row
+            await asyncio.sleep(0.2)
+        result = await handle.result()
+        final = await handle.query(MLPTraining.progress)
+    assert seen and all(p.rows_total == result.metrics["eval_examples"] for p in seen), seen
+    assert final.eval_rows is None  # done: no evaluation running

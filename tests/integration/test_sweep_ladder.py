@@ -4,6 +4,8 @@ trained straight to the maximum budget; checkpoints of unpromotable trials are d
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -119,7 +121,6 @@ async def test_a_ladder_takes_every_sweep_control(tmp_path: Path, subprocess_env
     """The ladder takes the sweep's vocabulary: pause (nothing starts or is promoted), set_max_concurrency,
     enqueue (a user config trains through the rungs), resume, stop_trial (that trial leaves the rung
     table as ``stopped``) and stop (running rungs finish, then it returns)."""
-    import asyncio
 
     from temporal_ml.sweep_types import LadderResult
     from tests.integration.test_cli import cli
@@ -162,6 +163,10 @@ async def test_a_ladder_takes_every_sweep_control(tmp_path: Path, subprocess_env
                     pass
             await asyncio.sleep(0.05)
         assert stopped.state in ("evaluating", "stopped"), stopped  # its training has ended
+        deadline = time.monotonic() + 60  # the user's config has started (under load it waits its turn)
+        while not any(r.source == "user" for r in await handle.query(MLPLadder.trials)):
+            assert time.monotonic() < deadline, "the enqueued config never started"
+            await asyncio.sleep(0.05)
         assert (await handle.execute_update(MLPLadder.stop)).phase == "stopping"
         result = await client.get_workflow_handle(inp.run_id, result_type=LadderResult).result()
     finally:

@@ -24,7 +24,8 @@ def test_every_workflow_base_has_a_history() -> None:
     assert {p.stem for p in HISTORIES} >= {"training", "evaluation", "inference", "coordinator", "sweep",
                                            "ladder", "training_multinode", "training_multinode_auto",
                                            "sweep_tpe_controls", "ladder_tpe_budget", "training_activity_probe",
-                                           "sweep_tpe_controls_activity", "ladder_tpe_budget_activity"}
+                                           "sweep_tpe_controls_activity", "ladder_tpe_budget_activity",
+                                           "sweep_batch", "sweep_tpe_controls_batch"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -54,7 +55,7 @@ def test_recorded_sweep_decisions_recompute() -> None:
 
 
 @pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
-                                  "ladder_tpe_budget_activity"])
+                                  "ladder_tpe_budget_activity", "sweep_tpe_controls_batch"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
     takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
