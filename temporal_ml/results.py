@@ -202,15 +202,13 @@ async def trials_evaluating(client: Client, workflow_id: str, kind: str, trials:
     handle = client.get_workflow_handle(workflow_id)
     run_id = workflow_id
     rung_of: dict[str, int] = {}
+    from temporal_ml.sweep_types import LadderInput, LadderState, SweepInput
+
     try:
         if kind == "ladder":
-            from temporal_ml.sweep_types import LadderState
-
             state = await handle.query("ladder", result_type=LadderState, rpc_timeout=_QUERY_TIMEOUT)
             rung_of = dict(state.rung_of) if state is not None else {}
-        from temporal_ml.sweep_types import SweepInput
-
-        inp = await _input(client, workflow_id, SweepInput if kind == "sweep" else _ladder_input())
+        inp = await _input(client, workflow_id, SweepInput if kind == "sweep" else LadderInput)
         run_id = (inp.run_id if inp is not None else None) or workflow_id
     except Exception:  # noqa: BLE001 - no worker answers: no live evaluation rows
         return {}
@@ -223,12 +221,6 @@ async def trials_evaluating(client: Client, workflow_id: str, kind: str, trials:
 
     found = await asyncio.gather(*(one(t) for t in evaluating))
     return {index: progress for index, progress in found if progress is not None}
-
-
-def _ladder_input() -> type:
-    from temporal_ml.sweep_types import LadderInput
-
-    return LadderInput
 
 
 async def _input(client: Client, workflow_id: str, input_type: type) -> Any:

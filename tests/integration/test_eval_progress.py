@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,14 +34,7 @@ CONFIG = TrainConfig(trainable="mlp", max_steps=10, batch_size=16, checkpoint_ev
 async def test_a_running_evaluation_reports_its_rows(tmp_path: Path, temporal_address: str) -> None:
     client = await connect()
     queue = f"evalrows-{uuid.uuid4().hex[:6]}"
-    store = SnapshotStore(str(tmp_path / "snapshots"))
-    trainables = {"mlp": MLPTrainable()}
-    activities = [
-        *TrainingActivities(trainables=trainables, snapshot_store=store,
-                            checkpoint_root=str(tmp_path / "checkpoints")).activities(),
-        *SnapshotActivities(store, generators={"blobs": blobs}).activities(),
-        *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
-    ]
+    activities = _activities(tmp_path)
     async with create_worker(client, task_queue=queue, workflows=[MLPTraining, MLPEval], activities=activities):
         training = await client.start_workflow(
             MLPTraining.run, TrainingInput(config=CONFIG, dataset=DatasetSource(generator="blobs"), task_queue=queue),
@@ -66,6 +60,18 @@ async def test_a_running_evaluation_reports_its_rows(tmp_path: Path, temporal_ad
     assert seen[-1].rows_per_second is not None and seen[-1].rows_per_second > 0
 
 
+def _activities(tmp_path: Path, evaluation: bool = True) -> list[Any]:
+    """Training and snapshot activities over the MLP (and, with ``evaluation``, the evaluation ones)."""
+    store = SnapshotStore(str(tmp_path / "snapshots"))
+    trainables = {"mlp": MLPTrainable()}
+    activities = [*TrainingActivities(trainables=trainables, snapshot_store=store,
+                                      checkpoint_root=str(tmp_path / "checkpoints")).activities(),
+                  *SnapshotActivities(store, generators={"blobs": blobs}).activities()]
+    if evaluation:
+        activities += EvalActivities(trainables=trainables, snapshot_store=store).activities()
+    return activities
+
+
 async def _closed(client, workflow_id: str) -> bool:  # noqa: ANN001
     description = await client.get_workflow_handle(workflow_id).describe()
     return description.status is not None and description.status.name != "RUNNING"
@@ -81,15 +87,7 @@ async def test_the_evaluating_trials_of_a_ladder_show_their_rows(tmp_path: Path,
 
     client = await connect()
     queue = f"ladderrows-{uuid.uuid4().hex[:6]}"
-    store = SnapshotStore(str(tmp_path / "snapshots"))
-    trainables = {"mlp": MLPTrainable()}
-    activities = [
-        *TrainingActivities(trainables=trainables, snapshot_store=store,
-                            checkpoint_root=str(tmp_path / "checkpoints")).activities(),
-        *SnapshotActivities(store, generators={"blobs": blobs}).activities(),
-        *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
-        *SweepActivities().activities(),
-    ]
+    activities = [*_activities(tmp_path), *SweepActivities().activities()]
     inp = LadderInput(base=CONFIG.model_copy(update={"hparams": {"eval_delay": 3.0}}),
                       space=SearchSpace({"hparams.lr": Float(1e-3, 1e-2, log=True)}),
                       scheduler=AshaScheduler(min_budget=5, max_budget=15, eta=3), n_trials=2, max_concurrency=2,
@@ -111,13 +109,7 @@ async def test_an_evaluation_inside_training_reports_its_rows(tmp_path: Path, te
     too; the training's ``progress`` query (what starters and ``status`` show) carries them."""
     client = await connect()
     queue = f"trainrows-{uuid.uuid4().hex[:6]}"
-    store = SnapshotStore(str(tmp_path / "snapshots"))
-    trainables = {"mlp": MLPTrainable()}
-    activities = [
-        *TrainingActivities(trainables=trainables, snapshot_store=store,
-                            checkpoint_root=str(tmp_path / "checkpoints")).activities(),
-        *SnapshotActivities(store, generators={"blobs": blobs}).activities(),
-    ]
+    activities = _activities(tmp_path, evaluation=False)
     config = CONFIG.model_copy(update={"eval_split": "dev", "hparams": {"eval_delay": 4.0}})
     async with create_worker(client, task_queue=queue, workflows=[MLPTraining], activities=activities):
         handle = await client.start_workflow(
