@@ -28,7 +28,7 @@ from temporal_ml.sweep_types import (
 )
 from temporal_ml.types import SnapshotRef, TrainConfig
 from temporal_ml.workflows._controls import MAX_QUEUED, MAX_QUEUED_BYTES
-from temporal_ml.workflows.sweep import SweepWorkflow
+from temporal_ml.workflows.sweep import SUGGEST_AHEAD, SweepWorkflow
 from temporal_ml.workflows.training import TrainingInput
 
 LIMIT = 512 * 1024
@@ -86,6 +86,7 @@ def sweep() -> SweepWorkflow:
         table=TableSummary(uri=f"s3://ml-bucket/team/tables/{RUN_ID}", parts=["f" * 64] * (written // PART_ROWS),
                            rows=written, n_done=written - 2000, n_failed=1500, n_stopped=500, top=top),
         held=_row(N, rng, "training"),
+        held_more=[_row(N + k, rng, "training") for k in range(1, SUGGEST_AHEAD)],  # points asked ahead
     )
     wf = SweepWorkflow()
     wf._inp, wf._s, wf._run_id = inp, state, RUN_ID  # noqa: SLF001 - the workflow's own state, synthetic
