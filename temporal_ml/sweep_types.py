@@ -54,6 +54,9 @@ __all__ = [
     "SweepStatus",
     "TrialResult",
     "SweepResult",
+    "RungCount",
+    "ScheduledSummary",
+    "RECENT_DECISIONS",
     "LadderInput",
     "LadderState",
     "LadderResult",
@@ -121,6 +124,15 @@ class TrialRow(BaseModel):
         audit: what its suggestion was computed from (searcher trials).
         retried_from: the ``result_seq`` of each earlier result of this trial (it failed, then ran
             again from its last checkpoint: ``retry_failed``, or after an infrastructure pause).
+
+    With a scheduler (ASHA) a trial trains in rungs, one run continued from rung to rung:
+        bracket / rung: its bracket, and the rung it trains (or last trained) toward.
+        rung_values / rung_seqs: the objective it reported at each rung reached, and the order in
+            which each was recorded (``value`` is the latest; ``result_seq`` its seq).
+        rerun_seqs: when it ran again after failing (the searcher's audit: pending again from then).
+        decisions: the scheduler's audit lines that started and promoted it.
+        checkpoint_bytes: its checkpoints' bytes when last measured (a byte budget); ``deleted``:
+            its checkpoints were deleted (it can no longer be promoted, or for the byte budget).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
@@ -144,6 +156,14 @@ class TrialRow(BaseModel):
     finished: datetime | None = None
     audit: SuggestionAudit | None = None
     retried_from: list[int] = Field(default_factory=list)
+    bracket: int = 0
+    rung: int | None = None
+    rung_values: list[float] = Field(default_factory=list)
+    rung_seqs: list[int] = Field(default_factory=list)
+    rerun_seqs: list[int] = Field(default_factory=list)
+    decisions: list[str] = Field(default_factory=list)
+    checkpoint_bytes: int = 0
+    deleted: bool = False
 
     @property
     def name(self) -> str:
@@ -165,12 +185,24 @@ class TrialRow(BaseModel):
         self.loss = train.metrics.get("loss", self.loss)  # the final loss, not the last report's
 
     def record(self) -> TrialRecord:
-        """What the searcher is told about this trial now."""
+        """What the searcher is told about this trial now (a scheduled trial: its value at the
+        highest rung it reached, while it trains on too)."""
+        if self.rung is not None:
+            return rung_record(self.index, self.params, self.rung_values,
+                               running=self.state in ("training", "evaluating"))
         if self.state == "done" and self.value is not None and math.isfinite(self.value):
             return TrialRecord(index=self.index, params=self.params, state="complete", value=self.value)
         if self.state in ("training", "evaluating"):
             return TrialRecord(index=self.index, params=self.params, state="pending")
         return TrialRecord(index=self.index, params=self.params, state="failed")
+
+
+def rung_record(index: int, params: dict[str, Any], rung_values: list[float], running: bool) -> TrialRecord:
+    """What the searcher is told of a trial trained in rungs: its value at the highest rung it
+    reached (complete, also while it trains on), else pending while it runs, else failed."""
+    if rung_values and math.isfinite(rung_values[-1]):
+        return TrialRecord(index=index, params=params, state="complete", value=rung_values[-1])
+    return TrialRecord(index=index, params=params, state="pending" if running else "failed")
 
 
 def objective_value(metrics: dict[str, float], objective: str) -> float | None:
@@ -185,6 +217,9 @@ def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[Tria
     for row in rows:
         if row.index >= index:
             continue
+        if row.rung is not None:
+            history.append(_scheduled_record_at(row, results_seen))
+            continue
         if row.result_seq is not None and row.result_seq < results_seen:
             history.append(row.record())
         elif any(seq < results_seen for seq in row.retried_from):  # it had failed, then was retried
@@ -192,6 +227,17 @@ def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[Tria
         else:
             history.append(TrialRecord(index=row.index, params=row.params, state="pending"))
     return history
+
+
+def _scheduled_record_at(row: TrialRow, results_seen: int) -> TrialRecord:
+    """What a scheduled trial was (``TrialRow.record``) once ``results_seen`` results were recorded."""
+    values = [v for v, seq in zip(row.rung_values, row.rung_seqs, strict=True) if seq < results_seen]
+    if values and math.isfinite(values[-1]):
+        return TrialRecord(index=row.index, params=row.params, state="complete", value=values[-1])
+    failures = [*row.retried_from, *([row.result_seq] if row.state in ("failed", "stopped")
+                                     and row.result_seq is not None else [])]
+    failed = sum(seq < results_seen for seq in failures) > sum(seq < results_seen for seq in row.rerun_seqs)
+    return TrialRecord(index=row.index, params=row.params, state="failed" if failed else "pending")
 
 
 #: The rung of a ladder report that says a failed trial runs again (``retry_failed``, or a resume
@@ -319,6 +365,58 @@ class SweepState(BaseModel):
     retry: list[int] = Field(default_factory=list)
     #: why the sweep stopped itself (``max_failed_trials``)
     stop_reason: str | None = None
+    #: a sweep with a scheduler: what it carries of the rungs (a compact summary)
+    scheduled: ScheduledSummary | None = None
+
+
+#: The scheduler's latest audit lines a sweep keeps in its state and result (every line is also in
+#: the row of the trial it concerns: ``TrialRow.decisions``).
+RECENT_DECISIONS = 50
+
+
+class RungCount(BaseModel):
+    """One rung of one bracket, counted: its budget, the trials that reported there, those promoted
+    from it and those training toward it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bracket: int
+    rung: int
+    budget: int
+    results: int = 0
+    promoted: int = 0
+    running: int = 0
+
+
+class ScheduledSummary(BaseModel):
+    """What a sweep with a scheduler carries besides its rows: bounded whatever the trial count.
+
+    Attributes:
+        rungs: each rung's counts, as of the latest plan.
+        decisions: the latest :data:`RECENT_DECISIONS` audit lines (each row keeps its own).
+        deleted / freed_bytes: trials whose checkpoints were deleted, and the bytes freed.
+        checkpoint_bytes / peak_checkpoint_bytes: the measured checkpoints' bytes now / at most
+            (with a byte budget; 0 without: nothing is measured).
+        budget_exceeded: the budget could not be kept (only the best and running trials were left).
+        done: the latest plan found nothing to start or promote, and nothing running.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rungs: list[RungCount] = Field(default_factory=list)
+    decisions: list[str] = Field(default_factory=list)
+    deleted: int = 0
+    freed_bytes: int = 0
+    checkpoint_bytes: int = 0
+    peak_checkpoint_bytes: int = 0
+    budget_exceeded: bool = False
+
+    def note(self, line: str) -> None:
+        """Keep ``line`` among the latest decisions."""
+        self.decisions = [*self.decisions, line][-RECENT_DECISIONS:]
+
+
+SweepState.model_rebuild()
 
 
 class _SweepCommon(BoundaryModel):
@@ -391,13 +489,38 @@ class SweepInput(_SweepCommon):
             ``resume`` re-runs it. Add the names of your own exception types.
         no_worker_timeout_seconds: how long a trial's activity may wait for a worker before the
             sweep pauses (``None``: wait forever).
+        scheduler: train in rungs (ASHA, optionally with Hyperband brackets; ``None``: every
+            trial trains to ``base.max_steps``). Each trial is one training run continued from rung
+            to rung (``max_steps`` the rung's budget, ``schedule_steps`` the largest), so a promoted
+            trial follows the very trajectory of one trained straight; ``n_trials`` counts new
+            trials (promotions are extra work). Decisions come from the ``PLAN`` activity and are
+            recorded in the history, like suggestions.
+        delete_unpromotable: with a scheduler, delete the checkpoints of trials that can no longer
+            be promoted (never the best trial's, nor a running one's).
+        checkpoint_budget_bytes: with a scheduler, the most bytes the sweep's checkpoints may hold
+            (measured after each rung); beyond it idle trials' checkpoints are deleted, lower rungs
+            and worse ranks first, never the best's. A deleted trial promoted later trains again
+            from scratch to its rung (the same weights). ``None``: nothing is measured.
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
     n_trials: int = Field(ge=1, le=100_000)
     evaluate_in_training: bool = False
     report_progress: bool = True
+    scheduler: AshaScheduler | None = None
+    delete_unpromotable: bool = True
+    checkpoint_budget_bytes: int | None = Field(default=None, ge=0)
     carried: SweepState | None = None
+
+    @model_validator(mode="after")
+    def _check_scheduler(self) -> SweepInput:
+        if self.scheduler is not None:
+            for name in ("max_steps", "schedule_steps"):
+                if name in self.space.params:
+                    raise ValueError(f"parameter {name!r}: a scheduler sets it from its rung budgets")
+        elif self.checkpoint_budget_bytes is not None:
+            raise ValueError("checkpoint_budget_bytes needs a scheduler (every other trial keeps its run)")
+        return self
 
 
 class SweepStatus(BaseModel):
@@ -431,6 +554,8 @@ class SweepStatus(BaseModel):
     best: TrialRow | None = None
     objective: str | None = None
     direction: Direction = "maximize"
+    #: with a scheduler: the rungs' counts, the latest decisions, deletions and checkpoint bytes
+    scheduled: ScheduledSummary | None = None
 
     @property
     def finished(self) -> int:
@@ -527,6 +652,10 @@ class SweepResult(BaseModel):
     exhausted: bool = False
     runs: int = 1
     stop_reason: str | None = None
+    #: with a scheduler: the rungs' counts, the latest decisions, deletions and checkpoint bytes
+    scheduled: ScheduledSummary | None = None
+    #: with a scheduler: the budget (steps) of the best trial's value
+    best_budget: int | None = None
 
 
 class LadderState(BaseModel):

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from temporal_ml.activities.plan import PLAN, PlanRequest, PlanResult, plan_next
 from temporal_ml.search import AnySearcher, Direction, SearchExhausted, SearchSpace, TrialRecord
 from temporal_ml.types import CheckpointRef, TrainProgress
 
@@ -279,7 +280,13 @@ class SweepActivities:
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an orchestration worker."""
         return [self.stop_run, self.delete_run_checkpoints, self.write_table_part, self.suggest,
-                self.write_sweep_part, self.await_child]
+                self.write_sweep_part, self.await_child, self.plan]
+
+    @activity.defn(name=PLAN)
+    def plan(self, req: PlanRequest) -> PlanResult:
+        """The next promotions and new trials of a sweep with a scheduler, and the checkpoints that
+        may go (:mod:`temporal_ml.activities.plan`); recorded by the sweep."""
+        return plan_next(req, self.storage_options)
 
     @activity.defn(name=SUGGEST)
     def suggest(self, req: SuggestRequest) -> SuggestResult:

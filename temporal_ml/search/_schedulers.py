@@ -135,10 +135,13 @@ class AshaScheduler(_Ladder):
         )
         for b, k in order:
             rungs = table.brackets[b].rungs
+            quota = len(rungs[k].results) // self.eta
+            if quota == 0:
+                continue
             ranking = table.ranking(b, k)
-            quota = len(ranking) // self.eta
+            promoted = set(rungs[k].promoted)
             for pos, tid in enumerate(ranking[:quota]):
-                if tid not in rungs[k].promoted:
+                if tid not in promoted:
                     return LadderDecision(
                         action="promote", trial_id=tid, bracket=b, rung=k + 1,
                         budget=rungs[k + 1].budget,
@@ -178,8 +181,9 @@ class AshaScheduler(_Ladder):
             ) + len(members)
             for k, rung in enumerate(bracket.rungs[:-1]):
                 quota = cap // self.eta
+                promoted = set(rung.promoted)
                 for pos, tid in enumerate(table.ranking(b, k)):
-                    if pos >= quota and tid not in rung.promoted:
+                    if pos >= quota and tid not in promoted:
                         dead.append((tid, k))
                 cap = quota
         return dead

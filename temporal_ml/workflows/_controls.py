@@ -206,7 +206,8 @@ class SweepControls:
                            n_done=done, n_failed=failed, n_stopped=stopped,
                            best=ranked[0] if ranked else None,
                            objective=inp.objective if inp is not None else None,
-                           direction=inp.direction if inp is not None else "maximize")
+                           direction=inp.direction if inp is not None else "maximize",
+                           scheduled=getattr(s, "scheduled", None))
 
     @workflow.query
     def trials(self, offset: int = 0, limit: int = PAGE_ROWS) -> list[TrialRow]:

@@ -88,6 +88,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.workflows._requests import (
         refuse,
     )
+    from temporal_ml.workflows._scheduled import ScheduledSweep
     from temporal_ml.workflows._suggest import suggest
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
@@ -133,10 +134,15 @@ def check_sweep_run_id(run_id: str) -> None:
                                non_retryable=True) from None
 
 
-def rank_rows(rows: list[TrialRow], direction: str) -> list[TrialRow]:
-    """Done trials with a value, best first (ties: lower index first)."""
+def rank_rows(rows: list[TrialRow], direction: str, by_budget: bool = False) -> list[TrialRow]:
+    """Done trials with a value, best first (ties: lower index first). ``by_budget`` (a sweep
+    with a scheduler): the most steps first, then the value; a trial listed twice counts as its
+    last row (the newer)."""
     sign = -1.0 if direction == "maximize" else 1.0
-    done = [r for r in rows if r.state == "done" and r.value is not None]
+    latest = {r.index: r for r in rows}
+    done = [r for r in latest.values() if r.state == "done" and r.value is not None]
+    if by_budget:
+        return sorted(done, key=lambda r: (-r.step, sign * float(r.value), r.index))  # type: ignore[arg-type]
     return sorted(done, key=lambda r: (sign * float(r.value), r.index))  # type: ignore[arg-type]
 
 
@@ -166,7 +172,7 @@ def trial_settings(inp: SweepInput | LadderInput) -> TrialSettings:
         no_worker_timeout_seconds=inp.no_worker_timeout_seconds)
 
 
-class SweepWorkflow(SweepControls):
+class SweepWorkflow(ScheduledSweep, SweepControls):
     """Base of sweeps; see the module docstring. Subclasses set the child workflow types."""
 
     #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
@@ -190,6 +196,10 @@ class SweepWorkflow(SweepControls):
         self._bounded = False  # finished rows go to the results table (BOUNDED_SWEEP_PATCH)
         self._no_drain = False  # trials outlive a run that continues as new (NO_DRAIN_PATCH)
         self._gate = StartGate()  # trial children being started
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changes = 0  # results, updates: what a plan that found nothing to do waits for
+        self._plan_idle_at = -1  # ``_changes`` when the scheduler last had nothing for a free slot
+        self._plan_done_at = -1  # ``_changes`` when the scheduler last said it is done
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -218,7 +228,7 @@ class SweepWorkflow(SweepControls):
         self._bounded = workflow.patched(BOUNDED_SWEEP_PATCH)
         # trials outlive a run: it continues as new without waiting for them (runs recorded before drain)
         self._no_drain = self._bounded and workflow.patched(NO_DRAIN_PATCH)
-        tasks: list[asyncio.Task[None]] = []
+        tasks = self._tasks
         for running in self._s.rows:  # running when the run before continued as new: wait for them here
             if running.state in ("training", "evaluating") and running.index not in self._s.retry:
                 self._running += 1
@@ -243,6 +253,17 @@ class SweepWorkflow(SweepControls):
                     break
                 workflow.continue_as_new(inp.model_copy(update={
                     "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": self._s}))
+            if inp.scheduler is not None:  # a failed trial runs again first, else what the plan says
+                if self._s.retry:
+                    self._start_trial(inp, self._next_row(), snapshot)  # type: ignore[arg-type]
+                    continue
+                changes = self._changes
+                done, idle = await self._plan_and_apply(inp, snapshot)
+                if done:
+                    self._plan_done_at = changes
+                if idle:
+                    self._plan_idle_at = changes
+                continue
             if (self._s.held is None and not self._s.queue and not self._s.retry
                     and await self._suggest()):  # recorded: the sweep may have changed meanwhile
                 continue
@@ -252,6 +273,8 @@ class SweepWorkflow(SweepControls):
                 self._started_here += 1
                 tasks.append(asyncio.create_task(self._trial(inp, row, snapshot)))
         await asyncio.gather(*tasks)
+        if inp.scheduler is not None:
+            await self._clean_up(inp)
         if self._s.table.parts:  # the rest of the rows join the table: the result stays bounded
             while any(self._finished_rows(final=True)) and not self._s.pause_reason:
                 await self._flush(final=True)
@@ -310,7 +333,7 @@ class SweepWorkflow(SweepControls):
         t.n_done += sum(r.state == "done" for r in rows)
         t.n_failed += sum(r.state == "failed" for r in rows)
         t.n_stopped += sum(r.state == "stopped" for r in rows)
-        t.top = rank_rows([*t.top, *rows], inp.direction)[:TOP_ROWS]
+        t.top = rank_rows([*t.top, *rows], inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS]
 
     async def _write_table(self, inp: SweepInput) -> str | None:
         """Write every row to ``table_root`` in parts of ``max_inline_rows`` (payloads stay bounded)."""
@@ -335,12 +358,30 @@ class SweepWorkflow(SweepControls):
 
     def _may_start(self) -> bool:
         s = self._s
-        return (not s.paused and not s.stopping and not self._draining
-                and self._running < s.max_concurrency and self._more_to_start())
+        if s.paused or s.stopping or self._draining or self._running >= s.max_concurrency:
+            return False
+        if self._scheduled():  # something changed since the scheduler last had nothing to do
+            return bool(s.retry) or self._plan_idle_at != self._changes
+        return self._more_to_start()
 
     def _finished(self) -> bool:
         s = self._s
-        return self._running == 0 and (s.stopping or (not s.paused and not self._more_to_start()))
+        if self._running:
+            return False
+        if self._scheduled():
+            return s.stopping or (not s.paused and not s.retry and self._plan_done_at == self._changes)
+        return s.stopping or (not s.paused and not self._more_to_start())
+
+    def _scheduled(self) -> bool:
+        return self._inp is not None and self._inp.scheduler is not None
+
+    def _changed(self) -> None:
+        self._changes += 1
+
+    def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
+        self._running += 1
+        self._started_here += 1
+        self._tasks.append(asyncio.create_task(self._trial(inp, row, snapshot)))
 
     def _rollover_due(self) -> bool:
         return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
@@ -403,6 +444,8 @@ class SweepWorkflow(SweepControls):
                 row.retried_from.append(row.result_seq)
             row.state, row.value, row.metrics, row.error = "training", None, {}, None
             row.result_seq, row.trained, row.finished = None, None, None
+            if row.rung is not None:
+                self._rerun_note(row)
             return row
         if s.held is not None:
             row, s.held = s.held, (s.held_more.pop(0) if s.held_more else None)
@@ -416,22 +459,31 @@ class SweepWorkflow(SweepControls):
         self._live[row.index] = row
         return row
 
-    def child_ids(self, index: int) -> tuple[str, str]:
-        """Workflow ids of trial ``index``'s training and evaluation children."""
+    def child_ids(self, index: int, rung: int | None = None) -> tuple[str, str]:
+        """Workflow ids of trial ``index``'s training and evaluation children (with a scheduler:
+        those of its rung ``rung``, by default the one it trains or last trained toward)."""
+        if self._scheduled():
+            if rung is None:
+                row = self._live.get(index)
+                rung = row.rung if row is not None and row.rung is not None else 0
+            base = f"{self.run_id_of(index)}--r{rung}"
+            return f"{base}--train", f"{base}--eval"
         name = trial_name(index)
         return f"{self._run_id}--{name}--train", f"{self._run_id}--{name}--eval"
 
     async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef,
                      rejoin: Literal["train", "eval"] | None = None) -> None:
-        train_id, eval_id = self.child_ids(row.index)
+        train_id, eval_id = self.child_ids(row.index, row.rung)
+        scheduled = row.rung is not None
+        run_id = self.run_id_of(row.index) if scheduled else None
         try:
             try:
-                config = inp.space.apply(inp.base, row.params)
+                config = self.rung_config(inp, row) if scheduled else inp.space.apply(inp.base, row.params)
             except ValueError as exc:
                 self._finish(row, "failed", error=f"invalid config: {exc}")
                 return
             row.max_steps = config.max_steps
-            self._reports.add(train_id, row.index)
+            self._reports.add(run_id or train_id, row.index)
 
             def trained(train: TrainResult) -> None:
                 self._train_handles.pop(row.index, None)
@@ -440,7 +492,7 @@ class SweepWorkflow(SweepControls):
             outcome = await run_trial(
                 TrialCall(training_workflow=self.training_workflow, eval_workflow=self.eval_workflow,
                           config=config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
-                          settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
+                          run_id=run_id, settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
                           report_to=[workflow.info().workflow_id] if inp.report_progress else [],
                           alive=self._reports.alive, abandon=self._no_drain, rejoin=rejoin, gate=self._gate),
                 on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
@@ -461,14 +513,19 @@ class SweepWorkflow(SweepControls):
             return
         assert outcome.train is not None and outcome.metrics is not None
         value = objective_value(outcome.metrics, inp.objective)
-        if outcome.train.stopped_early:
-            self._finish(row, "stopped", value=value, metrics=outcome.metrics)
+        if outcome.train.stopped_early:  # with a scheduler: out of the rungs, never promoted
+            self._finish(row, "stopped", value=row.value if scheduled else value, metrics=outcome.metrics)
         elif value is None:
             self._finish(row, "failed", metrics=outcome.metrics, error=(
                 f"the evaluation reported no finite {inp.objective!r} (got {sorted(outcome.metrics)})"))
             self._count_failure(inp)
         else:
+            if scheduled:
+                await self._measure(inp, row)  # a byte budget: what its checkpoints hold now
             self._finish(row, "done", value=value, metrics=outcome.metrics)
+            if scheduled:  # its result at this rung, in the order recorded
+                row.rung_values.append(value)
+                row.rung_seqs.append(row.result_seq)  # type: ignore[arg-type]
 
     def _count_failure(self, inp: SweepInput) -> None:
         """Stop the sweep once ``max_failed_trials`` trials have failed (their own fault)."""
@@ -486,13 +543,15 @@ class SweepWorkflow(SweepControls):
         row.finished = workflow.now()
         row.result_seq = self._s.results_seen
         self._s.results_seen += 1
+        self._changes += 1
 
     # -- results -----------------------------------------------------------------------------------
 
     def _ranked(self) -> list[TrialRow]:
         """Done trials best first: the kept rows and the best of those written to the table."""
         assert self._inp is not None
-        return rank_rows([*self._s.table.top, *self._s.rows], self._inp.direction)
+        return rank_rows([*self._s.table.top, *self._s.rows], self._inp.direction,
+                         by_budget=self._inp.scheduler is not None)
 
     def _leaderboard(self) -> list[LeaderboardEntry]:
         assert self._inp is not None
@@ -514,10 +573,15 @@ class SweepWorkflow(SweepControls):
                 chosen.add(r.index)
             keep = [r for r in rows if r.index in chosen]
         else:
-            keep = rows
+            keep = sorted(rows, key=lambda r: r.index)
 
         def result(row: TrialRow) -> TrialResult:
-            return trial_result(self._run_id, row, inp.base, inp.space, snapshot, *self.child_ids(row.index))
+            base = inp.base
+            if inp.scheduler is not None:  # the config of the rung it reached (the schedule over the largest)
+                base = base.model_copy(update={"max_steps": max(row.step, 1),
+                                               "schedule_steps": inp.scheduler.max_budget})
+            return trial_result(self._run_id, row, base, inp.space, snapshot,
+                                *self.child_ids(row.index, row.rung))
 
         total = t.rows + len(rows)
         return SweepResult(
@@ -529,6 +593,7 @@ class SweepWorkflow(SweepControls):
             n_stopped=t.n_stopped + sum(r.state == "stopped" for r in rows), rows_omitted=total - len(keep),
             table_uri=table_uri,
             stopped=s.stopping, exhausted=s.exhausted, runs=s.runs, stop_reason=s.stop_reason,
+            scheduled=s.scheduled, best_budget=ranked[0].step if ranked and inp.scheduler is not None else None,
         )
 
     # -- progress ----------------------------------------------------------------------------------

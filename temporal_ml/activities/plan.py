@@ -1,0 +1,338 @@
+"""What a sweep with a scheduler does next: the ``PLAN`` activity (pure, its result recorded).
+
+A sweep with a scheduler (ASHA) does not hold its rung table: the table grows with every trial.
+Its rows hold the rungs instead (``TrialRow.bracket``, ``rung``, ``rung_values``, ``rung_seqs``),
+finished rows go to the results table as they finish, and each decision comes from this activity,
+which rebuilds the rung table from the rows the sweep holds and those it wrote (each part verified
+against its recorded digest; a worker converts a part once), asks the scheduler, and the searcher
+for the points of new trials. Temporal records the answer in the sweep's history, so a replay, a
+worker with other scheduler or searcher code, or a library upgrade reuses it: decisions are
+recorded, not recomputed.
+
+One call answers up to ``slots`` actions (a promotion or a new trial for each free slot, each
+decided with the earlier ones applied) and the checkpoints that may go: trials that can no longer
+be promoted (``delete_unpromotable``) and, over a byte budget, idle trials' worst first. The best
+trial's, a running trial's and those about to run again are never among them. The sweep applies
+the answer before it asks again, so nothing is promoted while its deletions run.
+
+Example:
+    >>> from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
+    >>> req = PlanRequest(scheduler=AshaScheduler(min_budget=1, max_budget=9), searcher=RandomSearcher(),
+    ...                   space=SearchSpace({"hparams.lr": Float(0.01, 0.1)}), seed=0,
+    ...                   direction="maximize", rows=[], next_index=0, max_trials=4, slots=2,
+    ...                   results_seen=0)
+    >>> [(a.action, a.index, a.budget) for a in plan_next(req).actions]
+    [('start', 0, 1), ('start', 1, 1)]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from temporal_ml.search import (
+    AnySearcher,
+    AshaScheduler,
+    Direction,
+    RungTable,
+    SearchExhausted,
+    SearchSpace,
+    TrialRecord,
+)
+from temporal_ml.search._rungs import Bracket, Rung
+from temporal_ml.sweep_types import (
+    RungCount,
+    SuggestionAudit,
+    TrialRow,
+    TrialState,
+    rung_record,
+    trial_name,
+)
+
+__all__ = ["PLAN", "PlanRow", "PlanRequest", "PlanAction", "Deletion", "PlanResult", "plan_next",
+           "MAX_ACTIONS", "MAX_DELETIONS"]
+
+#: The activity that decides a scheduled sweep's next promotions and new trials (recorded).
+PLAN = "temporal_ml.sweep.plan"
+#: Actions one plan answers at most.
+MAX_ACTIONS = 64
+#: Deletions one plan answers at most (the sweep asks again for the rest).
+MAX_DELETIONS = 32
+
+
+class PlanRow(BaseModel):
+    """What the plan needs of one trial (a compact :class:`~temporal_ml.sweep_types.TrialRow`)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
+
+    index: int
+    params: dict[str, JsonValue]
+    state: TrialState
+    bracket: int = 0
+    rung: int = 0
+    rung_values: list[float] = Field(default_factory=list)
+    rung_seqs: list[int] = Field(default_factory=list)
+    step: int = 0
+    checkpoint_bytes: int = 0
+    deleted: bool = False
+    checkpointed: bool = False
+
+    @classmethod
+    def of(cls, row: TrialRow) -> PlanRow:
+        return cls.model_construct(
+            index=row.index, params=row.params, state=row.state, bracket=row.bracket, rung=row.rung or 0,
+            rung_values=list(row.rung_values), rung_seqs=list(row.rung_seqs), step=row.step,
+            checkpoint_bytes=row.checkpoint_bytes, deleted=row.deleted,
+            checkpointed=row.checkpoint_uri is not None and row.model_sha256 is not None)
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("training", "evaluating")
+
+    def record(self) -> TrialRecord:
+        """What the searcher is told: the value at the highest rung reached (as ``TrialRow.record``)."""
+        return rung_record(self.index, self.params, self.rung_values, self.running)
+
+
+class PlanRequest(BaseModel):
+    """The sweep's state as the plan needs it.
+
+    Attributes:
+        rows: the trials the sweep holds (running ones, finished ones not yet written); those in
+            the results table at ``table_uri`` (parts verified against ``table_parts``) are read.
+        next_index: the index a new trial takes; ``max_trials``: new trials the sweep may start.
+        slots: actions wanted at most (free slots); 0 asks only for deletions.
+        may_start: new trials may start (not stopping, not exhausted).
+        queued: user configs waiting, in order: new trials take them before asking the searcher.
+        results_seen: results recorded so far (the audit of each suggestion).
+        protected: trials whose checkpoints must stay (they run again).
+        final: the sweep ends: every trial is unpromotable but the best (deletions only).
+        checkpoint_bytes: the measured checkpoints' bytes now (with ``checkpoint_budget_bytes``).
+    """
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    scheduler: AshaScheduler
+    searcher: AnySearcher
+    space: SearchSpace
+    seed: int
+    direction: Direction
+    rows: list[PlanRow]
+    table_uri: str | None = None
+    table_parts: list[str] = Field(default_factory=list)
+    next_index: int
+    max_trials: int
+    slots: int = Field(ge=0, le=MAX_ACTIONS)
+    may_start: bool = True
+    queued: list[dict[str, JsonValue]] = Field(default_factory=list)
+    results_seen: int = 0
+    protected: list[int] = Field(default_factory=list)
+    final: bool = False
+    delete_unpromotable: bool = True
+    checkpoint_budget_bytes: int | None = None
+    checkpoint_bytes: int = 0
+
+
+class PlanAction(BaseModel):
+    """Start trial ``index`` (new: its ``params``) or promote it, toward ``rung`` of ``bracket``
+    (``budget`` steps), and why. ``row``: a promoted trial's row as the results table holds it
+    (the sweep no longer held it)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    action: Literal["start", "promote"]
+    index: int
+    bracket: int
+    rung: int
+    budget: int
+    reason: str
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    source: Literal["searcher", "user"] = "searcher"
+    audit: SuggestionAudit | None = None
+    row: TrialRow | None = None
+
+
+class Deletion(BaseModel):
+    """Delete trial ``index``'s checkpoints, and why; ``row`` as in :class:`PlanAction`."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    index: int
+    reason: str
+    row: TrialRow | None = None
+
+
+class PlanResult(BaseModel):
+    """The actions in order, the deletions, and the state of the search.
+
+    ``done``: nothing runs, nothing can be promoted or started; ``exhausted``: the searcher has no
+    new points (why); ``failed``: the searcher raised (the sweep pauses with it); ``more_deletions``:
+    more checkpoints may go than one answer carries (ask again)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    actions: list[PlanAction] = Field(default_factory=list)
+    delete: list[Deletion] = Field(default_factory=list)
+    done: bool = False
+    exhausted: str | None = None
+    failed: str | None = None
+    more_deletions: bool = False
+    rungs: list[RungCount] = Field(default_factory=list)
+    budget_exceeded: bool = False
+
+
+def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -> PlanResult:
+    """The next actions and deletions (pure: equal requests give equal answers)."""
+    rows: dict[int, PlanRow] = {}
+    written: dict[int, dict[str, Any]] = {}
+    if req.table_parts:
+        assert req.table_uri is not None
+        for k, digest in enumerate(req.table_parts):
+            for plan_row, raw in _part_rows(req.table_uri, k, digest, storage_options):
+                rows[plan_row.index] = plan_row  # a later part's row (promoted again) replaces it
+                written[plan_row.index] = raw
+    for row in req.rows:  # what the sweep holds is newer than what it wrote
+        rows[row.index] = row
+        written.pop(row.index, None)
+    table = rung_table(rows.values(), req.scheduler, req.direction)
+    out = PlanResult()
+    promoted_now: set[int] = set()
+    history: list[TrialRecord] | None = None
+    queued = list(req.queued)
+    next_index = req.next_index
+    for _ in range(0 if req.final else req.slots):
+        may_start = req.may_start and out.exhausted is None and next_index < req.max_trials
+        decision = req.scheduler.next(table, may_start=may_start)
+        if decision.action == "promote":
+            assert decision.trial_id is not None
+            table.promote(decision.trial_id, decision.rung - 1)
+            index = int(decision.trial_id[1:])
+            promoted_now.add(index)
+            kept = written.get(index)
+            out.actions.append(PlanAction(
+                action="promote", index=index, bracket=decision.bracket, rung=decision.rung,
+                budget=decision.budget, reason=decision.reason, params=rows[index].params,
+                row=TrialRow.model_validate(kept) if kept is not None else None))
+            continue
+        if decision.action != "start":
+            out.done = decision.action == "done" and not out.actions
+            break
+        audit = None
+        if queued:
+            params, source = queued.pop(0), "user"
+        else:
+            if history is None:
+                history = [r.record() for r in sorted(rows.values(), key=lambda r: r.index)]
+            audit = SuggestionAudit.of(req.searcher.kind, req.results_seen, history)
+            try:
+                params = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=next_index,
+                                                   direction=req.direction))
+            except SearchExhausted as exc:
+                out.exhausted = str(exc) or "the searcher has no new points"
+                continue
+            except Exception as exc:  # a searcher bug: the sweep pauses with the reason
+                out.failed = f"the {req.searcher.kind} searcher failed: {type(exc).__name__}: {exc}"
+                break
+            source = "searcher"
+        table.start(trial_name(next_index), decision.bracket)
+        if history is not None:
+            history.append(TrialRecord(index=next_index, params=params, state="pending"))
+        out.actions.append(PlanAction(action="start", index=next_index, bracket=decision.bracket,
+                                      rung=0, budget=decision.budget, reason=decision.reason,
+                                      params=params, source=source, audit=audit))  # type: ignore[arg-type]
+        next_index += 1
+    _deletions(req, table, rows, written, promoted_now, out)
+    out.rungs = [RungCount(bracket=b, rung=k, budget=r.budget, results=len(r.results),
+                           promoted=len(r.promoted), running=len(r.running))
+                 for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
+    return out
+
+
+def rung_table(rows: Any, scheduler: AshaScheduler, direction: Direction) -> RungTable:
+    """The rung table the rows describe: each rung's results in the order recorded, the trials
+    promoted from it (they trained toward a higher rung) and those training toward it."""
+    template = scheduler.new_table(direction)
+    rungs = [[Rung.model_construct(budget=r.budget, results={}, running=[], promoted=[])
+              for r in bracket.rungs] for bracket in template.brackets]
+    reports: list[tuple[int, int, int, str, float]] = []
+    trial_bracket: dict[str, int] = {}
+    for row in sorted(rows, key=lambda r: r.index):
+        name = trial_name(row.index)
+        trial_bracket[name] = row.bracket
+        ladder = rungs[row.bracket]
+        for k, (value, seq) in enumerate(zip(row.rung_values, row.rung_seqs, strict=True)):
+            reports.append((seq, row.bracket, k, name, value))
+        for k in range(min(row.rung, len(row.rung_values))):
+            ladder[k].promoted.append(name)
+        if row.running and len(row.rung_values) <= row.rung:
+            ladder[row.rung].running.append(name)
+    for _, b, k, name, value in sorted(reports):
+        rungs[b][k].results[name] = value
+    return RungTable.model_construct(direction=direction, closed=False, trial_bracket=trial_bracket,
+                                     brackets=[Bracket.model_construct(rungs=r) for r in rungs])
+
+
+def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow],
+               written: dict[int, dict[str, Any]], promoted_now: set[int], out: PlanResult) -> None:
+    """The checkpoints that may go: unpromotable trials, then over the byte budget the worst idle
+    ones; never the best trial's, a running one's, one promoted now or one about to run again."""
+    if req.final:
+        table.closed = True
+    keep = {r.index for r in rows.values() if r.running} | promoted_now | set(req.protected)
+    best = table.best()
+    if best is not None:
+        keep.add(int(best[0][1:]))
+    sign = -1.0 if req.direction == "maximize" else 1.0
+    done = [r for r in rows.values() if r.state == "done" and r.rung_values]
+    if done:
+        keep.add(min(done, key=lambda r: (-r.step, sign * r.rung_values[-1], r.index)).index)
+    chosen: list[tuple[int, str]] = []
+    if req.delete_unpromotable:
+        for tid, rung in req.scheduler.unpromotable(table, max_trials=req.max_trials):
+            row = rows[int(tid[1:])]
+            if row.deleted or row.index in keep or row.rung != rung or not row.checkpointed:
+                continue
+            chosen.append((row.index, f"{tid} can no longer be promoted from rung {rung}: its checkpoints go"))
+    total = req.checkpoint_bytes - sum(rows[i].checkpoint_bytes for i, _ in chosen)
+    budget = req.checkpoint_budget_bytes
+    if budget is not None and total > budget:
+        gone = {i for i, _ in chosen}
+
+        def badness(row: PlanRow) -> tuple[int, int]:
+            ranking = table.ranking(row.bracket, row.rung)
+            name = trial_name(row.index)
+            return (row.rung, -(ranking.index(name) if name in ranking else len(ranking)))
+
+        for row in sorted((r for r in rows.values() if r.checkpoint_bytes > 0 and not r.deleted
+                           and r.index not in keep and r.index not in gone), key=badness):
+            if total <= budget:
+                break
+            total -= row.checkpoint_bytes
+            chosen.append((row.index, f"{trial_name(row.index)}: over the checkpoint budget of {budget} "
+                                      f"bytes, its {row.checkpoint_bytes} bytes go"))
+        out.budget_exceeded = total > budget
+    out.more_deletions = len(chosen) > MAX_DELETIONS
+    for index, reason in chosen[:MAX_DELETIONS]:
+        kept = written.get(index)
+        out.delete.append(Deletion(index=index, reason=reason,
+                                   row=TrialRow.model_validate(kept) if kept is not None else None))
+
+
+_ROWS: dict[tuple[str, int, str], list[tuple[PlanRow, dict[str, Any]]]] = {}
+#: Parts whose rows a worker keeps in memory (a part never changes once written).
+_PARTS_MAX = 2048
+
+
+def _part_rows(uri: str, index: int, sha256: str,
+               storage_options: dict[str, Any] | None) -> list[tuple[PlanRow, dict[str, Any]]]:
+    """The plan rows (and the rows as written) of a verified part, converted once per worker."""
+    from temporal_ml.activities.sweep import read_table_part
+
+    key = (uri, index, sha256)
+    if key not in _ROWS:
+        if len(_ROWS) >= _PARTS_MAX:
+            _ROWS.pop(next(iter(_ROWS)))
+        _ROWS[key] = [(PlanRow.of(TrialRow.model_validate(raw)), raw)
+                      for raw in read_table_part(uri, index, sha256, storage_options)]
+    return _ROWS[key]

@@ -1,0 +1,266 @@
+"""The scheduler of a sweep (``SweepInput.scheduler``: ASHA): promotions, rungs and deletions.
+
+A mixin of :class:`~temporal_ml.workflows.sweep.SweepWorkflow`; the sweep's trial engine, results
+table, controls and continue-as-new are the same with and without a scheduler. What differs:
+
+* Each trial is one training run (run id ``<run_id>--t0007``, one checkpoint directory) trained in
+  rungs: a child per rung (``<run_id>--t0007--r1--train``, then ``--eval``) with ``max_steps`` the
+  rung's budget and ``schedule_steps`` the largest, so a promotion resumes the run from its rung
+  checkpoint and follows the trajectory of a run trained straight to the largest budget (bitwise,
+  on CPU with deterministic settings).
+* What to run next comes from the ``PLAN`` activity (:mod:`temporal_ml.activities.plan`): up to one
+  action per free slot (promote a trial, or start a new one with the searcher's point), recorded in
+  the history. The rung table is rebuilt there from the rows: the sweep holds no table, so its
+  state stays bounded whatever the trial count, and a trial's row goes to the results table when it
+  reports a rung (it is written again if promoted: a reader keeps the latest).
+* The plan also names checkpoints that may go (unpromotable trials; over a byte budget the worst idle
+  ones); the sweep deletes them before it asks again, so nothing is promoted while they go, and
+  never deletes a running trial's or the best's. At the end every trial but the best is
+  unpromotable (``delete_unpromotable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_ml.activities.plan import (
+        MAX_ACTIONS,
+        PLAN,
+        Deletion,
+        PlanAction,
+        PlanRequest,
+        PlanResult,
+        PlanRow,
+    )
+    from temporal_ml.activities.sweep import (
+        DELETE_RUN_CHECKPOINTS,
+        DeleteCheckpointsRequest,
+        DeleteCheckpointsResult,
+    )
+    from temporal_ml.sweep_types import (
+        ScheduledSummary,
+        SweepInput,
+        SweepState,
+        TrialRow,
+        trial_name,
+    )
+    from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
+    from temporal_ml.workflows._trials import root_message
+
+if TYPE_CHECKING:
+    from temporal_ml.workflows._trials import ReportRouter
+
+__all__ = ["ScheduledSweep"]
+
+
+class ScheduledSweep:
+    """Promotions, rung configs and deletions of a sweep with a scheduler (see the module docstring)."""
+
+    _s: SweepState
+    _inp: SweepInput | None
+    _run_id: str
+    _running: int
+    _draining: bool
+    _changes: int
+    _suggesting: bool
+    _live: dict[int, TrialRow]
+    _reports: ReportRouter[int]
+
+    # the sweep provides these
+    def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
+        raise NotImplementedError
+
+    @property
+    def _summary(self) -> ScheduledSummary:
+        if self._s.scheduled is None:
+            self._s.scheduled = ScheduledSummary()
+        return self._s.scheduled
+
+    def run_id_of(self, index: int) -> str:
+        """The training run id (checkpoint directory) of trial ``index``: the same for every rung."""
+        return f"{self._run_id}--{trial_name(index)}"
+
+    def rung_config(self, inp: SweepInput, row: TrialRow) -> TrainConfig:
+        """The trial's config for its rung: ``max_steps`` the rung's budget, the schedule over the
+        largest budget (raises ``ValueError`` for a point the config rejects)."""
+        assert inp.scheduler is not None
+        config = inp.space.apply(inp.base, row.params)
+        return TrainConfig.model_validate({**config.model_dump(), "max_steps": row.max_steps,
+                                           "schedule_steps": inp.scheduler.max_budget})
+
+    # -- planning ------------------------------------------------------------------------------------
+
+    async def _plan(self, inp: SweepInput, *, slots: int, final: bool = False) -> PlanResult | None:
+        """Ask the ``PLAN`` activity (recorded); ``None`` if it failed (the sweep pauses with why)."""
+        assert inp.scheduler is not None
+        s, t = self._s, self._s.table
+        req = PlanRequest(
+            scheduler=inp.scheduler, searcher=inp.searcher, space=inp.space, seed=inp.seed,
+            direction=inp.direction, rows=[PlanRow.of(r) for r in s.rows], table_uri=t.uri,
+            table_parts=list(t.parts), next_index=s.n_started, max_trials=s.n_trials,
+            slots=min(max(slots, 0), MAX_ACTIONS), may_start=not s.stopping and (not s.exhausted or bool(s.queue)),
+            queued=list(s.queue), results_seen=s.results_seen, protected=list(s.retry), final=final,
+            delete_unpromotable=inp.delete_unpromotable, checkpoint_budget_bytes=inp.checkpoint_budget_bytes,
+            checkpoint_bytes=self._summary.checkpoint_bytes)
+        self._suggesting = True  # a trial index may be taken: an enqueued config runs after it
+        try:
+            return await workflow.execute_activity(
+                PLAN, req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3))
+        except ActivityError as err:
+            s.paused, s.pause_reason = True, f"the scheduler's plan failed: {root_message(err)}"
+            workflow.logger.error("sweep %s paused: %s", self._run_id, s.pause_reason)
+            return None
+        finally:
+            self._suggesting = False
+
+    async def _plan_and_apply(self, inp: SweepInput, snapshot: SnapshotRef) -> tuple[bool, bool]:
+        """Plan for the free slots, start what it says (unless the sweep paused or stopped
+        meanwhile) and delete what it names. Returns (done, idle): the scheduler is done (nothing
+        runs or can start), or it had nothing for some free slot (wait for a change)."""
+        s = self._s
+        slots = s.max_concurrency - self._running
+        queued_before = len(s.queue)
+        got = await self._plan(inp, slots=slots)
+        if got is None:
+            return False, True
+        summary = self._summary
+        summary.rungs = got.rungs
+        summary.budget_exceeded = summary.budget_exceeded or got.budget_exceeded
+        if got.failed is not None:
+            s.paused, s.pause_reason = True, got.failed
+            workflow.logger.error("sweep %s paused: %s", self._run_id, got.failed)
+            return False, True
+        if got.exhausted is not None and not s.exhausted:
+            workflow.logger.info("sweep %s: %s", self._run_id, got.exhausted)
+            s.exhausted = True
+        applied = 0
+        searcher_starts = 0
+        for action in got.actions:
+            if s.paused or s.stopping or self._draining or self._running >= s.max_concurrency:
+                break
+            if action.action == "start":
+                if action.index != s.n_started:
+                    break
+                if action.source == "searcher":
+                    # a config enqueued while this plan ran goes right after the first new trial
+                    if len(s.queue) > queued_before and searcher_starts:
+                        break
+                    searcher_starts += 1
+                else:
+                    queued_before -= 1
+                    s.queue.pop(0)
+            self._apply(inp, action, snapshot)
+            applied += 1
+        await self._delete(got.delete)
+        idle = applied < min(slots, MAX_ACTIONS) and not got.more_deletions
+        return got.done and not applied, idle
+
+    def _apply(self, inp: SweepInput, action: PlanAction, snapshot: SnapshotRef) -> None:
+        """Start a new trial, or promote one (its run continues toward the next rung)."""
+        s = self._s
+        if action.action == "start":
+            row = TrialRow(index=action.index, params=action.params, source=action.source,
+                           audit=action.audit, bracket=action.bracket, rung=0, started=workflow.now())
+            s.rows.append(row)
+            s.n_started += 1
+            self._live[row.index] = row
+        else:
+            row = self._live.get(action.index) or self._bring_back(action.row, action.index)
+            row.state, row.error = "training", None
+            row.deleted = False  # deleted for the byte budget: it trains again to its rung, the same way
+        row.rung, row.max_steps = action.rung, action.budget
+        row.decisions.append(action.reason)
+        self._summary.note(action.reason)
+        self._start_trial(inp, row, snapshot)
+
+    def _bring_back(self, row: TrialRow | None, index: int) -> TrialRow:
+        """A trial the sweep wrote to its table becomes one it holds again (promoted, or deleted):
+        it leaves the table's counts and is written again when it finishes (a reader keeps the latest)."""
+        assert row is not None, f"the plan named {trial_name(index)} without its row"
+        s, t = self._s, self._s.table
+        t.rows -= 1
+        if row.state == "done":
+            t.n_done -= 1
+        elif row.state == "failed":
+            t.n_failed -= 1
+        elif row.state == "stopped":
+            t.n_stopped -= 1
+        t.top = [r for r in t.top if r.index != row.index]
+        s.rows.append(row)
+        self._live[row.index] = row
+        return row
+
+    # -- deletions -----------------------------------------------------------------------------------
+
+    async def _delete(self, deletions: list[Deletion]) -> int:
+        """Delete the named trials' checkpoints (together), each checked again first: a trial
+        running, about to run again or deleted already keeps what it has. Returns how many went."""
+        victims = []
+        for d in deletions:
+            row = self._live.get(d.index) or self._bring_back(d.row, d.index)
+            if row.state in ("training", "evaluating") or row.deleted or row.index in self._s.retry:
+                continue
+            victims.append((row, d.reason))
+        freed = await asyncio.gather(*(self._checkpoints(row, dry_run=False) for row, _ in victims))
+        summary = self._summary
+        for (row, reason), n in zip(victims, freed, strict=True):
+            summary.freed_bytes += n
+            summary.checkpoint_bytes -= row.checkpoint_bytes
+            summary.deleted += 1
+            row.deleted, row.checkpoint_bytes = True, 0
+            summary.note(reason)
+        return len(victims)
+
+    async def _measure(self, inp: SweepInput, row: TrialRow) -> None:
+        """With a byte budget, measure the trial's checkpoints after its rung (it is still running,
+        so no deletion takes it meanwhile)."""
+        if inp.checkpoint_budget_bytes is None or row.checkpoint_uri is None:
+            return
+        summary = self._summary
+        n = await self._checkpoints(row, dry_run=True)
+        summary.checkpoint_bytes += n - row.checkpoint_bytes
+        row.checkpoint_bytes, row.deleted = n, False
+        summary.peak_checkpoint_bytes = max(summary.peak_checkpoint_bytes, summary.checkpoint_bytes)
+
+    async def _checkpoints(self, row: TrialRow, dry_run: bool) -> int:
+        """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
+        if row.checkpoint_uri is None or row.model_sha256 is None:
+            return 0
+        ref = CheckpointRef(run_id=self.run_id_of(row.index), step=row.step, uri=row.checkpoint_uri,
+                            model_sha256=row.model_sha256)
+        done: DeleteCheckpointsResult = await workflow.execute_activity(
+            DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref, dry_run=dry_run),
+            result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
+        )
+        return done.bytes
+
+    async def _clean_up(self, inp: SweepInput) -> None:
+        """At the end: every trial but the best is unpromotable; delete their checkpoints."""
+        if not inp.delete_unpromotable and inp.checkpoint_budget_bytes is None:
+            return
+        while True:
+            got = await self._plan(inp, slots=0, final=True)
+            if got is None:
+                return
+            self._summary.rungs = got.rungs
+            if not await self._delete(got.delete) or not got.more_deletions:
+                return
+
+    def _rerun_note(self, row: TrialRow) -> None:
+        """A failed scheduled trial runs again toward the rung it failed at (the searcher's audit:
+        it is pending again from this result on)."""
+        s = self._s
+        row.rerun_seqs.append(s.results_seen)
+        s.results_seen += 1
+        line = f"{row.name} runs again toward rung {row.rung} from its last checkpoint"
+        row.decisions.append(line)
+        self._summary.note(line)
