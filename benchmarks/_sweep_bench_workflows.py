@@ -18,10 +18,9 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     from _noop_workflows import NoopEval, NoopTraining
 
-    from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult
+    from temporal_ml.sweep_types import SweepInput, SweepResult
     from temporal_ml.types import CheckpointRef, EvalResult, TrainResult
     from temporal_ml.workflows.evaluation import EvalInput
-    from temporal_ml.workflows.ladder import LadderSweepWorkflow
     from temporal_ml.workflows.sweep import SweepWorkflow
     from temporal_ml.workflows.training import TrainingInput
 
@@ -98,15 +97,5 @@ class NoopSweep(SweepWorkflow):
         return await super().run(inp)
 
 
-@workflow.defn(name="NoopLadder")
-class NoopLadder(LadderSweepWorkflow):
-    training_workflow = NoopTraining
-    eval_workflow = NoopEval
-
-    @workflow.run
-    async def run(self, inp: LadderInput) -> LadderResult:
-        return await super().run(inp)
-
-
-WORKFLOWS = [FloorChild, FloorParent, TrivialTrain, TrivialEval, TrivialSweep, NoopSweep, NoopLadder, NoopTraining,
+WORKFLOWS = [FloorChild, FloorParent, TrivialTrain, TrivialEval, TrivialSweep, NoopSweep, NoopTraining,
              NoopEval]

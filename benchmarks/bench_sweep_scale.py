@@ -5,8 +5,8 @@ On an embedded dev server (SQLite, headless, temporary data directory) with an i
 * **floor**: one parent workflow running children that each run one no-op activity, C at a time (the
   least a durable trial costs on Temporal), measured on ``min(N, 2000)`` trials (one parent's history
   cannot hold 10,000 children: the floor is a per-trial cost).
-* **sweep**: ``SweepWorkflow`` (random searcher; ``--scheduler asha``: ``LadderSweepWorkflow`` with
-  ASHA rungs 1/3/9) running N trials at ``max_concurrency`` C through the real ``TrainingWorkflow`` and
+* **sweep**: ``SweepWorkflow`` (random searcher; ``--scheduler asha``: with the ASHA scheduler,
+  rungs 1/3/9) running N trials at ``max_concurrency`` C through the real ``TrainingWorkflow`` and
   ``train`` activity over a one-parameter model, evaluated inside training, no progress reports.
 
 It checks every trial ran exactly once (every index once in the results; as many training runs as
@@ -30,7 +30,7 @@ import uuid
 from typing import Any
 
 import torch
-from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopLadder, NoopSweep
+from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep
 from bench_sweep import _free_port, bench_activities
 from temporalio.client import Client
 
@@ -38,7 +38,7 @@ from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import LadderInput, SweepInput
+from temporal_ml.sweep_types import SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig
 
 QUEUE = "bench-scale"
@@ -56,7 +56,7 @@ async def _floor(client: Client, n: int, c: int) -> float:
     return (time.perf_counter() - start) / n * 1000
 
 
-def _inputs(n: int, c: int, scheduler: str, run_id: str, tables: str) -> SweepInput | LadderInput:
+def _inputs(n: int, c: int, scheduler: str, run_id: str, tables: str) -> SweepInput:
     base = TrainConfig(trainable="noop", max_steps=1, batch_size=4, device="cpu", hparams={"x": 0.0},
                        eval_split="train", checkpoint_every_steps=1, async_checkpoints=False)
     common: dict[str, Any] = dict(
@@ -64,18 +64,16 @@ def _inputs(n: int, c: int, scheduler: str, run_id: str, tables: str) -> SweepIn
         n_trials=n, max_concurrency=c, objective="loss", direction="minimize",
         dataset=DatasetSource(generator="tiny"), run_id=run_id, progress_every_seconds=600,
         heartbeat_timeout_seconds=120, table_root=tables)
-    if scheduler == "asha":
-        return LadderInput(**common, scheduler=AshaScheduler(min_budget=1, max_budget=9, eta=3),
-                           delete_unpromotable=False)
-    return SweepInput(**common, evaluate_in_training=True, report_progress=False)
+    asha = AshaScheduler(min_budget=1, max_budget=9, eta=3) if scheduler == "asha" else None
+    return SweepInput(**common, evaluate_in_training=True, report_progress=False, scheduler=asha,
+                      delete_unpromotable=False)
 
 
 async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) -> dict[str, Any]:
     run_id = f"scale-{uuid.uuid4().hex[:6]}"
     inp = _inputs(n, c, scheduler, run_id, tables)
-    workflow = NoopLadder.run if scheduler == "asha" else NoopSweep.run
     start = time.perf_counter()
-    handle = await client.start_workflow(workflow, inp, id=run_id, task_queue=QUEUE)  # type: ignore[arg-type]
+    handle = await client.start_workflow(NoopSweep.run, inp, id=run_id, task_queue=QUEUE)
     while True:  # progress every 30 s
         try:
             result = await asyncio.wait_for(asyncio.shield(handle.result()), timeout=30)
@@ -86,14 +84,12 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
                   f"{status.get('running')} running, {status.get('written')} in the table, "
                   f"run {status.get('runs')}, peak RSS {_rss_mb():.0f} MB", flush=True)
     wall = time.perf_counter() - start
-    # exactly once: every index once in the results, and as many training runs as trainings
-    if scheduler == "asha":
-        indices = [t.row.index for t in result.trials]
-        trainings = len(result.reports) + sum(t.row.state == "failed" for t in result.trials)
-    else:
-        rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
-        indices = [r["index"] for r in rows]
-        trainings = n
+    # exactly once: every index once in the results, and as many training runs as trainings (with
+    # ASHA: a run per rung a trial reported at, or failed toward)
+    rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
+    indices = [r["index"] for r in rows]
+    trainings = n if scheduler == "none" else sum(
+        len(r["rung_values"]) + (r["state"] in ("failed", "stopped")) for r in rows)
     if sorted(indices) != list(range(n)):
         raise SystemExit(f"trials missing or repeated: {len(indices)} rows, {len(set(indices))} distinct of {n}")
     runs = await client.count_workflows(f'TmlExperiment = "{run_id}" AND TmlKind = "train"')

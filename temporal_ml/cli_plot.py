@@ -346,7 +346,7 @@ async def _command(args: argparse.Namespace, name: str) -> int:
     info, _ = await describe_run(client, args.id)
     rows = await result_rows(client, args.id)
     metrics_dir = Path(args.metrics_dir) if args.metrics_dir else find_metrics_dir(info, rows)
-    rungs = await _rung_table(client, info) if info.kind == "ladder" else None
+    rungs = await _rung_table(client, info) if info.kind in ("ladder", "sweep") else None
     space = await _search_space(client, info)
     if name == "plot":
         objective_of(rows, args.objective)  # a bad --objective fails in one line, before any note
@@ -397,12 +397,27 @@ async def _search_space(client: Any, info: RunInfo) -> Any:
 
 
 async def _rung_table(client: Any, info: RunInfo) -> Any:
-    """A ladder's rung table: from its result, or its ``ladder`` query while it runs (else ``None``)."""
+    """The rung table of a sweep with a scheduler (rebuilt from its rows) or of a ladder of an
+    earlier release (its result, or its ``ladder`` query while it runs); ``None`` without one."""
     from datetime import timedelta
 
     from temporal_ml.sweep_types import LadderResult, LadderState
 
     handle = client.get_workflow_handle(info.id)
+    if info.kind == "sweep":
+        from temporal_ml.activities.plan import PlanRow, rung_table
+        from temporal_ml.client import workflow_input
+        from temporal_ml.results import sweep_trials
+        from temporal_ml.sweep_types import SweepInput
+
+        try:
+            inp = await workflow_input(client, handle, SweepInput)
+            if inp is None or inp.scheduler is None:
+                return None
+            trials, _ = await sweep_trials(client, info)
+            return rung_table([PlanRow.of(t) for t in trials], inp.scheduler, inp.direction)
+        except Exception:  # noqa: BLE001 - no rung chart: the other panels still draw
+            return None
     try:
         if info.status == "completed":
             return (await client.get_workflow_handle(info.id, result_type=LadderResult).result()).table

@@ -47,7 +47,8 @@ STATUS_COLUMNS: dict[str, list[str]] = {
     "train": ["name", "status", "state", "step", "max_steps", "metrics.loss", "rows", "checkpoint_step", "resumes",
               "note", "error"],
     "eval": ["name", "status", "rows", "split", "eval.accuracy", "eval.loss", "error"],
-    "sweep": ["name", "status", "value", "step", "max_steps", "train.loss", "eval_rows", "duration_s", "error"],
+    "sweep": ["name", "status", "rung", "value", "step", "max_steps", "train.loss", "eval_rows", "duration_s",
+              "error"],
     "ladder": ["name", "status", "value", "step", "max_steps", "train.loss", "eval_rows", "duration_s", "error"],
 }
 

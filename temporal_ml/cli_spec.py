@@ -54,12 +54,10 @@ def _err(message: str) -> None:
 
 
 def _describe(spec: Any, inp: Any, summary: Any) -> list[str]:
-    from temporal_ml.sweep_types import LadderInput
-
     lines = [f"sweep {inp.run_id}: {spec.trials} trials of {spec.trainable} ({spec.model}), at most "
              f"{spec.max_concurrency} at once, {spec.searcher.get('type', 'random')} searcher"
              + (f", ASHA rungs {', '.join(str(b) for b in inp.scheduler.budgets())} steps"
-                if isinstance(inp, LadderInput) else f", {spec.max_steps} steps each"),
+                if inp.scheduler is not None else f", {spec.max_steps} steps each"),
              f"  objective: {inp.direction} {inp.objective} on {inp.eval_split!r}",
              "  space: " + "; ".join(f"{k} {_param(p)}" for k, p in inp.space.params.items())]
     if summary is not None:
@@ -87,25 +85,23 @@ def _validate(args: argparse.Namespace) -> int:
 
 async def _start(args: argparse.Namespace) -> int:
     from temporal_ml.spec import spec_input
-    from temporal_ml.sweep_types import LadderInput
 
     if args.detach and args.embedded:
         raise ConfigError("--detach needs a server that outlives this command; drop --embedded")
     spec, inp, summary = spec_input(args.spec, args.run_id)
     for line in _describe(spec, inp, summary):
         _err(line)
-    ladder = isinstance(inp, LadderInput)
     if args.embedded:
         from temporal_ml.embedded import embedded_run
 
         async with embedded_run(lambda client: _workers(client, spec, args.store), say=_err,
                                 verbose=args.verbose) as client:
-            result = await _run(client, spec, inp, ladder, args)
+            result = await _run(client, spec, inp, args)
     else:
         from temporal_ml.cli_errors import connect_or_explain
 
         client = await connect_or_explain(embedded_hint=True)
-        result = await _run(client, spec, inp, ladder, args)
+        result = await _run(client, spec, inp, args)
     if result is None:
         return 0
     print(result.model_dump_json(indent=2) if args.json else _summary(result), flush=True)
@@ -147,12 +143,11 @@ def _trainable(name: str) -> Any:
     return load_trainable(name)
 
 
-async def _run(client: Any, spec: Any, inp: Any, ladder: bool, args: argparse.Namespace) -> Any:
+async def _run(client: Any, spec: Any, inp: Any, args: argparse.Namespace) -> Any:
     from temporal_ml.cli_start import start_or_attach
-    from temporal_ml.workflows.builtin import TmlLadder, TmlSweep
+    from temporal_ml.workflows.builtin import TmlSweep
 
-    workflow: Any = TmlLadder.run if ladder else TmlSweep.run
-    handle = await start_or_attach(client, workflow, inp, id=inp.run_id, task_queue=spec.task_queue,
+    handle = await start_or_attach(client, TmlSweep.run, inp, id=inp.run_id, task_queue=spec.task_queue,
                                    say=_err)
     _err(f"started {inp.run_id} on {spec.task_queue!r} (trainings on {spec.train_task_queue!r}, "
          f"evaluations on {spec.eval_task_queue!r}); `temporal-ml status {inp.run_id}` shows it")

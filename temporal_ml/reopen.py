@@ -138,7 +138,8 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
         table = TableSummary(
             uri=result.table_uri, parts=digests, rows=len(kept),
             n_done=sum(r.state == "done" for r in kept), n_failed=sum(r.state == "failed" for r in kept),
-            n_stopped=sum(r.state == "stopped" for r in kept), top=rank_rows(kept, inp.direction)[:TOP_ROWS])
+            n_stopped=sum(r.state == "stopped" for r in kept),
+            top=rank_rows(kept, inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS])
         held = again
     else:
         table, held = TableSummary(), rows
@@ -146,13 +147,19 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
     state = SweepState(
         rows=held, n_started=result.n_trials, table=table, n_trials=result.n_trials,
         max_concurrency=carried.max_concurrency if carried is not None else inp.max_concurrency,
-        results_seen=max((r.result_seq + 1 for r in rows if r.result_seq is not None), default=0),
+        results_seen=max((seq + 1 for r in rows for seq in _seqs(r)), default=0),
         exhausted=result.exhausted, runs=result.runs, retry=indices)
     await client.start_workflow(
         description.workflow_type, inp.model_copy(update={
             "run_id": result.run_id, "snapshot": result.snapshot, "dataset": None, "carried": state}),
         id=workflow_id, task_queue=description.task_queue)
     return indices
+
+
+def _seqs(row: Any) -> list[int]:
+    """Every result order a trial's row records (its results, earlier ones, rung results, re-runs)."""
+    return [*([row.result_seq] if row.result_seq is not None else []), *row.retried_from,
+            *row.rung_seqs, *row.rerun_seqs]
 
 
 async def reopen_ladder(client: Client, workflow_id: str, trial: int | None = None) -> list[int]:

@@ -194,8 +194,8 @@ async def trials_evaluating(client: Client, workflow_id: str, kind: str, trials:
     """The rows done by the evaluation of each trial (``TrialRow``) that is evaluating now, by index:
     ``{3: RowProgress(...)}`` (a trial whose evaluation has reported nothing yet is left out).
 
-    ``kind`` is ``sweep`` (children ``<run>--tNNNN--eval``) or ``ladder`` (``<run>--tNNNN--rR--eval``,
-    the rung from its ``ladder`` query)."""
+    ``kind`` is ``sweep`` (children ``<run>--tNNNN--eval``; with a scheduler ``<run>--tNNNN--rR--eval``,
+    the rung from the row) or ``ladder`` (the rung from its ``ladder`` query)."""
     evaluating = [t for t in trials if t.state == "evaluating"]
     if not evaluating:
         return {}
@@ -215,6 +215,8 @@ async def trials_evaluating(client: Client, workflow_id: str, kind: str, trials:
 
     async def one(trial: Any) -> tuple[int, Any]:
         rung = f"--r{rung_of[trial.name]}" if trial.name in rung_of else ""
+        if getattr(trial, "rung", None) is not None:
+            rung = f"--r{trial.rung}"
         if kind == "ladder" and not rung:
             return trial.index, None
         return trial.index, await eval_progress(client, f"{run_id}--{trial.name}{rung}--eval")
@@ -408,6 +410,8 @@ def _trial_row(row: Any) -> Row:
         "started": row.started, "finished": row.finished, "duration_s": duration,
         "train_s": getattr(row, "train_seconds", None), "eval_s": getattr(row, "eval_seconds", None),
         "checkpoint": row.checkpoint_uri, "checkpoint_sha256": row.model_sha256, "error": row.error,
+        **({"rung": row.rung, "bracket": row.bracket, "checkpoints_deleted": row.deleted}
+           if getattr(row, "rung", None) is not None else {}),
     }
 
 
@@ -446,9 +450,20 @@ async def sweep_trials(client: Client, info: RunInfo) -> tuple[list[Any], Any | 
         if len(page) < PAGE_ROWS:
             break
         offset += PAGE_ROWS
-    if status is not None and status.table_uri is not None:  # written rows win (they are final)
-        by_index.update({r["index"]: TrialRow.model_validate(r) for r in read_sweep_table(status.table_uri)})
+    if status is not None and status.table_uri is not None:  # the newer of a held and a written row
+        for raw in read_sweep_table(status.table_uri):
+            written = TrialRow.model_validate(raw)
+            held = by_index.get(written.index)
+            if held is None or _row_progress(written) >= _row_progress(held):
+                by_index[written.index] = written
     return [by_index[k] for k in sorted(by_index)], None
+
+
+def _row_progress(row: Any) -> tuple[int, int, int, int]:
+    """How far a trial's row had got: a sweep writes a finished row to its table, and with a
+    scheduler holds it again when it is promoted (the held row is then the newer)."""
+    return (row.rung or 0, len(row.rung_values), len(row.retried_from) + len(row.rerun_seqs),
+            row.result_seq if row.result_seq is not None else -1)
 
 
 @register_rows("sweep")
@@ -472,9 +487,10 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
     evaluating = await trials_evaluating(client, info.id, info.kind, trials) if info.running else {}
     if result is not None:
         sign = -1.0 if result.direction == "maximize" else 1.0
-        if info.kind == "sweep":  # every done trial, ranked by its value
+        if info.kind == "sweep":  # every done trial, ranked by its value (with a scheduler: the most steps first)
+            scheduled = getattr(result, "scheduled", None) is not None
             done = sorted((t for t in trials if t.state == "done" and t.value is not None),
-                          key=lambda t: (sign * float(t.value), t.index))
+                          key=lambda t: (-t.step if scheduled else 0, sign * float(t.value), t.index))
             ranks = {t.name: k + 1 for k, t in enumerate(done)}
         else:  # a ladder ranks by the highest rung reached first
             ranks = {e.name: e.rank for e in result.leaderboard}
@@ -486,8 +502,9 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
         if trial.index in evaluating:  # its evaluation's rows done so far
             row["eval_rows"] = evaluating[trial.index].line()
         if result is not None and info.kind == "sweep" and trial.name not in inline:  # from the table
-            row.update({"train_workflow_id": f"{result.run_id}--{trial.name}--train",
-                        "eval_workflow_id": f"{result.run_id}--{trial.name}--eval"})
+            rung = f"--r{trial.rung}" if trial.rung is not None else ""
+            row.update({"train_workflow_id": f"{result.run_id}--{trial.name}{rung}--train",
+                        "eval_workflow_id": f"{result.run_id}--{trial.name}{rung}--eval"})
         if trial.name in inline:
             got = inline[trial.name]
             row.update({"train_workflow_id": got.train_workflow_id, "eval_workflow_id": got.eval_workflow_id})

@@ -50,7 +50,7 @@ from temporal_ml.sources import (
     default_eval_split,
     resolve_model,
 )
-from temporal_ml.sweep_types import AnySearcher, LadderInput, SweepInput
+from temporal_ml.sweep_types import AnySearcher, SweepInput
 from temporal_ml.types import TrainConfig
 
 __all__ = ["SweepSpec", "load_spec", "SpecError"]
@@ -163,8 +163,8 @@ class SweepSpec(BaseModel):
         except ValidationError as exc:
             raise SpecError(_one_line(exc, "")) from None
 
-    def to_input(self, run_id: str) -> SweepInput | LadderInput:
-        """The workflow input: a :class:`LadderInput` with a scheduler, else a :class:`SweepInput`.
+    def to_input(self, run_id: str) -> SweepInput:
+        """The workflow input: a :class:`SweepInput`, with the spec's scheduler if it has one.
 
         Raises:
             SpecError: one line naming the key at fault.
@@ -182,13 +182,11 @@ class SweepSpec(BaseModel):
             max_failed_trials=self.max_failed_trials, progress_every_seconds=5,
         )
         try:
-            if scheduler is None:
-                return SweepInput(**common)
-            return LadderInput(**common, scheduler=scheduler)
+            return SweepInput(**common, scheduler=scheduler)
         except ValidationError as exc:
             raise SpecError(_one_line(exc, "", _INPUT_KEYS)) from None
 
-    def check_data(self, inp: SweepInput | LadderInput) -> DatasetSummary | None:
+    def check_data(self, inp: SweepInput) -> DatasetSummary | None:
         """Check a local dataset folder (evaluation split, columns, labels) before anything starts."""
         assert inp.dataset is not None
         label = self.hparams.get("label_column")
@@ -197,7 +195,7 @@ class SweepSpec(BaseModel):
                              label_column=label if isinstance(label, str) else None,
                              text_column=text if isinstance(text, str) else None)
 
-    def check_hparams(self, inp: SweepInput | LadderInput) -> None:
+    def check_hparams(self, inp: SweepInput) -> None:
         """The built-in trainable's hyperparameters (fixed ones and the space's keys) are known."""
         if self.trainable != TEXT_CLASSIFICATION:
             return
@@ -287,7 +285,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SpecError(f"{path}: {_one_line(exc, '')}") from None
 
 
-def spec_input(path: str | Path, run_id: str | None = None) -> tuple[SweepSpec, SweepInput | LadderInput,
+def spec_input(path: str | Path, run_id: str | None = None) -> tuple[SweepSpec, SweepInput,
                                                                       DatasetSummary | None]:
     """Load ``path``, build the workflow input and check the data, naming the file in any error."""
     import uuid

@@ -585,6 +585,11 @@ class SweepStatus(BaseModel):
         counts += [f"{n} {what}" for n, what in ((self.n_failed, "failed"), (self.n_stopped, "stopped"),
                                                 (self.queued, "queued"), (self.retrying, "to retry")) if n]
         parts = [phase, ", ".join(counts)]
+        if self.scheduled is not None and self.scheduled.rungs:
+            reached: dict[int, int] = {}
+            for r in self.scheduled.rungs:
+                reached[r.budget] = reached.get(r.budget, 0) + r.results
+            parts.append("rungs " + " ".join(f"{n}@{b}" for b, n in sorted(reached.items())))
         if self.best is not None and self.best.value is not None:
             parts.append(f"best {self.best.name} {self.objective or 'value'} {self.best.value:.4g} "
                          f"at {self.best.step} steps")

@@ -1,4 +1,4 @@
-"""A durable hyperparameter search over BERT fine-tuning: an ASHA ladder (default) or a random/TPE sweep.
+"""A durable hyperparameter search over BERT fine-tuning: a sweep with ASHA (default) or without.
 
     python -m examples.bert_sweeps.starter --embedded                         # ASHA ladder, 9 trials
     python -m examples.bert_sweeps.starter --embedded --mode sweep --searcher tpe --trials 8
@@ -35,7 +35,7 @@ from temporal_ml.search import (
     TPESearcher,
 )
 from temporal_ml.spec import load_spec, spec_input
-from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult, TrialRow
+from temporal_ml.sweep_types import SweepInput, SweepResult, TrialRow
 from temporal_ml.types import TrainConfig
 
 from .._shared import (
@@ -52,7 +52,7 @@ from .._shared import (
     starter_parser,
 )
 from .worker import ROLES, add_queue_options, workers
-from .workflows import BertLadder, BertSweep
+from .workflows import BertSweep
 
 parser = starter_parser(__doc__.splitlines()[0])
 parser.set_defaults(steps=270)
@@ -83,14 +83,14 @@ def space_for(searcher: str) -> SearchSpace:
     return load_spec(DEFAULT_SPEC).search_space()
 
 
-def from_spec(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInput:
+def from_spec(args: argparse.Namespace, run_id: str) -> SweepInput:
     """The input a spec file describes, on this example's queues."""
     _spec, inp, _summary = spec_input(args.spec, run_id)
     return inp.model_copy(update={"train_task_queue": args.train_queue, "eval_task_queue": args.eval_queue,
                                   "heartbeat_timeout_seconds": 20})
 
 
-def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInput:
+def build_input(args: argparse.Namespace, run_id: str) -> SweepInput:
     """The typed workflow input (validated here, before anything starts)."""
     if args.spec:
         return from_spec(args, run_id)
@@ -112,8 +112,8 @@ def build_input(args: argparse.Namespace, run_id: str) -> SweepInput | LadderInp
     )
     if args.mode == "sweep":
         return SweepInput(**common)
-    return LadderInput(**common, scheduler=AshaScheduler(min_budget=args.min_budget, max_budget=args.steps,
-                                                         eta=args.eta))
+    return SweepInput(**common, scheduler=AshaScheduler(min_budget=args.min_budget, max_budget=args.steps,
+                                                        eta=args.eta))
 
 
 def trial_line(row: TrialRow) -> str:
@@ -145,13 +145,13 @@ async def follow(args: argparse.Namespace, client: Client, handle: WorkflowHandl
     return result_task.result()
 
 
-def summary(result: SweepResult | LadderResult) -> str:
+def summary(result: SweepResult) -> str:
     lines = [f"done: run {result.run_id}, snapshot {result.snapshot.short_id}"]
-    if isinstance(result, LadderResult):
-        rungs = result.table.brackets[0].rungs
-        lines.append("rungs: " + ", ".join(f"{r.budget} steps: {len(r.results)} trials" for r in rungs))
-        lines.append(f"checkpoints deleted for {len(result.deleted)} trials that could not go on "
-                     f"({result.freed_bytes / 1e6:.1f} MB)")
+    if result.scheduled is not None:
+        rungs = [r for r in result.scheduled.rungs if r.bracket == 0]
+        lines.append("rungs: " + ", ".join(f"{r.budget} steps: {r.results} trials" for r in rungs))
+        lines.append(f"checkpoints deleted for {result.scheduled.deleted} trials that could not go on "
+                     f"({result.scheduled.freed_bytes / 1e6:.1f} MB)")
     lines.append(f"leaderboard ({result.objective}):")
     lines += [f"  {e.rank:<3} {e.name} {e.value:.4g}" + (f"  at {e.budget} steps" if e.budget else "")
               for e in result.leaderboard[:10]]
@@ -178,13 +178,12 @@ async def run(args: argparse.Namespace) -> int:
                        eval_queue=args.eval_queue, max_concurrent_trainings=args.max_concurrency)
 
     async with environment_with(args, in_process) as client:
-        workflow: Any = BertLadder.run if isinstance(inp, LadderInput) else BertSweep.run
         handle: WorkflowHandle[Any, Any] = await start_or_attach(
-            client, workflow, inp, id=run_id, task_queue=args.queue, say=say(args))
-        mode = "ladder" if isinstance(inp, LadderInput) else "sweep"
+            client, BertSweep.run, inp, id=run_id, task_queue=args.queue, say=say(args))
+        mode = "ladder" if inp.scheduler is not None else "sweep"
         say(args)(f"started {mode} {run_id}: {inp.n_trials} trials, at most {inp.max_concurrency} at once "
                   f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"")
-        result = await follow(args, client, handle, "ladder" if isinstance(inp, LadderInput) else "sweep")
+        result = await follow(args, client, handle, "sweep")
     emit(args, result, summary(result))
     return 0 if result.leaderboard else 1
 

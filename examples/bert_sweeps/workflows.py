@@ -1,4 +1,4 @@
-"""bert_sweeps workflows: a random/TPE sweep and an ASHA ladder over BERT fine-tuning.
+"""bert_sweeps workflows: a random/TPE sweep over BERT fine-tuning, with or without ASHA.
 
 Thin subclasses of the library bases. The sweeps run on the orchestration queue (with the snapshot
 and sweep activities); they send training activities to the training queue and evaluation activities
@@ -50,6 +50,8 @@ class BertSweep(SweepWorkflow):
 
 @workflow.defn(name="BertLadder")
 class BertLadder(LadderSweepWorkflow):
+    """Ladders started by the previous release (``--mode ladder`` is a ``BertSweep`` with ASHA now)."""
+
     training_workflow = BertSweepTraining
     eval_workflow = BertSweepEval
 

@@ -41,7 +41,8 @@ class TmlEval(EvalWorkflow):
 
 @workflow.defn(name="TmlSweep")
 class TmlSweep(SweepWorkflow):
-    """A random/grid/TPE sweep whose trials train to ``max_steps``."""
+    """A random/grid/TPE sweep: every trial trains to ``max_steps``, or with a scheduler (ASHA)
+    trials climb rungs of training steps."""
 
     training_workflow = TmlTraining
     eval_workflow = TmlEval
@@ -53,7 +54,8 @@ class TmlSweep(SweepWorkflow):
 
 @workflow.defn(name="TmlLadder")
 class TmlLadder(LadderSweepWorkflow):
-    """A sweep with an ASHA scheduler: trials climb rungs of training steps."""
+    """The ASHA ladders started by releases before the scheduler joined the sweep: registered so
+    they finish on this worker. New ones are ``TmlSweep`` runs with ``SweepInput.scheduler``."""
 
     training_workflow = TmlTraining
     eval_workflow = TmlEval
