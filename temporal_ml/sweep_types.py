@@ -378,7 +378,7 @@ class RungCount(BaseModel):
     """One rung of one bracket, counted: its budget, the trials that reported there, those promoted
     from it and those training toward it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
     bracket: int
     rung: int
@@ -401,7 +401,7 @@ class ScheduledSummary(BaseModel):
         done: the latest plan found nothing to start or promote, and nothing running.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     rungs: list[RungCount] = Field(default_factory=list)
     decisions: list[str] = Field(default_factory=list)
