@@ -64,9 +64,10 @@ async def record(out: Path, only: set[str] | None = None) -> None:
             worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
-                if only is None or only - set(RECORDED_SUGGESTIONS) - set(RECORDED_FAILURES):
+                groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED}
+                if only is None or only - set(groups):
                     await _run_all(client, out)
-                for name, run in {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES}.items():
+                for name, run in groups.items():
                     if only is None or name in only:
                         await run(client, out)
         finally:
@@ -244,6 +245,109 @@ async def _sweep_rollover_running(c: Any, out: Path) -> None:
 #: and continues sweeps as new without draining their running trials.
 RECORDED_FAILURES = {"coordinator_infra_pause": _coordinator_infra_pause, "ladder_infra_retry": _ladder_infra_retry,
                      "sweep_rollover": _sweep_rollover_running}
+
+
+async def _asha_tpe_budget(c: Any, out: Path) -> None:
+    """A sweep with the ASHA scheduler and TPE: promotions (some of trials already written to the
+    results table: rows of 2), a byte budget that deletes, add_trials; every decision a plan."""
+    with tempfile.TemporaryDirectory() as tables:
+        sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+            base=CONFIG, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=5, max_concurrency=2, seed=8,
+            scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), dataset=DATASET,
+            run_id="replay-asha-tpe", progress_every_seconds=0.5, checkpoint_budget_bytes=1,
+            max_inline_rows=2, table_root=tables), id="replay-asha-tpe", task_queue="replay")
+        await sweep.execute_update(MLPSweep.add_trials, 1)
+        result = await sweep.result()
+    assert result.scheduled is not None and result.scheduled.deleted and result.scheduled.rungs[0].promoted, result
+    assert result.table_uri is not None and result.n_trials == 6, result
+    await _save(sweep, out, "asha_tpe_budget")
+
+
+async def _asha_controls(c: Any, out: Path) -> None:
+    """A sweep with the ASHA scheduler taking every control update (pause, set_max_concurrency,
+    resume, enqueue, add_trials, stop_trial, stop)."""
+    base = CONFIG.model_copy(update={"hparams": {"step_delay": 0.02}})
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=base, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=6, max_concurrency=2, seed=6,
+        scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3), dataset=DATASET,
+        run_id="replay-asha-controls", progress_every_seconds=0.5), id="replay-asha-controls", task_queue="replay")
+    await sweep.execute_update(MLPSweep.pause)
+    await sweep.execute_update(MLPSweep.set_max_concurrency, 3)
+    await sweep.execute_update(MLPSweep.resume)
+    await sweep.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 8})
+    await sweep.execute_update(MLPSweep.add_trials, 1)
+    while True:  # stop one running trial (its training must have started)
+        rows = await sweep.query(MLPSweep.trials)
+        running = [r.index for r in rows if r.state == "training" and r.step > 0]
+        if running:
+            try:
+                await sweep.execute_update(MLPSweep.stop_trial, running[0])
+                break
+            except WorkflowUpdateFailedError:
+                pass
+        await asyncio.sleep(0.05)
+    await _until(lambda: _promoted(sweep), "a promotion")
+    await sweep.execute_update(MLPSweep.stop)
+    await sweep.result()
+    await _save(sweep, out, "asha_controls")
+
+
+async def _promoted(sweep: Any) -> bool:
+    return any((r.rung or 0) > 0 for r in await sweep.query(MLPSweep.trials))
+
+
+async def _asha_infra_retry(c: Any, out: Path) -> None:
+    """A sweep with ASHA paused by a full store during a promotion, then resumed: the trial runs
+    again toward its rung."""
+    FULL_MARKER.write_text("10")  # rung 0 (6 steps) commits; the promotion cannot write step 10
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=CONFIG, space=SPACE, searcher=RandomSearcher(), n_trials=3, max_concurrency=3, seed=4,
+        scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), dataset=DATASET,
+        run_id="replay-asha-retry", progress_every_seconds=0.5), id="replay-asha-retry", task_queue="replay")
+
+    async def paused() -> bool:
+        status = await sweep.query(MLPSweep.sweep_status)
+        return status.phase == "paused" and status.retrying == 1 and not status.running
+
+    await _until(paused, "the sweep paused")
+    FULL_MARKER.unlink()
+    await sweep.execute_update(MLPSweep.resume)
+    result = await sweep.result()
+    assert result.best_budget == 18 and any("runs again" in d for t in result.trials for d in t.row.decisions), result
+    await _save(sweep, out, "asha_infra_retry")
+
+
+async def _asha_rollover_running(c: Any, out: Path) -> None:
+    """A sweep with ASHA that continues as new while its rungs run (no drain), on its own server
+    that suggests continue-as-new after 30 events: its first two runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server",
+                           dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
+        server.start(timeout=120)
+        try:
+            client = await connect(server.address)
+            _, activities = _parts("all", f"{tmp}/store")
+            worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
+                                   activities=[*activities, *SweepActivities().activities()])
+            async with worker:
+                base = CONFIG.model_copy(update={"hparams": {"step_delay": 0.02}})
+                sweep = await client.start_workflow(MLPSweep.run, SweepInput(
+                    base=base, space=SPACE, searcher=RandomSearcher(), n_trials=5, max_concurrency=2, seed=2,
+                    scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), dataset=DATASET,
+                    run_id="replay-asha-roll", progress_every_seconds=0.5), id="replay-asha-roll", task_queue="replay")
+                result = await sweep.result()
+                assert result.runs >= 2 and result.n_done == 5, result
+                runs = [wf async for wf in client.list_workflows('WorkflowId = "replay-asha-roll"')]
+                runs.sort(key=lambda wf: wf.start_time)
+                for name, wf in (("asha_rollover_first", runs[0]), ("asha_rollover_next", runs[1])):
+                    await _save(client.get_workflow_handle("replay-asha-roll", run_id=wf.run_id), out, name)
+        finally:
+            server.stop()
+
+
+#: Histories of the release whose sweeps take a scheduler (ASHA): plans recorded, rows bounded.
+RECORDED_SCHEDULED = {"asha_tpe_budget": _asha_tpe_budget, "asha_controls": _asha_controls,
+                      "asha_infra_retry": _asha_infra_retry, "asha_rollover": _asha_rollover_running}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def test_every_workflow_base_has_a_history() -> None:
                                            "ladder", "training_multinode", "training_multinode_auto",
                                            "sweep_tpe_controls", "ladder_tpe_budget", "training_activity_probe",
                                            "sweep_tpe_controls_activity", "ladder_tpe_budget_activity",
-                                           "sweep_batch", "sweep_tpe_controls_batch"}
+                                           "sweep_batch", "sweep_tpe_controls_batch", "asha_tpe_budget",
+                                           "asha_controls", "asha_infra_retry", "asha_rollover_first",
+                                           "asha_rollover_next"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -55,17 +57,24 @@ def test_recorded_sweep_decisions_recompute() -> None:
 
 
 @pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
-                                  "ladder_tpe_budget_activity", "sweep_tpe_controls_batch"])
+                                  "ladder_tpe_budget_activity", "sweep_tpe_controls_batch", "asha_tpe_budget",
+                                  "asha_controls"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
     takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
-    change reaches a running sweep."""
+    change reaches a running sweep; with a scheduler (``asha_*``) every decision comes from the
+    recorded plan, so the scheduler cannot run either."""
     from temporal_ml.search import TPESearcher
 
     def broken(*args: object, **kwargs: object) -> None:
         raise AssertionError("a replay recomputed a recorded suggestion")
 
     monkeypatch.setattr(TPESearcher, "suggest", broken)
+    if name.startswith("asha"):  # the scheduler's decisions are recorded too (the plan activity)
+        from temporal_ml.search import AshaScheduler
+
+        monkeypatch.setattr(AshaScheduler, "next", broken)
+        monkeypatch.setattr(AshaScheduler, "unpromotable", broken)
     replayer = Replayer(workflows=WORKFLOWS, plugins=[TemporalMLPlugin()])
     path = HISTORIES[0].parent / f"{name}.json"
     result = await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()),
