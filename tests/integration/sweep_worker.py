@@ -62,9 +62,27 @@ def fill_the_store_while(marker: str) -> None:
     _ckpt_io._write_chunks = write  # type: ignore[assignment]  # noqa: SLF001
 
 
+def slow_deletes(seconds: float) -> None:
+    """Every checkpoint deletion (not a measurement) takes ``seconds`` more
+    (``TML_TEST_SLOW_DELETE``): a slow object store, so deletions overlap whatever else happens."""
+    import time
+
+    real = SweepActivities.delete_run_checkpoints
+
+    def delete(self, req):  # type: ignore[no-untyped-def]
+        if not req.dry_run:
+            time.sleep(seconds)
+        return real(self, req)
+
+    delete.__temporal_activity_definition = real.__temporal_activity_definition  # type: ignore[attr-defined]
+    SweepActivities.delete_run_checkpoints = delete  # type: ignore[method-assign]
+
+
 async def main(task_queue: str, root: str, role: str) -> None:
     if os.environ.get("TML_TEST_SHIFT_SEARCHER_SEED") == "1":
         shift_random_searcher_seed()
+    if os.environ.get("TML_TEST_SLOW_DELETE"):
+        slow_deletes(float(os.environ["TML_TEST_SLOW_DELETE"]))
     if os.environ.get("TML_TEST_FULL_MARKER"):
         fill_the_store_while(os.environ["TML_TEST_FULL_MARKER"])
     workflows, activities = _parts(role, root)

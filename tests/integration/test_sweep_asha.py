@@ -177,3 +177,62 @@ async def test_a_scheduled_sweep_takes_every_control(tmp_path: Path, subprocess_
     final = rows[stopped.index]
     assert final.state == "stopped" and final.rung == stopped.rung  # never promoted after its stop
     assert len(rows) < 12 and all(r.state in ("done", "stopped", "failed") for r in rows.values())
+
+
+async def test_no_deletion_overlaps_a_training_of_its_run(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A byte budget of 1 byte at concurrency 3 with slow deletions (2 s each, a slow store), so
+    deletions overlap promotions and results: in the sweep's history, every deletion of a trial's
+    checkpoints starts after the last training of that trial's run closed and ends before the next
+    one starts (a promotion waits for it); the best trial keeps its checkpoint. (With deletions
+    left to run in the background while the sweep plans on, this fails: a trial is promoted while
+    its checkpoints are being deleted.)"""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from temporal_ml.activities.sweep import DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest
+    from temporal_ml.search import RandomSearcher
+
+    tag = uuid.uuid4().hex[:6]
+    queue = f"slowdel-{tag}"
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_SLOW_DELETE": "2"}, 0)
+    inp = SweepInput(
+        base=BASE, space=SPACE, searcher=RandomSearcher(), scheduler=AshaScheduler(min_budget=2, max_budget=18, eta=3),
+        n_trials=9, max_concurrency=3, seed=5, dataset=DatasetSource(generator="blobs"), run_id=f"slowdel-{tag}",
+        progress_every_seconds=5, checkpoint_budget_bytes=1,
+    )
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        result = await handle.result()
+        convert = pydantic_data_converter.payload_converter
+        deletions: dict[int, str] = {}  # scheduled event id -> the run it deletes
+        trainings: dict[int, str] = {}  # initiated event id -> the run it trains
+        windows: list[tuple[str, str, int, int]] = []  # (kind, run, first event, last event)
+        async for e in handle.fetch_history_events():
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                a = e.activity_task_scheduled_event_attributes
+                if a.activity_type.name == DELETE_RUN_CHECKPOINTS:
+                    [req] = convert.from_payloads(a.input.payloads, [DeleteCheckpointsRequest])
+                    if not req.dry_run:
+                        deletions[e.event_id] = req.checkpoint.run_id
+            elif e.HasField("activity_task_completed_event_attributes"):
+                sched = e.activity_task_completed_event_attributes.scheduled_event_id
+                if sched in deletions:
+                    windows.append(("delete", deletions[sched], sched, e.event_id))
+            elif e.HasField("start_child_workflow_execution_initiated_event_attributes"):
+                child = e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+                if child.endswith("--train"):
+                    trainings[e.event_id] = child.rsplit("--r", 1)[0]
+            elif e.HasField("child_workflow_execution_completed_event_attributes"):
+                init = e.child_workflow_execution_completed_event_attributes.initiated_event_id
+                if init in trainings:
+                    windows.append(("train", trainings[init], init, e.event_id))
+    finally:
+        worker.kill()
+    assert result.runs == 1 and result.scheduled is not None and result.scheduled.deleted >= 3, result.scheduled
+    deletes = [w for w in windows if w[0] == "delete"]
+    assert len(deletes) == result.scheduled.deleted
+    overlaps = [(d, t) for d in deletes for t in windows
+                if t[0] == "train" and t[1] == d[1] and t[2] < d[3] and d[2] < t[3]]
+    assert not overlaps, overlaps
+    best = result.best
+    assert best is not None and not best.row.deleted and on_disk(tmp_path, inp.run_id, best.name)
