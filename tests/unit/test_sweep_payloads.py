@@ -4,7 +4,12 @@ A synthetic sweep state at the largest size the inputs allow (100,000 trials, 1,
 a part of finished rows not yet written, every other row in the results table, a full queue) is
 serialised with the library's data converter exactly as the workflow would send it: the input and the
 continue-as-new input, every query and update answer, the table-part activity input, a child's input
-and the result."""
+and the result.
+
+The same with a scheduler (ASHA): the rows carry their rungs and the scheduler's audit lines, the
+state a summary of the rungs and the latest decisions, and the sweep sends the ``PLAN`` activity
+the rows it holds and gets back at most ``MAX_ACTIONS`` actions and ``MAX_DELETIONS`` deletions,
+each with the row of a trial it had written."""
 
 from __future__ import annotations
 
@@ -13,18 +18,33 @@ from datetime import datetime, timezone
 
 import pytest
 
+from temporal_ml.activities.plan import (
+    MAX_ACTIONS,
+    MAX_DELETIONS,
+    Deletion,
+    PlanAction,
+    PlanRequest,
+    PlanResult,
+    PlanRow,
+)
 from temporal_ml.activities.sweep import SuggestResult, SweepPartRequest
 from temporal_ml.converter import data_converter
-from temporal_ml.search import Categorical, Float, Int, SearchSpace, TPESearcher
+from temporal_ml.search import AshaScheduler, Categorical, Float, Int, SearchSpace, TPESearcher
 from temporal_ml.sweep_types import (
     LEADERBOARD_ROWS,
+    MAX_HELD_FAILED,
+    PAGE_ROWS,
     PART_ROWS,
+    RECENT_DECISIONS,
     TOP_ROWS,
+    RungCount,
+    ScheduledSummary,
     SuggestionAudit,
     SweepInput,
     SweepState,
     TableSummary,
     TrialRow,
+    trial_name,
 )
 from temporal_ml.types import SnapshotRef, TrainConfig
 from temporal_ml.workflows._controls import MAX_QUEUED, MAX_QUEUED_BYTES
@@ -118,7 +138,8 @@ def test_every_payload_a_sweep_of_100000_trials_sends_is_under_512_kb(sweep: Swe
     payloads = {
         "input": inp,
         # a sweep continues as new once its running trials have ended: it carries the finished rows
-        # not yet written, the queue, the held suggestion and the table's summary
+        # not yet written, the queue, the held suggestion and the table's summary (since NO_DRAIN_PATCH
+        # it carries the running trials' rows too: see the xfail test at the end)
         "continue-as-new input": inp.model_copy(update={"carried": s.model_copy(update={
             "rows": [r for r in s.rows if r.state != "training"]})}),
         "sweep_status": sweep.sweep_status(),
@@ -137,3 +158,171 @@ def test_every_payload_a_sweep_of_100000_trials_sends_is_under_512_kb(sweep: Swe
     print("\n" + "\n".join(f"{name}: {size / 1024:.1f} KB" for name, size in sizes.items()))
     assert max(sizes.values()) < LIMIT, sizes
     assert len(sweep.leaderboard()) <= LEADERBOARD_ROWS and len(sweep.trials()) <= 200
+
+
+# -- with a scheduler ------------------------------------------------------------------------------
+
+#: Rungs 10, 30, 90, 270, 810, 5000 (brackets from the first three).
+SCHEDULER = AshaScheduler(min_budget=10, max_budget=5000, eta=3, brackets=3)
+
+
+def _decisions(index: int, bracket: int, rung: int) -> list[str]:
+    """The audit lines of a trial started in ``bracket`` and promoted up to ``rung``, as the
+    scheduler writes them (five-digit trial numbers and rung sizes)."""
+    budgets = SCHEDULER.budgets()[bracket:]
+    lines = [f"no trial is in the top 1/3 of its rung unpromoted: start a new trial in bracket {bracket} "
+             f"at budget {budgets[0]}"]
+    lines += [f"trial {trial_name(index)} ranks 12345 of 33333 at rung {k} (budget {budgets[k]}); the top "
+              f"1/3 (11111) go on: continue it to budget {budgets[k + 1]}" for k in range(rung)]
+    return lines
+
+
+def _scheduled_row(k: int, rng: random.Random, state: str, rung: int) -> TrialRow:
+    """A scheduled trial toward (``training``: training toward; else reached) ``rung`` of its bracket.
+    A promoted trial that trains keeps what it had at its last rung (value, metrics, checkpoint)."""
+    bracket = k % SCHEDULER.brackets
+    budgets = SCHEDULER.budgets()[bracket:]
+    reached = rung if state == "training" else rung + 1  # rungs with a result
+    row = _row(k, rng, "training" if reached == 0 else "failed" if state == "failed" else "done")
+    values = [rng.random() for _ in range(reached)]
+    return row.model_copy(update={
+        "state": state, "bracket": bracket, "rung": rung, "rung_values": values,
+        "rung_seqs": [10 * k + j for j in range(reached)], "decisions": _decisions(k, bracket, rung),
+        "max_steps": budgets[rung], "step": budgets[reached - 1] if reached else 0,
+        "value": values[-1] if values and state == "done" else None,
+        "checkpoint_bytes": rng.randint(10**8, 10**9) if reached else 0})
+
+
+def _top_rung(k: int) -> int:
+    return len(SCHEDULER.budgets()) - 1 - k % SCHEDULER.brackets
+
+
+def _some_rung(k: int) -> int:
+    """Trials spread evenly over their bracket's rungs (each rung of ASHA takes about the same compute)."""
+    return (k // SCHEDULER.brackets) % (_top_rung(k) + 1)
+
+
+@pytest.fixture(scope="module")
+def scheduled(sweep: SweepWorkflow) -> SweepWorkflow:
+    """The 100,000-trial sweep with a scheduler: 1,000 trials training (toward every rung: each rung
+    of ASHA takes about the same compute), a part of finished rows not yet written, the latest
+    failed rows it keeps for ``retry_failed``, a full queue, a full summary of the rungs."""
+    rng = random.Random(11)
+    base, s0 = sweep._inp, sweep._s  # noqa: SLF001
+    assert base is not None
+    inp = base.model_copy(update={"scheduler": SCHEDULER, "checkpoint_budget_bytes": 10**12})
+    first_running = N - RUNNING
+    running = [_scheduled_row(k, rng, "training", _some_rung(k)) for k in range(first_running, N)]
+    unwritten = [_scheduled_row(k, rng, "done", _some_rung(k))
+                 for k in range(first_running - PART_ROWS + 1, first_running)]
+    failed = [_scheduled_row(k, rng, "failed", _some_rung(k))
+              for k in range(first_running - PART_ROWS - MAX_HELD_FAILED + 1, first_running - PART_ROWS + 1)]
+    rows = sorted([*failed, *unwritten, *running], key=lambda r: r.index)
+    written = N - len(rows)
+    top = [_scheduled_row(k, rng, "done", _top_rung(k)) for k in range(TOP_ROWS)]
+    lines = [line for k in range(RECENT_DECISIONS) for line in _decisions(N - 1 - k, 0, _top_rung(0))][-RECENT_DECISIONS:]
+    summary = ScheduledSummary(
+        rungs=[RungCount(bracket=b, rung=r, budget=budget, results=33333 // 3**r, promoted=11111 // 3**r,
+                         running=RUNNING // len(SCHEDULER.budgets())) for b in range(SCHEDULER.brackets)
+               for r, budget in enumerate(SCHEDULER.budgets()[b:])],
+        decisions=lines, deleted=90_000, freed_bytes=9 * 10**13, checkpoint_bytes=10**12,
+        peak_checkpoint_bytes=10**12, budget_exceeded=True)
+    state = s0.model_copy(update={
+        "rows": rows, "held": None, "held_more": [], "results_seen": 5 * N,
+        "table": TableSummary(uri=s0.table.uri, parts=["f" * 64] * (written // PART_ROWS), rows=written,
+                              n_done=written - 2000, n_failed=1500, n_stopped=500, top=top),
+        "scheduled": summary})
+    wf = SweepWorkflow()
+    wf._inp, wf._s, wf._run_id = inp, state, RUN_ID  # noqa: SLF001 - the workflow's own state, synthetic
+    wf._live = {r.index: r for r in state.rows}  # noqa: SLF001
+    wf._running = RUNNING  # noqa: SLF001
+    return wf
+
+
+def test_the_scheduled_state_is_what_a_sweep_of_100000_trials_holds(scheduled: SweepWorkflow) -> None:
+    s = scheduled._s  # noqa: SLF001
+    assert s.n_started == N and s.table.rows + len(s.rows) == N
+    assert sum(r.state == "training" for r in s.rows) == RUNNING
+    assert len(s.rows) == RUNNING + PART_ROWS - 1 + MAX_HELD_FAILED
+    assert {r.rung for r in s.rows if r.state == "training"} == set(range(len(SCHEDULER.budgets())))
+    assert s.scheduled is not None and len(s.scheduled.decisions) == RECENT_DECISIONS
+    assert SCHEDULER.budgets() == [10, 30, 90, 270, 810, 5000] and len(s.scheduled.rungs) == 6 + 5 + 4
+
+
+@pytest.fixture(scope="module")
+def scheduled_sizes(scheduled: SweepWorkflow) -> dict[str, int]:
+    """The bytes of every payload a scheduled sweep sends, at the largest state (printed)."""
+    inp, s = scheduled._inp, scheduled._s  # noqa: SLF001
+    assert inp is not None and inp.scheduler is not None and s.scheduled is not None
+    written = [_scheduled_row(k, random.Random(k), "done", _top_rung(k) - 1) for k in range(MAX_ACTIONS + MAX_DELETIONS)]
+    # what ScheduledSweep._plan sends: every row held, the table's parts, the queue, the trials to re-run
+    request = PlanRequest(
+        scheduler=inp.scheduler, searcher=inp.searcher, space=inp.space, seed=inp.seed, direction=inp.direction,
+        rows=[PlanRow.of(r) for r in s.rows], table_uri=s.table.uri, table_parts=list(s.table.parts),
+        next_index=s.n_started, max_trials=s.n_trials, slots=MAX_ACTIONS, may_start=True, queued=list(s.queue),
+        results_seen=s.results_seen, protected=[r.index for r in s.rows if r.state == "failed"],
+        delete_unpromotable=inp.delete_unpromotable, checkpoint_budget_bytes=inp.checkpoint_budget_bytes,
+        checkpoint_bytes=s.scheduled.checkpoint_bytes)
+    # the largest answer: every action a promotion of a written trial (its row comes back), every
+    # deletion one of a written trial, the rung counts
+    result = PlanResult(
+        actions=[PlanAction(action="promote", index=r.index, bracket=r.bracket, rung=r.rung + 1,  # type: ignore[operator]
+                            budget=5000, reason=_decisions(r.index, r.bracket, _top_rung(r.index))[-1],
+                            params=r.params, row=r) for r in written[:MAX_ACTIONS]],
+        delete=[Deletion(index=r.index, row=r, reason=f"{r.name} can no longer be promoted from rung {r.rung}: "
+                         "its checkpoints go") for r in written[MAX_ACTIONS:]],
+        more_deletions=True, rungs=s.scheduled.rungs, budget_exceeded=True)
+    assert len(result.actions) == MAX_ACTIONS and all(a.row is not None for a in result.actions)
+    assert len(result.delete) == MAX_DELETIONS and all(d.row is not None for d in result.delete)
+    swept = scheduled._result(inp, inp.snapshot, s.table.uri)  # type: ignore[arg-type]  # noqa: SLF001
+    assert swept.scheduled == s.scheduled and len(scheduled.trials()) == PAGE_ROWS
+    payloads = {
+        "input": inp,
+        # no drain (NO_DRAIN_PATCH): the running trials' rows go on with the state
+        "continue-as-new input": inp.model_copy(update={"carried": s}),
+        "sweep_status": scheduled.sweep_status(),
+        "trials (a page)": scheduled.trials(),
+        "table part": SweepPartRequest(run_id=RUN_ID, table_root=inp.table_root, index=len(s.table.parts),
+                                       rows=[r.model_dump(mode="json") for r in s.rows[:PART_ROWS]]),
+        "plan request": request,
+        "plan result (the largest)": result,
+        "result": swept,
+    }
+    sizes = {name: _size(value) for name, value in payloads.items()}
+    print("\nwith a scheduler:\n" + "\n".join(f"{name}: {size / 1024:.1f} KB" for name, size in sizes.items()))
+    return sizes
+
+
+#: Payloads of a scheduled sweep found over the limit at its largest state, and why.
+OVER_THE_LIMIT = {
+    "continue-as-new input": (
+        "BUG (design): a scheduled sweep continues as new with its 1,000 running rows (no drain), "
+        "each ~1.4 KB with its rung fields and audit lines (a promoted trial keeps its last rung's "
+        "value, metrics, checkpoint), plus 99 finished and 100 failed rows kept: ~1.7 MB, near "
+        "Temporal's 2 MB limit"),
+    "plan request": (
+        "BUG (design): the PLAN request carries every row held (1,199 PlanRows, ~0.4 KB each), the "
+        "queue (60 KB) and 999 part digests (64 KB): ~580 KB"),
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=OVER_THE_LIMIT[name]))
+    if name in OVER_THE_LIMIT else name
+    for name in ["input", "continue-as-new input", "sweep_status", "trials (a page)", "table part",
+                 "plan request", "plan result (the largest)", "result"]])
+def test_each_payload_a_scheduled_sweep_of_100000_trials_sends_is_under_512_kb(
+        scheduled_sizes: dict[str, int], name: str) -> None:
+    assert scheduled_sizes[name] < LIMIT, f"{name}: {scheduled_sizes[name] / 1024:.1f} KB"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "BUG (design): since NO_DRAIN_PATCH a sweep continues as new with its running trials' rows; "
+    "1,000 of them (~0.8 KB each) make the continue-as-new input ~940 KB, not under 512 KB (the "
+    "payload test above leaves them out)"))
+def test_the_continue_as_new_input_with_the_running_trials_is_under_512_kb(sweep: SweepWorkflow) -> None:
+    inp, s = sweep._inp, sweep._s  # noqa: SLF001
+    assert inp is not None and sum(r.state == "training" for r in s.rows) == RUNNING
+    size = _size(inp.model_copy(update={"carried": s}))
+    print(f"\ncontinue-as-new input with the running rows: {size / 1024:.1f} KB")
+    assert size < LIMIT
