@@ -1,5 +1,6 @@
-"""The bert_sweeps example end to end (tiny BERT, synthetic data, embedded server): an ASHA ladder
-whose promoted trials continue their runs, and a TPE sweep, each printing only its typed result."""
+"""The bert_sweeps example end to end (tiny BERT, synthetic data, embedded server): a sweep with an
+ASHA scheduler (``--mode ladder``) whose promoted trials continue their runs, and a TPE sweep, each
+printing only its typed result."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from temporal_ml.sweep_types import LadderResult, SweepResult
+from temporal_ml.sweep_types import SweepResult
 from tests.examples.test_eval_parallel_examples import _run
 
 pytestmark = pytest.mark.integration
@@ -23,13 +24,16 @@ def test_sweeps_starter_help() -> None:
 def test_ladder_example_embedded_json(tmp_path: Path) -> None:
     proc = _run("examples.bert_sweeps.starter", "--embedded", "--json", "--trials", "4", "--steps", "45",
                 "--min-budget", "15", "--run-id", "ladder-test", tmp_path=tmp_path)
-    result = LadderResult.model_validate_json(proc.stdout)  # stdout is only the typed result
-    rungs = result.table.brackets[0].rungs
-    assert [r.budget for r in rungs] == [15, 45] and len(rungs[0].results) == 4 and rungs[1].results
+    result = SweepResult.model_validate_json(proc.stdout)  # stdout is only the typed result
+    assert result.scheduled is not None
+    rungs = result.scheduled.rungs
+    assert [r.budget for r in rungs] == [15, 45] and rungs[0].results == 4 and rungs[1].results
+    assert result.n_trials == 4 and result.n_done == 4
     assert result.best is not None and result.best_budget == 45 and result.best.row.step == 45
+    assert result.best.row.rung == 1 and not result.best.row.deleted  # its checkpoint is kept
     assert result.best.row.resumes >= 1  # the promotion continued the rung checkpoint
     assert result.best.lineage is not None and result.best.lineage.checkpoint_sha256 == result.best.row.model_sha256
-    assert len(result.decisions) == 4 + len(rungs[0].promoted)
+    assert sum(len(t.row.decisions) for t in result.trials) == 4 + rungs[0].promoted
 
 
 @pytest.mark.slow

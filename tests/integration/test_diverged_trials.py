@@ -1,6 +1,6 @@
 """A bad trial is not a broken sweep (issue 18, item 1), on a real dev server: a trial whose loss
 becomes NaN or infinite stops at once and fails as ``diverged: loss ... at step N`` (not retried),
-while the sweep or the ladder goes on and finishes; a trial told to go on past a non-finite loss
+while the sweep (with or without a scheduler) goes on and finishes; a trial told to go on past a non-finite loss
 reports its NaN metrics through evaluation, rows and the table without wedging anything."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.search import AshaScheduler, Categorical, GridSearcher, SearchSpace
-from temporal_ml.sweep_types import LadderInput, SweepInput
+from temporal_ml.sweep_types import SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig, TrainResult
 from tests.integration._history import activity_attempts
-from tests.integration._sweep_workflows import MLPLadder, MLPSweep
+from tests.integration._sweep_workflows import MLPSweep
 from tests.integration.test_sweep import start_worker
 
 pytestmark = pytest.mark.integration
@@ -62,23 +62,29 @@ async def test_a_diverged_trial_fails_alone_and_the_sweep_finishes(
     print(f"\nsweep with a diverged trial: {took:.1f} s, error {bad['error']!r}")
 
 
-async def test_a_diverged_trial_fails_alone_in_a_ladder(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+async def test_a_diverged_trial_fails_alone_with_a_scheduler(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     queue = f"nanl-{uuid.uuid4().hex[:6]}"
     worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
-    inp = LadderInput(base=BASE.model_copy(update={"max_steps": 1, "checkpoint_every_steps": 4}),
-                      space=SPACE, searcher=GridSearcher(),
-                      scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), n_trials=3,
-                      max_concurrency=2, dataset=DATASET, run_id=f"nanl-{queue}",
-                      progress_every_seconds=5)
+    inp = SweepInput(base=BASE.model_copy(update={"max_steps": 1, "checkpoint_every_steps": 4}),
+                     space=SPACE, searcher=GridSearcher(),
+                     scheduler=AshaScheduler(min_budget=6, max_budget=18, eta=3), n_trials=3,
+                     max_concurrency=2, dataset=DATASET, run_id=f"nanl-{queue}",
+                     progress_every_seconds=5)
     try:
         client = await connect()
-        result = await client.execute_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+        result = await client.execute_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
     finally:
         worker.kill()
     by_lr = {t.row.params["hparams.lr"]: t.row for t in result.trials}
     assert by_lr[1e6].state == "failed" and DIVERGED.search(by_lr[1e6].error or ""), by_lr[1e6]
     assert by_lr[1e-2].state == by_lr[3e-3].state == "done"
     assert result.best is not None and result.best.row.params["hparams.lr"] != 1e6
+    assert result.n_trials == 3 and result.n_done == 2 and result.n_failed == 1, result
+    # the diverged trial failed at rung 0 and was never promoted; its training was not retried
+    bad = by_lr[1e6]
+    assert bad.rung == 0 and bad.rung_values == [], bad
+    train = client.get_workflow_handle(f"{inp.run_id}--{bad.name}--r0--train")
+    assert await activity_attempts(train, "temporal_ml.train") == [1]
 
 
 async def test_nonfinite_metrics_of_a_trial_told_to_go_on_reach_the_sweep(

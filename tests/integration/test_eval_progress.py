@@ -5,6 +5,7 @@ it runs (a 7,600-row evaluation no longer sits at a bare ``evaluating``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -77,31 +78,43 @@ async def _closed(client, workflow_id: str) -> bool:  # noqa: ANN001
     return description.status is not None and description.status.name != "RUNNING"
 
 
-async def test_the_evaluating_trials_of_a_ladder_show_their_rows(tmp_path: Path, temporal_address: str) -> None:
-    """``temporal-ml status``/``results`` of a running ladder give each evaluating trial its rows done
-    (its evaluation child is found through the ladder's rung of it)."""
+async def test_the_evaluating_trials_of_a_scheduled_sweep_show_their_rows(tmp_path: Path,
+                                                                          temporal_address: str) -> None:
+    """``temporal-ml status``/``results`` of a running sweep with a scheduler (ASHA) give each
+    evaluating trial its rows done (its evaluation child ``<run>--tNNNN--rR--eval`` is found through
+    the rung in its row)."""
     from temporal_ml.activities.sweep import SweepActivities
+    from temporal_ml.results import trials_evaluating
     from temporal_ml.search import AshaScheduler, Float, SearchSpace
-    from temporal_ml.sweep_types import LadderInput
-    from tests.integration._sweep_workflows import MLPLadder
+    from temporal_ml.sweep_types import SweepInput
+    from tests.integration._sweep_workflows import MLPSweep
 
     client = await connect()
     queue = f"ladderrows-{uuid.uuid4().hex[:6]}"
     activities = [*_activities(tmp_path), *SweepActivities().activities()]
-    inp = LadderInput(base=CONFIG.model_copy(update={"hparams": {"eval_delay": 3.0}}),
-                      space=SearchSpace({"hparams.lr": Float(1e-3, 1e-2, log=True)}),
-                      scheduler=AshaScheduler(min_budget=5, max_budget=15, eta=3), n_trials=2, max_concurrency=2,
-                      dataset=DatasetSource(generator="blobs"), run_id=f"ladder-{queue}")
-    async with create_worker(client, task_queue=queue, workflows=[MLPTraining, MLPEval, MLPLadder],
+    inp = SweepInput(base=CONFIG.model_copy(update={"hparams": {"eval_delay": 3.0}}),
+                     space=SearchSpace({"hparams.lr": Float(1e-3, 1e-2, log=True)}),
+                     scheduler=AshaScheduler(min_budget=5, max_budget=15, eta=3), n_trials=2, max_concurrency=2,
+                     dataset=DatasetSource(generator="blobs"), run_id=f"ladder-{queue}")
+    async with create_worker(client, task_queue=queue, workflows=[MLPTraining, MLPEval, MLPSweep],
                              activities=activities):
-        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
         seen = []
+        found: dict[int, object] = {}
         while not await _closed(client, inp.run_id):
             rows = await result_rows(client, inp.run_id)
             seen += [row["eval_rows"] for row in rows if row.get("eval_rows")]
+            trials: list[Any] = []
+            with contextlib.suppress(Exception):  # the query may race the sweep's end
+                trials = (await handle.query(MLPSweep.sweep_status)).trials
+            evaluating = [t for t in trials if t.state == "evaluating"]
+            assert all(t.rung is not None for t in evaluating), evaluating
+            found.update(await trials_evaluating(client, inp.run_id, "sweep", evaluating))
             await asyncio.sleep(0.3)
-        await handle.result()
+        result = await handle.result()
     assert seen and all(" rows" in text and "/" in text for text in seen), seen
+    assert found and all(p.rows_done > 0 for p in found.values()), found  # type: ignore[attr-defined]
+    assert result.scheduled is not None and result.n_done == 2, result
 
 
 async def test_an_evaluation_inside_training_reports_its_rows(tmp_path: Path, temporal_address: str) -> None:

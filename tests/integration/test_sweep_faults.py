@@ -5,8 +5,8 @@ A full store fails each running trial at its next checkpoint; the sweep pauses w
 from their last checkpoints: every trial ends with the weights of an undisturbed sweep. A trial that
 fails for its own reason fails alone; ``sweep retry-failed`` runs it again; ``max_failed_trials``
 stops a sweep whose trials keep failing. No worker on a trial's queue pauses the sweep too (busy
-workers do not), a finished sweep is reopened to re-run its failed trials, and a ladder pauses and
-resumes like a sweep."""
+workers do not), a finished sweep is reopened to re-run its failed trials, and a sweep with a
+scheduler (ASHA) pauses, resumes and is reopened like any sweep, its promotions unchanged."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from temporal_ml.search import (
     RandomSearcher,
     SearchSpace,
 )
-from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult, SweepStatus
-from tests.integration._sweep_workflows import MLPLadder, MLPSweep
+from temporal_ml.sweep_types import SweepInput, SweepResult, SweepStatus, TrialRow
+from tests.integration._sweep_workflows import MLPSweep
 from tests.integration.test_cli import cli
 from tests.integration.test_sweep import BASE, DATASET, kill, start_worker
 
@@ -113,10 +113,12 @@ async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env
     try:
         client = await connect()
         stopped = await client.execute_workflow(MLPSweep.run, failing, id=failing.run_id, task_queue=queue)
-        ladder = LadderInput(base=failing.base, space=failing.space, n_trials=10, max_concurrency=1,
-                             scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3), max_failed_trials=2,
-                             dataset=DATASET, run_id=f"lmf-{queue}", heartbeat_timeout_seconds=5)
-        stopped_ladder = await client.execute_workflow(MLPLadder.run, ladder, id=ladder.run_id, task_queue=queue)
+        # the same with a scheduler: its trials fail at rung 0 and the sweep stops itself after two
+        scheduled = SweepInput(base=failing.base, space=failing.space, n_trials=10, max_concurrency=1,
+                               scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3), max_failed_trials=2,
+                               dataset=DATASET, run_id=f"lmf-{queue}", heartbeat_timeout_seconds=5)
+        stopped_scheduled = await client.execute_workflow(MLPSweep.run, scheduled, id=scheduled.run_id,
+                                                          task_queue=queue)
         handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
         while not (await handle.query(MLPSweep.sweep_status)).started:  # enqueue is refused while starting
             await asyncio.sleep(0.05)
@@ -140,8 +142,10 @@ async def test_retry_failed_and_max_failed_trials(tmp_path: Path, subprocess_env
         kill(worker)
     assert stopped.stopped and stopped.n_trials == stopped.n_failed == 2, stopped
     assert stopped.stop_reason == "2 trials failed (max_failed_trials=2)"
-    assert stopped_ladder.stop_reason == "2 trials failed (max_failed_trials=2)"
-    assert [t.row.state for t in stopped_ladder.trials] == ["failed", "failed"], stopped_ladder
+    assert stopped_scheduled.stop_reason == "2 trials failed (max_failed_trials=2)"
+    assert [t.row.state for t in stopped_scheduled.trials] == ["failed", "failed"], stopped_scheduled
+    assert stopped_scheduled.stopped and stopped_scheduled.n_trials == stopped_scheduled.n_failed == 2
+    assert [t.row.rung for t in stopped_scheduled.trials] == [0, 0], stopped_scheduled  # never promoted
     again = next(t.row for t in result.trials if t.row.source == "user")
     assert again.state == "failed" and len(again.retried_from) == 1 and "hidden" in (again.error or "")
     assert result.n_done == 2
@@ -208,7 +212,13 @@ async def test_a_finished_sweep_is_reopened_to_rerun_its_failed_trials(
     assert code == 2 and "nothing to retry" in err and "no trial failed" in err, err  # a usage error
 
 
-async def test_a_full_store_pauses_a_ladder_and_a_failed_ladder_is_reopened_unchanged(
+def _promotions(row: TrialRow) -> tuple[list[float], list[str]]:
+    """What the scheduler made of a trial: its value at each rung, and the lines that started and
+    promoted it (not those saying that it ran again after a failure)."""
+    return row.rung_values, [d for d in row.decisions if "runs again toward rung" not in d]
+
+
+async def test_a_full_store_pauses_a_scheduled_sweep_and_a_failed_one_is_reopened_unchanged(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
     queue = f"lf-{uuid.uuid4().hex[:6]}"
@@ -216,42 +226,53 @@ async def test_a_full_store_pauses_a_ladder_and_a_failed_ladder_is_reopened_unch
     worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_FULL_MARKER": str(full)}, 0)
     base = BASE.model_copy(update={"checkpoint_every_steps": 20, "hparams": {"step_delay": 0.01}})
 
-    def ladder(run_id: str, **changes: object) -> LadderInput:
-        return LadderInput(base=base, space=SPACE, scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3),
-                           n_trials=3, max_concurrency=3, seed=5, dataset=DATASET, run_id=run_id,
-                           heartbeat_timeout_seconds=5, progress_every_seconds=1, **changes)
+    def scheduled(run_id: str, **changes: object) -> SweepInput:
+        return SweepInput(base=base, space=SPACE, scheduler=AshaScheduler(min_budget=20, max_budget=60, eta=3),
+                          n_trials=3, max_concurrency=3, seed=5, dataset=DATASET, run_id=run_id,
+                          heartbeat_timeout_seconds=5, progress_every_seconds=1, **changes)
 
-    inp = ladder(f"lf-{queue}")
+    inp = scheduled(f"lf-{queue}")
     full.write_text("40")  # rung 0 (20 steps) commits; the promoted trial cannot write step 40
     try:
         client = await connect()
-        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=queue)
-        status = await _paused(handle, MLPLadder.sweep_status, "the ladder did not pause")
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        status = await _paused(handle, MLPSweep.sweep_status, "the scheduled sweep did not pause")
         assert "No space left on device" in (status.pause_reason or "") and status.retrying == 1, status
         full.unlink()
         code, out, err = await cli("resume", inp.run_id, env=subprocess_env)
         assert code == 0, (out, err)
-        result = await client.get_workflow_handle(inp.run_id, result_type=LadderResult).result()
-        again = ladder(f"lc-{queue}")  # the same ladder, undisturbed
-        calm = await client.execute_workflow(MLPLadder.run, again, id=again.run_id, task_queue=queue)
-        full.write_text("")  # full from the start, counted as the trials' own failure: the ladder ends
-        failing = ladder(f"lr-{queue}", infrastructure_errors=[])
-        failed = await client.execute_workflow(MLPLadder.run, failing, id=failing.run_id, task_queue=queue)
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        again = scheduled(f"lc-{queue}")  # the same sweep, undisturbed
+        calm = await client.execute_workflow(MLPSweep.run, again, id=again.run_id, task_queue=queue)
+        full.write_text("")  # full from the start, counted as the trials' own failure: the sweep ends
+        failing = scheduled(f"lr-{queue}", infrastructure_errors=[])
+        failed = await client.execute_workflow(MLPSweep.run, failing, id=failing.run_id, task_queue=queue)
         full.unlink()
-        code, out, err = await cli("retry", failing.run_id, env=subprocess_env)  # reopened
+        code, out, err = await cli("retry", failing.run_id, env=subprocess_env)  # reopened (reopen_sweep)
         assert code == 0 and "reopened; 3 failed trials run again from their last checkpoints: 0, 1, 2" in out, (
             out, err)
-        reopened = await client.get_workflow_handle(failing.run_id, result_type=LadderResult).result()
+        reopened = await client.get_workflow_handle(failing.run_id, result_type=SweepResult).result()
     finally:
         kill(worker)
     assert [t.row.state for t in failed.trials] == ["failed"] * 3, failed
+    assert [t.row.rung for t in failed.trials] == [0] * 3 and not any(t.row.rung_values for t in failed.trials)
+    assert [t.row.state for t in reopened.trials] == ["done"] * 3, reopened
     assert [t.row.model_sha256 for t in reopened.trials] == [t.row.model_sha256 for t in calm.trials]
-    assert reopened.best_budget == 60 and reopened.table.brackets[0].rungs[0].promoted == \
-        calm.table.brackets[0].rungs[0].promoted, reopened.decisions
+    # the same promotions as the undisturbed sweep: each trial's values at its rungs, and the lines
+    # that started and promoted it
+    assert reopened.best_budget == 60 and reopened.scheduled is not None and calm.scheduled is not None
+    assert [_promotions(t.row) for t in reopened.trials] == [_promotions(t.row) for t in calm.trials], (
+        reopened.scheduled.decisions, calm.scheduled.decisions)
+    assert [r.promoted for r in reopened.scheduled.rungs] == [r.promoted for r in calm.scheduled.rungs]
+    assert all(t.row.rerun_seqs for t in reopened.trials)  # each ran again toward rung 0
     assert result.best is not None and calm.best is not None and result.best_budget == 60
     assert [t.row.model_sha256 for t in result.trials] == [t.row.model_sha256 for t in calm.trials]
     assert result.best.row.model_sha256 == calm.best.row.model_sha256
-    assert any("runs again toward rung 1 from its last checkpoint" in d for d in result.decisions), result.decisions
+    assert [_promotions(t.row) for t in result.trials] == [_promotions(t.row) for t in calm.trials]
+    decisions = [d for t in result.trials for d in t.row.decisions]
+    assert any("runs again toward rung 1 from its last checkpoint" in d for d in decisions), decisions
+    assert result.scheduled is not None and any(
+        "runs again toward rung 1 from its last checkpoint" in d for d in result.scheduled.decisions)
     assert [t.row.state for t in result.trials] == ["done"] * 3
 
 

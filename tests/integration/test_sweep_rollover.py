@@ -86,18 +86,20 @@ async def test_sweep_continues_as_new_and_survives_a_server_kill(tmp_path: Path,
 
 
 @pytest.mark.slow
-async def test_ladder_continues_as_new_with_its_rung_table(tmp_path: Path,
-                                                           subprocess_env: dict[str, str]) -> None:
+async def test_a_scheduled_sweep_continues_as_new_and_runs_every_rung_once(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """A sweep with a scheduler (ASHA) rolls over like any sweep, without a drain: trials (their
+    rung children) go on across a rollover; ``add_trials`` works live; every rung of every trial
+    trained exactly once, and the rows and rung counts of the result agree."""
     from temporal_ml.search import AshaScheduler, RandomSearcher
-    from temporal_ml.sweep_types import LadderInput, LadderResult
-    from tests.integration._sweep_workflows import MLPLadder
 
     server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server",
                        dynamic_config={"limit.historyCount.suggestContinueAsNew": 60})
     server.start(timeout=120)
     tag = uuid.uuid4().hex[:6]
     worker = start_worker("all", f"lroll-{tag}", tmp_path, {**subprocess_env, "TEMPORAL_ADDRESS": server.address}, 0)
-    inp = LadderInput(
+    inp = SweepInput(
         base=BASE.model_copy(update={"hparams": {}}), space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True)}),
         searcher=RandomSearcher(), scheduler=AshaScheduler(min_budget=5, max_budget=15, eta=3), n_trials=6,
         max_concurrency=2, seed=2, dataset=DatasetSource(generator="blobs"), run_id=f"lroll-{tag}",
@@ -105,15 +107,49 @@ async def test_ladder_continues_as_new_with_its_rung_table(tmp_path: Path,
     )
     try:
         client = await connect(server.address)
-        handle = await client.start_workflow(MLPLadder.run, inp, id=inp.run_id, task_queue=f"lroll-{tag}")
-        assert await handle.execute_update(MLPLadder.add_trials, 2) == 8  # live: two more trials
-        result: LadderResult = await handle.result()
-        runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=f"lroll-{tag}")
+        assert await handle.execute_update(MLPSweep.add_trials, 2) == 8  # live: two more trials
+        result: SweepResult = await handle.result()
+        expected = sorted(f"{inp.run_id}--{t.name}--r{k}--train" for t in result.trials
+                          for k in range((t.row.rung or 0) + 1))
+        runs = await train_runs(client, inp.run_id)
+        for _ in range(50):  # visibility is eventually consistent
+            if sorted(runs) == expected:
+                break
+            await asyncio.sleep(0.2)
+            runs = await train_runs(client, inp.run_id)
+        sweep_runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+        children = [wf async for wf in client.list_workflows(f'TmlExperiment = "{inp.run_id}"')
+                    if wf.id != inp.run_id]
     finally:
         worker.kill()
         server.stop()
-    assert len(runs) >= 2, "the ladder never continued as new"
-    rungs = result.table.brackets[0].rungs
-    assert len(rungs[0].results) == 8 and len(rungs[1].results) == len(rungs[0].promoted) >= 2
-    assert len(result.decisions) == 8 + len(rungs[0].promoted) and len(result.trials) == 8
+    assert len(sweep_runs) >= 2, "the scheduled sweep never continued as new"
+    assert result.runs == len(sweep_runs)
+    # every rung of every trial trained once: one training workflow (one run) per trial and rung
+    assert sorted(runs) == expected and set(runs.values()) == {1}, runs
+    # no drain: some trial's child ran across a rollover (started before a run continued as new,
+    # ended after)
+    rollovers = [wf.close_time for wf in sweep_runs if wf.close_time is not None and wf.status is not None
+                 and wf.status.name == "CONTINUED_AS_NEW"]
+    spanning = [c.id for c in children for at in rollovers
+                if c.start_time < at and c.close_time is not None and c.close_time > at]
+    assert rollovers and spanning, (rollovers, [(c.id, c.start_time, c.close_time) for c in children])
+    # the rung counts (what the ladder's rung table said) and the rows agree
+    assert result.scheduled is not None
+    rungs = result.scheduled.rungs
+    assert [r.budget for r in rungs] == [5, 15]
+    assert rungs[0].results == 8 and rungs[1].results == rungs[0].promoted >= 2, rungs
+    rows = [t.row for t in result.trials]
+    assert [r.index for r in rows] == list(range(8)) and result.n_trials == result.n_done == 8, result
+    assert sum(r.rung == 1 for r in rows) == rungs[0].promoted
+    assert sum(len(r.decisions) for r in rows) == 8 + rungs[0].promoted
+    budgets = [5, 15]
+    for r in rows:
+        assert r.state == "done" and r.rung is not None, r
+        assert len(r.rung_values) == len(r.rung_seqs) == r.rung + 1 == len(r.decisions), r
+        assert r.step == budgets[r.rung] and r.value == r.rung_values[-1] and r.result_seq == r.rung_seqs[-1], r
+    seqs = sorted(seq for r in rows for seq in r.rung_seqs)
+    assert seqs == list(range(len(seqs))), seqs  # each rung result recorded once, in one order
     assert result.best is not None and result.best_budget == 15 and result.best.row.step == 15
+    assert result.best.train_workflow_id == f"{inp.run_id}--{result.best.name}--r1--train"

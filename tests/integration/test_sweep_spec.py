@@ -17,7 +17,7 @@ import pytest
 from temporal_ml import cli as tml_cli
 from temporal_ml.client import connect
 from temporal_ml.hf import sentiment_dataset
-from temporal_ml.sweep_types import LadderResult
+from temporal_ml.sweep_types import SweepResult
 from tests.integration.test_cli import cli, one_line
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,8 @@ async def test_sweep_start_embedded_runs_tpe_with_asha_on_a_folder(tmp_path: Pat
     env = {**subprocess_env, "TEMPORAL_ML_STORE": str(tmp_path / "store")}
     code, out, err = await cli("sweep", "start", str(spec), "--embedded", "--json", env=env, timeout=300)
     assert code == 0, err
-    result = LadderResult.model_validate_json(out)  # stdout is the typed result alone
+    result = SweepResult.model_validate_json(out)  # stdout is the typed result alone
+    assert result.scheduled is not None and [r.budget for r in result.scheduled.rungs] == [6, 18], result.scheduled
     assert "4 classes" in err and "embedded Temporal server at" in err and "best t000" in err, err
     assert result.run_id.startswith(f"news-{tag}-") and len(result.leaderboard) == 4
     assert all(e.budget in (6, 18) for e in result.leaderboard)
@@ -160,9 +161,12 @@ async def test_sweep_start_on_a_server_keeps_its_results_columns(tmp_path: Path,
         code, out, err = started.result()
         assert code == 0, err
         after = await results(client, run_id)
+        kind = (await client.get_workflow_handle(run_id).describe()).workflow_type
+    assert kind == "TmlSweep", kind  # a spec with a scheduler starts the one sweep workflow
     assert during is not None, "never saw the sweep with some trials done and some not"
     assert list(during.columns) == list(after.columns)
     for column in ("rank", "budget", "train_workflow_id", "config_hash", "snapshot_id", "seed", "train.loss"):
         assert column in after.columns
     assert after["train_workflow_id"].notna().all() and after["budget"].notna().all()
-    assert LadderResult.model_validate_json(out).run_id == run_id
+    final = SweepResult.model_validate_json(out)
+    assert final.run_id == run_id and final.scheduled is not None
