@@ -199,6 +199,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
     out = PlanResult()
     promoted_now: set[int] = set()
     history: list[TrialRecord] | None = None
+    started: list[TrialRecord] = []  # new trials of this plan (pending for the searcher's next points)
     queued = list(req.queued)
     next_index = req.next_index
     for _ in range(0 if req.final else req.slots):
@@ -223,7 +224,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
             params, source = queued.pop(0), "user"
         else:
             if history is None:
-                history = [r.record() for r in sorted(rows.values(), key=lambda r: r.index)]
+                history = [*(r.record() for r in sorted(rows.values(), key=lambda r: r.index)), *started]
             audit = SuggestionAudit.of(req.searcher.kind, req.results_seen, history)
             try:
                 params = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=next_index,
@@ -236,8 +237,10 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
                 break
             source = "searcher"
         table.start(trial_name(next_index), decision.bracket)
+        pending = TrialRecord(index=next_index, params=params, state="pending")
+        started.append(pending)
         if history is not None:
-            history.append(TrialRecord(index=next_index, params=params, state="pending"))
+            history.append(pending)
         out.actions.append(PlanAction(action="start", index=next_index, bracket=decision.bracket,
                                       rung=0, budget=decision.budget, reason=decision.reason,
                                       params=params, source=source, audit=audit))  # type: ignore[arg-type]
@@ -288,8 +291,14 @@ def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow],
     if done:
         keep.add(min(done, key=lambda r: (-r.step, sign * r.rung_values[-1], r.index)).index)
     chosen: list[tuple[int, str]] = []
-    if req.delete_unpromotable:
-        for tid, rung in req.scheduler.unpromotable(table, max_trials=req.max_trials):
+    if req.final and req.delete_unpromotable:  # the sweep is over: nothing is promoted any more
+        for row in sorted(rows.values(), key=lambda r: r.index):
+            top = len(table.brackets[row.bracket].rungs) - 1
+            if row.deleted or row.index in keep or row.rung >= top or not row.checkpointed:
+                continue
+            chosen.append((row.index, f"{trial_name(row.index)} ended below the top rung: its checkpoints go"))
+    elif req.delete_unpromotable:
+        for tid, rung in req.scheduler.dead(table, max_trials=req.max_trials):
             row = rows[int(tid[1:])]
             if row.deleted or row.index in keep or row.rung != rung or not row.checkpointed:
                 continue

@@ -189,6 +189,43 @@ class AshaScheduler(_Ladder):
         return dead
 
 
+    def dead(self, table: RungTable, max_trials: int | None = None) -> list[tuple[str, int]]:
+        """(trial id, rung) pairs that can never be promoted, given at most ``max_trials`` trials;
+        sound under asynchronous promotion (what a sweep deletes).
+
+        A trial's rank at a rung only gets worse as results join, and it is promoted only while it
+        is in the top ``floor(n / eta)`` of the ``n`` results there; with at most ``U_k`` results
+        ever at rung ``k``, a trial ranked at or beyond ``floor(U_k / eta)`` never is. ``U_0`` is
+        the bracket's trials (every one started, failed ones too: they may run again) plus its share
+        of those still to start; ``U_{k+1}`` is at most the trials promoted from rung ``k`` so far,
+        plus those there that still may be, plus the results rung ``k`` may still get. (Promotion
+        is asynchronous, so more than ``floor(U_k / eta)`` may go on: :meth:`unpromotable` assumed
+        not, and is kept for the ladders of earlier releases, whose recorded histories use it.)
+        """
+        if max_trials is None and not table.closed:
+            return []
+        dead: list[tuple[str, int]] = []
+        for b, bracket in enumerate(table.brackets):
+            members = sum(1 for tb in table.trial_bracket.values() if tb == b)
+            to_start = 0 if table.closed or max_trials is None else math.ceil(
+                max(max_trials - table.n_trials, 0) / len(table.brackets))
+            cap = members + to_start
+            for k, rung in enumerate(bracket.rungs[:-1]):
+                quota = cap // self.eta
+                promoted = set(rung.promoted)
+                ranking = table.ranking(b, k)
+                alive = 0
+                for pos, tid in enumerate(ranking):
+                    if tid in promoted:
+                        continue
+                    if pos >= quota:
+                        dead.append((tid, k))
+                    else:
+                        alive += 1
+                cap = len(promoted) + alive + max(cap - len(ranking), 0)
+        return dead
+
+
 class SuccessiveHalvingScheduler(_Ladder):
     """Synchronous successive halving over ``n_trials`` trials (Jamieson & Talwalkar, 2016).
 

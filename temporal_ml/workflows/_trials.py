@@ -114,6 +114,9 @@ class TrialCall:
     rejoin: Literal["train", "eval"] | None = None
     #: counts the children being started (the parent continues as new once none is)
     gate: StartGate = field(default_factory=lambda: StartGate())
+    #: our search attributes the namespace defines, as the parent found them: its children tag
+    #: themselves without asking again (``None``: unknown, they ask)
+    registered: frozenset[str] | None = None
 
 
 @dataclass
@@ -166,7 +169,7 @@ async def run_trial(call: TrialCall, *,
                             config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
                             task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
                             max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
-                            report_to=call.report_to, **_no_worker(s),
+                            report_to=call.report_to, **_no_worker(s), **_known(call),
                         ),
                         id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
                         **_policy(policy),
@@ -197,7 +200,7 @@ async def run_trial(call: TrialCall, *,
                     eval_handle = await workflow.start_child_workflow(
                         call.eval_workflow,  # type: ignore[arg-type]  # a name or a workflow class
                         EvalInput.from_result(config, train, s.eval_split, task_queue=s.eval_task_queue,
-                                              **heartbeat, **_no_worker(s)),
+                                              **heartbeat, **_no_worker(s)).model_copy(update=_known(call)),
                         id=call.eval_id, result_type=EvalResult, search_attributes=call.tags,
                         **_policy(policy),
                     )
@@ -301,6 +304,11 @@ class Liveness:
 def _no_worker(s: TrialSettings) -> dict[str, Any]:
     """The no-worker timeout of a child's input, when set (left out: inputs of earlier runs replay)."""
     return {} if s.no_worker_timeout_seconds is None else {"no_worker_timeout_seconds": s.no_worker_timeout_seconds}
+
+
+def _known(call: TrialCall) -> dict[str, Any]:
+    """The search attributes the parent found, for a child's input (left out when unknown)."""
+    return {} if call.registered is None else {"search_attributes": sorted(call.registered)}
 
 
 class ReportRouter(Generic[K]):

@@ -368,7 +368,7 @@ class CoordinatorWorkflow:
                           eval_split=inp.eval_split, eval_heartbeat=True,
                           no_worker_timeout_seconds=inp.no_worker_timeout_seconds),
                       tags=trial_tags(self._registered, run_id), report_to=[workflow.info().workflow_id],
-                      alive=self._reports.alive),
+                      alive=self._reports.alive, registered=self._registered),
             on_trained=lambda train: self._update(spec.name, state="evaluating", step=train.steps,
                                                   latest_checkpoint=train.checkpoint,
                                                   loss=train.metrics.get("loss", self._status[spec.name].loss)))

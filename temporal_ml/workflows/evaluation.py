@@ -36,6 +36,8 @@ class EvalInput(BoundaryModel):
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
     #: An evaluation no worker takes from its queue for this long fails (``None``: wait forever).
     no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
+    #: Our search attributes the namespace defines, as a parent found them (``None``: it asks).
+    search_attributes: list[str] | None = None
 
     @classmethod
     def from_result(cls, config: TrainConfig, result: TrainResult, split: str = "dev",
@@ -71,5 +73,7 @@ class EvalWorkflow:
         ]
         if headline is not None:
             pairs.append(SearchAttributeKey.for_float("TmlMetric").value_set(headline))
-        tag(await registered_search_attributes(), pairs, {"split": inp.split, "metrics": result.metrics})
+        registered = (frozenset(inp.search_attributes) if inp.search_attributes is not None
+                      else await registered_search_attributes())
+        tag(registered, pairs, {"split": inp.split, "metrics": result.metrics})
         return result

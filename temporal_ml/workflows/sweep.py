@@ -494,7 +494,8 @@ class SweepWorkflow(ScheduledSweep, SweepControls):
                           config=config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
                           run_id=run_id, settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
                           report_to=[workflow.info().workflow_id] if inp.report_progress else [],
-                          alive=self._reports.alive, abandon=self._no_drain, rejoin=rejoin, gate=self._gate),
+                          alive=self._reports.alive, abandon=self._no_drain, rejoin=rejoin, gate=self._gate,
+                          registered=self._registered),
                 on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
                 on_trained=trained)
         finally:

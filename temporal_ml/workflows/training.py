@@ -77,6 +77,8 @@ class TrainingInput(BoundaryModel):
         no_worker_timeout_seconds: a training activity that no worker takes from its queue for
             this long fails the run with a schedule-to-start timeout (sweeps and coordinators pause
             on it: ``NoWorkerError``); ``None``: it waits for a worker forever.
+        search_attributes: our search attributes the namespace defines, as a parent workflow found
+            them (a sweep's trials): the run tags itself without asking again (``None``: it asks).
         carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -95,6 +97,7 @@ class TrainingInput(BoundaryModel):
     carried: TrainProgress | None = None
     carried_paused: bool = False
     no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
+    search_attributes: list[str] | None = None
 
     @field_validator("run_id")
     @classmethod
@@ -253,7 +256,9 @@ class TrainingWorkflow:
             self._set_state("pending")
         self._started = True  # control requests that came with the first task are judged now
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
-        self._tag(run_id, snapshot, inp.config, await registered_search_attributes())
+        registered = (frozenset(inp.search_attributes) if inp.search_attributes is not None
+                      else await registered_search_attributes())  # a parent that knows saves a round trip
+        self._tag(run_id, snapshot, inp.config, registered)
         self._progress = self._progress.model_copy(update={"max_steps": inp.config.max_steps})
         outcome: TrainOutcome | None = None
         while outcome is None:
