@@ -89,7 +89,7 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
     rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
     indices = [r["index"] for r in rows]
     trainings = n if scheduler == "none" else sum(
-        len(r["rung_values"]) + (r["state"] in ("failed", "stopped")) for r in rows)
+        len(r.get("rung_values", [])) + (r["state"] in ("failed", "stopped")) for r in rows)
     if sorted(indices) != list(range(n)):
         raise SystemExit(f"trials missing or repeated: {len(indices)} rows, {len(set(indices))} distinct of {n}")
     runs = await client.count_workflows(f'TmlExperiment = "{run_id}" AND TmlKind = "train"')

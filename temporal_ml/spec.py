@@ -106,7 +106,7 @@ class SweepSpec(BaseModel):
     searcher: dict[str, Any] = Field(default_factory=lambda: {"type": "random"})
     scheduler: dict[str, Any] | None = None
     trials: int = Field(ge=1, le=100_000)
-    max_concurrency: int = Field(default=2, ge=1, le=1000)
+    max_concurrency: int = Field(default=2, ge=1, le=500)
     max_failed_trials: int | None = Field(default=None, ge=1)
     task_queue: str = "temporal-ml"
     train_task_queue: str = "temporal-ml-train"

@@ -57,6 +57,9 @@ __all__ = [
     "RungCount",
     "ScheduledSummary",
     "RECENT_DECISIONS",
+    "MAX_CONCURRENCY",
+    "MAX_SCHEDULED_CONCURRENCY",
+    "concurrency_cap",
     "LadderInput",
     "LadderState",
     "LadderResult",
@@ -105,6 +108,23 @@ class SuggestionAudit(BaseModel):
                    pending=sum(h.state == "pending" for h in history))
 
 
+def _none(value: Any) -> bool:
+    return value is None
+
+
+def _empty(value: Any) -> bool:
+    return not value
+
+
+def _zero(value: Any) -> bool:
+    return value == 0 and not isinstance(value, float)
+
+
+# A row field left at its default (``None``, empty, the int 0, ``False``) is not written, so the rows
+# a sweep carries and writes stay small; reading fills the default back in. (A float keeps its 0.0,
+# and ``rung`` its 0: they are not defaults.)
+
+
 class TrialRow(BaseModel):
     """One trial of a sweep (compact: it travels through continue-as-new).
 
@@ -141,29 +161,29 @@ class TrialRow(BaseModel):
     params: dict[str, JsonValue]
     source: Literal["searcher", "user"] = "searcher"
     state: TrialState = "training"
-    value: float | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    value: float | None = Field(default=None, exclude_if=_none)
+    metrics: dict[str, float] = Field(default_factory=dict, exclude_if=_empty)
     step: int = 0
     max_steps: int = 0
-    loss: float | None = None
-    error: str | None = None
-    result_seq: int | None = None
-    checkpoint_uri: str | None = None
-    model_sha256: str | None = None
-    resumes: int = 0
+    loss: float | None = Field(default=None, exclude_if=_none)
+    error: str | None = Field(default=None, exclude_if=_none)
+    result_seq: int | None = Field(default=None, exclude_if=_none)
+    checkpoint_uri: str | None = Field(default=None, exclude_if=_none)
+    model_sha256: str | None = Field(default=None, exclude_if=_none)
+    resumes: int = Field(default=0, exclude_if=_zero)
     started: datetime | None = None
-    trained: datetime | None = None
-    finished: datetime | None = None
-    audit: SuggestionAudit | None = None
-    retried_from: list[int] = Field(default_factory=list)
-    bracket: int = 0
-    rung: int | None = None
-    rung_values: list[float] = Field(default_factory=list)
-    rung_seqs: list[int] = Field(default_factory=list)
-    rerun_seqs: list[int] = Field(default_factory=list)
-    decisions: list[str] = Field(default_factory=list)
-    checkpoint_bytes: int = 0
-    deleted: bool = False
+    trained: datetime | None = Field(default=None, exclude_if=_none)
+    finished: datetime | None = Field(default=None, exclude_if=_none)
+    audit: SuggestionAudit | None = Field(default=None, exclude_if=_none)
+    retried_from: list[int] = Field(default_factory=list, exclude_if=_empty)
+    bracket: int = Field(default=0, exclude_if=_zero)
+    rung: int | None = Field(default=None, exclude_if=_none)
+    rung_values: list[float] = Field(default_factory=list, exclude_if=_empty)
+    rung_seqs: list[int] = Field(default_factory=list, exclude_if=_empty)
+    rerun_seqs: list[int] = Field(default_factory=list, exclude_if=_empty)
+    decisions: list[str] = Field(default_factory=list, exclude_if=_empty)
+    checkpoint_bytes: int = Field(default=0, exclude_if=_zero)
+    deleted: bool = Field(default=False, exclude_if=_empty)
 
     @property
     def name(self) -> str:
@@ -419,6 +439,19 @@ class ScheduledSummary(BaseModel):
 SweepState.model_rebuild()
 
 
+#: Trials a sweep runs at once at most (its state, and each payload it sends, carries every running
+#: trial's row: at these caps every payload stays under 512 KB; ``tests/unit/test_sweep_payloads.py``).
+MAX_CONCURRENCY = 500
+#: The same with a scheduler (a row carries its rungs and audit lines).
+MAX_SCHEDULED_CONCURRENCY = 100
+
+
+def concurrency_cap(scheduled: bool) -> int:
+    """The most trials a sweep may run at once (:data:`MAX_CONCURRENCY`, or with a scheduler
+    :data:`MAX_SCHEDULED_CONCURRENCY`)."""
+    return MAX_SCHEDULED_CONCURRENCY if scheduled else MAX_CONCURRENCY
+
+
 class _SweepCommon(BoundaryModel):
     base: TrainConfig
     space: SearchSpace
@@ -514,6 +547,11 @@ class SweepInput(_SweepCommon):
 
     @model_validator(mode="after")
     def _check_scheduler(self) -> SweepInput:
+        cap = concurrency_cap(self.scheduler is not None)
+        if self.carried is None and self.max_concurrency > cap:  # (a run carried on keeps its own)
+            raise ValueError(f"max_concurrency {self.max_concurrency}: a sweep "
+                             f"{'with a scheduler ' if self.scheduler is not None else ''}runs at most "
+                             f"{cap} trials at once (its state carries every running trial's row)")
         if self.scheduler is not None:
             for name in ("max_steps", "schedule_steps"):
                 if name in self.space.params:

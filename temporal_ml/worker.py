@@ -37,7 +37,8 @@ def create_worker(
         max_concurrent_activities: e.g. the number of GPUs on a training worker.
         activity_threads: threads for sync activities (at least; a worker with workflows, which gets
             2000 activity slots unless ``max_concurrent_activities`` says otherwise and also registers
-            the ``registered_search_attributes`` check, may start one per busy slot).
+            the ``registered_search_attributes`` check and the ``await_child`` activity, may start
+            one per busy slot).
         **kwargs: passed to ``Worker``.
     """
     kwargs.setdefault("max_heartbeat_throttle_interval", timedelta(seconds=2))
@@ -51,6 +52,12 @@ def create_worker(
 
         if not any(_activity_name(a) == _activity_name(registered_search_attributes) for a in activities):
             activities.append(registered_search_attributes)
+        # Sweeps and coordinators that continue as new wait for their running trials' children in
+        # the next run with this activity (it needs no store); a worker without it would wait forever.
+        from temporal_ml.activities.sweep import AWAIT_CHILD, SweepActivities
+
+        if not any(_activity_name(a) == AWAIT_CHILD for a in activities):
+            activities.append(SweepActivities().await_child)
         # Sweeps keep an activity waiting for each trial across a rollover (await_child) and ask
         # their searcher in another: a slot each, beyond the SDK's default 100.
         if max_concurrent_activities is None:

@@ -69,14 +69,14 @@ class PlanRow(BaseModel):
     index: int
     params: dict[str, JsonValue]
     state: TrialState
-    bracket: int = 0
-    rung: int = 0
-    rung_values: list[float] = Field(default_factory=list)
-    rung_seqs: list[int] = Field(default_factory=list)
-    step: int = 0
-    checkpoint_bytes: int = 0
-    deleted: bool = False
-    checkpointed: bool = False
+    bracket: int = Field(default=0, exclude_if=lambda v: v == 0)  # defaults are not sent: small requests
+    rung: int = Field(default=0, exclude_if=lambda v: v == 0)
+    rung_values: list[float] = Field(default_factory=list, exclude_if=lambda v: not v)
+    rung_seqs: list[int] = Field(default_factory=list, exclude_if=lambda v: not v)
+    step: int = Field(default=0, exclude_if=lambda v: v == 0)
+    checkpoint_bytes: int = Field(default=0, exclude_if=lambda v: v == 0)
+    deleted: bool = Field(default=False, exclude_if=lambda v: not v)
+    checkpointed: bool = Field(default=False, exclude_if=lambda v: not v)
 
     @classmethod
     def of(cls, row: TrialRow) -> PlanRow:
@@ -136,8 +136,9 @@ class PlanRequest(BaseModel):
 
 class PlanAction(BaseModel):
     """Start trial ``index`` (new: its ``params``) or promote it, toward ``rung`` of ``bracket``
-    (``budget`` steps), and why. ``row``: a promoted trial's row as the results table holds it
-    (the sweep no longer held it)."""
+    (``budget`` steps), and why: ``reason`` (the scheduler's audit line) and ``note`` (the short
+    form the trial's row keeps). ``row``: a promoted trial's row as the results table holds it (the
+    sweep no longer held it)."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
@@ -147,6 +148,7 @@ class PlanAction(BaseModel):
     rung: int
     budget: int
     reason: str
+    note: str = ""
     params: dict[str, JsonValue] = Field(default_factory=dict)
     source: Literal["searcher", "user"] = "searcher"
     audit: SuggestionAudit | None = None
@@ -214,6 +216,8 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
             out.actions.append(PlanAction(
                 action="promote", index=index, bracket=decision.bracket, rung=decision.rung,
                 budget=decision.budget, reason=decision.reason, params=rows[index].params,
+                note=(f"rung {decision.rung - 1}: ranked {decision.rank} of {decision.size}, the top "
+                      f"{decision.quota} go on: to {decision.budget} steps"),
                 row=TrialRow.model_validate(kept) if kept is not None else None))
             continue
         if decision.action != "start":
@@ -243,6 +247,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
             history.append(pending)
         out.actions.append(PlanAction(action="start", index=next_index, bracket=decision.bracket,
                                       rung=0, budget=decision.budget, reason=decision.reason,
+                                      note=f"started in bracket {decision.bracket}: {decision.budget} steps",
                                       params=params, source=source, audit=audit))  # type: ignore[arg-type]
         next_index += 1
     _deletions(req, table, rows, written, promoted_now, out)

@@ -32,6 +32,8 @@ class LadderDecision(BaseModel):
         rung: the rung the trial now trains toward.
         budget: the training steps it trains to (the rung's budget).
         reason: the audit line: rank in the rung, rung size, how many go on.
+        rank / size / quota: a promotion's rank in its rung (1 is the best), the rung's results and
+            how many of them go on (ASHA).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True, extra="forbid")
@@ -42,6 +44,9 @@ class LadderDecision(BaseModel):
     rung: int = 0
     budget: int = 0
     reason: str
+    rank: int | None = None
+    size: int | None = None
+    quota: int | None = None
 
 
 def ladder_budgets(min_budget: int, max_budget: int, eta: int) -> list[int]:
@@ -147,6 +152,7 @@ class AshaScheduler(_Ladder):
                         budget=rungs[k + 1].budget,
                         reason=_promote_reason(tid, pos, len(ranking), quota, self.eta,
                                                rungs[k], rungs[k + 1], k),
+                        rank=pos + 1, size=len(ranking), quota=quota,
                     )
         running = any(r.running for br in table.brackets for r in br.rungs)
         if table.closed or not may_start:

@@ -24,7 +24,13 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.sweep import STOP_RUN, StopRunRequest
     from temporal_ml.search import SearchSpace
-    from temporal_ml.sweep_types import PAGE_ROWS, SweepStatus, TrialRow, trial_name
+    from temporal_ml.sweep_types import (
+        PAGE_ROWS,
+        SweepStatus,
+        TrialRow,
+        concurrency_cap,
+        trial_name,
+    )
     from temporal_ml.types import TrainConfig
     from temporal_ml.workflows._requests import (
         MISSING,
@@ -334,7 +340,9 @@ class SweepControls:
 
     @set_max_concurrency.validator
     def _validate_set_max_concurrency(self, n: Any = MISSING, *extra: Any) -> None:
-        whole_number("set_max_concurrency", n, extra, 1, 1000, "max_concurrency")
+        inp: Any = getattr(self, "_inp", None)
+        cap = concurrency_cap(getattr(inp, "scheduler", None) is not None)
+        whole_number("set_max_concurrency", n, extra, 1, cap, "max_concurrency")
         self._refuse_if_over("change max_concurrency")
 
     @workflow.update

@@ -175,9 +175,10 @@ class ScheduledSweep:
         else:
             row = self._live.get(action.index) or self._bring_back(action.row, action.index)
             row.state, row.error = "training", None
+            row.metrics, row.trained, row.finished = {}, None, None  # the next rung's come (small rows)
             row.deleted = False  # deleted for the byte budget: it trains again to its rung, the same way
         row.rung, row.max_steps = action.rung, action.budget
-        row.decisions.append(action.reason)
+        row.decisions.append(action.note or action.reason)
         self._summary.note(action.reason)
         self._start_trial(inp, row, snapshot)
 
@@ -262,5 +263,5 @@ class ScheduledSweep:
         row.rerun_seqs.append(s.results_seen)
         s.results_seen += 1
         line = f"{row.name} runs again toward rung {row.rung} from its last checkpoint"
-        row.decisions.append(line)
+        row.decisions.append(f"runs again toward rung {row.rung}")
         self._summary.note(line)

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.workflows._trials import (
         EXPERIMENT,
         ReportRouter,
+        StartGate,
         TrialCall,
         TrialSettings,
         run_trial,
@@ -76,6 +77,11 @@ __all__ = ["CoordinatorWorkflow", "CoordinatorInput", "CoordinatorCarry", "Coord
 #: infrastructure error pauses the coordinator and runs again on ``resume``. Histories recorded
 #: before it record such an experiment as failed, as they did.
 INFRA_PAUSE_PATCH = "tml-coordinator-infra-pause-v1"
+#: ``workflow.patched`` id: no drain at continue-as-new. A coordinator's running experiments' children
+#: are abandoned by a run that continues as new (``ParentClosePolicy.ABANDON``) and the next run
+#: waits for them (the ``AWAIT_CHILD`` activity, which ``create_worker`` registers on every worker
+#: with workflows), so its slots stay busy across a rollover. Runs recorded before it drain.
+NO_DRAIN_PATCH = "tml-coordinator-no-drain-v1"
 
 
 
@@ -95,6 +101,9 @@ class CoordinatorCarry(BaseModel):
     pause_reason: str | None = None
     #: a finished coordinator started again under its own id to re-run failed experiments
     reopened: bool = False
+    #: experiments whose children ran on when the run before continued as new (no drain): the
+    #: next run waits for their training (``train``) or evaluation (``eval``)
+    running: dict[str, Literal["train", "eval"]] = {}
 
 
 class CoordinatorStatus(BaseModel):
@@ -225,13 +234,18 @@ class CoordinatorWorkflow:
         self._inp: CoordinatorInput | None = None
         self._respawn: list[str] = []  # failed experiments retry_failed asked to run again
         self._done = False
+        self._no_drain = False  # experiments outlive a run that continues as new (NO_DRAIN_PATCH)
+        self._gate = StartGate()  # experiments' children being started
 
     async def run(self, inp: CoordinatorInput) -> CoordinatorResult:
         """Run every experiment (at most ``max_concurrency`` at once) and rank the results.
 
         When the history grows long (Temporal suggests continue-as-new) the coordinator stops
-        starting experiments, waits for the running ones, and continues as a new run that carries
-        the finished ones' names and scores (their results: in the table, or carried inline).
+        starting experiments, waits until the running ones' children have started, and continues as
+        a new run that carries the finished ones' names and scores (their results: in the table, or
+        carried inline) and the running ones' names: their children run on, and the next run waits
+        for them. Cancelling or terminating a coordinator therefore leaves its running trainings
+        running (``pause`` it, or stop them).
         """
         run_id = inp.run_id or workflow.info().workflow_id
         try:  # the default run id (the workflow id) is only known here: check what derives from it
@@ -255,12 +269,17 @@ class CoordinatorWorkflow:
                 EXPERIMENT.value_set(run_id),
                 SearchAttributeKey.for_keyword("TmlSnapshotId").value_set(snapshot.id),
             ])
-        tasks = [asyncio.create_task(self._slot(inp, run_id, spec, snapshot))
+        # running experiments outlive a run: it continues as new without waiting for them (runs
+        # recorded before wait for every running experiment first)
+        self._no_drain = workflow.patched(NO_DRAIN_PATCH)
+        rejoin, self._carry.running = self._carry.running, {}
+        tasks = [asyncio.create_task(self._slot(inp, run_id, spec, snapshot, rejoin.get(spec.name)))
                  for spec in inp.experiments if spec.name not in self._carry.finished]
         while True:
             await workflow.wait_condition(
                 lambda: all(t.done() for t in tasks) or self._table_part_due(inp)
-                or (self._draining() and self._running == 0) or bool(self._respawn))
+                or (self._draining() and (self._running == 0 or (self._no_drain and self._gate.starting == 0)))
+                or bool(self._respawn))
             if self._respawn:  # failed experiments to run again (retry_failed)
                 again, self._respawn = set(self._respawn), []
                 tasks.extend(asyncio.create_task(self._slot(inp, run_id, spec, snapshot))
@@ -270,10 +289,12 @@ class CoordinatorWorkflow:
             elif all(t.done() for t in tasks):
                 self._done = True
                 break
-            else:  # drained: hand over to a new run
+            else:  # drained (or, without draining, every running child started): hand over to a new run
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                running = {name: ("train" if st.state == "training" else "eval")
+                           for name, st in self._status.items() if st.state in ("training", "evaluating")}
                 carry = self._carry.model_copy(update={
-                    "unwritten": [*self._carry.unwritten, *self._results.values()]})
+                    "unwritten": [*self._carry.unwritten, *self._results.values()], "running": running})
                 workflow.continue_as_new(inp.model_copy(update={
                     "run_id": run_id, "snapshot": snapshot, "dataset": None, "carried": carry}))
         for task in tasks:
@@ -326,21 +347,24 @@ class CoordinatorWorkflow:
             experiments=[], table_uri=self._table_uri(inp, run_id), results_omitted=len(inp.experiments))
 
     async def _slot(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
-                    snapshot: SnapshotRef) -> None:
+                    snapshot: SnapshotRef, rejoin: Literal["train", "eval"] | None = None) -> None:
         """Wait for a free slot (re-checked after every wake-up), then run the experiment; none
         starts once the run drains for a continue-as-new, or while paused. An experiment that
-        failed for an infrastructure error pauses the coordinator and runs again on ``resume``."""
+        failed for an infrastructure error pauses the coordinator and runs again on ``resume``.
+        ``rejoin``: it ran on when the run before continued as new: wait for its child first."""
         while True:
-            while self._running >= inp.max_concurrency or self._draining() or self._carry.paused:
+            while rejoin is None and (self._running >= inp.max_concurrency or self._draining()
+                                      or self._carry.paused):
                 await workflow.wait_condition(
                     lambda: self._running < inp.max_concurrency and not self._draining()
                     and not self._carry.paused)
             self._running += 1
             self._started_here += 1
             try:
-                result, error_type = await self._experiment(inp, run_id, spec, snapshot)
+                result, error_type = await self._experiment(inp, run_id, spec, snapshot, rejoin)
             finally:
                 self._running -= 1
+                rejoin = None
             if not (result.error is not None and error_type in inp.infrastructure_errors
                     and workflow.patched(INFRA_PAUSE_PATCH)):
                 break
@@ -353,11 +377,12 @@ class CoordinatorWorkflow:
         if metric is not None:
             self._carry.scores[spec.name] = metric
 
-    async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec,
-                          snapshot: SnapshotRef) -> tuple[ExperimentResult, str | None]:
-        """Run one experiment: its result, and the error type when it failed."""
+    async def _experiment(self, inp: CoordinatorInput, run_id: str, spec: ExperimentSpec, snapshot: SnapshotRef,
+                          rejoin: Literal["train", "eval"] | None = None) -> tuple[ExperimentResult, str | None]:
+        """Run one experiment (or wait for the children an earlier run started: ``rejoin``): its
+        result, and the error type when it failed."""
         train_id, eval_id = (self._child_id(run_id, spec.name, k) for k in ("train", "eval"))
-        self._update(spec.name, state="training")
+        self._update(spec.name, state="evaluating" if rejoin == "eval" else "training")
         outcome = await run_trial(
             TrialCall(training_workflow=self.training_workflow, eval_workflow=self.eval_workflow,
                       config=spec.config, snapshot=snapshot, train_id=train_id, eval_id=eval_id,
@@ -368,7 +393,8 @@ class CoordinatorWorkflow:
                           eval_split=inp.eval_split, eval_heartbeat=True,
                           no_worker_timeout_seconds=inp.no_worker_timeout_seconds),
                       tags=trial_tags(self._registered, run_id), report_to=[workflow.info().workflow_id],
-                      alive=self._reports.alive, registered=self._registered),
+                      alive=self._reports.alive, registered=self._registered, abandon=self._no_drain,
+                      rejoin=rejoin, gate=self._gate),
             on_trained=lambda train: self._update(spec.name, state="evaluating", step=train.steps,
                                                   latest_checkpoint=train.checkpoint,
                                                   loss=train.metrics.get("loss", self._status[spec.name].loss)))

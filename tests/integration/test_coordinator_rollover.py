@@ -30,7 +30,7 @@ def test_too_many_experiments_for_inline_results_need_a_table() -> None:
 
 
 @pytest.mark.slow
-async def test_coordinator_continues_as_new_and_writes_its_table(tmp_path: Path,
+async def test_coordinator_continues_as_new_without_draining_and_writes_its_table(tmp_path: Path,
                                                                  subprocess_env: dict[str, str]) -> None:
     server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server",
                        dynamic_config={"limit.historyCount.suggestContinueAsNew": 60})
@@ -49,15 +49,24 @@ async def test_coordinator_continues_as_new_and_writes_its_table(tmp_path: Path,
         result: CoordinatorResult = await handle.result()
         runs = await train_runs(client, inp.run_id)
         frame = await results(client, inp.run_id)  # the DataFrame reads the table
-        events, n_runs = 0, 0
+        events, n_runs, rollovers = 0, 0, []
         async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"'):
             n_runs += 1
             history = await client.get_workflow_handle(inp.run_id, run_id=wf.run_id).fetch_history()
             events += len(history.events)
+            if wf.status is not None and wf.status.name == "CONTINUED_AS_NEW" and wf.close_time is not None:
+                rollovers.append(wf.close_time)
+        children = [wf async for wf in client.list_workflows(
+            f'TmlExperiment = "{inp.run_id}" AND (TmlKind = "train" OR TmlKind = "eval")')]
     finally:
         worker.kill()
         server.stop()
     assert result.runs >= 2 and n_runs == result.runs, (result.runs, n_runs)
+    # no drain: some experiment's child ran across a rollover (started before a run continued as
+    # new, ended after); a draining coordinator closes every child before it continues as new
+    spanning = [c.id for c in children for at in rollovers
+                if c.start_time < at and c.close_time is not None and c.close_time > at]
+    assert rollovers and spanning, (rollovers, [(c.id, c.start_time, c.close_time) for c in children])
     assert result.experiments == [] and result.results_omitted == 9 and result.table_uri
     table = read_coordinator_table(result.table_uri)
     assert [r.name for r in table] == names

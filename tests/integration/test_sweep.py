@@ -130,7 +130,7 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
                 assert "missing" in await refused(handle, "enqueue", {"hparams.lr": 0.01})
                 assert "no trial 99" in await refused(handle, "stop_trial", 99)
                 assert "1 to 10000" in await refused(handle, "add_trials", 0)
-                assert "1 to 1000" in await refused(handle, "set_max_concurrency", 0)
+                assert "1 to 500" in await refused(handle, "set_max_concurrency", 0)
                 assert "not paused" in await refused(handle, "resume")
                 again = await handle.query(MLPSweep.sweep_status)
                 assert again.n_trials == 8 and again.queued == 0 and again.max_concurrency == 2

@@ -270,7 +270,7 @@ async def test_a_full_store_pauses_a_scheduled_sweep_and_a_failed_one_is_reopene
     assert result.best.row.model_sha256 == calm.best.row.model_sha256
     assert [_promotions(t.row) for t in result.trials] == [_promotions(t.row) for t in calm.trials]
     decisions = [d for t in result.trials for d in t.row.decisions]
-    assert any("runs again toward rung 1 from its last checkpoint" in d for d in decisions), decisions
+    assert "runs again toward rung 1" in decisions, decisions
     assert result.scheduled is not None and any(
         "runs again toward rung 1 from its last checkpoint" in d for d in result.scheduled.decisions)
     assert [t.row.state for t in result.trials] == ["done"] * 3

@@ -1,6 +1,7 @@
 """Every payload a sweep sends stays under 512 KB at 100,000 trials (DESIGN promise 7).
 
-A synthetic sweep state at the largest size the inputs allow (100,000 trials, 1,000 running at once,
+A synthetic sweep state at the largest size the inputs allow (100,000 trials, ``MAX_CONCURRENCY``
+running at once (``MAX_SCHEDULED_CONCURRENCY`` with a scheduler),
 a part of finished rows not yet written, every other row in the results table, a full queue) is
 serialised with the library's data converter exactly as the workflow would send it: the input and the
 continue-as-new input, every query and update answer, the table-part activity input, a child's input
@@ -32,7 +33,9 @@ from temporal_ml.converter import data_converter
 from temporal_ml.search import AshaScheduler, Categorical, Float, Int, SearchSpace, TPESearcher
 from temporal_ml.sweep_types import (
     LEADERBOARD_ROWS,
+    MAX_CONCURRENCY,
     MAX_HELD_FAILED,
+    MAX_SCHEDULED_CONCURRENCY,
     PAGE_ROWS,
     PART_ROWS,
     RECENT_DECISIONS,
@@ -53,7 +56,8 @@ from temporal_ml.workflows.training import TrainingInput
 
 LIMIT = 512 * 1024
 N = 100_000
-RUNNING = 1000
+RUNNING = MAX_CONCURRENCY
+SCHEDULED_RUNNING = MAX_SCHEDULED_CONCURRENCY
 RUN_ID = "a-sweep-with-a-long-descriptive-name-2026-12-06-lr-and-warmup"
 
 
@@ -137,11 +141,9 @@ def test_every_payload_a_sweep_of_100000_trials_sends_is_under_512_kb(sweep: Swe
     running = next(r for r in s.rows if r.state == "training")
     payloads = {
         "input": inp,
-        # a sweep continues as new once its running trials have ended: it carries the finished rows
-        # not yet written, the queue, the held suggestion and the table's summary (since NO_DRAIN_PATCH
-        # it carries the running trials' rows too: see the xfail test at the end)
-        "continue-as-new input": inp.model_copy(update={"carried": s.model_copy(update={
-            "rows": [r for r in s.rows if r.state != "training"]})}),
+        # no drain (NO_DRAIN_PATCH): the running trials' rows go on with the finished rows not yet
+        # written, the queue, the held suggestions and the table's summary
+        "continue-as-new input": inp.model_copy(update={"carried": s}),
         "sweep_status": sweep.sweep_status(),
         "trials (a page)": sweep.trials(),
         "leaderboard": sweep.leaderboard(),
@@ -177,6 +179,13 @@ def _decisions(index: int, bracket: int, rung: int) -> list[str]:
     return lines
 
 
+def _notes(bracket: int, rung: int) -> list[str]:
+    """The short lines a trial's row keeps of the decisions that started and promoted it up to ``rung``."""
+    budgets = SCHEDULER.budgets()[bracket:]
+    return [f"started in bracket {bracket}: {budgets[0]} steps"] + [
+        f"rung {k}: ranked 12345 of 33333, the top 11111 go on: to {budgets[k + 1]} steps" for k in range(rung)]
+
+
 def _scheduled_row(k: int, rng: random.Random, state: str, rung: int) -> TrialRow:
     """A scheduled trial toward (``training``: training toward; else reached) ``rung`` of its bracket.
     A promoted trial that trains keeps what it had at its last rung (value, metrics, checkpoint)."""
@@ -184,10 +193,12 @@ def _scheduled_row(k: int, rng: random.Random, state: str, rung: int) -> TrialRo
     budgets = SCHEDULER.budgets()[bracket:]
     reached = rung if state == "training" else rung + 1  # rungs with a result
     row = _row(k, rng, "training" if reached == 0 else "failed" if state == "failed" else "done")
+    if state == "training":  # a promoted trial keeps its last rung's checkpoint, not its metrics and times
+        row = row.model_copy(update={"metrics": {}, "trained": None, "finished": None})
     values = [rng.random() for _ in range(reached)]
     return row.model_copy(update={
         "state": state, "bracket": bracket, "rung": rung, "rung_values": values,
-        "rung_seqs": [10 * k + j for j in range(reached)], "decisions": _decisions(k, bracket, rung),
+        "rung_seqs": [10 * k + j for j in range(reached)], "decisions": _notes(bracket, rung),
         "max_steps": budgets[rung], "step": budgets[reached - 1] if reached else 0,
         "value": values[-1] if values and state == "done" else None,
         "checkpoint_bytes": rng.randint(10**8, 10**9) if reached else 0})
@@ -210,8 +221,9 @@ def scheduled(sweep: SweepWorkflow) -> SweepWorkflow:
     rng = random.Random(11)
     base, s0 = sweep._inp, sweep._s  # noqa: SLF001
     assert base is not None
-    inp = base.model_copy(update={"scheduler": SCHEDULER, "checkpoint_budget_bytes": 10**12})
-    first_running = N - RUNNING
+    inp = base.model_copy(update={"scheduler": SCHEDULER, "checkpoint_budget_bytes": 10**12,
+                                  "max_concurrency": SCHEDULED_RUNNING})
+    first_running = N - SCHEDULED_RUNNING
     running = [_scheduled_row(k, rng, "training", _some_rung(k)) for k in range(first_running, N)]
     unwritten = [_scheduled_row(k, rng, "done", _some_rung(k))
                  for k in range(first_running - PART_ROWS + 1, first_running)]
@@ -235,15 +247,15 @@ def scheduled(sweep: SweepWorkflow) -> SweepWorkflow:
     wf = SweepWorkflow()
     wf._inp, wf._s, wf._run_id = inp, state, RUN_ID  # noqa: SLF001 - the workflow's own state, synthetic
     wf._live = {r.index: r for r in state.rows}  # noqa: SLF001
-    wf._running = RUNNING  # noqa: SLF001
+    wf._running = SCHEDULED_RUNNING  # noqa: SLF001
     return wf
 
 
 def test_the_scheduled_state_is_what_a_sweep_of_100000_trials_holds(scheduled: SweepWorkflow) -> None:
     s = scheduled._s  # noqa: SLF001
     assert s.n_started == N and s.table.rows + len(s.rows) == N
-    assert sum(r.state == "training" for r in s.rows) == RUNNING
-    assert len(s.rows) == RUNNING + PART_ROWS - 1 + MAX_HELD_FAILED
+    assert sum(r.state == "training" for r in s.rows) == SCHEDULED_RUNNING
+    assert len(s.rows) == SCHEDULED_RUNNING + PART_ROWS - 1 + MAX_HELD_FAILED
     assert {r.rung for r in s.rows if r.state == "training"} == set(range(len(SCHEDULER.budgets())))
     assert s.scheduled is not None and len(s.scheduled.decisions) == RECENT_DECISIONS
     assert SCHEDULER.budgets() == [10, 30, 90, 270, 810, 5000] and len(s.scheduled.rungs) == 6 + 5 + 4
@@ -293,36 +305,36 @@ def scheduled_sizes(scheduled: SweepWorkflow) -> dict[str, int]:
     return sizes
 
 
-#: Payloads of a scheduled sweep found over the limit at its largest state, and why.
-OVER_THE_LIMIT = {
-    "continue-as-new input": (
-        "BUG (design): a scheduled sweep continues as new with its 1,000 running rows (no drain), "
-        "each ~1.4 KB with its rung fields and audit lines (a promoted trial keeps its last rung's "
-        "value, metrics, checkpoint), plus 99 finished and 100 failed rows kept: ~1.7 MB, near "
-        "Temporal's 2 MB limit"),
-    "plan request": (
-        "BUG (design): the PLAN request carries every row held (1,199 PlanRows, ~0.4 KB each), the "
-        "queue (60 KB) and 999 part digests (64 KB): ~580 KB"),
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=OVER_THE_LIMIT[name]))
-    if name in OVER_THE_LIMIT else name
-    for name in ["input", "continue-as-new input", "sweep_status", "trials (a page)", "table part",
-                 "plan request", "plan result (the largest)", "result"]])
+@pytest.mark.parametrize("name", ["input", "continue-as-new input", "sweep_status", "trials (a page)",
+                                  "table part", "plan request", "plan result (the largest)", "result"])
 def test_each_payload_a_scheduled_sweep_of_100000_trials_sends_is_under_512_kb(
         scheduled_sizes: dict[str, int], name: str) -> None:
     assert scheduled_sizes[name] < LIMIT, f"{name}: {scheduled_sizes[name] / 1024:.1f} KB"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG (design): since NO_DRAIN_PATCH a sweep continues as new with its running trials' rows; "
-    "1,000 of them (~0.8 KB each) make the continue-as-new input ~940 KB, not under 512 KB (the "
-    "payload test above leaves them out)"))
-def test_the_continue_as_new_input_with_the_running_trials_is_under_512_kb(sweep: SweepWorkflow) -> None:
-    inp, s = sweep._inp, sweep._s  # noqa: SLF001
-    assert inp is not None and sum(r.state == "training" for r in s.rows) == RUNNING
-    size = _size(inp.model_copy(update={"carried": s}))
-    print(f"\ncontinue-as-new input with the running rows: {size / 1024:.1f} KB")
-    assert size < LIMIT
+def test_a_sweep_started_with_more_at_once_than_the_caps_stays_under_temporals_limit(
+        sweep: SweepWorkflow, scheduled: SweepWorkflow) -> None:
+    """Sweeps started before the caps (``max_concurrency`` up to 1,000) go on: their continue-as-new
+    input with 1,000 running rows stays under Temporal's 2 MB payload limit."""
+    rng = random.Random(3)
+    for wf, row in ((sweep, lambda k: _row(k, rng, "training")),
+                    (scheduled, lambda k: _scheduled_row(k, rng, "training", _some_rung(k)))):
+        inp, s = wf._inp, wf._s  # noqa: SLF001
+        assert inp is not None
+        running = [row(k) for k in range(N - 1000, N)]
+        carried = s.model_copy(update={"rows": [*(r for r in s.rows if r.state != "training"), *running],
+                                       "max_concurrency": 1000})
+        size = _size(inp.model_copy(update={"carried": carried, "max_concurrency": 1000}))
+        print(f"\ncontinue-as-new input with 1,000 running rows: {size / 1024:.1f} KB")
+        assert size < 2 * 1024 * 1024
+
+
+def test_a_new_sweep_beyond_the_caps_is_refused(sweep: SweepWorkflow) -> None:
+    inp = sweep._inp  # noqa: SLF001
+    assert inp is not None
+    fields = inp.model_dump(exclude={"carried"})
+    with pytest.raises(ValueError, match=f"runs at most {MAX_CONCURRENCY} trials at once"):
+        SweepInput.model_validate({**fields, "max_concurrency": MAX_CONCURRENCY + 1})
+    with pytest.raises(ValueError, match=f"with a scheduler runs at most {MAX_SCHEDULED_CONCURRENCY}"):
+        SweepInput.model_validate({**fields, "max_concurrency": MAX_SCHEDULED_CONCURRENCY + 1,
+                                   "scheduler": SCHEDULER.model_dump()})
