@@ -345,9 +345,40 @@ async def _asha_rollover_running(c: Any, out: Path) -> None:
             server.stop()
 
 
-#: Histories of the release whose sweeps take a scheduler (ASHA): plans recorded, rows bounded.
+async def _coordinator_rollover_running(c: Any, out: Path) -> None:
+    """A coordinator that continues as new while its experiments run (no drain), on its own server
+    that suggests continue-as-new after 30 events: its first two runs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server",
+                           dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
+        server.start(timeout=120)
+        try:
+            client = await connect(server.address)
+            _, activities = _parts("all", f"{tmp}/store")
+            worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
+                                   activities=[*activities, *SweepActivities().activities()])
+            async with worker:
+                config = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0.02}})
+                coord = await client.start_workflow(MLPCoordinator.run, CoordinatorInput(
+                    experiments=[ExperimentSpec(name=f"e{i}", config=config.model_copy(update={"seed": i}))
+                                 for i in range(5)],
+                    dataset=DATASET, run_id="replay-coord-roll", max_concurrency=2, progress_every_seconds=0.5),
+                    id="replay-coord-roll", task_queue="replay")
+                result = await coord.result()
+                assert result.runs >= 2 and all(e.status == "done" for e in result.experiments), result
+                runs = [wf async for wf in client.list_workflows('WorkflowId = "replay-coord-roll"')]
+                runs.sort(key=lambda wf: wf.start_time)
+                for name, wf in (("coordinator_rollover_first", runs[0]), ("coordinator_rollover_next", runs[1])):
+                    await _save(client.get_workflow_handle("replay-coord-roll", run_id=wf.run_id), out, name)
+        finally:
+            server.stop()
+
+
+#: Histories of the release whose sweeps take a scheduler (ASHA): plans recorded, rows bounded; and
+#: whose coordinators continue as new without draining.
 RECORDED_SCHEDULED = {"asha_tpe_budget": _asha_tpe_budget, "asha_controls": _asha_controls,
-                      "asha_infra_retry": _asha_infra_retry, "asha_rollover": _asha_rollover_running}
+                      "asha_infra_retry": _asha_infra_retry, "asha_rollover": _asha_rollover_running,
+                      "coordinator_rollover": _coordinator_rollover_running}
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def test_every_workflow_base_has_a_history() -> None:
                                            "sweep_tpe_controls_activity", "ladder_tpe_budget_activity",
                                            "sweep_batch", "sweep_tpe_controls_batch", "asha_tpe_budget",
                                            "asha_controls", "asha_infra_retry", "asha_rollover_first",
-                                           "asha_rollover_next"}
+                                           "asha_rollover_next", "coordinator_rollover_first",
+                                           "coordinator_rollover_next"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
