@@ -299,8 +299,8 @@ def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow],
     if req.final and req.delete_unpromotable:  # the sweep is over: nothing is promoted any more
         for row in sorted(rows.values(), key=lambda r: r.index):
             top = len(table.brackets[row.bracket].rungs) - 1
-            if row.deleted or row.index in keep or row.rung >= top or not row.checkpointed:
-                continue
+            if row.deleted or row.index in keep or len(row.rung_values) > top or not row.checkpointed:
+                continue  # (a trial that reported at its top rung is a finished model: it keeps them)
             chosen.append((row.index, f"{trial_name(row.index)} ended below the top rung: its checkpoints go"))
     elif req.delete_unpromotable:
         for tid, rung in req.scheduler.dead(table, max_trials=req.max_trials):

@@ -59,7 +59,7 @@ def test_recorded_sweep_decisions_recompute() -> None:
 
 @pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
                                   "ladder_tpe_budget_activity", "sweep_tpe_controls_batch", "asha_tpe_budget",
-                                  "asha_controls"])
+                                  "asha_controls", "asha_infra_retry", "asha_rollover_first", "asha_rollover_next"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
     takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
@@ -76,6 +76,7 @@ async def test_recorded_suggestions_replay_without_the_searcher(name: str, monke
 
         monkeypatch.setattr(AshaScheduler, "next", broken)
         monkeypatch.setattr(AshaScheduler, "unpromotable", broken)
+        monkeypatch.setattr(AshaScheduler, "dead", broken)
     replayer = Replayer(workflows=WORKFLOWS, plugins=[TemporalMLPlugin()])
     path = HISTORIES[0].parent / f"{name}.json"
     result = await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()),

@@ -963,3 +963,24 @@ def test_timing_of_a_plan_over_10000_trials(tmp_path: Path) -> None:
     print(f"\nplan_next over 10,000 trials ({len(held.actions)} actions, {len(held.delete)} deletions): "
           f"all held {held_ms:.1f} ms/call; {len(live)} held + {len(parts)} parts: first call "
           f"{cold_ms:.1f} ms, then {warm_ms:.1f} ms/call")
+
+
+def test_final_deletes_a_trial_that_failed_toward_its_top_rung_but_keeps_finished_ones() -> None:
+    """At the end a trial that reported at its bracket's top rung is a finished model and keeps its
+    checkpoints; one that failed toward the top rung (it reported only below it) does not."""
+    from temporal_ml.search import RandomSearcher
+
+    sched = AshaScheduler(min_budget=1, max_budget=9, eta=3)  # rungs 1, 3, 9
+
+    def row(index: int, state: str, values: list[float]) -> PlanRow:
+        rung = len(values) if state == "failed" else len(values) - 1
+        return PlanRow(index=index, params={"hparams.x": 0.1 * index}, state=state, rung=rung,  # type: ignore[arg-type]
+                       rung_values=values, rung_seqs=list(range(10 * index, 10 * index + len(values))),
+                       step=[1, 3, 9][len(values) - 1], checkpointed=True)
+
+    rows = [row(0, "done", [0.1, 0.1, 0.1]), row(1, "done", [0.5, 0.4, 0.3]), row(2, "failed", [0.2, 0.2]),
+            row(3, "done", [0.9])]
+    req = PlanRequest(scheduler=sched, searcher=RandomSearcher(), space=SearchSpace({"hparams.x": Float(0, 1)}),
+                      seed=0, direction="minimize", rows=rows, next_index=4, max_trials=4, slots=0,
+                      results_seen=100, final=True)
+    assert [d.index for d in plan_next(req).delete] == [2, 3]  # t0 (best) and t1 reached the top rung
