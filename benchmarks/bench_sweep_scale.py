@@ -16,6 +16,9 @@ worker), and prints as its last line::
 
     scale: N trials, C at once, scheduler S: X ms/trial, floor F ms/trial, ratio R, largest payload B bytes, runs K, worker peak RSS M MB
 
+With ASHA a trial trains once per rung it reaches, and the floor is one child per trial: the ratio is
+then per training run (the line also gives the trainings and the ms per training run).
+
     python benchmarks/bench_sweep_scale.py [--trials 10000] [--max-concurrency 100] [--scheduler none|asha]
 """
 
@@ -139,12 +142,14 @@ async def main(args: argparse.Namespace) -> None:
                 got = await _sweep(client, n, c, args.scheduler, f"{tmp}/tables")
         finally:
             server.stop()
-    ratio = got["ms"] / floor
+    per_training = got["ms"] * n / got["trainings"]  # = ms/trial without a scheduler
+    ratio = per_training / floor
     print(f"worker peak RSS after warm-up {rss_warm:.0f} MB; {got['trainings']} trainings, "
           f"{got['failed']} failed; {got['unhandled']} sweep workflow tasks redone for new events "
           "(UnhandledCommand: a continue-as-new waits for a task with no new event)")
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
-          f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
+          + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
+          + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
           f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB")
 
 
