@@ -97,5 +97,19 @@ class NoopSweep(SweepWorkflow):
         return await super().run(inp)
 
 
+@workflow.defn(name="BenchFinishedSweep")
+class FinishedSweep:
+    """Returns the result it is given, tagged as a sweep: what a finished sweep looks like to the
+    dashboard (``bench_dashboard.py``)."""
+
+    @workflow.run
+    async def run(self, result: SweepResult) -> SweepResult:
+        from temporalio.common import SearchAttributeKey
+
+        workflow.upsert_search_attributes([SearchAttributeKey.for_keyword("TmlKind").value_set("sweep"),
+                                           SearchAttributeKey.for_keyword("TmlExperiment").value_set(result.run_id)])
+        return result
+
+
 WORKFLOWS = [FloorChild, FloorParent, TrivialTrain, TrivialEval, TrivialSweep, NoopSweep, NoopTraining,
              NoopEval]

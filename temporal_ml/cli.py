@@ -32,6 +32,7 @@ from temporal_ml._examples_cli import add_example_parser
 from temporal_ml._version import __version__
 from temporal_ml.cli_admin import add_admin_parsers
 from temporal_ml.cli_control import add_control_parsers
+from temporal_ml.cli_dashboard import add_dashboard_parser
 from temporal_ml.cli_errors import OneLineArgumentParser, report
 from temporal_ml.cli_plot import add_plot_parsers
 from temporal_ml.cli_results import add_results_parser
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plot_parsers(sub)
     add_control_parsers(sub)
     add_admin_parsers(sub)
+    add_dashboard_parser(sub)
 
     version = sub.add_parser("version", help="print the temporal-ml version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
@@ -293,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _CLIENT_COMMANDS = frozenset({"runs", "status", "results", "plot", "report", "pause", "resume", "stop",
-                              "replay", "setup", "sweep", "retry"})
+                              "replay", "setup", "sweep", "retry", "dashboard"})
 
 
 if __name__ == "__main__":  # pragma: no cover

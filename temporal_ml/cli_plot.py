@@ -112,11 +112,13 @@ def objective_of(rows: Sequence[dict[str, Any]], wanted: str | None = None) -> s
 
 def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
     """Row name -> candidate training run ids (metrics log directories): the training child's id,
-    or ``<run>--<trial>`` (a ladder trains each trial under one run id across its rungs)."""
+    ``<run>--<trial>`` (with a scheduler a trial trains under one run id across its rungs), or
+    ``<run>--<trial>--train`` (a running sweep's trial, before its row names its child)."""
     ids = {}
     for row in rows:
         name = str(row.get("name"))
-        candidates = [str(c) for c in (row.get("train_workflow_id"), f"{info.id}--{name}") if c]
+        candidates = [str(c) for c in (row.get("train_workflow_id"), f"{info.id}--{name}",
+                                       f"{info.id}--{name}--train") if c]
         ids[name] = [name] if info.kind == "train" else candidates
     return ids
 
@@ -138,15 +140,19 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
         panels.append(("curves", curves))
     goal = objective_of(rows, objective)
     scored = [r for r in rows if isinstance(r.get(goal), (int, float))] if goal else []
-    if info.kind in ("coordinator", "sweep", "ladder") and scored:
+    if info.kind in ("coordinator", "sweep", "ladder") and scored and len(scored) <= MAX_BARS:
         panels.append(("bars", scored))
     if info.kind in ("sweep", "ladder") and scored:
         panels.append(("history", scored))
         params = _parallel_axes(rows, scored, space)
         if params:
-            panels.append(("parallel", (scored, params)))
+            panels.append(("parallel", (_best(scored, goal, MAX_LINES), params)))
     if rungs is not None and any(r.results for b in rungs.brackets for r in b.rungs):
         panels.append(("rungs", rungs))
+    if info.kind in ("sweep", "ladder") and len(scored) >= 3:
+        params = _parallel_axes(rows, scored, space)
+        if params:
+            panels.append(("importance", (scored, list(params))))
     if not panels:
         raise ConfigError(f"nothing to plot for run {info.id!r} yet: no metrics logs under "
                           f"{metrics_dir or '(no --metrics-dir)'} and no results")
@@ -156,6 +162,21 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
     fig.suptitle(f"{info.id} ({info.kind or info.type}, {info.status})")
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
+
+
+#: A bar per trial up to this many trials (beyond, the history panel shows every value).
+MAX_BARS = 100
+#: Lines of the parallel-coordinates panel at most: the best trials (a sweep of 10,000 stays legible
+#: and quick to draw).
+MAX_LINES = 300
+
+
+def _best(rows: Sequence[dict[str, Any]], goal: str | None, n: int) -> list[dict[str, Any]]:
+    """The ``n`` best rows by ``goal`` (lower is better for a loss, else higher), all when fewer."""
+    if len(rows) <= n or goal is None:
+        return list(rows)
+    lower = "loss" in goal or "rmse" in goal
+    return sorted(rows, key=lambda r: float(r[goal]) if lower else -float(r[goal]))[:n]
 
 
 def _parallel_axes(rows: Sequence[dict[str, Any]], scored: Sequence[dict[str, Any]],
@@ -223,6 +244,15 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         ax.legend(fontsize="small")
     elif kind == "rungs":
         _draw_rungs(ax, data)
+    elif kind == "importance":
+        rows, params = data
+        strength = {c.removeprefix("params."): abs(_rank_correlation([float(r[c]) for r in rows],
+                                                                     [float(r[goal]) for r in rows]))
+                    for c in params}
+        names = sorted(strength, key=lambda n: strength[n])
+        ax.barh(names, [strength[n] for n in names], color="tab:green")
+        ax.set(title=f"parameter importance: |rank correlation| with {goal} ({len(rows)} trials)",
+               xlim=(0, 1), xlabel="|Spearman correlation|")
     elif kind == "parallel":
         rows, params = data
         logs = {**params, goal: False}
@@ -250,6 +280,30 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         ax.set_ylim(-0.12, 1.12)
         ax.set(title=f"parameters against {goal} (colour: {goal}; each axis scaled to its range)",
                yticks=[])
+
+
+def _rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Spearman's correlation of ``xs`` and ``ys`` (ties share their mean rank; 0 when either is constant)."""
+
+    def ranks(values: Sequence[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sx = math.sqrt(sum((a - mx) ** 2 for a in rx))
+    sy = math.sqrt(sum((b - my) ** 2 for b in ry))
+    return cov / (sx * sy) if sx and sy else 0.0
 
 
 def _draw_rungs(ax: Any, table: Any) -> None:

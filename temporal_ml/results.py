@@ -410,7 +410,8 @@ def _trial_row(row: Any) -> Row:
         "started": row.started, "finished": row.finished, "duration_s": duration,
         "train_s": getattr(row, "train_seconds", None), "eval_s": getattr(row, "eval_seconds", None),
         "checkpoint": row.checkpoint_uri, "checkpoint_sha256": row.model_sha256, "error": row.error,
-        **({"rung": row.rung, "bracket": row.bracket, "checkpoints_deleted": row.deleted}
+        **({"rung": row.rung, "bracket": row.bracket, "checkpoints_deleted": row.deleted,
+            "decisions": "; ".join(row.decisions)}
            if getattr(row, "rung", None) is not None else {}),
     }
 

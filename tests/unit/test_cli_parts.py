@@ -187,6 +187,10 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
     assert titles[0] == "learning curves" and len(fig.axes[0].get_lines()) == 3
     assert titles[1:3] == ["value per trial", "optimization history"]
     assert titles[3].startswith("parameters against value") and titles[4].startswith("ASHA rungs")
+    # parameter importance: |rank correlation| of lr (0.01, 0.02, 0.03) with value (0.5, 0.7, 0.6): 0.5
+    assert titles[5].startswith("parameter importance") and len(titles) == 6
+    [bar] = fig.axes[5].patches
+    assert abs(bar.get_width() - 0.5) < 1e-9
     # a log-scaled parameter is on a log axis: 0.02 sits at log(2)/log(3) of the way from 0.01 to 0.03
     assert [t.get_text() for t in fig.axes[3].get_xticklabels()] == ["lr (log)", "value"]
     middle = fig.axes[3].get_lines()[1].get_ydata()[0]
