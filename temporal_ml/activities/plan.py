@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -201,6 +202,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
     out = PlanResult()
     promoted_now: set[int] = set()
     history: list[TrialRecord] | None = None
+    counts = (0, 0, 0)
     started: list[TrialRecord] = []  # new trials of this plan (pending for the searcher's next points)
     queued = list(req.queued)
     next_index = req.next_index
@@ -227,9 +229,12 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
         if queued:
             params, source = queued.pop(0), "user"
         else:
-            if history is None:
-                history = [*(r.record() for r in sorted(rows.values(), key=lambda r: r.index)), *started]
-            audit = SuggestionAudit.of(req.searcher.kind, req.results_seen, history)
+            if history is None:  # (a searcher that ignores the history gets none: the counts suffice)
+                history = ([*(r.record() for r in sorted(rows.values(), key=lambda r: r.index)), *started]
+                           if req.searcher.uses_history else [])
+                counts = _counts(rows.values())
+            audit = SuggestionAudit(searcher=req.searcher.kind, results_seen=req.results_seen, complete=counts[0],
+                                    failed=counts[1], pending=counts[2] + len(started))
             try:
                 params = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=next_index,
                                                    direction=req.direction))
@@ -243,7 +248,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
         table.start(trial_name(next_index), decision.bracket)
         pending = TrialRecord(index=next_index, params=params, state="pending")
         started.append(pending)
-        if history is not None:
+        if history is not None and req.searcher.uses_history:
             history.append(pending)
         out.actions.append(PlanAction(action="start", index=next_index, bracket=decision.bracket,
                                       rung=0, budget=decision.budget, reason=decision.reason,
@@ -255,6 +260,19 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
                            promoted=len(r.promoted), running=len(r.running))
                  for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
     return out
+
+
+def _counts(rows: Any) -> tuple[int, int, int]:
+    """(complete, failed, pending) of what the searcher is told of ``rows`` (:meth:`PlanRow.record`)."""
+    complete = failed = pending = 0
+    for row in rows:
+        if row.rung_values and math.isfinite(row.rung_values[-1]):
+            complete += 1
+        elif row.running:
+            pending += 1
+        else:
+            failed += 1
+    return complete, failed, pending
 
 
 def rung_table(rows: Any, scheduler: AshaScheduler, direction: Direction) -> RungTable:

@@ -300,7 +300,7 @@ def expected_deletions(sched: AshaScheduler, table: RungTable, rows: dict[int, T
     are still at, where the ladder asked ``unpromotable`` (unsound: see
     :func:`test_a_trial_named_unpromotable_is_never_promoted_later`); ``dead`` never names more
     than ``unpromotable`` did. At the end (``final``): every trial below its bracket's top rung, in
-    index order (those that reached it are finished models)."""
+    index order (those that reported at it are finished models; one that failed toward it goes)."""
     keep = {t for br in table.brackets for r in br.rungs for t in r.running}
     keep |= {trial_name(i) for i in protected}
     best = table.best()
@@ -313,7 +313,7 @@ def expected_deletions(sched: AshaScheduler, table: RungTable, rows: dict[int, T
     if final:
         return [i for i, row in sorted(rows.items())
                 if not row.deleted and row.name not in keep and row.checkpoint_uri is not None
-                and (row.rung or 0) < len(table.brackets[row.bracket].rungs) - 1]
+                and len(row.rung_values) < len(table.brackets[row.bracket].rungs)]
     dead = sched.dead(table, max_trials=max_trials)
     assert set(dead) <= set(sched.unpromotable(table, max_trials=max_trials))
     out = []
@@ -429,7 +429,7 @@ def test_the_rebuilt_table_and_the_deletions_match_the_in_state_table_at_every_s
     kept |= {min(done, key=lambda r: (-r.step, sign * float(r.value or 0), r.index)).index} if done else set()
     tops = [len(br.rungs) - 1 for br in table.brackets]
     left = {i for i, r in rows.items()
-            if r.checkpoint_uri is not None and not r.deleted and (r.rung or 0) < tops[r.bracket]}
+            if r.checkpoint_uri is not None and not r.deleted and len(r.rung_values) <= tops[r.bracket]}
     assert left <= kept | last_protected, sorted(left - kept - last_protected)
 
 
