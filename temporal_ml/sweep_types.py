@@ -414,7 +414,8 @@ class ScheduledSummary(BaseModel):
     Attributes:
         rungs: each rung's counts, as of the latest plan.
         decisions: the latest :data:`RECENT_DECISIONS` audit lines (each row keeps its own).
-        deleted / freed_bytes: trials whose checkpoints were deleted, and the bytes freed.
+        deleted / freed_bytes: deletions of trials' checkpoints (a trial deleted over a byte budget,
+            then promoted, may be deleted again) and the bytes they freed.
         checkpoint_bytes / peak_checkpoint_bytes: the measured checkpoints' bytes now / at most
             (with a byte budget; 0 without: nothing is measured).
         budget_exceeded: the budget could not be kept (only the best and running trials were left).

@@ -74,7 +74,10 @@ async def test_promotions_continue_the_same_trajectory(tmp_path: Path, subproces
     assert len(recomputed) == 9 and all(recorded == again for _, recorded, again in recomputed)
     # Every trial that can no longer go on lost its checkpoints; the others keep theirs.
     deleted = {r.name for r in rows if r.deleted}
-    assert deleted and result.scheduled.freed_bytes > 0 and result.scheduled.deleted == len(deleted)
+    assert deleted and result.scheduled.freed_bytes > 0
+    # (over a byte budget a trial deleted, then promoted, trains again and may be deleted again: the
+    # summary counts deletions, the rows the trials deleted now)
+    assert result.scheduled.deleted == len(deleted) if budget is None else result.scheduled.deleted >= len(deleted)
     for r in rows:
         assert on_disk(tmp_path, inp.run_id, r.name) == (r.name not in deleted), r.name
     assert top.name not in deleted
