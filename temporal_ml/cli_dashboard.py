@@ -43,10 +43,16 @@ async def _dashboard(args: argparse.Namespace) -> int:
     require("starlette", "dashboard")
     require("uvicorn", "dashboard")
     require("matplotlib", "dashboard")
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:  # before any connection
+        from temporal_ml.errors import ConfigError
+
+        raise ConfigError(f"--host {args.host}: serving beyond this machine needs a token "
+                          f"(--token or {TOKEN_ENV}); every request then carries it")
     client = await client_for(args)
     store = local_path(args.store or default_store())
     metrics = store / "metrics" if store is not None and (store / "metrics").is_dir() else None
     await serve(client, host=args.host, port=args.port, read_only=args.read_only,
-                token=args.token or os.environ.get(TOKEN_ENV) or None, metrics_dir=metrics, web_ui=args.web_ui,
+                token=token, metrics_dir=metrics, web_ui=args.web_ui,
                 say=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
