@@ -57,7 +57,20 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from temporal_ml.workflows._trials import ReportRouter
 
-__all__ = ["ScheduledSweep"]
+__all__ = ["ScheduledSweep", "run_checkpoints"]
+
+
+async def run_checkpoints(run_id: str, row: TrialRow, dry_run: bool) -> int:
+    """Measure (``dry_run``) or delete the checkpoint directory of run ``run_id`` (``row``'s last
+    checkpoint); returns its bytes. The delete activity of the sweep and the legacy ladder."""
+    ref = CheckpointRef(run_id=run_id, step=row.step, uri=row.checkpoint_uri,  # type: ignore[arg-type]
+                        model_sha256=row.model_sha256)  # type: ignore[arg-type]
+    done: DeleteCheckpointsResult = await workflow.execute_activity(
+        DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref, dry_run=dry_run),
+        result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
+        retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
+    )
+    return done.bytes
 
 
 class ScheduledSweep:
@@ -235,14 +248,7 @@ class ScheduledSweep:
         """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
         if row.checkpoint_uri is None or row.model_sha256 is None:
             return 0
-        ref = CheckpointRef(run_id=self.run_id_of(row.index), step=row.step, uri=row.checkpoint_uri,
-                            model_sha256=row.model_sha256)
-        done: DeleteCheckpointsResult = await workflow.execute_activity(
-            DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref, dry_run=dry_run),
-            result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
-        )
-        return done.bytes
+        return await run_checkpoints(self.run_id_of(row.index), row, dry_run)
 
     async def _clean_up(self, inp: SweepInput) -> None:
         """At the end: every trial but the best is unpromotable; delete their checkpoints."""

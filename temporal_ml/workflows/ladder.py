@@ -21,22 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import timedelta
 from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import (
-    RetryPolicy,
     SearchAttributeKey,
 )
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.messages import REPORT_SIGNAL
-    from temporal_ml.activities.sweep import (
-        DELETE_RUN_CHECKPOINTS,
-        DeleteCheckpointsRequest,
-        DeleteCheckpointsResult,
-    )
     from temporal_ml.search import SearchSpace, TrialRecord
     from temporal_ml.sweep_types import (
         RERUN,
@@ -49,13 +42,13 @@ with workflow.unsafe.imports_passed_through():
         trial_name,
     )
     from temporal_ml.types import (
-        CheckpointRef,
         LeaderboardEntry,
         SnapshotRef,
         TrainConfig,
         TrainResult,
     )
     from temporal_ml.workflows._controls import SweepControls
+    from temporal_ml.workflows._scheduled import run_checkpoints
     from temporal_ml.workflows._suggest import suggest
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
@@ -350,14 +343,7 @@ class LadderSweepWorkflow(SweepControls):
 
     async def _checkpoints(self, row: TrialRow, dry_run: bool) -> int:
         """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
-        ref = CheckpointRef(run_id=self.run_id_of(row.index), step=row.step, uri=row.checkpoint_uri,  # type: ignore[arg-type]
-                            model_sha256=row.model_sha256)  # type: ignore[arg-type]
-        done: DeleteCheckpointsResult = await workflow.execute_activity(
-            DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref, dry_run=dry_run),
-            result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
-        )
-        return done.bytes
+        return await run_checkpoints(self.run_id_of(row.index), row, dry_run)
 
     async def _keep_budget(self, row: TrialRow) -> None:
         """Measure ``row``'s checkpoints; over the budget, delete idle trials' worst first."""

@@ -117,13 +117,8 @@ async def _run_all(client: object, out: Path) -> None:
     await _save(ladder, out, "ladder")
 
 
-async def _sweep_tpe_controls(c: Any, out: Path) -> None:
-    """A TPE sweep with recorded suggestions taking every control update."""
-    base = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0.02}})
-    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
-        base=base, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=4, max_concurrency=2, seed=6,
-        dataset=DATASET, run_id="replay-sweep-tpe", progress_every_seconds=0.5),
-        id="replay-sweep-tpe", task_queue="replay")
+async def _take_every_control(sweep: Any) -> None:
+    """pause, set_max_concurrency, resume, enqueue, add_trials, then stop_trial of a running trial."""
     await sweep.execute_update(MLPSweep.pause)
     await sweep.execute_update(MLPSweep.set_max_concurrency, 3)
     await sweep.execute_update(MLPSweep.resume)
@@ -139,6 +134,16 @@ async def _sweep_tpe_controls(c: Any, out: Path) -> None:
             except WorkflowUpdateFailedError:
                 pass
         await asyncio.sleep(0.05)
+
+
+async def _sweep_tpe_controls(c: Any, out: Path) -> None:
+    """A TPE sweep with recorded suggestions taking every control update."""
+    base = CONFIG.model_copy(update={"max_steps": 60, "hparams": {"step_delay": 0.02}})
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=base, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=4, max_concurrency=2, seed=6,
+        dataset=DATASET, run_id="replay-sweep-tpe", progress_every_seconds=0.5),
+        id="replay-sweep-tpe", task_queue="replay")
+    await _take_every_control(sweep)
     await sweep.execute_update(MLPSweep.stop)
     await sweep.result()
     await _save(sweep, out, "sweep_tpe_controls")
@@ -271,21 +276,7 @@ async def _asha_controls(c: Any, out: Path) -> None:
         base=base, space=SPACE, searcher=TPESearcher(n_startup=2), n_trials=6, max_concurrency=2, seed=6,
         scheduler=AshaScheduler(min_budget=6, max_budget=54, eta=3), dataset=DATASET,
         run_id="replay-asha-controls", progress_every_seconds=0.5), id="replay-asha-controls", task_queue="replay")
-    await sweep.execute_update(MLPSweep.pause)
-    await sweep.execute_update(MLPSweep.set_max_concurrency, 3)
-    await sweep.execute_update(MLPSweep.resume)
-    await sweep.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 8})
-    await sweep.execute_update(MLPSweep.add_trials, 1)
-    while True:  # stop one running trial (its training must have started)
-        rows = await sweep.query(MLPSweep.trials)
-        running = [r.index for r in rows if r.state == "training" and r.step > 0]
-        if running:
-            try:
-                await sweep.execute_update(MLPSweep.stop_trial, running[0])
-                break
-            except WorkflowUpdateFailedError:
-                pass
-        await asyncio.sleep(0.05)
+    await _take_every_control(sweep)
     await _until(lambda: _promoted(sweep), "a promotion")
     await sweep.execute_update(MLPSweep.stop)
     await sweep.result()
