@@ -14,7 +14,7 @@ trials, or as rung runs for ASHA), measures the largest event of the sweep's his
 of its largest payload), the sweep's runs (continue-as-new) and this process's peak RSS (client and
 worker), and prints as its last line::
 
-    scale: N trials, C at once, scheduler S: X ms/trial, floor F ms/trial, ratio R, largest payload B bytes, runs K, worker peak RSS M MB
+    scale: N trials, C at once, scheduler S: X ms/trial, floor F ms/trial, ratio R, largest payload B bytes, runs K, worker peak RSS M MB (during the sweep: A MB at N/10 trials, Z MB at N)
 
 With ASHA a trial trains once per rung it reaches, and the floor is one child per trial: the ratio is
 then per training run (the line also gives the trainings and the ms per training run).
@@ -52,6 +52,12 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _current_rss_mb() -> float:
+    """This process's resident memory now (Linux), unlike the peak of ``_rss_mb``."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 async def _floor(client: Client, n: int, c: int) -> float:
     start = time.perf_counter()
     await client.execute_workflow(FloorParent.run, args=[n, c], id=f"floor-{uuid.uuid4().hex[:6]}",
@@ -75,6 +81,7 @@ def _inputs(n: int, c: int, scheduler: str, run_id: str, tables: str) -> SweepIn
 async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) -> dict[str, Any]:
     run_id = f"scale-{uuid.uuid4().hex[:6]}"
     inp = _inputs(n, c, scheduler, run_id, tables)
+    samples: list[tuple[int, float]] = []  # (trials started, worker RSS now) every 30 s
     start = time.perf_counter()
     handle = await client.start_workflow(NoopSweep.run, inp, id=run_id, task_queue=QUEUE)
     while True:  # progress every 30 s
@@ -83,10 +90,13 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
             break
         except asyncio.TimeoutError:
             status = await handle.query("sweep_status", args=[0, 0])
+            rss = _current_rss_mb()
+            samples.append((status.get("started") or 0, rss))
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
-                  f"run {status.get('runs')}, peak RSS {_rss_mb():.0f} MB", flush=True)
+                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {_rss_mb():.0f})", flush=True)
     wall = time.perf_counter() - start
+    samples.append((n, _current_rss_mb()))  # before the checks below read the table and histories
     # exactly once: every index once in the results, and as many training runs as trainings (with
     # ASHA: a run per rung a trial reported at, or failed toward)
     rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
@@ -116,7 +126,7 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
                           == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND)
     failed = getattr(result, "n_failed", 0)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
-            "trainings": trainings, "unhandled": unhandled}
+            "trainings": trainings, "unhandled": unhandled, "rss": samples}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -150,7 +160,14 @@ async def main(args: argparse.Namespace) -> None:
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
           + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
           + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
-          f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB")
+          f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], n)})")
+
+
+def _growth(samples: list[tuple[int, float]], n: int) -> str:
+    """The worker's RSS during the sweep: after a tenth of its trials started, and at its end (the
+    peak also counts the checks after it, which read the whole table and the histories)."""
+    early = next((rss for started, rss in samples if started >= n / 10), samples[-1][1])
+    return f"during the sweep: {early:.0f} MB at {n // 10} trials, {samples[-1][1]:.0f} MB at {n}"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -187,17 +189,23 @@ class PlanResult(BaseModel):
 
 def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -> PlanResult:
     """The next actions and deletions (pure: equal requests give equal answers)."""
-    rows: dict[int, PlanRow] = {}
-    written: dict[int, dict[str, Any]] = {}
+    rows: dict[int, PlanRow | WrittenRow] = {}
     if req.table_parts:
         assert req.table_uri is not None
         for k, digest in enumerate(req.table_parts):
-            for plan_row, raw in _part_rows(req.table_uri, k, digest, storage_options):
-                rows[plan_row.index] = plan_row  # a later part's row (promoted again) replaces it
-                written[plan_row.index] = raw
+            for written_row in _part_rows(req.table_uri, k, digest, storage_options):
+                rows[written_row.index] = written_row  # a later part's row (promoted again) replaces it
     for row in req.rows:  # what the sweep holds is newer than what it wrote
         rows[row.index] = row
-        written.pop(row.index, None)
+
+    def written(index: int) -> TrialRow | None:
+        """The row as the table holds it (read again: the worker keeps only the plan's fields)."""
+        row = rows[index]
+        if not isinstance(row, WrittenRow):
+            return None
+        assert req.table_uri is not None
+        return TrialRow.model_validate(_row_as_written(req.table_uri, row.part, req.table_parts[row.part],
+                                                       index, storage_options))
     table = rung_table(rows.values(), req.scheduler, req.direction)
     out = PlanResult()
     promoted_now: set[int] = set()
@@ -214,13 +222,12 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
             table.promote(decision.trial_id, decision.rung - 1)
             index = int(decision.trial_id[1:])
             promoted_now.add(index)
-            kept = written.get(index)
             out.actions.append(PlanAction(
                 action="promote", index=index, bracket=decision.bracket, rung=decision.rung,
                 budget=decision.budget, reason=decision.reason, params=rows[index].params,
                 note=(f"rung {decision.rung - 1}: ranked {decision.rank} of {decision.size}, the top "
                       f"{decision.quota} go on: to {decision.budget} steps"),
-                row=TrialRow.model_validate(kept) if kept is not None else None))
+                row=written(index)))
             continue
         if decision.action != "start":
             out.done = decision.action == "done" and not out.actions
@@ -299,8 +306,8 @@ def rung_table(rows: Any, scheduler: AshaScheduler, direction: Direction) -> Run
                                      brackets=[Bracket.model_construct(rungs=r) for r in rungs])
 
 
-def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow],
-               written: dict[int, dict[str, Any]], promoted_now: set[int], out: PlanResult) -> None:
+def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow | WrittenRow],
+               written: Callable[[int], TrialRow | None], promoted_now: set[int], out: PlanResult) -> None:
     """The checkpoints that may go: unpromotable trials, then over the byte budget the worst idle
     ones; never the best trial's, a running one's, one promoted now or one about to run again."""
     if req.final:
@@ -331,7 +338,7 @@ def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow],
     if budget is not None and total > budget:
         gone = {i for i, _ in chosen}
 
-        def badness(row: PlanRow) -> tuple[int, int]:
+        def badness(row: PlanRow | WrittenRow) -> tuple[int, int]:
             ranking = table.ranking(row.bracket, row.rung)
             name = trial_name(row.index)
             return (row.rung, -(ranking.index(name) if name in ranking else len(ranking)))
@@ -346,25 +353,81 @@ def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow],
         out.budget_exceeded = total > budget
     out.more_deletions = len(chosen) > MAX_DELETIONS
     for index, reason in chosen[:MAX_DELETIONS]:
-        kept = written.get(index)
-        out.delete.append(Deletion(index=index, reason=reason,
-                                   row=TrialRow.model_validate(kept) if kept is not None else None))
+        out.delete.append(Deletion(index=index, reason=reason, row=written(index)))
 
 
-_ROWS: dict[tuple[str, int, str], list[tuple[PlanRow, dict[str, Any]]]] = {}
-#: Parts whose rows a worker keeps in memory (a part never changes once written).
-_PARTS_MAX = 2048
+@dataclass(frozen=True, slots=True)
+class WrittenRow:
+    """A row of the results table as a worker keeps it for the plan: :class:`PlanRow`'s fields,
+    compact (about 0.8 KB with two parameters, against 6 KB for the row and its model), and the
+    part it came from (``part``: a promotion or a deletion reads the full row there again)."""
+
+    index: int
+    params: dict[str, JsonValue]
+    state: TrialState
+    bracket: int
+    rung: int
+    rung_values: tuple[float, ...]
+    rung_seqs: tuple[int, ...]
+    step: int
+    checkpoint_bytes: int
+    deleted: bool
+    checkpointed: bool
+    part: int
+
+    @classmethod
+    def of(cls, row: TrialRow, part: int) -> WrittenRow:
+        return cls(index=row.index, params=row.params, state=row.state, bracket=row.bracket, rung=row.rung or 0,
+                   rung_values=tuple(row.rung_values), rung_seqs=tuple(row.rung_seqs), step=row.step,
+                   checkpoint_bytes=row.checkpoint_bytes, deleted=row.deleted,
+                   checkpointed=row.checkpoint_uri is not None and row.model_sha256 is not None, part=part)
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("training", "evaluating")
+
+    def record(self) -> TrialRecord:
+        """What the searcher is told (as :meth:`PlanRow.record`)."""
+        return rung_record(self.index, self.params, list(self.rung_values), self.running)
 
 
-def _part_rows(uri: str, index: int, sha256: str,
-               storage_options: dict[str, Any] | None) -> list[tuple[PlanRow, dict[str, Any]]]:
-    """The plan rows (and the rows as written) of a verified part, converted once per worker."""
+_ROWS: dict[tuple[str, int, str], list[WrittenRow]] = {}
+_ROWS_HELD = 0  # rows in ``_ROWS``
+#: Rows a worker keeps for the plan at most (about 80 MB); the oldest parts are dropped beyond it
+#: (read again when asked for).
+_ROWS_MAX = 100_000
+
+
+def _part_rows(uri: str, index: int, sha256: str, storage_options: dict[str, Any] | None) -> list[WrittenRow]:
+    """The plan's rows of a verified part, converted once per worker (a part never changes)."""
+    global _ROWS_HELD
     from temporal_ml.activities.sweep import read_table_part
 
     key = (uri, index, sha256)
-    if key not in _ROWS:
-        if len(_ROWS) >= _PARTS_MAX:
-            _ROWS.pop(next(iter(_ROWS)))
-        _ROWS[key] = [(PlanRow.of(TrialRow.model_validate(raw)), raw)
-                      for raw in read_table_part(uri, index, sha256, storage_options)]
-    return _ROWS[key]
+    got = _ROWS.get(key)
+    if got is None:
+        got = [WrittenRow.of(TrialRow.model_validate(raw), index)
+               for raw in read_table_part(uri, index, sha256, storage_options)]
+        while _ROWS and _ROWS_HELD + len(got) > _ROWS_MAX:
+            _ROWS_HELD -= len(_ROWS.pop(next(iter(_ROWS))))
+        _ROWS[key] = got
+        _ROWS_HELD += len(got)
+    return got
+
+
+_AS_WRITTEN: dict[tuple[str, int, str], dict[int, dict[str, Any]]] = {}  # the last few parts read
+
+
+def _row_as_written(uri: str, part: int, sha256: str, index: int,
+                    storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """Trial ``index``'s row as part ``part`` holds it (verified; the last few parts are kept)."""
+    from temporal_ml.activities.sweep import read_table_part
+
+    key = (uri, part, sha256)
+    rows = _AS_WRITTEN.pop(key, None)
+    if rows is None:
+        rows = {raw["index"]: raw for raw in read_table_part(uri, part, sha256, storage_options)}
+    _AS_WRITTEN[key] = rows  # the newest last
+    while len(_AS_WRITTEN) > 4:
+        _AS_WRITTEN.pop(next(iter(_AS_WRITTEN)))
+    return rows[index]

@@ -752,6 +752,36 @@ def test_a_later_part_replaces_an_earlier_one(tmp_path: Path) -> None:
         (r.index, r.model_dump(mode="json")) for r in first[1:]]  # t0 (the best) stays
 
 
+def test_a_worker_holds_a_bounded_compact_copy_of_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker keeps the plan's fields of each part it read (not the rows as written), at most
+    ``_ROWS_MAX`` rows: beyond it the oldest parts are read again, and the answers are the same;
+    a promoted or deleted row still comes back in full, as written."""
+    from temporal_ml.activities import plan as plan_module
+
+    rows = [trow(i, [float((i * 7) % 11)], seqs=[i], nbytes=10) for i in range(30)]
+    parts = write_parts(tmp_path / "t", [rows[k:k + 10] for k in range(0, 30, 10)])
+    kw: dict[str, Any] = dict(table_uri=str(tmp_path / "t"), table_parts=parts, next_index=30, max_trials=30,
+                              slots=3, checkpoint_budget_bytes=100, checkpoint_bytes=300)
+    monkeypatch.setattr(plan_module, "_ROWS", {})
+    monkeypatch.setattr(plan_module, "_ROWS_HELD", 0)
+    whole = plan([], **kw)
+    assert all(isinstance(r, plan_module.WrittenRow) for held in plan_module._ROWS.values() for r in held)
+    assert plan_module._ROWS_HELD == 30
+    monkeypatch.setattr(plan_module, "_ROWS", {})
+    monkeypatch.setattr(plan_module, "_ROWS_HELD", 0)
+    monkeypatch.setattr(plan_module, "_ROWS_MAX", 15)
+    monkeypatch.setattr(plan_module, "_AS_WRITTEN", {})
+    for _ in range(2):  # every part read again each time
+        bounded = plan([], **kw)
+        assert bounded == whole
+        assert plan_module._ROWS_HELD == sum(map(len, plan_module._ROWS.values())) <= 15
+    assert [a.action for a in whole.actions] == ["promote"] * 3 and whole.delete
+    full = {r.index: r.model_dump(mode="json") for r in rows}
+    assert all(a.row is not None and a.row.model_dump(mode="json") == full[a.index] for a in bounded.actions)
+    assert all(d.row is not None and d.row.model_dump(mode="json") == full[d.index] for d in bounded.delete)
+    assert len(plan_module._AS_WRITTEN) <= 4
+
+
 def test_a_part_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
     parts = write_parts(tmp_path / "t", [[trow(0, [1.0])]])
     with pytest.raises(ApplicationError, match="does not match its recorded sha256"):
