@@ -221,6 +221,8 @@ class TrainingActivities:
         try:
             while not future.done():
                 await asyncio.wait([future], timeout=self.heartbeat_every_seconds)
+                if future.done():  # the result says the rest: no heartbeat, no report (a signal)
+                    break
                 activity.heartbeat(sup.progress.model_dump(mode="json"))
                 # Reports (checkpoints included) are throttled: each costs the workflow history
                 # a few events. The heartbeat details and the store always have the latest one.
