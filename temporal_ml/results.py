@@ -258,6 +258,8 @@ async def _training_rows(client: Client, info: RunInfo) -> list[Row]:
                         "rows": progress.eval_rows.line() if progress.eval_rows is not None else None,
                         "metrics.loss": progress.loss,
                         "checkpoint_step": progress.latest_checkpoint.step
+                        if progress.latest_checkpoint is not None else None,
+                        "checkpoint": progress.latest_checkpoint.uri
                         if progress.latest_checkpoint is not None else None})
     row.setdefault("config_hash", info.config_hash or None)
     row.setdefault("snapshot_id", info.snapshot_id or None)

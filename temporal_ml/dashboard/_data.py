@@ -125,7 +125,56 @@ async def run_summary(client: Client, cache: RowCache, workflow_id: str) -> dict
             "duration": format_duration(info.duration_seconds), "snapshot": info.snapshot_id,
             "experiment": info.experiment, "line": line, "rows": len(rows), "space": space, "rungs": rungs,
             "controls": sorted(CONTROLS.get(info.kind, {})) if info.running else [],
-            "lineage": lineage if info.kind == "train" else {}}
+            "lineage": lineage if info.kind == "train" else {},
+            "checkpoints": await _checkpoints_of(rows[0].get("checkpoint") if rows else None)
+            if info.kind == "train" else None}
+
+
+#: Checkpoints a training's page lists at most (the newest).
+CHECKPOINTS_SHOWN = 50
+
+
+def checkpoint_list(uri: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The checkpoints of the training run whose checkpoint ``uri`` is given (its run directory:
+    ``<root>/<run_id>/step-N``), newest first: step, model digest, bytes (every file), metrics;
+    a step directory without a valid manifest (being written, torn or being deleted) is left out.
+
+    Example::
+
+        checkpoint_list("file:///data/tml/checkpoints/run-1/step-000000000200")
+        # [{"step": 200, "sha256": "9f2c...", "bytes": 1843200, "metrics": {"loss": 0.41}}, ...]
+    """
+    import fsspec
+
+    from temporal_ml.storage._ckpt_manifest import MODEL_FILE, scan
+
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    run_dir = path.rstrip("/").rsplit("/", 1)[0]
+    run_id = run_dir.rsplit("/", 1)[-1]
+    out = []
+    for step, _, manifest in reversed(scan(fs, run_dir, run_id)):
+        if manifest is None:
+            continue
+        files = manifest["files"]
+        out.append({"step": step, "sha256": files.get(MODEL_FILE, {}).get("sha256"),
+                    "bytes": sum(int(f.get("bytes", 0)) for f in files.values()),
+                    "metrics": dict(manifest.get("metrics") or {})})
+        if len(out) >= CHECKPOINTS_SHOWN:
+            break
+    return out
+
+
+async def _checkpoints_of(uri: Any) -> list[dict[str, Any]]:
+    """:func:`checkpoint_list` off the event loop; none when unknown or the store cannot be read
+    (the page shows the rest)."""
+    import asyncio
+
+    if not isinstance(uri, str) or not uri:
+        return []
+    try:
+        return await asyncio.to_thread(checkpoint_list, uri)
+    except Exception:  # noqa: BLE001 - a store this process cannot read: no list
+        return []
 
 
 async def _sweep_facts(client: Client, info: Any) -> tuple[str, Any, Any]:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -146,6 +147,14 @@ async def test_the_dashboard_shows_a_live_sweep_and_takes_its_controls(tmp_path:
                         "the sweep's figure (objective per trial, best so far)")
             await page.screenshot(path=str(shots / "sweep.png"), full_page=True)
 
+            # a trial's training: its checkpoints, newest first, with digest and size
+            await page.goto(f"{url}/run/{inp.run_id}--t0000--train")
+            first_row = page.locator("#ckpttable tbody tr").first
+            await first_row.wait_for(timeout=30_000)
+            cells = await first_row.locator("td").all_text_contents()
+            assert int(cells[0]) > 0 and len(cells[1]) == 16 and cells[2].endswith("B"), cells
+            await page.screenshot(path=str(shots / "training.png"), full_page=True)
+
             # the run named with markup: its page shows the id as text
             await page.goto(f"{url}/run/{XSS}{tag}".replace("<", "%3C").replace(">", "%3E"))
             await page.locator("#facts dd").first.wait_for(timeout=30_000)
@@ -189,3 +198,54 @@ async def _changed(digest: Any, first: str) -> bool:
 async def _n_trials(sweep: Any, n: int) -> bool:
     status: SweepStatus = await sweep.query(MLPSweep.sweep_status)
     return status.n_trials == n
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run does)")
+async def test_the_pages_say_reconnecting_while_the_server_is_away_and_recover(tmp_path: Path) -> None:
+    """The Temporal server is killed (SIGKILL) under an open runs list and an open run page: both
+    say "reconnecting"; restarted on its data directory, both recover without a reload."""
+    from playwright.async_api import async_playwright
+    from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+    from temporal_ml.devserver import DevServer
+
+    port, data = free_port(), tmp_path / "server"
+    server = DevServer(port=port, headless=True, data_dir=data).start(timeout=120)
+    try:
+        client = await connect(server.address)
+        run_id = f"away-{uuid.uuid4().hex[:6]}"
+        handle = await client.start_workflow(  # no worker takes it: a run that stays listed
+            MLPTraining.run, TrainingInput(config=TrainConfig(trainable="mlp", max_steps=5),
+                                           dataset=DatasetSource(generator="blobs"), run_id=run_id),
+            id=run_id, task_queue=f"nobody-{run_id}",  # tagged as a training tags itself
+            search_attributes=TypedSearchAttributes([SearchAttributePair(SearchAttributeKey.for_keyword("TmlKind"),
+                                                                         "train")]))
+        await handle.terminate("a run with a result to show")
+        async with dashboard(client, metrics_dir=tmp_path / "metrics") as url, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            runs, run = await browser.new_page(), await browser.new_page()
+            await runs.goto(url + "/")
+            await runs.get_by_role("link", name=run_id, exact=True).wait_for(timeout=30_000)
+            await run.goto(f"{url}/run/{run_id}")
+            await run.locator("#facts dd", has_text="terminated").wait_for(timeout=30_000)
+
+            assert server._process is not None  # noqa: SLF001 - a crash, not a clean stop
+            os.killpg(server._process.pid, signal.SIGKILL)  # noqa: SLF001
+            server._process.wait()  # noqa: SLF001
+            server._process = None  # noqa: SLF001
+            for page in (runs, run):
+                await page.locator("#conn", has_text="reconnecting").wait_for(timeout=60_000)
+            await runs.screenshot(path=str(tmp_path / "reconnecting.png"), full_page=True)
+
+            server = DevServer(port=port, headless=True, data_dir=data).start(timeout=120)
+            for page in (runs, run):
+                await until(lambda p=page: _recovered(p), "the page recovers", timeout=90)
+            await runs.get_by_role("link", name=run_id, exact=True).wait_for(timeout=30_000)
+            assert await run.locator("#facts dd", has_text="terminated").count() == 1
+            await browser.close()
+    finally:
+        server.stop()
+
+
+async def _recovered(page: Any) -> bool:
+    return (await page.locator("#conn").text_content() or "") == ""

@@ -80,3 +80,24 @@ async def test_controls_need_the_pages_csrf_token_and_a_read_only_dashboard_refu
 async def test_serving_beyond_this_machine_needs_a_token() -> None:
     with pytest.raises(ConfigError, match="needs a token"):
         await serve(None, host="0.0.0.0", port=1)
+
+
+def test_a_trainings_checkpoints_are_listed_newest_first_with_digest_and_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The training page's checkpoint list comes from the manifests: step, the model's digest and
+    the bytes of every file, as written; a step directory without a manifest (torn) is left out."""
+    import torch
+
+    from temporal_ml.storage.checkpoints import CheckpointManager
+
+    manager = CheckpointManager(tmp_path, "run-1", keep_last=None)
+    refs = [manager.save(step, {"model": {"w": torch.full((64,), float(step))}}, metrics={"loss": 1.0 / step})
+            for step in (10, 20, 30)]
+    (tmp_path / "run-1" / "step-000000000040").mkdir()  # being written: no manifest yet
+    listed = _data.checkpoint_list(refs[0].uri)
+    assert [c["step"] for c in listed] == [30, 20, 10]
+    assert [c["sha256"] for c in listed] == [r.model_sha256 for r in reversed(refs)]
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "run-1" / "step-000000000030").iterdir()
+                  if f.name != "manifest.json")
+    assert listed[0]["bytes"] == on_disk > 64 * 4
+    assert listed[0]["metrics"] == {"loss": 1.0 / 30}
+    assert _data.checkpoint_list(str(tmp_path / "gone" / "step-000000000001")) == []

@@ -17,6 +17,14 @@ function fmt(value) {
   return value === null || value === undefined ? "" : String(value);
 }
 
+function bytes(n) {
+  if (typeof n !== "number") return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let k = 0;
+  while (n >= 1024 && k < units.length - 1) { n /= 1024; k += 1; }
+  return (k === 0 ? String(n) : n.toFixed(1)) + " " + units[k];
+}
+
 function connected(ok, why) {
   const conn = $("#conn");
   conn.textContent = ok ? "" : "reconnecting… " + (why || "");
@@ -211,6 +219,24 @@ function runPage() {
     list.replaceChildren(...data.rungs.decisions.map((line) => el("li", line)));
   }
 
+  function checkpoints(data) {
+    const box = $("#checkpoints");
+    box.hidden = !data.checkpoints || data.checkpoints.length === 0;
+    if (box.hidden) return;
+    const body = $("#ckpttable tbody");
+    body.replaceChildren();
+    for (const c of data.checkpoints) {
+      const tr = el("tr");
+      const metrics = Object.entries(c.metrics || {}).map(([k, v]) => k + " " + fmt(v)).join(", ");
+      tr.appendChild(el("td", fmt(c.step), "num"));
+      tr.appendChild(el("td", (c.sha256 || "").slice(0, 16), "mono"));
+      tr.lastChild.title = c.sha256 || "";
+      tr.appendChild(el("td", bytes(c.bytes), "num"));
+      tr.appendChild(el("td", metrics));
+      body.appendChild(tr);
+    }
+  }
+
   async function loadRows() {
     const params = new URLSearchParams({offset: view.offset, limit: view.limit, sort: view.sort,
                                         desc: view.desc ? "1" : "0", q: view.q});
@@ -260,14 +286,14 @@ function runPage() {
       const img = $(id);
       const next = new Image();
       next.onload = () => { img.src = next.src; img.hidden = false; };
-      next.onerror = () => { if (which === "live") img.hidden = true; };
+      next.onerror = () => { img.hidden = true; };  // none yet (204), or a failed drawing: try again
       next.src = api + "/figure/" + which + ".png" + stamp;
     }
   }
 
   async function refresh() {
     try { summary = await getJSON(api); } catch (err) { return; }
-    facts(summary); controls(summary); rungs(summary);
+    facts(summary); controls(summary); rungs(summary); checkpoints(summary);
     await loadRows();
     if (live) images();
     live = summary.status === "running";
