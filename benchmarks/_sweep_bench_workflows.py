@@ -18,7 +18,7 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     from _noop_workflows import NoopEval, NoopTraining
 
-    from temporal_ml.sweep_types import SweepInput, SweepResult
+    from temporal_ml.sweeps import SweepInput, SweepResult
     from temporal_ml.types import CheckpointRef, EvalResult, TrainResult
     from temporal_ml.workflows.evaluation import EvalInput
     from temporal_ml.workflows.sweep import SweepWorkflow

@@ -29,7 +29,7 @@ from pydantic_core import to_json
 
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
-from temporal_ml.sweep_types import PART_ROWS, SuggestionAudit, SweepResult, TrialRow
+from temporal_ml.sweeps import PART_ROWS, SuggestionAudit, SweepResult, TrialRow
 from temporal_ml.types import SnapshotRef
 from temporal_ml.worker import create_worker
 

@@ -49,7 +49,7 @@ from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import Float, RandomSearcher, SearchSpace
 from temporal_ml.storage.snapshots import SnapshotStore
-from temporal_ml.sweep_types import SweepInput, SweepResult
+from temporal_ml.sweeps import SweepInput, SweepResult
 from temporal_ml.types import DatasetSource, TrainConfig
 from temporal_ml.worker import create_worker
 

@@ -41,7 +41,7 @@ from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import SweepInput
+from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig
 
 QUEUE = "bench-scale"

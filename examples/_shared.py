@@ -16,11 +16,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from temporal_ml import sources
-from temporal_ml.cli_errors import OneLineArgumentParser, connect_or_explain, report
-from temporal_ml.cli_progress import ProgressView, RunProgress
 from temporal_ml.client import wait_result
 from temporal_ml.embedded import embedded_run
 from temporal_ml.errors import ConfigError
+from temporal_ml.failures import OneLineArgumentParser, connect_or_explain, report
+from temporal_ml.progress import ProgressView, RunProgress
 from temporal_ml.sources import SYNTHETIC, default_eval_split, looks_local, resolve_model
 from temporal_ml.types import DatasetSource, ExperimentResult, ExperimentStatus, TrainProgress
 
@@ -194,7 +194,7 @@ def reconnecting_result(args: argparse.Namespace, handle: WorkflowHandle) -> Cor
 async def follow(args: argparse.Namespace, handle: WorkflowHandle, progress_query: Callable[..., Any],
                  every: float = 2.0) -> Any:
     """Wait for a training workflow's result, showing its live progress on stderr: a progress bar on
-    a terminal, a line per change of state otherwise (:class:`temporal_ml.cli_progress.ProgressView`),
+    a terminal, a line per change of state otherwise (:class:`temporal_ml.progress.ProgressView`),
     and a line when its worker is lost."""
     result_task = asyncio.ensure_future(reconnecting_result(args, handle))
     with ProgressView() as view:
@@ -219,8 +219,8 @@ async def follow(args: argparse.Namespace, handle: WorkflowHandle, progress_quer
 
 
 async def _worker_lost(handle: WorkflowHandle) -> str | None:
-    """Why the run's training waits for another worker (see :func:`temporal_ml.cli_runs.worker_lost`)."""
-    from temporal_ml.cli_runs import worker_lost
+    """Why the run's training waits for another worker (see :func:`temporal_ml.runs.worker_lost`)."""
+    from temporal_ml.runs import worker_lost
 
     try:
         return worker_lost(await handle.describe())

@@ -3,7 +3,7 @@
 Every searcher suggestion of a sweep is recorded in its history when made (see
 :mod:`temporal_ml.workflows._suggest`), so a newer searcher never changes a running sweep. The
 searchers are pure functions of (space, seed, history), and each trial records what its suggestion
-saw (:class:`~temporal_ml.sweep_types.SuggestionAudit`); :func:`audit_sweep` rebuilds every one and
+saw (:class:`~temporal_ml.sweeps.SuggestionAudit`); :func:`audit_sweep` rebuilds every one and
 compares. A difference means the searcher code (or its floats) changed since the sweep ran: the
 sweep itself is unaffected, but a new sweep with the same seed would search elsewhere.
 
@@ -42,11 +42,11 @@ async def audit_sweep(client: Client, workflow_id: str) -> list[AuditLine]:
     Raises:
         ConfigError: the run is not a sweep, or its input or rows cannot be read.
     """
-    from temporal_ml.cli_common import describe_run
     from temporal_ml.client import workflow_input
     from temporal_ml.errors import ConfigError
-    from temporal_ml.results import sweep_trials
-    from temporal_ml.sweep_types import (
+    from temporal_ml.runs import describe_run
+    from temporal_ml.sweep_results import sweep_trials
+    from temporal_ml.sweeps import (
         LadderInput,
         LadderResult,
         LadderState,

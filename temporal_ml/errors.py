@@ -22,6 +22,8 @@ __all__ = [
     "NO_WORKER_ERROR",
     "INFRASTRUCTURE_ERRORS",
     "permanent_error",
+    "root_type",
+    "root_message",
 ]
 
 
@@ -155,3 +157,27 @@ def require(module: str, extra: str):  # noqa: ANN201 - returns a module
         raise MissingDependencyError(
             f"{module!r} is required for this feature: pip install 'temporal-ml[{extra}]'"
         ) from exc
+
+
+def _innermost(err: BaseException) -> BaseException:
+    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
+        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
+    return err
+
+
+def root_type(err: BaseException) -> str | None:
+    """The ``type`` of the innermost ``ApplicationError`` cause of a Temporal failure (``None`` if it has none);
+    ``NoWorkerError`` for an activity no worker took in time (a schedule-to-start timeout)."""
+    from temporalio.exceptions import TimeoutError, TimeoutType
+
+    root = _innermost(err)
+    if isinstance(root, TimeoutError) and root.type == TimeoutType.SCHEDULE_TO_START:
+        return NO_WORKER_ERROR
+    kind = getattr(root, "type", None)
+    return kind if isinstance(kind, str) else None
+
+
+def root_message(err: BaseException) -> str:
+    """The message of the innermost cause (e.g. the trainable's ConfigError text)."""
+    root = _innermost(err)
+    return str(getattr(root, "message", None) or root)

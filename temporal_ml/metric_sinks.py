@@ -41,14 +41,13 @@ import importlib
 import json
 import logging
 import math
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from temporal_ml import _sink_names
 from temporal_ml.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,12 +96,6 @@ class SinkContext:
 #: Makes a run's sink when its training call starts.
 SinkFactory = Callable[[SinkContext], MetricSink]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_lock = threading.Lock()
-_registry: dict[str, SinkFactory] = {}
-
-
 def register_metric_sink(name: str, factory: SinkFactory, *, replace: bool = False) -> None:
     """Make ``TrainConfig(metric_sinks=[name])`` use ``factory``.
 
@@ -112,18 +105,12 @@ def register_metric_sink(name: str, factory: SinkFactory, *, replace: bool = Fal
     Raises:
         ConfigError: a malformed name, or one already registered (unless ``replace``).
     """
-    if not _NAME.match(name):
-        raise ConfigError(f"invalid metric sink name {name!r}: use letters, digits, '_', '.', '-'")
-    with _lock:
-        if name in _registry and not replace and _registry[name] is not factory:
-            raise ConfigError(f"metric sink {name!r} is already registered (pass replace=True)")
-        _registry[name] = factory
+    _sink_names.register(name, factory, replace=replace)
 
 
 def metric_sink_names() -> list[str]:
     """The names :func:`register_metric_sink` knows (built-ins included), sorted."""
-    with _lock:
-        return sorted(_registry)
+    return _sink_names.names()
 
 
 def check_metric_sinks(names: Sequence[str], *, registered: bool = True) -> list[str]:
@@ -137,21 +124,7 @@ def check_metric_sinks(names: Sequence[str], *, registered: bool = True) -> list
     Raises:
         ConfigError: one line naming the bad entry and the choices.
     """
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ConfigError(f"metric sink {name!r} is listed twice")
-        seen.add(name)
-        if _REFERENCE.match(name):
-            continue
-        if not _NAME.match(name) or (registered and name not in _registry):
-            known = ", ".join(metric_sink_names())
-            raise ConfigError(
-                f"unknown metric sink {name!r}; choose from {known}, a name registered with "
-                "temporal_ml.metric_sinks.register_metric_sink, or a 'module:factory' reference "
-                "(the JSONL log is always written)"
-            )
-    return list(names)
+    return _sink_names.check(names, registered=registered)
 
 
 def resolve_metric_sinks(names: Sequence[str]) -> list[tuple[str, SinkFactory]]:
@@ -165,8 +138,9 @@ def resolve_metric_sinks(names: Sequence[str]) -> list[tuple[str, SinkFactory]]:
     check_metric_sinks(names)
     factories: list[tuple[str, SinkFactory]] = []
     for name in names:
-        if name in _registry:
-            factory = _registry[name]
+        registered = _sink_names.factory_of(name)
+        if registered is not None:
+            factory = registered
             check = getattr(factory, "check", None)
             if callable(check):
                 check()
@@ -301,12 +275,3 @@ def log_evaluation(metrics_dir: str | Path | None, run_id: str, config: TrainCon
                 sink.close()
         except Exception as exc:  # noqa: BLE001
             log.warning("run %s: metric sink %s failed for an evaluation: %s", run_id, name, exc)
-
-
-# The built-in sinks (their packages are imported only when a run uses them).
-from temporal_ml._sink_builtins import MLflowSink, TensorBoardSink  # noqa: E402
-from temporal_ml._sink_wandb import WandbSink  # noqa: E402
-
-register_metric_sink("tensorboard", TensorBoardSink)
-register_metric_sink("mlflow", MLflowSink)
-register_metric_sink("wandb", WandbSink)

@@ -109,7 +109,7 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
     Raises ``ConfigError`` (one line) when it is not a finished sweep or has no such failed trial.
     """
     from temporal_ml.activities.sweep import read_sweep_table
-    from temporal_ml.sweep_types import (
+    from temporal_ml.sweeps import (
         TOP_ROWS,
         SweepInput,
         SweepResult,
@@ -117,7 +117,7 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
         TableSummary,
         TrialRow,
     )
-    from temporal_ml.workflows.sweep import rank_rows
+    from temporal_ml.workflows._sweep_table import rank_rows
 
     description, inp, result = await _closed_run(client, workflow_id, "sweep", SweepInput, SweepResult)
     if result.table_uri:
@@ -170,7 +170,7 @@ async def reopen_ladder(client: Client, workflow_id: str, trial: int | None = No
     The ladder's measured checkpoint bytes start again from zero (a byte budget is enforced on the
     trials measured after the reopen).
     """
-    from temporal_ml.sweep_types import LadderInput, LadderResult, LadderState
+    from temporal_ml.sweeps import LadderInput, LadderResult, LadderState
 
     description, inp, result = await _closed_run(client, workflow_id, "ladder", LadderInput, LadderResult)
     rows = [t.row for t in result.trials]

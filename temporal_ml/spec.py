@@ -50,7 +50,7 @@ from temporal_ml.sources import (
     default_eval_split,
     resolve_model,
 )
-from temporal_ml.sweep_types import AnySearcher, SweepInput
+from temporal_ml.sweeps import AnySearcher, SweepInput
 from temporal_ml.types import TrainConfig
 
 __all__ = ["SweepSpec", "load_spec", "SpecError"]

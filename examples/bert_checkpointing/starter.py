@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from temporal_ml.cli_start import start_or_attach
+from temporal_ml.starting import start_or_attach
 from temporal_ml.types import TrainConfig
 from temporal_ml.workflows.training import TrainingInput
 

@@ -12,7 +12,7 @@ import uuid
 
 from pydantic import BaseModel
 
-from temporal_ml.cli_start import start_or_attach
+from temporal_ml.starting import start_or_attach
 from temporal_ml.types import PredictionResult, TrainConfig, TrainResult
 from temporal_ml.workflows.inference import InferenceInput
 from temporal_ml.workflows.training import TrainingInput

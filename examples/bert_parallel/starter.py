@@ -16,8 +16,8 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from temporal_ml.cli_start import start_or_attach
 from temporal_ml.errors import ConfigError
+from temporal_ml.starting import start_or_attach
 from temporal_ml.types import CoordinatorResult, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
 

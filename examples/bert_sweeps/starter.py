@@ -23,9 +23,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from temporal_ml.cli_start import start_or_attach
 from temporal_ml.errors import ConfigError
-from temporal_ml.results import trials_evaluating
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
@@ -35,7 +33,9 @@ from temporal_ml.search import (
     TPESearcher,
 )
 from temporal_ml.spec import load_spec, spec_input
-from temporal_ml.sweep_types import SweepInput, SweepResult, TrialRow
+from temporal_ml.starting import start_or_attach
+from temporal_ml.sweep_results import trials_evaluating
+from temporal_ml.sweeps import SweepInput, SweepResult, TrialRow
 from temporal_ml.types import TrainConfig
 
 from .._shared import (

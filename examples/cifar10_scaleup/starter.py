@@ -20,9 +20,9 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from temporal_ml.cli_errors import OneLineArgumentParser
-from temporal_ml.cli_start import start_or_attach
 from temporal_ml.errors import ConfigError, MissingDependencyError
+from temporal_ml.failures import OneLineArgumentParser
+from temporal_ml.starting import start_or_attach
 from temporal_ml.types import DatasetSource, TrainConfig
 
 from .._shared import emit, environment_with, main_of, reconnecting_result, say, store_dir

@@ -44,7 +44,7 @@ from temporal_ml.search import (
     TrialRecord,
 )
 from temporal_ml.search._rungs import Bracket, Rung
-from temporal_ml.sweep_types import (
+from temporal_ml.sweeps import (
     RungCount,
     SuggestionAudit,
     TrialRow,
@@ -65,7 +65,7 @@ MAX_DELETIONS = 32
 
 
 class PlanRow(BaseModel):
-    """What the plan needs of one trial (a compact :class:`~temporal_ml.sweep_types.TrialRow`)."""
+    """What the plan needs of one trial (a compact :class:`~temporal_ml.sweeps.TrialRow`)."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
 

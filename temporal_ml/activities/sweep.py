@@ -198,7 +198,7 @@ _RECORDS: dict[tuple[str, int, str], list[TrialRecord]] = {}  # what the searche
 def _part_records(uri: str, index: int, sha256: str,
                   storage_options: dict[str, Any] | None) -> list[TrialRecord]:
     """The searcher's records of a verified part (converted once: a part never changes)."""
-    from temporal_ml.sweep_types import TrialRow
+    from temporal_ml.sweeps import TrialRow
 
     key = (uri, index, sha256)
     if key not in _RECORDS:
@@ -341,7 +341,7 @@ class SweepActivities:
         from temporalio.client import WorkflowFailureError
         from temporalio.service import RPCStatusCode
 
-        from temporal_ml.workflows._trials import root_message, root_type
+        from temporal_ml.errors import root_message, root_type
 
         handle = activity.client().get_workflow_handle(req.workflow_id)
         waiting = asyncio.ensure_future(handle.result(follow_runs=True))

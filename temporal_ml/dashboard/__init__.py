@@ -85,7 +85,7 @@ def create_app(client: Any, *, metrics_dir: str | Path | None = None, read_only:
             except _data.ControlError as exc:
                 return JSONResponse({"ok": False, "error": str(exc)}, status_code=409)
             except Exception as exc:  # noqa: BLE001 - the page shows one line and tries again
-                from temporal_ml.cli_errors import one_line
+                from temporal_ml.failures import one_line
 
                 return JSONResponse({"ok": False, "error": one_line(exc)}, status_code=503)
             if token is not None and request.query_params.get("token"):
@@ -127,7 +127,7 @@ def create_app(client: Any, *, metrics_dir: str | Path | None = None, read_only:
         import asyncio
         import time
 
-        from temporal_ml.cli_plot import find_metrics_dir
+        from temporal_ml.plots import find_metrics_dir
 
         workflow_id, live = request.path_params["id"], request.path_params["which"] == "live"
         key = (workflow_id, live)
@@ -138,7 +138,7 @@ def create_app(client: Any, *, metrics_dir: str | Path | None = None, read_only:
                 where = Path(metrics_dir) if metrics_dir is not None else find_metrics_dir(info, rows)
                 rungs = space = None
                 if not live and info.kind in ("sweep", "ladder"):
-                    from temporal_ml.cli_plot import _rung_table, _search_space
+                    from temporal_ml.plots import _rung_table, _search_space
 
                     rungs, space = await _rung_table(client, info), await _search_space(client, info)
                 data = await asyncio.to_thread(_data.figure_png, info, rows, where, rungs, space, live)

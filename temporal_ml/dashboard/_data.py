@@ -57,7 +57,7 @@ async def list_runs(client: Client, *, kind: str = "", state: str = "", text: st
 
     ``text`` matches the start of a workflow id or of the experiment (sweep or coordinator) a run
     belongs to."""
-    from temporal_ml.cli_common import run_info
+    from temporal_ml.runs import run_info
 
     clauses = ["TmlKind IS NOT NULL"]
     if kind in RUN_KINDS:
@@ -89,8 +89,8 @@ class RowCache:
 
     async def get(self, client: Client, workflow_id: str) -> tuple[Any, list[dict[str, Any]]]:
         """(``RunInfo``, rows) of the run, at most ``ttl`` seconds old."""
-        from temporal_ml.cli_common import describe_run
         from temporal_ml.results import result_rows
+        from temporal_ml.runs import describe_run
 
         lock = self._locks.setdefault(workflow_id, asyncio.Lock())
         async with lock:
@@ -108,16 +108,16 @@ class RowCache:
 async def run_summary(client: Client, cache: RowCache, workflow_id: str) -> dict[str, Any]:
     """The run's facts, its status line (a running sweep's counts, best, time left), its kind's
     controls and, for a sweep, its search space (the enqueue form)."""
-    from temporal_ml.cli_common import format_duration
+    from temporal_ml.runs import format_duration
 
     info, rows = await cache.get(client, workflow_id)
     line, space, rungs = "", None, None
     if info.kind in ("sweep", "ladder"):
         line, space, rungs = await _sweep_facts(client, info)
     elif info.running and info.kind == "coordinator":
-        from temporal_ml.cli_runs import _coordinator_phase
+        from temporal_ml.runs import coordinator_phase
 
-        line = await _coordinator_phase(client, info.id)
+        line = await coordinator_phase(client, info.id)
     lineage = {k: rows[0].get(k) for k in ("config_hash", "snapshot_id", "seed", "library_version",
                                            "checkpoint_sha256", "resumes", "pauses") if rows and k in rows[0]}
     return {"id": info.id, "kind": info.kind, "status": info.status, "type": info.type,
@@ -179,7 +179,7 @@ async def _checkpoints_of(uri: Any) -> list[dict[str, Any]]:
 
 async def _sweep_facts(client: Client, info: Any) -> tuple[str, Any, Any]:
     from temporal_ml.client import workflow_input
-    from temporal_ml.sweep_types import LadderInput, SweepInput, SweepStatus
+    from temporal_ml.sweeps import LadderInput, SweepInput, SweepStatus
 
     handle = client.get_workflow_handle(info.id)
     line, space, rungs = "", None, None
@@ -206,7 +206,7 @@ def page_rows(rows: list[dict[str, Any]], *, offset: int = 0, limit: int = 50, s
               desc: bool = False, query: str = "") -> dict[str, Any]:
     """One page of ``rows``: filtered (``query`` in any cell's text), sorted by column ``sort``
     (missing values last), ``limit`` rows (at most 500) from ``offset``; with the columns."""
-    from temporal_ml.cli_plot import _columns
+    from temporal_ml.plots import _columns
 
     columns = _columns(rows)
     chosen = [r for r in rows if not query or any(query.lower() in str(v).lower() for v in r.values())]
@@ -266,7 +266,7 @@ async def control(client: Client, workflow_id: str, kind: str, action: str, arg:
         raise ControlError(f"{workflow_id}: no answer in {_TIMEOUT.seconds}s: is a worker polling the "
                            "run's task queue?") from None
     except WorkflowUpdateFailedError as exc:
-        from temporal_ml.cli_errors import one_line
+        from temporal_ml.failures import one_line
 
         raise ControlError(f"{workflow_id}: {one_line(exc)}") from None
     return _answer_line(action, answer)
@@ -290,8 +290,8 @@ def figure_png(info: Any, rows: list[dict[str, Any]], metrics_dir: Path | None, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from temporal_ml.cli_plot import _curves, _draw, _png, figure
     from temporal_ml.errors import ConfigError
+    from temporal_ml.plots import _curves, _draw, _png, figure
 
     if live_only:
         running = [r for r in rows if r.get("status") in ("training", "running", "evaluating")]

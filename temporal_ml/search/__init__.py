@@ -32,6 +32,12 @@ from temporal_ml.search._base import (
 )
 from temporal_ml.search._grid import GridSearcher
 from temporal_ml.search._random import RandomSearcher
+from temporal_ml.search._registry import (
+    AnySearcher,
+    register_searcher,
+    searcher_from_json,
+    searcher_kinds,
+)
 from temporal_ml.search._rungs import Bracket, Rung, RungTable
 from temporal_ml.search._schedulers import (
     AshaScheduler,
@@ -43,8 +49,12 @@ from temporal_ml.search._space import Categorical, Fixed, Float, Int, Param, Sea
 from temporal_ml.search._study import Study
 from temporal_ml.search._tpe import TPESearcher
 
-AnySearcher = Annotated[RandomSearcher | GridSearcher | TPESearcher, Field(discriminator="kind")]
-"""Any built-in searcher, as a field type of a workflow input (JSON carries its ``kind``)."""
+BaseSearcher = Searcher
+"""The base of a searcher of your own (see :func:`register_searcher`): settings as pydantic fields,
+a ``kind``, and ``suggest``."""
+
+for _builtin in (RandomSearcher, GridSearcher, TPESearcher):
+    register_searcher(_builtin)
 
 AnyScheduler = Annotated[AshaScheduler | SuccessiveHalvingScheduler, Field(discriminator="kind")]
 """Any built-in multi-fidelity scheduler, as a field type (JSON carries its ``kind``)."""
@@ -59,6 +69,10 @@ __all__ = [
     "SearchSpace",
     # searchers
     "Searcher",
+    "BaseSearcher",
+    "register_searcher",
+    "searcher_kinds",
+    "searcher_from_json",
     "RandomSearcher",
     "GridSearcher",
     "TPESearcher",

@@ -24,7 +24,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.sweep import STOP_RUN, StopRunRequest
     from temporal_ml.search import SearchSpace
-    from temporal_ml.sweep_types import (
+    from temporal_ml.sweeps import (
         PAGE_ROWS,
         SweepStatus,
         TrialRow,

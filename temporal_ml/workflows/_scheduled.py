@@ -44,7 +44,8 @@ with workflow.unsafe.imports_passed_through():
         DeleteCheckpointsRequest,
         DeleteCheckpointsResult,
     )
-    from temporal_ml.sweep_types import (
+    from temporal_ml.errors import root_message
+    from temporal_ml.sweeps import (
         ScheduledSummary,
         SweepInput,
         SweepState,
@@ -52,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         trial_name,
     )
     from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
-    from temporal_ml.workflows._trials import root_message
 
 if TYPE_CHECKING:
     from temporal_ml.workflows._trials import ReportRouter

@@ -28,15 +28,22 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.sweep import SUGGEST, SuggestRequest, SuggestResult, suggest_point
+    from temporal_ml.errors import root_message
     from temporal_ml.search import AnySearcher, Direction, SearchSpace, TrialRecord
-    from temporal_ml.workflows._trials import root_message
+    from temporal_ml.sweeps import SuggestionAudit, SweepInput, SweepState, TrialRow
 
-__all__ = ["RECORDED_SUGGESTIONS_PATCH", "SUGGEST_ACTIVITY_PATCH", "Suggestion", "suggest"]
+__all__ = ["RECORDED_SUGGESTIONS_PATCH", "SUGGEST_ACTIVITY_PATCH", "SUGGEST_BATCH_PATCH", "SUGGEST_AHEAD",
+           "Suggestion", "suggest", "SuggestingSweep"]
 
 #: ``workflow.patched`` id: suggestions come from the ``SUGGEST`` local activity (recorded).
 RECORDED_SUGGESTIONS_PATCH = "tml-recorded-suggestions-v1"
 #: ``workflow.patched`` id: the suggestion is a regular activity (a local one before).
 SUGGEST_ACTIVITY_PATCH = "tml-suggest-activity-v1"
+#: ``workflow.patched`` id: several trials' points are asked for at once (``SweepState.held_more``).
+#: Runs recorded before it asked for one at a time.
+SUGGEST_BATCH_PATCH = "tml-suggest-batch-v1"
+#: The most trials a sweep asks its searcher for at once.
+SUGGEST_AHEAD = 32
 
 
 @dataclass(frozen=True)
@@ -90,3 +97,61 @@ async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[Trial
     except Exception as exc:  # a searcher bug: the sweep pauses with the reason, never fails
         return Suggestion(failed=f"the {searcher.kind} searcher failed: {type(exc).__name__}: {exc}")
     return Suggestion(params=result.params, exhausted=result.exhausted)
+
+
+class SuggestingSweep:
+    """The sweep's side of its searcher: ask for the next trials' points (recorded) and hold them."""
+
+    _inp: SweepInput | None
+    _s: SweepState
+    _run_id: str
+    _running: int
+    _suggesting: bool
+
+    async def _suggest(self) -> bool:
+        """Ask the searcher for the next trial's point and hold it (``SweepState.held``); returns
+        whether it was recorded (an activity ran: the sweep's state may have changed meanwhile).
+        An exhausted searcher marks the sweep exhausted; a failing one pauses it with the reason."""
+        inp, s = self._inp, self._s
+        assert inp is not None
+        index = s.n_started
+        history = [r.record() for r in s.rows]  # and, read by the activity, the rows of the table
+        t = s.table
+        audit = SuggestionAudit.of(inp.searcher.kind, s.results_seen, history)
+        if t.rows:
+            audit = audit.model_copy(update={"complete": audit.complete + t.n_done,
+                                             "failed": audit.failed + t.n_failed + t.n_stopped})
+        self._suggesting = True  # a trial index is taken: an enqueued config runs after it
+        try:
+            got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
+                                direction=inp.direction, table_uri=t.uri, table_parts=t.parts,
+                                count=self._suggestions_wanted())
+        finally:
+            self._suggesting = False
+        if got.params is not None:
+            s.held = TrialRow(index=index, params=got.params, source="searcher", audit=audit)
+            s.held_more = [TrialRow(index=index + k, params=params, source="searcher",
+                                    audit=audit.model_copy(update={"pending": audit.pending + k}))
+                           for k, params in enumerate(got.more, start=1)
+                           if not s.queue]  # a config enqueued meanwhile goes right after ``held``
+        elif got.exhausted is not None:
+            workflow.logger.info("sweep %s: %s", self._run_id, got.exhausted)
+            s.exhausted = True
+        else:
+            workflow.logger.error("sweep %s paused: %s", self._run_id, got.failed)
+            s.paused, s.pause_reason = True, got.failed
+        return got.recorded
+
+    def _suggestions_wanted(self) -> int:
+        """How many trials' points to ask for at once (``SUGGEST_BATCH_PATCH``): a searcher that
+        ignores the history (random) as many as run at once (at most :data:`SUGGEST_AHEAD`), so a
+        suggestion's round trip is paid once for many fast trials; another one a point per free slot
+        (each seeing the ones before as pending, as asking one at a time would without new results)."""
+        inp, s = self._inp, self._s
+        assert inp is not None
+        if not workflow.patched(SUGGEST_BATCH_PATCH):
+            return 1
+        left = s.n_trials - s.n_started
+        if not inp.searcher.uses_history:
+            return max(1, min(left, s.max_concurrency, SUGGEST_AHEAD))
+        return max(1, min(left, s.max_concurrency - self._running, SUGGEST_AHEAD))

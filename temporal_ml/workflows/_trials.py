@@ -31,7 +31,7 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ChildWorkflowError, TimeoutError, TimeoutType
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.sweep import (
@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         AwaitChildRequest,
         AwaitedChild,
     )
-    from temporal_ml.errors import NO_WORKER_ERROR
+    from temporal_ml.errors import NO_WORKER_ERROR, root_message, root_type
     from temporal_ml.types import EvalResult, SnapshotRef, TrainConfig, TrainProgress, TrainResult
     from temporal_ml.workflows._tags import child_search_attributes
     from temporal_ml.workflows.evaluation import EvalInput
@@ -333,25 +333,3 @@ class ReportRouter(Generic[K]):
             return None
         self.alive.saw("train")
         return key, report
-
-
-def _innermost(err: BaseException) -> BaseException:
-    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
-        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
-    return err
-
-
-def root_type(err: BaseException) -> str | None:
-    """The ``type`` of the innermost ``ApplicationError`` cause (``None`` if it has none);
-    ``NoWorkerError`` for an activity no worker took in time (a schedule-to-start timeout)."""
-    root = _innermost(err)
-    if isinstance(root, TimeoutError) and root.type == TimeoutType.SCHEDULE_TO_START:
-        return NO_WORKER_ERROR
-    kind = getattr(root, "type", None)
-    return kind if isinstance(kind, str) else None
-
-
-def root_message(err: BaseException) -> str:
-    """The message of the innermost cause (e.g. the trainable's ConfigError text)."""
-    root = _innermost(err)
-    return str(getattr(root, "message", None) or root)

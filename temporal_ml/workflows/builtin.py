@@ -11,7 +11,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult
+    from temporal_ml.sweeps import LadderInput, LadderResult, SweepInput, SweepResult
     from temporal_ml.types import EvalResult, TrainResult
     from temporal_ml.workflows.evaluation import EvalInput, EvalWorkflow
     from temporal_ml.workflows.ladder import LadderSweepWorkflow

@@ -5,7 +5,7 @@ readable ids ``<run_id>--t0007--train`` and ``<run_id>--t0007--eval``. The sweep
 the moment a slot frees (``max_concurrency``, enforced here), the searcher suggests the next point
 from the results recorded so far. Suggestions are pure functions of the recorded state (searcher,
 space, seed, trial index, the rows), so a replayed or restarted sweep makes the same decisions; each
-searcher trial records what its suggestion saw (:class:`~temporal_ml.sweep_types.SuggestionAudit`).
+searcher trial records what its suggestion saw (:class:`~temporal_ml.sweeps.SuggestionAudit`).
 A failed trial is recorded with its error and told to the searcher; its training is retried at most
 ``max_attempts`` times, never forever.
 
@@ -17,7 +17,7 @@ trials finish, no new ones start, the sweep returns). Queries: ``sweep_status``,
 ``leaderboard``.
 
 Long sweeps continue-as-new when the server suggests it, without draining: the run carries its
-compact :class:`~temporal_ml.sweep_types.SweepState` (the running trials among its rows) to the next
+compact :class:`~temporal_ml.sweeps.SweepState` (the running trials among its rows) to the next
 run and ends; the trials' children go on (they are started with ``ParentClosePolicy.ABANDON``), and
 the next run waits for each with the ``await_child`` activity (a child's result reaches only the run
 that started it), so every slot stays busy across a rollover. Cancelling or terminating a sweep
@@ -40,46 +40,26 @@ trials across a rollover are activities. Subclass it and name the child workflow
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from temporalio import workflow
 from temporalio.common import (
-    RetryPolicy,
     SearchAttributeKey,
 )
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from temporal_ml._names import check_name
-    from temporal_ml._version import __version__
     from temporal_ml.activities.messages import REPORT_SIGNAL
-    from temporal_ml.activities.sweep import (
-        WRITE_SWEEP_PART,
-        WRITE_TABLE_PART,
-        SweepPartRequest,
-        SweepPartWritten,
-        TablePartRequest,
-    )
     from temporal_ml.search import SearchSpace
-    from temporal_ml.sweep_types import (
-        LEADERBOARD_ROWS,
-        MAX_HELD_FAILED,
-        PART_ROWS,
-        TOP_ROWS,
-        LadderInput,
-        SuggestionAudit,
+    from temporal_ml.sweeps import (
         SweepInput,
         SweepResult,
         SweepState,
-        TrialResult,
         TrialRow,
         objective_value,
         trial_name,
     )
     from temporal_ml.types import (
         LeaderboardEntry,
-        Lineage,
         SnapshotRef,
         TrainConfig,
         TrainResult,
@@ -89,22 +69,27 @@ with workflow.unsafe.imports_passed_through():
         refuse,
     )
     from temporal_ml.workflows._scheduled import ScheduledSweep
-    from temporal_ml.workflows._suggest import suggest
+    from temporal_ml.workflows._suggest import SUGGEST_AHEAD, SuggestingSweep
+    from temporal_ml.workflows._sweep_table import (
+        SweepTable,
+        check_sweep_run_id,
+        rank_rows,
+        trial_result,
+        trial_settings,
+    )
     from temporal_ml.workflows._tags import registered_search_attributes, tag
     from temporal_ml.workflows._trials import (
         EXPERIMENT,
         ReportRouter,
         StartGate,
         TrialCall,
-        TrialSettings,
-        root_message,
         run_trial,
         trial_tags,
     )
     from temporal_ml.workflows.training import create_snapshot
 
-__all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "trial_settings", "check_sweep_run_id"]
-
+__all__ = ["SweepWorkflow", "refuse", "rank_rows", "trial_result", "trial_settings", "check_sweep_run_id",
+           "SUGGEST_AHEAD"]
 
 
 #: ``workflow.patched`` id: finished rows go to the results table as they finish (parts of
@@ -116,63 +101,9 @@ BOUNDED_SWEEP_PATCH = "tml-sweep-bounded-v1"
 #: ``AWAIT_CHILD`` activity), so every slot stays busy across a rollover. Runs recorded before it
 #: wait for every running trial first.
 NO_DRAIN_PATCH = "tml-sweep-no-drain-v1"
-#: ``workflow.patched`` id: several trials' points are asked for at once (``SweepState.held_more``).
-#: Runs recorded before it asked for one at a time.
-SUGGEST_BATCH_PATCH = "tml-suggest-batch-v1"
-#: The most trials a sweep asks its searcher for at once.
-SUGGEST_AHEAD = 32
 
 
-def check_sweep_run_id(run_id: str) -> None:
-    """Fail the workflow (non-retryably) unless ``run_id`` gives valid child ids."""
-    try:
-        check_name(run_id, "run id")
-        if len(run_id) > 150:
-            raise ValueError(f"run id {run_id[:40]}... is longer than 150 characters")
-    except ValueError as exc:
-        raise ApplicationError(f"{exc} (pass a valid run_id)", type="ConfigError",
-                               non_retryable=True) from None
-
-
-def rank_rows(rows: list[TrialRow], direction: str, by_budget: bool = False) -> list[TrialRow]:
-    """Done trials with a value, best first (ties: lower index first). ``by_budget`` (a sweep
-    with a scheduler): the most steps first, then the value; a trial listed twice counts as its
-    last row (the newer)."""
-    sign = -1.0 if direction == "maximize" else 1.0
-    latest = {r.index: r for r in rows}
-    done = [r for r in latest.values() if r.state == "done" and r.value is not None]
-    if by_budget:
-        return sorted(done, key=lambda r: (-r.step, sign * float(r.value), r.index))  # type: ignore[arg-type]
-    return sorted(done, key=lambda r: (sign * float(r.value), r.index))  # type: ignore[arg-type]
-
-
-def trial_result(run_id: str, row: TrialRow, base: TrainConfig, space: SearchSpace,
-                 snapshot: SnapshotRef, train_id: str, eval_id: str) -> TrialResult:
-    """A row with its lineage (the config it trained, hash, seed, snapshot, weights digest)."""
-    lineage = None
-    try:
-        config = space.apply(base, row.params)
-    except ValueError:
-        config = None
-    if config is not None:
-        lineage = Lineage(config=config, config_hash=config.config_hash(), seed=config.seed,
-                          snapshot_id=snapshot.id, checkpoint_sha256=row.model_sha256,
-                          library_version=__version__)
-    return TrialResult(name=row.name, row=row.model_copy(), train_workflow_id=train_id,
-                       eval_workflow_id=eval_id, lineage=lineage)
-
-
-def trial_settings(inp: SweepInput | LadderInput) -> TrialSettings:
-    """What every trial of a sweep or ladder shares (queues, timeouts, the evaluation split)."""
-    return TrialSettings(
-        train_task_queue=inp.train_task_queue, eval_task_queue=inp.eval_task_queue,
-        heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds, max_attempts=inp.max_attempts,
-        progress_every_seconds=inp.progress_every_seconds, eval_split=inp.eval_split,
-        evaluate_in_training=getattr(inp, "evaluate_in_training", False),
-        no_worker_timeout_seconds=inp.no_worker_timeout_seconds)
-
-
-class SweepWorkflow(ScheduledSweep, SweepControls):
+class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
     """Base of sweeps; see the module docstring. Subclasses set the child workflow types."""
 
     #: The training child workflow (a registered ``TrainingWorkflow`` subclass: name or class).
@@ -283,74 +214,6 @@ class SweepWorkflow(ScheduledSweep, SweepControls):
         table_uri = self._s.table.uri if self._s.table.parts else await self._write_table(inp)
         return self._result(inp, snapshot, table_uri)
 
-    # -- the results table ---------------------------------------------------------------------------
-
-    def _part_rows(self) -> int:
-        assert self._inp is not None
-        return min(self._inp.max_inline_rows, PART_ROWS)
-
-    def _finished_rows(self, final: bool = False) -> list[TrialRow]:
-        """Finished rows the table may take: not those waiting to run again, and (until the end)
-        not the latest ``MAX_HELD_FAILED`` failed ones, which ``retry_failed`` can still re-run."""
-        s = self._s
-        finished = [r for r in s.rows if r.state in ("done", "failed", "stopped") and r.index not in s.retry]
-        if final:
-            return finished
-        held = {r.index for r in [r for r in finished if r.state == "failed"][-MAX_HELD_FAILED:]}
-        return [r for r in finished if r.index not in held]
-
-    def _flush_due(self) -> bool:
-        """Enough finished rows to write a part (not while paused for a failed write)."""
-        return (self._bounded and not (self._s.paused and self._s.pause_reason is not None)
-                and len(self._finished_rows()) >= self._part_rows())
-
-    async def _flush(self, final: bool = False) -> None:
-        """Write finished rows (at most a part) to the results table and forget them; a write that
-        fails (a full or unreachable store, no table root) pauses the sweep with the reason."""
-        inp, s = self._inp, self._s
-        assert inp is not None
-        rows = self._finished_rows(final)[:self._part_rows()]
-        try:
-            written: SweepPartWritten = await workflow.execute_activity(
-                WRITE_SWEEP_PART,
-                SweepPartRequest(run_id=self._run_id, table_root=inp.table_root, index=len(s.table.parts),
-                                 rows=[r.model_dump(mode="json") for r in rows]),
-                result_type=SweepPartWritten, start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30),
-                                         non_retryable_error_types=["ConfigError"]),
-            )
-        except ActivityError as err:
-            s.paused, s.pause_reason = True, f"cannot write the results table: {root_message(err)}"
-            workflow.logger.error("sweep %s paused: %s", self._run_id, s.pause_reason)
-            return
-        gone = {r.index for r in rows}
-        s.rows = [r for r in s.rows if r.index not in gone]
-        for index in gone:
-            self._live.pop(index, None)
-        t = s.table
-        t.uri, t.rows = written.uri, t.rows + len(rows)
-        t.parts.append(written.sha256)
-        t.n_done += sum(r.state == "done" for r in rows)
-        t.n_failed += sum(r.state == "failed" for r in rows)
-        t.n_stopped += sum(r.state == "stopped" for r in rows)
-        t.top = rank_rows([*t.top, *rows], inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS]
-
-    async def _write_table(self, inp: SweepInput) -> str | None:
-        """Write every row to ``table_root`` in parts of ``max_inline_rows`` (payloads stay bounded)."""
-        rows = self._s.rows
-        if inp.table_root is None or len(rows) <= inp.max_inline_rows:
-            return None
-        uri = f"{inp.table_root.rstrip('/')}/{self._run_id}"
-        step = inp.max_inline_rows
-        for k in range(0, len(rows), step):
-            await workflow.execute_activity(
-                WRITE_TABLE_PART,
-                TablePartRequest(uri=uri, index=k // step,
-                                 rows=[r.model_dump(mode="json") for r in rows[k:k + step]]),
-                start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
-            )
-        return uri
-
     def _more_to_start(self) -> bool:
         s = self._s
         return bool(s.retry) or (
@@ -385,54 +248,6 @@ class SweepWorkflow(ScheduledSweep, SweepControls):
 
     def _rollover_due(self) -> bool:
         return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
-
-    async def _suggest(self) -> bool:
-        """Ask the searcher for the next trial's point and hold it (``SweepState.held``); returns
-        whether it was recorded (an activity ran: the sweep's state may have changed meanwhile).
-        An exhausted searcher marks the sweep exhausted; a failing one pauses it with the reason."""
-        inp, s = self._inp, self._s
-        assert inp is not None
-        index = s.n_started
-        history = [r.record() for r in s.rows]  # and, read by the activity, the rows of the table
-        t = s.table
-        audit = SuggestionAudit.of(inp.searcher.kind, s.results_seen, history)
-        if t.rows:
-            audit = audit.model_copy(update={"complete": audit.complete + t.n_done,
-                                             "failed": audit.failed + t.n_failed + t.n_stopped})
-        self._suggesting = True  # a trial index is taken: an enqueued config runs after it
-        try:
-            got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
-                                direction=inp.direction, table_uri=t.uri, table_parts=t.parts,
-                                count=self._suggestions_wanted())
-        finally:
-            self._suggesting = False
-        if got.params is not None:
-            s.held = TrialRow(index=index, params=got.params, source="searcher", audit=audit)
-            s.held_more = [TrialRow(index=index + k, params=params, source="searcher",
-                                    audit=audit.model_copy(update={"pending": audit.pending + k}))
-                           for k, params in enumerate(got.more, start=1)
-                           if not s.queue]  # a config enqueued meanwhile goes right after ``held``
-        elif got.exhausted is not None:
-            workflow.logger.info("sweep %s: %s", self._run_id, got.exhausted)
-            s.exhausted = True
-        else:
-            workflow.logger.error("sweep %s paused: %s", self._run_id, got.failed)
-            s.paused, s.pause_reason = True, got.failed
-        return got.recorded
-
-    def _suggestions_wanted(self) -> int:
-        """How many trials' points to ask for at once (``SUGGEST_BATCH_PATCH``): a searcher that
-        ignores the history (random) as many as run at once (at most :data:`SUGGEST_AHEAD`), so a
-        suggestion's round trip is paid once for many fast trials; another one a point per free slot
-        (each seeing the ones before as pending, as asking one at a time would without new results)."""
-        inp, s = self._inp, self._s
-        assert inp is not None
-        if not workflow.patched(SUGGEST_BATCH_PATCH):
-            return 1
-        left = s.n_trials - s.n_started
-        if not inp.searcher.uses_history:
-            return max(1, min(left, s.max_concurrency, SUGGEST_AHEAD))
-        return max(1, min(left, s.max_concurrency - self._running, SUGGEST_AHEAD))
 
     def _next_row(self) -> TrialRow | None:
         """The next trial: a failed one to run again, a held suggestion, then a queued user config."""
@@ -545,57 +360,6 @@ class SweepWorkflow(ScheduledSweep, SweepControls):
         row.result_seq = self._s.results_seen
         self._s.results_seen += 1
         self._changes += 1
-
-    # -- results -----------------------------------------------------------------------------------
-
-    def _ranked(self) -> list[TrialRow]:
-        """Done trials best first: the kept rows and the best of those written to the table."""
-        assert self._inp is not None
-        return rank_rows([*self._s.table.top, *self._s.rows], self._inp.direction,
-                         by_budget=self._inp.scheduler is not None)
-
-    def _leaderboard(self) -> list[LeaderboardEntry]:
-        assert self._inp is not None
-        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective,
-                                 value=float(r.value), budget=r.step)  # type: ignore[arg-type]
-                for k, r in enumerate(self._ranked()[:LEADERBOARD_ROWS])]
-
-    def _result(self, inp: SweepInput, snapshot: SnapshotRef, table_uri: str | None = None) -> SweepResult:
-        s, t = self._s, self._s.table
-        rows = s.rows
-        ranked = self._ranked()
-        if t.parts:  # the rows are in the table: the result holds the best of them
-            keep = ranked[:min(inp.max_inline_rows, TOP_ROWS)]
-        elif len(rows) > inp.max_inline_rows:  # bound the payload: the best rows, then the rest by index
-            chosen = {r.index for r in ranked[:inp.max_inline_rows]}
-            for r in rows:
-                if len(chosen) >= inp.max_inline_rows:
-                    break
-                chosen.add(r.index)
-            keep = [r for r in rows if r.index in chosen]
-        else:
-            keep = sorted(rows, key=lambda r: r.index)
-
-        def result(row: TrialRow) -> TrialResult:
-            base = inp.base
-            if inp.scheduler is not None:  # the config of the rung it reached (the schedule over the largest)
-                base = base.model_copy(update={"max_steps": max(row.step, 1),
-                                               "schedule_steps": inp.scheduler.max_budget})
-            return trial_result(self._run_id, row, base, inp.space, snapshot,
-                                *self.child_ids(row.index, row.rung))
-
-        total = t.rows + len(rows)
-        return SweepResult(
-            run_id=self._run_id, snapshot=snapshot, objective=inp.objective, direction=inp.direction,
-            best=result(ranked[0]) if ranked else None, leaderboard=self._leaderboard(),
-            trials=[result(r) for r in keep], n_trials=total,
-            n_done=t.n_done + sum(r.state == "done" for r in rows),
-            n_failed=t.n_failed + sum(r.state == "failed" for r in rows),
-            n_stopped=t.n_stopped + sum(r.state == "stopped" for r in rows), rows_omitted=total - len(keep),
-            table_uri=table_uri,
-            stopped=s.stopping, exhausted=s.exhausted, runs=s.runs, stop_reason=s.stop_reason,
-            scheduled=s.scheduled, best_budget=ranked[0].step if ranked and inp.scheduler is not None else None,
-        )
 
     # -- progress ----------------------------------------------------------------------------------
 

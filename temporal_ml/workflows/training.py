@@ -12,6 +12,10 @@ Live control: the ``progress`` and ``latest_checkpoint`` queries; the ``pause``,
 ``stop_early`` updates. Pausing cancels the training activity, which checkpoints at the next step
 boundary; resuming starts a new one that continues from that checkpoint exactly. Stopping early
 ends the run at its latest checkpoint and returns it as the result.
+
+One node's path reads top to bottom here; a gang over several nodes (``TrainingInput.nodes > 1``)
+takes ``_train_nodes`` of :mod:`temporal_ml.workflows._multinode`, and the input and the helpers
+that start activities live in :mod:`temporal_ml.workflows._training_input`.
 """
 
 from __future__ import annotations
@@ -20,25 +24,20 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml._names import check_name
     from temporal_ml._version import __version__
-    from temporal_ml.activities._fail_fast import NON_RETRYABLE
     from temporal_ml.activities.messages import (
-        CREATE_SNAPSHOT,
-        RENDEZVOUS_SIGNAL,
         REPORT_SIGNAL,
         TRAIN,
         TrainOutcome,
         TrainRequest,
     )
     from temporal_ml.types import (
-        BoundaryModel,
         CheckpointRef,
         DatasetSource,
         SnapshotRef,
@@ -46,133 +45,18 @@ with workflow.unsafe.imports_passed_through():
         TrainProgress,
         TrainResult,
     )
+    from temporal_ml.workflows._multinode import MULTINODE_PATCH, MultiNodeTraining
     from temporal_ml.workflows._tags import registered_search_attributes, tag
-
-__all__ = ["TrainingWorkflow", "TrainingInput", "create_snapshot", "train_retry_policy"]
-
-
-class TrainingInput(BoundaryModel):
-    """Input of a training workflow.
-
-    Attributes:
-        config: the run's configuration.
-        dataset: where the data comes from (snapshotted first), or
-        snapshot: an existing snapshot to train on (exactly one of the two).
-        run_id: the run id (checkpoint directory); defaults to the workflow id.
-        task_queue: queue of the training activities (default: the workflow's own queue).
-        heartbeat_timeout_seconds: a worker silent this long is considered dead; the attempt is
-            retried on another worker from the latest checkpoint.
-        max_attempts: attempts of the training activity before the run fails (0: unlimited).
-        progress_every_seconds: how often the activity reports progress to the workflow.
-        report_to: ids of further workflows (e.g. a coordinator) that receive the progress reports.
-        nodes: machines the run's gang spans (each runs ``config.world_size`` ranks). With more than
-            one, the workflow starts one training activity per node and restarts them all together
-            from the last checkpoint when any fails (see ``docs/scaling.md``); ``max_attempts`` then
-            counts gang attempts.
-        node_task_queues: the queue of each node's activity (one per node, e.g. one per machine or
-            node group); default: every node on ``task_queue`` (workers polling it, one node each).
-        rendezvous: ``host:port`` where node 0's worker hosts torch's c10d rendezvous store, or
-            ``"auto"``: node 0's activity picks its own endpoint and signals it, and the workflow
-            starts the other nodes with it (required with ``nodes > 1``; every node must reach it).
-        no_worker_timeout_seconds: a training activity that no worker takes from its queue for
-            this long fails the run with a schedule-to-start timeout (sweeps and coordinators pause
-            on it: ``NoWorkerError``); ``None``: it waits for a worker forever.
-        search_attributes: our search attributes the namespace defines, as a parent workflow found
-            them (a sweep's trials): the run tags itself without asking again (``None``: it asks).
-        carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
-    """
-
-    config: TrainConfig
-    dataset: DatasetSource | None = None
-    snapshot: SnapshotRef | None = None
-    run_id: str | None = None
-    task_queue: str | None = None
-    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
-    max_attempts: int = Field(default=20, ge=0)
-    progress_every_seconds: float = Field(default=10.0, gt=0)
-    report_to: list[str] = Field(default_factory=list)
-    nodes: int = Field(default=1, ge=1, le=1024)
-    node_task_queues: list[str] | None = None
-    rendezvous: str | None = None
-    carried: TrainProgress | None = None
-    carried_paused: bool = False
-    no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
-    search_attributes: list[str] | None = None
-
-    @field_validator("run_id")
-    @classmethod
-    def _safe_run_id(cls, value: str | None) -> str | None:
-        # The run id becomes a directory of the checkpoint store: no '/', no '..'.
-        return None if value is None else check_name(value, "run id")
-
-    @model_validator(mode="after")
-    def _one_data_source(self) -> TrainingInput:
-        if (self.dataset is None) == (self.snapshot is None):
-            raise ValueError("set exactly one of dataset or snapshot")
-        return self
-
-    @model_validator(mode="after")
-    def _gang_over_nodes(self) -> TrainingInput:
-        if self.node_task_queues is not None and len(self.node_task_queues) != self.nodes:
-            raise ValueError(f"node_task_queues names {len(self.node_task_queues)} queues for "
-                             f"{self.nodes} nodes (one per node)")
-        if self.nodes > 1:
-            host, _, port = (self.rendezvous or "").rpartition(":")
-            if self.rendezvous != "auto" and (not host or not port.isdigit()):
-                raise ValueError(f"a run over {self.nodes} nodes needs rendezvous='host:port' (where "
-                                 f"node 0 hosts the c10d store) or 'auto', got {self.rendezvous!r}")
-            ranks = self.config.world_size * self.nodes
-            if self.config.batch_size < ranks:
-                raise ValueError(f"batch_size {self.config.batch_size} (the global batch) is smaller "
-                                 f"than the {ranks} ranks")
-        return self
-
-
-async def create_snapshot(source: DatasetSource, task_queue: str | None = None,
-                          heartbeat_timeout_seconds: float = 60.0) -> SnapshotRef:
-    """Run the snapshot activity from workflow code (idempotent: same content, same id).
-
-    The activity heartbeats while it works, so a worker that dies mid-snapshot is noticed within
-    ``heartbeat_timeout_seconds`` and the snapshot retried on another worker.
-    """
-    return await workflow.execute_activity(
-        CREATE_SNAPSHOT, source, result_type=SnapshotRef, task_queue=task_queue,
-        start_to_close_timeout=timedelta(hours=2),
-        heartbeat_timeout=timedelta(seconds=heartbeat_timeout_seconds),
-        retry_policy=RetryPolicy(maximum_attempts=5,
-                                 non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE]),
+    from temporal_ml.workflows._training_input import (
+        TrainingInput,
+        create_snapshot,
+        no_worker_timeout,
+        parse_report,
+        train_retry_policy,
     )
 
-
-def parse_report(args: tuple[Any, ...]) -> TrainProgress | None:
-    """The progress report carried by a ``tml_report`` signal, or ``None`` (logged) if it is malformed.
-
-    The handler takes raw arguments and validates them itself, so a bad signal (sent by hand or by
-    another SDK) is dropped instead of failing the workflow task.
-    """
-    if len(args) == 1:
-        try:
-            return TrainProgress.model_validate(args[0])
-        except ValueError as exc:
-            workflow.logger.warning("dropping a malformed %s signal: %s", REPORT_SIGNAL, exc)
-            return None
-    workflow.logger.warning("dropping a %s signal with %d arguments (expected 1)", REPORT_SIGNAL, len(args))
-    return None
-
-
-def no_worker_timeout(inp: TrainingInput) -> timedelta | None:
-    """The schedule-to-start timeout of a run's training activities (``None``: wait forever)."""
-    seconds = inp.no_worker_timeout_seconds
-    return None if seconds is None else timedelta(seconds=seconds)
-
-
-def train_retry_policy(max_attempts: int) -> RetryPolicy:
-    """The training activity's retry policy: quick first retry, capped backoff, config errors final."""
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=30), maximum_attempts=max_attempts,
-        non_retryable_error_types=[e.__name__ for e in NON_RETRYABLE],
-    )
+__all__ = ["TrainingWorkflow", "TrainingInput", "create_snapshot", "train_retry_policy", "parse_report",
+           "no_worker_timeout", "MULTINODE_PATCH"]
 
 
 #: Run control as a state machine. The phase of a run (derived from what was requested, see
@@ -210,12 +94,9 @@ CONTROL_PATCH = "tml-run-control-v2"
 #: they ran.
 UNSCHEDULED_CANCEL_PATCH = "tml-unscheduled-cancel-v1"
 
-#: ``workflow.patched`` id of gangs over several nodes (``TrainingInput.nodes > 1``): one training
-#: activity per node, all restarted together. Only runs with ``nodes > 1`` reach it.
-MULTINODE_PATCH = "tml-multinode-v1"
 
 
-class TrainingWorkflow:
+class TrainingWorkflow(MultiNodeTraining):
     """Base of training workflows; see the module docstring."""
 
     def __init__(self) -> None:
@@ -338,104 +219,6 @@ class TrainingWorkflow:
                                    resumes=outcome.resumes, loss=outcome.metrics.get("loss")))
         return outcome
 
-    async def _train_nodes(self, inp: TrainingInput, run_id: str,
-                           snapshot: SnapshotRef) -> TrainOutcome | None:
-        """One gang over ``inp.nodes`` nodes: one activity per node, all or nothing.
-
-        Each node's activity is tried once (a node never retries alone). When one fails, the others
-        are cancelled, and once all have ended ``None`` is returned: the run loop starts a new gang
-        (a new gang id) from the last committed checkpoint, after a short backoff. A failure no
-        retry can fix, or the ``max_attempts``-th gang failure, fails the run.
-        """
-        self._control_v2()
-        stop_now = self._stop_requested
-        self._set_state("stopping" if stop_now else "training")
-        self._gangs += 1
-        gang_id = f"{run_id}-gang-{self._gangs}"
-        recovery, self._gang_failed = self._gang_failed, False  # the last gang failed: this one recovers
-        queues: list[str | None] = [inp.task_queue] * inp.nodes
-        if inp.node_task_queues:
-            queues = [*inp.node_task_queues]
-
-        def start(node: int, rendezvous: str | None,
-                  stop: bool = stop_now) -> workflow.ActivityHandle[TrainOutcome]:
-            return workflow.start_activity(
-                TRAIN, TrainRequest(
-                    run_id=run_id, config=inp.config, snapshot=snapshot,
-                    resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
-                    recovery=recovery,
-                    progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
-                    stop_at_start=stop, nodes=inp.nodes, node_rank=node, rendezvous=rendezvous,
-                    gang_id=gang_id),
-                result_type=TrainOutcome, task_queue=queues[node],
-                start_to_close_timeout=timedelta(days=30), schedule_to_start_timeout=no_worker_timeout(inp),
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-
-        auto = inp.rendezvous == "auto"  # node 0 first; the others once it published its endpoint
-        handles = [start(node, inp.rendezvous) for node in range(1 if auto else inp.nodes)]
-        self._activity, self._gang = handles[0], handles  # _interrupt cancels those started
-        self._cancelled, self._stopping_activity = False, stop_now
-        if self._paused or self._stop_requested or self._rollover:  # requested while starting
-            self._interrupt()
-        if auto:  # node 0 publishes its endpoint before it gathers the gang, or ends
-            await workflow.wait_condition(lambda: gang_id in self._endpoints or handles[0].done())
-            endpoint = self._endpoints.pop(gang_id, None)
-            if endpoint is not None and not handles[0].done():
-                # Node 0 waits for the others in the rendezvous: start them even if interrupted
-                # meanwhile, then in stop mode (the gang forms and stops at its first boundary).
-                stop = stop_now or self._cancelled
-                handles.extend(start(node, endpoint, stop) for node in range(1, inp.nodes))
-        failures: list[tuple[int, ActivityError]] = []  # (node, error), in the order they came
-
-        async def settle(node: int, handle: workflow.ActivityHandle[TrainOutcome]) -> TrainOutcome | None:
-            try:
-                return await handle
-            except asyncio.CancelledError:
-                if self._cancelled and handle.cancelled():  # interrupted before it was scheduled
-                    return None
-                raise  # the workflow itself is cancelled
-            except ActivityError as err:
-                if not isinstance(err.cause, CancelledError):
-                    if not failures:  # the first failure brings the whole gang down
-                        for other in handles:
-                            if other is not handle and not other.done():
-                                other.cancel()
-                    failures.append((node, err))
-                return None
-
-        try:
-            results = await asyncio.gather(*(settle(n, h) for n, h in enumerate(handles)))
-        finally:
-            self._activity, self._gang = None, []
-            self._cancelled = self._stopping_activity = False
-        outcomes = [r for r in results if r is not None]
-        if outcomes:  # the node of global rank 0 has the evaluation metrics and the resume count
-            best = max(outcomes, key=lambda o: (len(o.metrics), o.resumes))
-            self._record(TrainProgress(step=best.step, latest_checkpoint=best.checkpoint,
-                                       resumes=best.resumes, loss=best.metrics.get("loss")))
-            if len(outcomes) == inp.nodes:
-                return best
-        if not failures:  # interrupted by this workflow (pause, stop, rollover)
-            self._interrupted()
-            return None
-        self._gang_failures += 1
-        self._gang_failed = True
-        final = next((f for _, f in failures if isinstance(f.cause, ApplicationError)
-                      and f.cause.non_retryable), None)
-        if final is not None or 0 < inp.max_attempts <= self._gang_failures:
-            self._set_state("failed")
-            raise final or failures[0][1]
-        workflow.logger.warning(
-            "run %s: gang %s failed (%s); restarting all %d nodes from the last checkpoint",
-            run_id, gang_id, "; ".join(f"node {n}: {f.cause or f}" for n, f in failures), inp.nodes)
-        await workflow.sleep(timedelta(seconds=min(30, 2 ** (self._gang_failures - 1))))
-        self._set_state("stopping" if self._stop_requested
-                        else "paused" if self._paused else "training")
-        return None
-
     def _interrupt(self) -> None:
         """Ask the running activity (every node's, in a gang over several nodes) to checkpoint and
         stop (once; not one that stops by itself)."""
@@ -507,15 +290,6 @@ class TrainingWorkflow:
             # then continue as a new run of this workflow that resumes from that checkpoint.
             self._rollover = True
             self._interrupt()
-
-    @workflow.signal(name=RENDEZVOUS_SIGNAL)
-    def _on_rendezvous(self, *args: Any) -> None:
-        """Node 0 of a gang with ``rendezvous="auto"`` published where it hosts the rendezvous
-        (``gang_id, "host:port"``; anything else is dropped, never failing the workflow task)."""
-        if len(args) == 2 and all(isinstance(a, str) for a in args):
-            self._endpoints[args[0]] = args[1]
-        else:
-            workflow.logger.warning("dropping a malformed %s signal: %r", RENDEZVOUS_SIGNAL, args)
 
     @workflow.query
     def progress(self) -> TrainProgress:

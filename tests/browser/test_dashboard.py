@@ -23,7 +23,7 @@ import pytest
 
 from temporal_ml.client import connect
 from temporal_ml.search import Float, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import SweepInput, SweepStatus
+from temporal_ml.sweeps import SweepInput, SweepStatus
 from temporal_ml.types import DatasetSource, TrainConfig
 from temporal_ml.workflows.training import TrainingInput
 from tests.conftest import free_port

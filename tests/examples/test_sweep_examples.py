@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from temporal_ml.sweep_types import SweepResult
+from temporal_ml.sweeps import SweepResult
 from tests.examples.test_eval_parallel_examples import _run
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from temporal_ml.sweep_types import LadderInput, LadderResult, SweepInput, SweepResult
+    from temporal_ml.sweeps import LadderInput, LadderResult, SweepInput, SweepResult
     from temporal_ml.workflows.ladder import LadderSweepWorkflow
     from temporal_ml.workflows.sweep import SweepWorkflow
     from tests.integration._training_workflows import MLPEval, MLPTraining

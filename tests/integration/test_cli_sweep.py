@@ -18,7 +18,7 @@ import pytest
 from temporal_ml._version import __version__
 from temporal_ml.client import connect
 from temporal_ml.search import Categorical, SearchSpace
-from temporal_ml.sweep_types import SweepInput, SweepResult
+from temporal_ml.sweeps import SweepInput, SweepResult
 from temporal_ml.types import DatasetSource, TrainConfig
 from tests.integration._procs import start_worker_process
 from tests.integration.test_cli import cli, one_line

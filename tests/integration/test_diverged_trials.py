@@ -16,7 +16,7 @@ import pytest
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.search import AshaScheduler, Categorical, GridSearcher, SearchSpace
-from temporal_ml.sweep_types import SweepInput
+from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig, TrainResult
 from tests.integration._history import activity_attempts
 from tests.integration._sweep_workflows import MLPSweep

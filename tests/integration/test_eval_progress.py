@@ -84,9 +84,9 @@ async def test_the_evaluating_trials_of_a_scheduled_sweep_show_their_rows(tmp_pa
     evaluating trial its rows done (its evaluation child ``<run>--tNNNN--rR--eval`` is found through
     the rung in its row)."""
     from temporal_ml.activities.sweep import SweepActivities
-    from temporal_ml.results import trials_evaluating
     from temporal_ml.search import AshaScheduler, Float, SearchSpace
-    from temporal_ml.sweep_types import SweepInput
+    from temporal_ml.sweep_results import trials_evaluating
+    from temporal_ml.sweeps import SweepInput
     from tests.integration._sweep_workflows import MLPSweep
 
     client = await connect()

@@ -21,7 +21,7 @@ from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import Categorical, Float, SearchSpace, TPESearcher
-from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
+from temporal_ml.sweeps import SweepInput, SweepResult, recompute_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
 from tests.conftest import free_port
 from tests.integration._procs import start_worker_process

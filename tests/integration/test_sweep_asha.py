@@ -14,7 +14,7 @@ import pytest
 
 from temporal_ml.client import connect
 from temporal_ml.search import AshaScheduler, Float, Int, SearchSpace, TPESearcher
-from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
+from temporal_ml.sweeps import SweepInput, SweepResult, recompute_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
 from temporal_ml.workflows.training import TrainingInput
 from tests.integration._sweep_workflows import MLPSweep

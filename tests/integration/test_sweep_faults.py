@@ -26,7 +26,7 @@ from temporal_ml.search import (
     RandomSearcher,
     SearchSpace,
 )
-from temporal_ml.sweep_types import SweepInput, SweepResult, SweepStatus, TrialRow
+from temporal_ml.sweeps import SweepInput, SweepResult, SweepStatus, TrialRow
 from tests.integration._sweep_workflows import MLPSweep
 from tests.integration.test_cli import cli
 from tests.integration.test_sweep import BASE, DATASET, kill, start_worker

@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporal_ml.audit import audit_sweep
 from temporal_ml.client import connect
 from temporal_ml.search import Float, Int, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import SweepInput, SweepResult
+from temporal_ml.sweeps import SweepInput, SweepResult
 from temporal_ml.workflows.training import TrainingInput
 from tests.integration._sweep_workflows import MLPSweep
 from tests.integration.sweep_worker import shift_random_searcher_seed

@@ -14,7 +14,7 @@ import pytest
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import Float, Int, SearchSpace, TPESearcher
-from temporal_ml.sweep_types import SweepInput, SweepResult
+from temporal_ml.sweeps import SweepInput, SweepResult
 from temporal_ml.types import DatasetSource, TrainConfig
 from tests.conftest import free_port
 from tests.integration._sweep_workflows import MLPSweep

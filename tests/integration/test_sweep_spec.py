@@ -17,7 +17,7 @@ import pytest
 from temporal_ml import cli as tml_cli
 from temporal_ml.client import connect
 from temporal_ml.hf import sentiment_dataset
-from temporal_ml.sweep_types import SweepResult
+from temporal_ml.sweeps import SweepResult
 from tests.integration.test_cli import cli, one_line
 
 pytestmark = pytest.mark.integration

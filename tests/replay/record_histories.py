@@ -30,7 +30,7 @@ from temporal_ml.search import (
     SearchSpace,
     TPESearcher,
 )
-from temporal_ml.sweep_types import LadderInput, SweepInput
+from temporal_ml.sweeps import LadderInput, SweepInput
 from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.worker import create_worker
 from temporal_ml.workflows.coordinator import CoordinatorInput

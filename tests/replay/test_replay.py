@@ -43,7 +43,7 @@ def test_recorded_sweep_decisions_recompute() -> None:
     the recorded sweep with the current searchers, from its audit record, and compare."""
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from temporal_ml.sweep_types import SweepInput, SweepResult, recompute_suggestions
+    from temporal_ml.sweeps import SweepInput, SweepResult, recompute_suggestions
 
     history = WorkflowHistory.from_json("replay-sweep", (HISTORIES[0].parent / "sweep.json").read_text())
     convert = pydantic_data_converter.payload_converter

@@ -18,8 +18,11 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from temporal_ml import cli
-from temporal_ml.cli_common import format_duration, format_table
-from temporal_ml.cli_errors import (
+from temporal_ml.cli._common import format_table
+from temporal_ml.cli._results import write_rows
+from temporal_ml.cli._runs import runs_query
+from temporal_ml.errors import ConfigError, MissingDependencyError
+from temporal_ml.failures import (
     EXIT_FAILURE,
     EXIT_INPUT,
     OneLineArgumentParser,
@@ -28,10 +31,8 @@ from temporal_ml.cli_errors import (
     exit_code,
     one_line,
 )
-from temporal_ml.cli_results import write_rows
-from temporal_ml.cli_runs import runs_query
-from temporal_ml.cli_start import config_fingerprint
-from temporal_ml.errors import ConfigError, MissingDependencyError
+from temporal_ml.runs import format_duration
+from temporal_ml.starting import config_fingerprint
 from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
 from temporal_ml.workflows.training import TrainingInput
@@ -164,8 +165,8 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
     """The plot panels of an ASHA ladder (objective per trial, history, parallel coordinates, rung
     chart; learning curves from real metrics logs) and a self-contained HTML report."""
     pytest.importorskip("matplotlib")
-    from temporal_ml.cli_common import RunInfo
-    from temporal_ml.cli_plot import figure, html_report
+    from temporal_ml.plots import figure, html_report
+    from temporal_ml.runs import RunInfo
     from temporal_ml.search import AshaScheduler, Float, SearchSpace
 
     table = AshaScheduler(min_budget=10, max_budget=90, eta=3).new_table()
@@ -221,7 +222,7 @@ def test_figure_and_report_of_a_ladder(tmp_path: Path) -> None:
 
 def test_progress_lines_only_on_changes() -> None:
     """Without a terminal: a line per change of state, checkpoint, resumes or note; never per step."""
-    from temporal_ml.cli_progress import ProgressView, RunProgress
+    from temporal_ml.progress import ProgressView, RunProgress
 
     out = io.StringIO()
     with ProgressView(stream=out, live=False) as view:
@@ -242,7 +243,7 @@ def test_progress_lines_only_on_changes() -> None:
 
 def test_evaluation_rows_make_a_line_per_tenth() -> None:
     """An evaluating run's rows done show in its line; a new line only when a tenth more is done."""
-    from temporal_ml.cli_progress import ProgressView, RunProgress
+    from temporal_ml.progress import ProgressView, RunProgress
     from temporal_ml.training.progress import RowProgress
 
     out = io.StringIO()
@@ -260,8 +261,8 @@ def test_evaluation_rows_make_a_line_per_tenth() -> None:
 def test_metrics_logs_are_found_without_metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """plot/report find a run's metrics logs: in the store of its checkpoints, the default store or
     the bundled examples' stores; with none found, the note names where they looked."""
-    from temporal_ml.cli_common import RunInfo
-    from temporal_ml.cli_plot import _no_curves_note, find_metrics_dir
+    from temporal_ml.plots import _no_curves_note, find_metrics_dir
+    from temporal_ml.runs import RunInfo
 
     home = tmp_path / "home"
     monkeypatch.setenv("TEMPORAL_ML_HOME", str(home))
@@ -289,8 +290,9 @@ def test_metrics_logs_are_found_without_metrics_dir(tmp_path: Path, monkeypatch:
 def test_parameter_columns_are_named_alike_for_every_run_kind() -> None:
     """``params.<hparam>`` for a sweep's trial (space key ``hparams.<name>``) as for an experiment;
     searched ``TrainConfig`` fields under their own names."""
-    from temporal_ml.results import _params, _trial_row, param_column
-    from temporal_ml.sweep_types import TrialRow
+    from temporal_ml.results import _params, param_column
+    from temporal_ml.sweep_results import _trial_row
+    from temporal_ml.sweeps import TrialRow
 
     trial = _trial_row(TrialRow(index=0, params={"hparams.lr": 0.01, "batch_size": 16}, state="done",
                                 value=0.9, result_seq=1))
@@ -306,7 +308,7 @@ def test_every_command_that_talks_to_a_server_leaves_without_finalizing() -> Non
     """A short-lived client process can crash in interpreter finalization (the SDK's runtime threads
     outlive it): ``main`` leaves those commands with ``os._exit``. A new subcommand must be listed
     (``retry`` once was not, and its process died with SIGABRT after printing its answer)."""
-    from temporal_ml.cli import _CLIENT_COMMANDS, build_parser
+    from temporal_ml.cli._main import _CLIENT_COMMANDS, build_parser
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")  # noqa: SLF001
     assert set(sub.choices) - _CLIENT_COMMANDS == {"example", "server", "version", "worker"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from temporal_ml.cli_errors import one_line
 from temporal_ml.errors import EXTRA_OF_MODULE, install_hint
+from temporal_ml.failures import one_line
 from tests.conftest import REPO_ROOT, free_port
 
 #: Core dependencies (installed with temporal-ml itself), by import name.

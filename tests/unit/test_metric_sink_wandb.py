@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from temporal_ml.cli_errors import one_line
+from temporal_ml.failures import one_line
 from temporal_ml.metric_sinks import log_evaluation, resolve_metric_sinks
 from temporal_ml.storage.checkpoints import CheckpointManager
 from temporal_ml.training.control import LoopControl

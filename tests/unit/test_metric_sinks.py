@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from temporal_ml.cli_errors import one_line
 from temporal_ml.errors import ConfigError
+from temporal_ml.failures import one_line
 from temporal_ml.metric_sinks import (
     MetricSink,
     SinkContext,

@@ -53,7 +53,7 @@ from temporal_ml.search import (
     SearchSpace,
     TPESearcher,
 )
-from temporal_ml.sweep_types import SuggestionAudit, TrialRow, trial_name
+from temporal_ml.sweeps import SuggestionAudit, TrialRow, trial_name
 
 SPACE = SearchSpace({"hparams.lr": Float(1e-4, 1e-1, log=True), "hparams.layers": Int(1, 4)})
 ASHA = AshaScheduler(min_budget=1, max_budget=27, eta=3)  # rungs 1, 3, 9, 27

@@ -31,7 +31,7 @@ from temporal_ml.activities.plan import (
 from temporal_ml.activities.sweep import SuggestResult, SweepPartRequest
 from temporal_ml.converter import data_converter
 from temporal_ml.search import AshaScheduler, Categorical, Float, Int, SearchSpace, TPESearcher
-from temporal_ml.sweep_types import (
+from temporal_ml.sweeps import (
     LEADERBOARD_ROWS,
     MAX_CONCURRENCY,
     MAX_HELD_FAILED,

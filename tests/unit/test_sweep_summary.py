@@ -4,8 +4,8 @@ trials listed apart, numbers with 4 significant digits)."""
 
 from __future__ import annotations
 
-from temporal_ml.cli_spec import _summary
-from temporal_ml.sweep_types import SweepResult, SweepStatus, TrialResult, TrialRow, duration_text
+from temporal_ml.cli._spec import _summary
+from temporal_ml.sweeps import SweepResult, SweepStatus, TrialResult, TrialRow, duration_text
 from temporal_ml.types import LeaderboardEntry, SnapshotRef
 
 SNAPSHOT = SnapshotRef(id="a" * 64, root="file:///tmp/store", splits={"train": 10})

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from temporal_ml.search import Categorical, Float, GridSearcher, RandomSearcher, SearchSpace
-from temporal_ml.sweep_types import SweepInput, TrialRow, history_at, recompute_suggestions
+from temporal_ml.sweeps import SweepInput, TrialRow, history_at, recompute_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
 
 BASE = TrainConfig(trainable="m", max_steps=10)

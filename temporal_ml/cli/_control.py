@@ -17,11 +17,12 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from temporal_ml.cli_common import add_client_options, client_for, describe_run
-from temporal_ml.cli_errors import RunRefused
-from temporal_ml.cli_spec import add_spec_parsers
+from temporal_ml.cli._common import add_client_options, client_for
+from temporal_ml.cli._spec import add_spec_parsers
 from temporal_ml.errors import ConfigError, TemporalMLError
-from temporal_ml.sweep_types import trial_name
+from temporal_ml.failures import RunRefused
+from temporal_ml.runs import describe_run
+from temporal_ml.sweeps import trial_name
 
 __all__ = ["add_control_parsers", "UPDATES"]
 
@@ -151,7 +152,7 @@ async def _send(client: Any, workflow_id: str, update: str, args: list[Any], tim
         WorkflowUpdateRPCTimeoutOrCancelledError,
     )
 
-    from temporal_ml.cli_errors import one_line
+    from temporal_ml.failures import one_line
 
     try:
         return await client.get_workflow_handle(workflow_id).execute_update(
@@ -243,7 +244,7 @@ async def _control(args: argparse.Namespace, update: str) -> int:
         WorkflowUpdateRPCTimeoutOrCancelledError,
     )
 
-    from temporal_ml.cli_errors import one_line
+    from temporal_ml.failures import one_line
     from temporal_ml.types import TrainProgress
 
     client = await client_for(args)

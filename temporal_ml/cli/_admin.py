@@ -17,8 +17,9 @@ import re
 import sys
 from typing import Any
 
-from temporal_ml.cli_common import add_client_options, client_for, describe_run
+from temporal_ml.cli._common import add_client_options, client_for
 from temporal_ml.errors import ConfigError, TemporalMLError
+from temporal_ml.runs import describe_run
 
 __all__ = ["add_admin_parsers"]
 
@@ -121,7 +122,7 @@ def _quiet_runtime(args: argparse.Namespace) -> Any:
 
 def _failure_message(exc: BaseException) -> str:
     """The workflow-task failure's own message (the SDK wraps it in a long debug rendering)."""
-    from temporal_ml.cli_errors import one_line
+    from temporal_ml.failures import one_line
 
     found = re.search(r'message: "((?:[^"\\]|\\.)*)"', str(exc))
     return found.group(1) if found else one_line(exc)

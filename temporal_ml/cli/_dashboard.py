@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from temporal_ml.cli_common import add_client_options, client_for
+from temporal_ml.cli._common import add_client_options, client_for
 from temporal_ml.errors import require
 
 __all__ = ["add_dashboard_parser"]

@@ -21,7 +21,7 @@ from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
 from temporal_ml.search import AshaScheduler, Categorical, GridSearcher, SearchSpace
 from temporal_ml.storage.snapshots import SnapshotStore
-from temporal_ml.sweep_types import SweepInput
+from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import DatasetSource, ExperimentSpec, TrainConfig
 from temporal_ml.worker import create_worker
 from temporal_ml.workflows.coordinator import CoordinatorInput

@@ -158,7 +158,7 @@ def test_checkpoints_of_the_previous_version_still_resume(tmp_path: Path) -> Non
 
 
 def test_failed_async_save_surfaces_at_the_next_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The write fails as a full disk does (the tmpfs version is tests/integration/test_hardening_storage.py)."""
+    """The write fails as a full disk does (the tmpfs version is tests/integration/test_storage_faults.py)."""
     import errno
     import time as _time
 

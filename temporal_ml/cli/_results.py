@@ -17,15 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from temporal_ml.cli_common import add_client_options, client_for, format_table
+from temporal_ml.cli._common import add_client_options, client_for, format_table
 from temporal_ml.errors import ConfigError
+from temporal_ml.results import TABLE_COLUMNS
 
 __all__ = ["add_results_parser", "write_rows"]
 
-#: Columns of the ``table`` format when present (the other formats carry every column).
-TABLE_COLUMNS = ["name", "status", "rank", "value", "step", "max_steps", "params.lr", "seed", "train.loss",
-                 "metrics.loss", "eval.accuracy", "eval.macro_f1", "eval.loss", "train_s", "eval_s",
-                 "duration_s", "error"]
 
 
 def add_results_parser(sub: Any) -> None:

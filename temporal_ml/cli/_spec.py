@@ -98,7 +98,7 @@ async def _start(args: argparse.Namespace) -> int:
                                 verbose=args.verbose) as client:
             result = await _run(client, spec, inp, args)
     else:
-        from temporal_ml.cli_errors import connect_or_explain
+        from temporal_ml.failures import connect_or_explain
 
         client = await connect_or_explain(embedded_hint=True)
         result = await _run(client, spec, inp, args)
@@ -144,7 +144,7 @@ def _trainable(name: str) -> Any:
 
 
 async def _run(client: Any, spec: Any, inp: Any, args: argparse.Namespace) -> Any:
-    from temporal_ml.cli_start import start_or_attach
+    from temporal_ml.starting import start_or_attach
     from temporal_ml.workflows.builtin import TmlSweep
 
     handle = await start_or_attach(client, TmlSweep.run, inp, id=inp.run_id, task_queue=spec.task_queue,
@@ -161,7 +161,7 @@ async def follow_sweep(handle: Any, *, say: Any, every: float = 2.0) -> Any:
     """Wait for a sweep's result, saying its status line (:meth:`SweepStatus.summary`) whenever the
     counts, phase or best change (and at least every minute), through server restarts."""
     from temporal_ml.client import wait_result
-    from temporal_ml.sweep_types import SweepStatus
+    from temporal_ml.sweeps import SweepStatus
 
     started = time.monotonic()
     result_task = asyncio.ensure_future(wait_result(handle, on_disconnect=say))

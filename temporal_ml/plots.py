@@ -14,50 +14,20 @@ run's lineage) that opens offline. :func:`figure` and :func:`html_report` are th
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import html
 import io
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from temporal_ml.cli_common import (
-    RunInfo,
-    add_client_options,
-    client_for,
-    describe_run,
-    format_duration,
-)
 from temporal_ml.errors import ConfigError, require
+from temporal_ml.runs import RunInfo, format_duration
 
-__all__ = ["add_plot_parsers", "figure", "html_report", "objective_of", "metrics_dir_default",
+__all__ = ["figure", "html_report", "objective_of", "metrics_dir_default",
            "metrics_dir_candidates", "find_metrics_dir"]
-
-
-def add_plot_parsers(sub: Any) -> None:
-    """Add ``plot`` and ``report`` to the subcommands."""
-    for name, suffix, help_ in (("plot", ".png", "plot a run: learning curves, objective per trial, "
-                                 "sweep history and parallel coordinates"),
-                                ("report", ".html", "write a self-contained HTML report of a run "
-                                 "(plots, results table, lineage)")):
-        parser = sub.add_parser(name, help=help_, description=help_ + ".")
-        parser.add_argument("id", metavar="ID", help="workflow id of the run")
-        parser.add_argument("-o", "--output", required=True, metavar=f"FILE{suffix}")
-        parser.add_argument("--metrics-dir", default=None, metavar="PATH",
-                            help="the per-run metrics.jsonl logs (default: found in <store>/metrics "
-                                 "of the run's checkpoints, of $TEMPORAL_ML_STORE or "
-                                 "$TEMPORAL_ML_HOME/store, or of the examples' "
-                                 "$TEMPORAL_ML_HOME/examples/<example>)")
-        parser.add_argument("--objective", default=None, metavar="COLUMN",
-                            help="the column to rank by (default: value, else eval.accuracy, else "
-                                 "metrics.loss)")
-        add_client_options(parser)
-        parser.set_defaults(handler=lambda args, n=name: asyncio.run(_command(args, n)))
 
 
 def metrics_dir_default() -> Path | None:
@@ -344,7 +314,7 @@ def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None
     """One self-contained HTML page: the run, the plots (inlined PNG), the results table and the
     lineage of every row (:data:`LINEAGE_COLUMNS`); ``note`` (e.g. why there are no learning curves)
     is shown above the plots. Every text from the run is HTML-escaped."""
-    from temporal_ml.cli_results import TABLE_COLUMNS
+    from temporal_ml.results import TABLE_COLUMNS
 
     esc = html.escape
     columns = [c for c in _columns(rows) if c in TABLE_COLUMNS or c.startswith("params.")] or _columns(rows)
@@ -391,39 +361,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-async def _command(args: argparse.Namespace, name: str) -> int:
-    from temporal_ml.results import result_rows
-
-    require("matplotlib", "ui")  # before any query: the plots need it (as the results' pandas does)
-    require("pandas", "ui")
-    client = await client_for(args)
-    info, _ = await describe_run(client, args.id)
-    rows = await result_rows(client, args.id)
-    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else find_metrics_dir(info, rows)
-    rungs = await _rung_table(client, info) if info.kind in ("ladder", "sweep") else None
-    space = await _search_space(client, info)
-    if name == "plot":
-        objective_of(rows, args.objective)  # a bad --objective fails in one line, before any note
-    note = _no_curves_note(info, rows, metrics_dir)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-    output = Path(args.output)
-    if name == "plot":
-        plt = require("matplotlib.pyplot", "ui")
-        fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
-        output.write_bytes(_png(fig))
-        plt.close(fig)
-    else:
-        try:
-            fig = figure(info, rows, metrics_dir, args.objective, rungs, space)
-            png: bytes | None = _png(fig)
-        except ConfigError:
-            png = None
-        output.write_text(html_report(info, rows, png, note), encoding="utf-8")
-    print(f"wrote {output} ({os.path.getsize(output)} bytes)", file=sys.stderr)
-    return 0
-
-
 def _no_curves_note(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | None) -> str | None:
     """Why there will be no learning curves, when no metrics log of the run is found."""
     ids = [c for candidates in _train_ids(info, rows).values() for c in candidates]
@@ -440,7 +377,7 @@ async def _search_space(client: Any, info: RunInfo) -> Any:
     if info.kind not in ("sweep", "ladder"):
         return None
     from temporal_ml.client import workflow_input
-    from temporal_ml.sweep_types import LadderInput, SweepInput
+    from temporal_ml.sweeps import LadderInput, SweepInput
 
     input_type = LadderInput if info.kind == "ladder" else SweepInput
     try:
@@ -455,14 +392,14 @@ async def _rung_table(client: Any, info: RunInfo) -> Any:
     earlier release (its result, or its ``ladder`` query while it runs); ``None`` without one."""
     from datetime import timedelta
 
-    from temporal_ml.sweep_types import LadderResult, LadderState
+    from temporal_ml.sweeps import LadderResult, LadderState
 
     handle = client.get_workflow_handle(info.id)
     if info.kind == "sweep":
         from temporal_ml.activities.plan import PlanRow, rung_table
         from temporal_ml.client import workflow_input
-        from temporal_ml.results import sweep_trials
-        from temporal_ml.sweep_types import SweepInput
+        from temporal_ml.sweep_results import sweep_trials
+        from temporal_ml.sweeps import SweepInput
 
         try:
             inp = await workflow_input(client, handle, SweepInput)

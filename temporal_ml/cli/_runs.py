@@ -20,17 +20,17 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from temporal_ml.cli_common import (
-    KIND_ALIASES,
+from temporal_ml.cli._common import KIND_ALIASES, add_client_options, client_for, format_table
+from temporal_ml.errors import ConfigError
+from temporal_ml.runs import (
     RunInfo,
-    add_client_options,
-    client_for,
+    coordinator_phase,
     describe_run,
     format_duration,
-    format_table,
     run_info,
+    sweep_phase,
+    worker_lost,
 )
-from temporal_ml.errors import ConfigError
 
 __all__ = ["add_runs_parsers", "runs_query", "STATUS_COLUMNS"]
 
@@ -167,9 +167,9 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
 
     info, description = await describe_run(client, workflow_id)
     if info.running and info.kind in ("sweep", "ladder"):
-        info.phase = await _sweep_phase(client, workflow_id, info.duration_seconds)
+        info.phase = await sweep_phase(client, workflow_id, info.duration_seconds)
     elif info.running and info.kind == "coordinator":
-        info.phase = await _coordinator_phase(client, workflow_id)
+        info.phase = await coordinator_phase(client, workflow_id)
     rows = await result_rows(client, workflow_id) if info.kind else []
     lost = worker_lost(description) if info.running else None
     if lost is not None and len(rows) == 1:
@@ -177,56 +177,6 @@ async def _snapshot(client: Any, workflow_id: str) -> tuple[RunInfo, list[dict[s
         where = f"step {step}" if step is not None else "its latest checkpoint"
         rows[0]["note"] = f"worker lost ({lost}); resuming from {where} when another worker picks it up"
     return info, rows
-
-
-async def _sweep_phase(client: Any, workflow_id: str, elapsed_s: float | None = None) -> str:
-    """A running sweep's status line (:meth:`~temporal_ml.sweep_types.SweepStatus.summary`): its
-    phase (``paused: <why>``, ``stopping: <why>``), counts, best so far, elapsed time and time left
-    ('' when no worker answers)."""
-    from datetime import timedelta
-
-    from temporal_ml.sweep_types import SweepStatus
-
-    try:
-        status = await client.get_workflow_handle(workflow_id).query(
-            "sweep_status", args=[0, 0], result_type=SweepStatus, rpc_timeout=timedelta(seconds=5))
-    except Exception:  # noqa: BLE001 - no worker answers: visibility only
-        return ""
-    line = status.summary(elapsed_s)
-    if status.retrying and status.phase == "paused":
-        line += f" ({status.retrying} trials will run again from their checkpoints on resume)"
-    return line
-
-
-async def _coordinator_phase(client: Any, workflow_id: str) -> str:
-    """``paused: <why>`` of a running coordinator ('' when running, or no answer)."""
-    from datetime import timedelta
-
-    from temporal_ml.workflows.coordinator import CoordinatorStatus
-
-    try:
-        status = await client.get_workflow_handle(workflow_id).query(
-            "coordinator_status", result_type=CoordinatorStatus, rpc_timeout=timedelta(seconds=5))
-    except Exception:  # noqa: BLE001 - no worker answers (or an older coordinator): visibility only
-        return ""
-    if status.phase != "paused":
-        return ""
-    return f"paused: {status.pause_reason}" if status.pause_reason else "paused"
-
-
-def worker_lost(description: Any) -> str | None:
-    """Why the run's training activity waits for a new worker (its last attempt's worker stopped
-    heartbeating or failed), or ``None`` when it is not waiting for one."""
-    from temporalio.api.enums.v1 import PendingActivityState
-
-    for pending in description.raw_description.pending_activities:
-        if pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED or pending.attempt < 2:
-            continue
-        failure = pending.last_failure
-        if failure.HasField("timeout_failure_info"):
-            return "no heartbeat from its worker"
-        return failure.message.splitlines()[0] if failure.message else "its last attempt failed"
-    return None
 
 
 def _row_columns(info: RunInfo, rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -1,18 +1,20 @@
-"""Shared pieces of the ``temporal-ml`` inspection commands: connection options, run kinds, a run's
-description (from visibility and our search attributes), table output.
+"""What a run is, as the server knows it: its kind, status, times and tags (from visibility and our
+search attributes), and the live phase line of a running sweep or coordinator.
 
 Run kinds are the values of the ``TmlKind`` search attribute that workflows set: ``train``
-(``TrainingWorkflow``), ``eval`` (``EvalWorkflow``), ``coordinator`` (``CoordinatorWorkflow``), and
-any kind a later workflow sets (e.g. ``sweep``). Commands dispatch on the kind through small
-registries (see :mod:`temporal_ml.cli_runs` and :mod:`temporal_ml.results`), so a new kind plugs in
-without changing the commands.
+(``TrainingWorkflow``), ``eval`` (``EvalWorkflow``), ``coordinator`` (``CoordinatorWorkflow``),
+``sweep``, and any kind a later workflow sets. The results (:mod:`temporal_ml.results`), the
+dashboard and the ``temporal-ml`` commands dispatch on it.
+
+Example::
+
+    info, _ = await describe_run(await connect(), "sweep-1")
+    print(info.kind, info.status, format_duration(info.duration_seconds))
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -20,45 +22,20 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription
 
 __all__ = [
-    "KIND_ALIASES",
     "RunInfo",
-    "add_client_options",
-    "client_for",
     "describe_run",
     "run_info",
     "kind_of",
-    "format_table",
     "format_duration",
+    "sweep_phase",
+    "coordinator_phase",
+    "worker_lost",
 ]
 
-#: ``--kind`` spellings users try -> the ``TmlKind`` value workflows set.
-KIND_ALIASES: Mapping[str, str] = {
-    "training": "train", "trainings": "train", "train": "train",
-    "evaluation": "eval", "evaluations": "eval", "eval": "eval",
-    "experiment": "coordinator", "experiments": "coordinator", "coordinator": "coordinator",
-    "sweep": "sweep", "sweeps": "sweep",
-}
 
 #: Search attributes shown as run fields (attribute -> field of :class:`RunInfo`).
 _FIELDS = {"TmlKind": "kind", "TmlRunId": "run_id", "TmlExperiment": "experiment",
            "TmlSnapshotId": "snapshot_id", "TmlConfigHash": "config_hash", "TmlMetric": "metric"}
-
-
-def add_client_options(parser: argparse.ArgumentParser) -> None:
-    """``--address``, ``--namespace`` and ``--verbose`` (every command that talks to a server)."""
-    parser.add_argument("--address", default=None, metavar="HOST:PORT",
-                        help="Temporal frontend (default $TEMPORAL_ADDRESS, the config profile, else "
-                             "localhost:7233)")
-    parser.add_argument("--namespace", default=None, help="namespace (default $TEMPORAL_NAMESPACE or 'default')")
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of an error too")
-
-
-async def client_for(args: argparse.Namespace) -> Client:
-    """A connected client for the command's ``--address``/``--namespace`` (one-line error if none)."""
-    from temporal_ml.cli_errors import connect_or_explain
-
-    client: Client = await connect_or_explain(args.address, namespace=args.namespace)
-    return client
 
 
 @dataclass
@@ -176,22 +153,54 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A plain, aligned text table (what pipes and tests read; rich is used only for live views)."""
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max([len(col)] + [len(r[i]) for r in cells]) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+async def sweep_phase(client: Any, workflow_id: str, elapsed_s: float | None = None) -> str:
+    """A running sweep's status line (:meth:`~temporal_ml.sweeps.SweepStatus.summary`): its
+    phase (``paused: <why>``, ``stopping: <why>``), counts, best so far, elapsed time and time left
+    ('' when no worker answers)."""
+    from datetime import timedelta
+
+    from temporal_ml.sweeps import SweepStatus
+
+    try:
+        status = await client.get_workflow_handle(workflow_id).query(
+            "sweep_status", args=[0, 0], result_type=SweepStatus, rpc_timeout=timedelta(seconds=5))
+    except Exception:  # noqa: BLE001 - no worker answers: visibility only
+        return ""
+    line = status.summary(elapsed_s)
+    if status.retrying and status.phase == "paused":
+        line += f" ({status.retrying} trials will run again from their checkpoints on resume)"
+    return line
+
+
+async def coordinator_phase(client: Any, workflow_id: str) -> str:
+    """``paused: <why>`` of a running coordinator ('' when running, or no answer)."""
+    from datetime import timedelta
+
+    from temporal_ml.workflows.coordinator import CoordinatorStatus
+
+    try:
+        status = await client.get_workflow_handle(workflow_id).query(
+            "coordinator_status", result_type=CoordinatorStatus, rpc_timeout=timedelta(seconds=5))
+    except Exception:  # noqa: BLE001 - no worker answers (or an older coordinator): visibility only
+        return ""
+    if status.phase != "paused":
+        return ""
+    return f"paused: {status.pause_reason}" if status.pause_reason else "paused"
+
+
+def worker_lost(description: Any) -> str | None:
+    """Why the run's training activity waits for a new worker (its last attempt's worker stopped
+    heartbeating or failed), or ``None`` when it is not waiting for one."""
+    from temporalio.api.enums.v1 import PendingActivityState
+
+    for pending in description.raw_description.pending_activities:
+        if pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED or pending.attempt < 2:
+            continue
+        failure = pending.last_failure
+        if failure.HasField("timeout_failure_info"):
+            return "no heartbeat from its worker"
+        return failure.message.splitlines()[0] if failure.message else "its last attempt failed"
+    return None
+

@@ -28,16 +28,16 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from temporal_ml._examples_cli import add_example_parser
 from temporal_ml._version import __version__
-from temporal_ml.cli_admin import add_admin_parsers
-from temporal_ml.cli_control import add_control_parsers
-from temporal_ml.cli_dashboard import add_dashboard_parser
-from temporal_ml.cli_errors import OneLineArgumentParser, report
-from temporal_ml.cli_plot import add_plot_parsers
-from temporal_ml.cli_results import add_results_parser
-from temporal_ml.cli_runs import add_runs_parsers
+from temporal_ml.cli._admin import add_admin_parsers
+from temporal_ml.cli._control import add_control_parsers
+from temporal_ml.cli._dashboard import add_dashboard_parser
+from temporal_ml.cli._examples import add_example_parser
+from temporal_ml.cli._plot import add_plot_parsers
+from temporal_ml.cli._results import add_results_parser
+from temporal_ml.cli._runs import add_runs_parsers
 from temporal_ml.errors import ConfigError
+from temporal_ml.failures import OneLineArgumentParser, report
 
 if TYPE_CHECKING:  # pragma: no cover
     from temporal_ml.roles import Role, WorkerSpec
@@ -244,7 +244,7 @@ def _describe(spec: WorkerSpec, role: Role) -> str:
 
 async def _serve(spec: WorkerSpec) -> int:
     """Connect, run the spec's workers until SIGINT/SIGTERM (or a fatal worker error), shut down."""
-    from temporal_ml.cli_errors import connect_or_explain, one_line
+    from temporal_ml.failures import connect_or_explain, one_line
     from temporal_ml.roles import build_workers
 
     try:
