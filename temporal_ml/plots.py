@@ -1,4 +1,5 @@
-"""``temporal-ml plot ID -o FILE.png`` and ``temporal-ml report ID -o FILE.html``.
+"""A run's figures and its self-contained HTML report (drawn for ``temporal-ml plot`` and ``report``,
+the dashboard, and your own scripts).
 
 Plots (matplotlib, the ``ui`` extra), from the rows of :func:`temporal_ml.results.result_rows` and the
 per-run ``metrics.jsonl`` logs:
@@ -8,8 +9,14 @@ per-run ``metrics.jsonl`` logs:
 * for sweeps, the optimization history (objective per trial in order, with the best so far) and a
   parallel-coordinates view of the numeric parameters against the objective.
 
-``report`` writes one self-contained HTML file (plots inlined as PNG data, the results table, the
-run's lineage) that opens offline. :func:`figure` and :func:`html_report` are the library API.
+:func:`html_report` writes one self-contained HTML file (plots inlined as PNG data, the results table,
+the run's lineage) that opens offline.
+
+Example::
+
+    info, _ = await describe_run(client, "sweep-1")
+    rows = await result_rows(client, "sweep-1")
+    fig = figure(info, rows, find_metrics_dir(info, rows))
 """
 
 from __future__ import annotations

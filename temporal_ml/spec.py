@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, Valid
 
 from temporal_ml._names import NAME_PATTERN
 from temporal_ml.errors import ConfigError
-from temporal_ml.search import AshaScheduler, SearchSpace
+from temporal_ml.search import AnySearcher, AshaScheduler, SearchSpace
 from temporal_ml.search._space import Param
 from temporal_ml.sources import (
     DatasetSummary,
@@ -50,7 +50,7 @@ from temporal_ml.sources import (
     default_eval_split,
     resolve_model,
 )
-from temporal_ml.sweeps import AnySearcher, SweepInput
+from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import TrainConfig
 
 __all__ = ["SweepSpec", "load_spec", "SpecError"]
@@ -129,8 +129,12 @@ class SweepSpec(BaseModel):
         return SearchSpace(params)
 
     def the_searcher(self) -> Any:
-        """The ``searcher`` mapping as a searcher (random, grid or TPE)."""
-        return _typed("searcher", self.searcher, _SEARCHER, "random, grid or tpe")
+        """The ``searcher`` mapping as a searcher (random, grid, TPE, or one registered by its kind)."""
+        from temporal_ml.search import searcher_kinds
+
+        builtin = ["random", "grid", "tpe"]
+        kinds = [*builtin, *(k for k in searcher_kinds() if k not in builtin)]  # yours too (registered)
+        return _typed("searcher", self.searcher, _SEARCHER, ", ".join(kinds[:-1]) + f" or {kinds[-1]}")
 
     def the_scheduler(self) -> AshaScheduler | None:
         """The ``scheduler`` mapping as an :class:`AshaScheduler` whose top rung is ``max_steps``."""
@@ -234,7 +238,7 @@ def _typed(key: str, entry: Any, adapter: TypeAdapter[Any], kinds: str) -> Any:
     try:
         return adapter.validate_python({**entry, "kind": kind})
     except ValidationError as exc:
-        if any(e["type"] == "union_tag_invalid" for e in exc.errors()):
+        if any(e["type"] == "union_tag_invalid" or "unknown searcher kind" in e["msg"] for e in exc.errors()):
             raise SpecError(f"{key}.type: {kind!r} is not one of {kinds}") from None
         raise SpecError(_one_line(exc, key, drop_first=True)) from None
 

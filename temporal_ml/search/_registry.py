@@ -48,7 +48,8 @@ def register_searcher(cls: S) -> S:
     """
     if not (isinstance(cls, type) and issubclass(cls, Searcher)):
         raise ValueError(f"{cls!r} is not a searcher: subclass temporal_ml.search.BaseSearcher")
-    kind = cls.model_fields["kind"].default
+    fields: dict[str, Any] = dict(cls.__pydantic_fields__)
+    kind = fields["kind"].default if "kind" in fields else None
     if not isinstance(kind, str) or not kind:
         raise ValueError(f"searcher {cls.__name__} needs a kind with a default, e.g. kind: Literal['mine'] = 'mine'")
     with _lock:

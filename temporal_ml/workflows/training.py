@@ -233,11 +233,11 @@ class TrainingWorkflow(MultiNodeTraining):
         assert ckpt is not None
         self._set_state("done")
         metrics = outcome.metrics if outcome else dict(ckpt.metrics)
+        stopped = outcome is None or outcome.stopped or ckpt.step < config.max_steps
         return TrainResult(
             run_id=run_id, snapshot=snapshot, checkpoint=ckpt, steps=ckpt.step, metrics=metrics,
             resumes=self._progress.resumes, pauses=self._progress.pauses,
-            stopped_early=outcome is None or outcome.stopped or ckpt.step < config.max_steps,
-            config_hash=config.config_hash(),
+            stopped_early=stopped, config_hash=config.config_hash(),
         )
 
     # -- bookkeeping -------------------------------------------------------------------------------

@@ -50,9 +50,15 @@ def test_results_is_the_function_and_pandas_is_optional() -> None:
 
     from temporal_ml.results import learning_curves, result_rows  # noqa: F401 - the module's names
 
-    # `temporal_ml.results` is the function; the module is reached by its full name
+    # `temporal_ml.results` is the module (``import temporal_ml.results as r`` too), and calling it
+    # calls its function
     module = importlib.import_module("temporal_ml.results")
-    assert inspect.iscoroutinefunction(temporal_ml.results) and module.results is temporal_ml.results
+    import temporal_ml.results as bound
+
+    assert temporal_ml.results is module is bound and inspect.iscoroutinefunction(module.results)
+    call = temporal_ml.results(None, "run-1")  # type: ignore[operator,arg-type]
+    assert inspect.iscoroutine(call) and call.cr_code is module.results.__code__
+    call.close()
     # without pandas, the DataFrame API fails with the extra to install (and nothing else breaks)
     code = (
         "import sys; sys.modules['pandas'] = None\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import temporal_ml.client
-from temporal_ml import cli
+from temporal_ml.cli import _main as cli
 from temporal_ml.errors import ConfigError
 from temporal_ml.hf.synthetic import sentiment_dataset
 from temporal_ml.roles import (
@@ -234,7 +234,7 @@ def test_bad_arguments_in_a_real_process() -> None:
 def test_orchestration_role_needs_no_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from temporal_ml import cli\n"
+        "from temporal_ml.cli import _main as cli\n"
         "args = cli.build_parser().parse_args(['worker', '--role', 'orchestration', '--workflows',"
         f" {WORKFLOW!r}, '--store', 'memory://x'])\n"
         "assert cli._worker_spec(args).workflows\n"

@@ -140,7 +140,7 @@ def test_the_readme_search_example_runs() -> None:
     """The README's ask/tell example is real code: run it as it is written there."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     block = readme.split("<!-- readme-search-example -->\n```python\n", 1)[1].split("```", 1)[0]
     out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, check=True)
     params, _, value = out.stdout.strip().rpartition("} ")
