@@ -93,6 +93,11 @@ CONTROL_PATCH = "tml-run-control-v2"
 #: Now the run treats it like any activity it interrupted. Histories recorded before it replay as
 #: they ran.
 UNSCHEDULED_CANCEL_PATCH = "tml-unscheduled-cancel-v1"
+#: ``workflow.patched`` id: a stop that was requested while the training activity finished its last
+#: steps on its own (the activity learns of a cancel only when it heartbeats) still counts, and the
+#: run is reported as stopped early: a sweep records the trial stopped and never promotes it.
+#: Histories recorded before it replay as they ran.
+STOP_WINS_PATCH = "tml-stop-wins-v1"
 
 
 
@@ -234,6 +239,8 @@ class TrainingWorkflow(MultiNodeTraining):
         self._set_state("done")
         metrics = outcome.metrics if outcome else dict(ckpt.metrics)
         stopped = outcome is None or outcome.stopped or ckpt.step < config.max_steps
+        if not stopped and self._stop_requested:  # asked to stop while it finished by itself
+            stopped = workflow.patched(STOP_WINS_PATCH)
         return TrainResult(
             run_id=run_id, snapshot=snapshot, checkpoint=ckpt, steps=ckpt.step, metrics=metrics,
             resumes=self._progress.resumes, pauses=self._progress.pauses,
