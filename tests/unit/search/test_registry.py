@@ -4,7 +4,7 @@ registered is refused in one line."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import pytest
@@ -29,7 +29,6 @@ from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig
 
 
-@register_searcher
 class Corners(BaseSearcher):
     """Tries the corners of the space in turn (each parameter at its low or high end)."""
 
@@ -44,6 +43,19 @@ class Corners(BaseSearcher):
             high = bool((index >> k) & 1) != self.start_high
             point[name] = param.from_unit(1.0 if high else 0.0)
         return point
+
+
+@pytest.fixture(autouse=True)
+def corners_registered() -> Iterator[None]:
+    """``Corners`` registered for each test here, and gone after it (the registry is per process:
+    other tests in this process must see only the built-ins)."""
+    from temporal_ml.search import _registry
+
+    before = dict(_registry._SEARCHERS)
+    assert register_searcher(Corners) is Corners
+    yield
+    _registry._SEARCHERS.clear()
+    _registry._SEARCHERS.update(before)
 
 
 SPACE = SearchSpace({"hparams.lr": Float(0.001, 0.1, log=True), "hparams.layers": Int(1, 4)})
