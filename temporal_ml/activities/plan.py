@@ -3,8 +3,9 @@
 A sweep with a scheduler (ASHA) does not hold its rung table: the table grows with every trial.
 Its rows hold the rungs instead (``TrialRow.bracket``, ``rung``, ``rung_values``, ``rung_seqs``),
 finished rows go to the results table as they finish, and each decision comes from this activity,
-which rebuilds the rung table from the rows the sweep holds and those it wrote (each part verified
-against its recorded digest; a worker converts a part once), asks the scheduler, and the searcher
+which takes the rung table of the rows the sweep wrote (each part verified against its recorded
+digest; a worker indexes a part once and keeps each rung sorted: :mod:`._rung_index`), puts the
+rows the sweep holds over it, asks the scheduler, and the searcher
 for the points of new trials. Temporal records the answer in the sweep's history, so a replay, a
 worker with other scheduler or searcher code, or a library upgrade reuses it: decisions are
 recorded, not recomputed.
@@ -27,13 +28,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from temporal_ml.activities._rung_index import RungIndex, written_index
 from temporal_ml.search import (
     AnySearcher,
     AshaScheduler,
@@ -43,7 +44,6 @@ from temporal_ml.search import (
     SearchSpace,
     TrialRecord,
 )
-from temporal_ml.search._rungs import Bracket, Rung
 from temporal_ml.sweeps import (
     RungCount,
     SuggestionAudit,
@@ -189,14 +189,14 @@ class PlanResult(BaseModel):
 
 def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -> PlanResult:
     """The next actions and deletions (pure: equal requests give equal answers)."""
-    rows: dict[int, PlanRow | WrittenRow] = {}
-    if req.table_parts:
+    if req.table_parts:  # the worker's index of the rows written (a later part's row replaces an earlier one)
         assert req.table_uri is not None
-        for k, digest in enumerate(req.table_parts):
-            for written_row in _part_rows(req.table_uri, k, digest, storage_options):
-                rows[written_row.index] = written_row  # a later part's row (promoted again) replaces it
-    for row in req.rows:  # what the sweep holds is newer than what it wrote
-        rows[row.index] = row
+        indexed = written_index(req.table_uri, req.table_parts, req.scheduler, req.direction, storage_options,
+                              _written_row)
+    else:
+        indexed = RungIndex(req.scheduler, req.direction)
+    indexed.put_all(req.rows)  # what the sweep holds is newer than what it wrote
+    rows: dict[int, PlanRow | WrittenRow] = indexed.rows
 
     def written(index: int) -> TrialRow | None:
         """The row as the table holds it (read again: the worker keeps only the plan's fields)."""
@@ -206,7 +206,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
         assert req.table_uri is not None
         return TrialRow.model_validate(_row_as_written(req.table_uri, row.part, req.table_parts[row.part],
                                                        index, storage_options))
-    table = rung_table(rows.values(), req.scheduler, req.direction)
+    table = indexed.table()
     out = PlanResult()
     promoted_now: set[int] = set()
     history: list[TrialRecord] | None = None
@@ -239,7 +239,7 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
             if history is None:  # (a searcher that ignores the history gets none: the counts suffice)
                 history = ([*(r.record() for r in sorted(rows.values(), key=lambda r: r.index)), *started]
                            if req.searcher.uses_history else [])
-                counts = _counts(rows.values())
+                counts = (indexed.complete, indexed.failed, indexed.pending)
             audit = SuggestionAudit(searcher=req.searcher.kind, results_seen=req.results_seen, complete=counts[0],
                                     failed=counts[1], pending=counts[2] + len(started))
             try:
@@ -262,64 +262,35 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
                                       note=f"started in bracket {decision.bracket}: {decision.budget} steps",
                                       params=params, source=source, audit=audit))  # type: ignore[arg-type]
         next_index += 1
-    _deletions(req, table, rows, written, promoted_now, out)
+    _deletions(req, table, indexed, written, promoted_now, out)
     out.rungs = [RungCount(bracket=b, rung=k, budget=r.budget, results=len(r.results),
                            promoted=len(r.promoted), running=len(r.running))
                  for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
     return out
 
 
-def _counts(rows: Any) -> tuple[int, int, int]:
-    """(complete, failed, pending) of what the searcher is told of ``rows`` (:meth:`PlanRow.record`)."""
-    complete = failed = pending = 0
-    for row in rows:
-        if row.rung_values and math.isfinite(row.rung_values[-1]):
-            complete += 1
-        elif row.running:
-            pending += 1
-        else:
-            failed += 1
-    return complete, failed, pending
-
-
 def rung_table(rows: Any, scheduler: AshaScheduler, direction: Direction) -> RungTable:
-    """The rung table the rows describe: each rung's results in the order recorded, the trials
+    """The rung table the rows describe: each rung's results in the order reported, the trials
     promoted from it (they trained toward a higher rung) and those training toward it."""
-    template = scheduler.new_table(direction)
-    rungs = [[Rung.model_construct(budget=r.budget, results={}, running=[], promoted=[])
-              for r in bracket.rungs] for bracket in template.brackets]
-    reports: list[tuple[int, int, int, str, float]] = []
-    trial_bracket: dict[str, int] = {}
-    for row in sorted(rows, key=lambda r: r.index):
-        name = trial_name(row.index)
-        trial_bracket[name] = row.bracket
-        ladder = rungs[row.bracket]
-        for k, (value, seq) in enumerate(zip(row.rung_values, row.rung_seqs, strict=True)):
-            reports.append((seq, row.bracket, k, name, value))
-        for k in range(min(row.rung, len(row.rung_values))):
-            ladder[k].promoted.append(name)
-        if row.running and len(row.rung_values) <= row.rung:
-            ladder[row.rung].running.append(name)
-    for _, b, k, name, value in sorted(reports):
-        rungs[b][k].results[name] = value
-    return RungTable.model_construct(direction=direction, closed=False, trial_bracket=trial_bracket,
-                                     brackets=[Bracket.model_construct(rungs=r) for r in rungs])
+    index = RungIndex(scheduler, direction)
+    index.put_all(rows)
+    return index.table(in_report_order=True)
 
 
-def _deletions(req: PlanRequest, table: RungTable, rows: dict[int, PlanRow | WrittenRow],
+def _deletions(req: PlanRequest, table: RungTable, indexed: RungIndex,
                written: Callable[[int], TrialRow | None], promoted_now: set[int], out: PlanResult) -> None:
     """The checkpoints that may go: unpromotable trials, then over the byte budget the worst idle
     ones; never the best trial's, a running one's, one promoted now or one about to run again."""
     if req.final:
         table.closed = True
-    keep = {r.index for r in rows.values() if r.running} | promoted_now | set(req.protected)
+    rows: dict[int, PlanRow | WrittenRow] = indexed.rows
+    keep = indexed.running_rows | promoted_now | set(req.protected)
     best = table.best()
     if best is not None:
         keep.add(int(best[0][1:]))
-    sign = -1.0 if req.direction == "maximize" else 1.0
-    done = [r for r in rows.values() if r.state == "done" and r.rung_values]
-    if done:
-        keep.add(min(done, key=lambda r: (-r.step, sign * r.rung_values[-1], r.index)).index)
+    best_done = indexed.best_done()  # the result's best (most steps, then value)
+    if best_done is not None:
+        keep.add(best_done)
     chosen: list[tuple[int, str]] = []
     if req.final and req.delete_unpromotable:  # the sweep is over: nothing is promoted any more
         for row in sorted(rows.values(), key=lambda r: r.index):
@@ -391,28 +362,9 @@ class WrittenRow:
         return rung_record(self.index, self.params, list(self.rung_values), self.running)
 
 
-_ROWS: dict[tuple[str, int, str], list[WrittenRow]] = {}
-_ROWS_HELD = 0  # rows in ``_ROWS``
-#: Rows a worker keeps for the plan at most (about 80 MB); the oldest parts are dropped beyond it
-#: (read again when asked for).
-_ROWS_MAX = 100_000
-
-
-def _part_rows(uri: str, index: int, sha256: str, storage_options: dict[str, Any] | None) -> list[WrittenRow]:
-    """The plan's rows of a verified part, converted once per worker (a part never changes)."""
-    global _ROWS_HELD
-    from temporal_ml.activities.sweep import read_table_part
-
-    key = (uri, index, sha256)
-    got = _ROWS.get(key)
-    if got is None:
-        got = [WrittenRow.of(TrialRow.model_validate(raw), index)
-               for raw in read_table_part(uri, index, sha256, storage_options)]
-        while _ROWS and _ROWS_HELD + len(got) > _ROWS_MAX:
-            _ROWS_HELD -= len(_ROWS.pop(next(iter(_ROWS))))
-        _ROWS[key] = got
-        _ROWS_HELD += len(got)
-    return got
+def _written_row(raw: dict[str, Any], part: int) -> WrittenRow:
+    """What a worker keeps of a row of part ``part`` (:func:`written_index`)."""
+    return WrittenRow.of(TrialRow.model_validate(raw), part)
 
 
 _AS_WRITTEN: dict[tuple[str, int, str], dict[int, dict[str, Any]]] = {}  # the last few parts read

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from temporal_ml.search._base import Direction
 
@@ -60,6 +60,14 @@ class RungTable(BaseModel):
     brackets: list[Bracket]
     trial_bracket: dict[str, int] = Field(default_factory=dict)
     closed: bool = False
+    #: Rankings known ahead, by (bracket, rung): :meth:`seed_rankings`; not serialized.
+    _ranked: dict[tuple[int, int], list[str]] = PrivateAttr(default_factory=dict)
+
+    def seed_rankings(self, ranked: dict[tuple[int, int], list[str]]) -> None:
+        """Give :meth:`ranking` each rung's order ahead (a builder that keeps rungs sorted: the
+        sweep's plan); a report at a rung forgets that rung's. The lists are not copied: the
+        rankings returned are the same lists, and nobody may change them."""
+        self._ranked = ranked
 
     def rungs_of(self, trial_id: str) -> list[Rung]:
         return self.brackets[self.trial_bracket[trial_id]].rungs
@@ -88,6 +96,7 @@ class RungTable(BaseModel):
             raise ValueError(f"trial {trial_id!r} is not running toward rung {rung}")
         rungs[rung].running.remove(trial_id)
         rungs[rung].results[trial_id] = value
+        self._ranked.pop((self.trial_bracket[trial_id], rung), None)
 
     def drop(self, trial_id: str) -> None:
         """A running trial failed or was stopped: it leaves its rung without a result."""
@@ -105,6 +114,9 @@ class RungTable(BaseModel):
 
     def ranking(self, bracket: int, rung: int) -> list[str]:
         """Trial ids of a rung, best first (ties: earlier report first; NaN last)."""
+        seeded = self._ranked.get((bracket, rung))
+        if seeded is not None:
+            return seeded
         sign = 1.0 if self.direction == "minimize" else -1.0
         results = self.brackets[bracket].rungs[rung].results
         order = {tid: i for i, tid in enumerate(results)}

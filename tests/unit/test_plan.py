@@ -31,6 +31,7 @@ from pydantic import JsonValue
 from pydantic_core import to_json
 from temporalio.exceptions import ApplicationError
 
+from temporal_ml.activities import plan as plan_module
 from temporal_ml.activities.plan import (
     MAX_DELETIONS,
     PlanAction,
@@ -752,34 +753,84 @@ def test_a_later_part_replaces_an_earlier_one(tmp_path: Path) -> None:
         (r.index, r.model_dump(mode="json")) for r in first[1:]]  # t0 (the best) stays
 
 
-def test_a_worker_holds_a_bounded_compact_copy_of_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker keeps the plan's fields of each part it read (not the rows as written), at most
-    ``_ROWS_MAX`` rows: beyond it the oldest parts are read again, and the answers are the same;
-    a promoted or deleted row still comes back in full, as written."""
-    from temporal_ml.activities import plan as plan_module
+def test_a_worker_indexes_each_sweeps_written_rows_once_and_bounded(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker keeps an index of each sweep's written rows (the plan's fields, compact) and adds
+    only the parts written since its last call: at every length of the table the answers equal a
+    cold worker's, a row written again (promoted, then written at rung 1) replaces the earlier one,
+    and the rows a call holds never leak into the index. Over ``ROWS_MAX`` rows the least recently
+    used sweep's index goes (one alone over it is not kept), and the answers stay the same; a
+    promoted or deleted row still comes back in full, as written."""
+    from temporal_ml.activities import _rung_index
 
     rows = [trow(i, [float((i * 7) % 11)], seqs=[i], nbytes=10) for i in range(30)]
-    parts = write_parts(tmp_path / "t", [rows[k:k + 10] for k in range(0, 30, 10)])
-    kw: dict[str, Any] = dict(table_uri=str(tmp_path / "t"), table_parts=parts, next_index=30, max_trials=30,
-                              slots=3, checkpoint_budget_bytes=100, checkpoint_bytes=300)
-    monkeypatch.setattr(plan_module, "_ROWS", {})
-    monkeypatch.setattr(plan_module, "_ROWS_HELD", 0)
-    whole = plan([], **kw)
-    assert all(isinstance(r, plan_module.WrittenRow) for held in plan_module._ROWS.values() for r in held)
-    assert plan_module._ROWS_HELD == 30
-    monkeypatch.setattr(plan_module, "_ROWS", {})
-    monkeypatch.setattr(plan_module, "_ROWS_HELD", 0)
-    monkeypatch.setattr(plan_module, "_ROWS_MAX", 15)
+    again = trow(3, [float((3 * 7) % 11), 0.25], seqs=[3, 40], nbytes=10)  # t3 promoted, written again
+    table_parts = [rows[k:k + 10] for k in range(0, 30, 10)] + [[again]]
+    parts = write_parts(tmp_path / "t", table_parts)
+    live = [trow(30, [], state="training", rung=0, nbytes=10)]
+    kw: dict[str, Any] = dict(table_uri=str(tmp_path / "t"), next_index=31, max_trials=31, slots=3,
+                              checkpoint_budget_bytes=100, checkpoint_bytes=320)
+
+    def cold(held: list[TrialRow], n: int) -> PlanResult:
+        monkeypatch.setattr(_rung_index, "_WRITTEN", type(_rung_index._WRITTEN)())
+        return plan(held, table_parts=parts[:n], **kw)
+
+    monkeypatch.setattr(_rung_index, "_WRITTEN", type(_rung_index._WRITTEN)())
+    warm: dict[int, PlanResult] = {}
+    for n in range(1, len(parts) + 1):
+        warm[n] = plan(live, table_parts=parts[:n], **kw)
+        plan([], table_parts=parts[:n], **kw)  # (held rows are overlaid on a copy)
+        assert _rung_index.rows_held() == min(10 * n, 30)
+    index = next(iter(_rung_index._WRITTEN.values())).index
+    assert all(isinstance(r, plan_module.WrittenRow) for r in index.rows.values())
+    assert index.rows[3].rung_values == (again.rung_values[0], 0.25) and index.rows[3].part == 3
+    assert 30 not in index.rows and len(index.running_rows) == 0
+    for n, got in warm.items():
+        assert got == cold(live, n), f"{n} parts: a warm worker answers otherwise than a cold one"
+    assert [a.action for a in warm[4].actions] == ["promote"] * 3 and warm[4].delete
+
+    # a second sweep's table: both indexed, until the cap leaves room for one
+    other = write_parts(tmp_path / "u", table_parts[:2])
+    monkeypatch.setattr(_rung_index, "_WRITTEN", type(_rung_index._WRITTEN)())
+    plan([], table_parts=parts, **kw)
+    plan([], **(kw | dict(table_uri=str(tmp_path / "u"), table_parts=other)))
+    assert _rung_index.rows_held() == 50
+    monkeypatch.setattr(_rung_index, "ROWS_MAX", 40)
+    assert plan(live, table_parts=parts, **kw) == warm[4]  # the other sweep's index goes
+    assert _rung_index.rows_held() == 30
+    monkeypatch.setattr(_rung_index, "ROWS_MAX", 15)
     monkeypatch.setattr(plan_module, "_AS_WRITTEN", {})
-    for _ in range(2):  # every part read again each time
-        bounded = plan([], **kw)
-        assert bounded == whole
-        assert plan_module._ROWS_HELD == sum(map(len, plan_module._ROWS.values())) <= 15
-    assert [a.action for a in whole.actions] == ["promote"] * 3 and whole.delete
-    full = {r.index: r.model_dump(mode="json") for r in rows}
+    for _ in range(2):  # alone over the cap: indexed again on each call
+        bounded = plan(live, table_parts=parts, **kw)
+        assert bounded == warm[4] and _rung_index.rows_held() == 0
+    full = {r.index: r.model_dump(mode="json") for r in rows} | {3: again.model_dump(mode="json")}
     assert all(a.row is not None and a.row.model_dump(mode="json") == full[a.index] for a in bounded.actions)
     assert all(d.row is not None and d.row.model_dump(mode="json") == full[d.index] for d in bounded.delete)
     assert len(plan_module._AS_WRITTEN) <= 4
+
+
+def test_a_part_that_fails_to_read_leaves_the_index_as_it_was(tmp_path: Path) -> None:
+    """A part refused (its digest) does not leave a worker's index half updated: the next call with
+    the right digests answers as a cold worker."""
+    rows = [trow(i, [float(i)], seqs=[i]) for i in range(6)]
+    parts = write_parts(tmp_path / "t", [rows[:3], rows[3:]])
+    kw: dict[str, Any] = dict(table_uri=str(tmp_path / "t"), next_index=6, max_trials=6, slots=1)
+    plan([], table_parts=parts[:1], **kw)
+    with pytest.raises(ApplicationError, match="does not match its recorded sha256"):
+        plan([], table_parts=[parts[0], "0" * 64], **kw)
+    assert plan([], table_parts=parts, **kw) == plan_next_cold(tmp_path, parts, kw)
+
+
+def plan_next_cold(tmp_path: Path, parts: list[str], kw: dict[str, Any]) -> PlanResult:
+    from temporal_ml.activities import _rung_index
+
+    saved = dict(_rung_index._WRITTEN)
+    _rung_index._WRITTEN.clear()
+    try:
+        return plan([], table_parts=parts, **kw)
+    finally:
+        _rung_index._WRITTEN.clear()
+        _rung_index._WRITTEN.update(saved)
 
 
 def test_a_part_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
