@@ -24,6 +24,7 @@ from pydantic import Field
 
 from temporal_ml.search._base import (
     Direction,
+    Directions,
     Searcher,
     SearchExhausted,
     TrialRecord,
@@ -31,6 +32,14 @@ from temporal_ml.search._base import (
     trial_rng,
 )
 from temporal_ml.search._grid import GridSearcher
+from temporal_ml.search._nsga2 import NSGAIISearcher
+from temporal_ml.search._pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume,
+    non_dominated_sort,
+    pareto_front,
+)
 from temporal_ml.search._random import RandomSearcher
 from temporal_ml.search._registry import (
     AnySearcher,
@@ -53,7 +62,7 @@ BaseSearcher = Searcher
 """The base of a searcher of your own (see :func:`register_searcher`): settings as pydantic fields,
 a ``kind``, and ``suggest``."""
 
-for _builtin in (RandomSearcher, GridSearcher, TPESearcher):
+for _builtin in (RandomSearcher, GridSearcher, TPESearcher, NSGAIISearcher):
     register_searcher(_builtin)
 
 AnyScheduler = Annotated[AshaScheduler | SuccessiveHalvingScheduler, Field(discriminator="kind")]
@@ -76,14 +85,22 @@ __all__ = [
     "RandomSearcher",
     "GridSearcher",
     "TPESearcher",
+    "NSGAIISearcher",
     "AnySearcher",
     "TrialRecord",
     "TrialState",
     "Direction",
+    "Directions",
     "SearchExhausted",
     "trial_rng",
     # ask/tell
     "Study",
+    # multi-objective
+    "pareto_front",
+    "hypervolume",
+    "non_dominated_sort",
+    "crowding_distance",
+    "dominates",
     # multi-fidelity
     "AshaScheduler",
     "SuccessiveHalvingScheduler",

@@ -18,10 +18,29 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from temporal_ml.search._space import SearchSpace
 
-__all__ = ["Direction", "TrialState", "TrialRecord", "Searcher", "SearchExhausted", "trial_rng"]
+__all__ = [
+    "Direction",
+    "Directions",
+    "TrialState",
+    "TrialRecord",
+    "Searcher",
+    "SearchExhausted",
+    "trial_rng",
+    "as_directions",
+]
 
 Direction = Literal["minimize", "maximize"]
 TrialState = Literal["complete", "failed", "pending"]
+Directions = Direction | Sequence[Direction]
+"""One direction (a single objective) or one per objective (a multi-objective search)."""
+
+
+def as_directions(direction: Directions) -> tuple[Direction, ...]:
+    """``direction`` as a tuple of directions, one per objective (``ValueError`` if one is unknown)."""
+    out: tuple[Direction, ...] = (direction,) if isinstance(direction, str) else tuple(direction)
+    if not out or any(d not in ("minimize", "maximize") for d in out):
+        raise ValueError(f"directions are 'minimize' or 'maximize', at least one (got {direction!r})")
+    return out
 
 
 class SearchExhausted(Exception):
@@ -35,7 +54,11 @@ class TrialRecord(BaseModel):
         index: the trial's number in its search (0, 1, 2, ...).
         params: the point it was given (space keys to values).
         state: ``complete`` (``value`` is set), ``failed``, or ``pending`` (still running).
-        value: the objective, for complete trials. A non-finite value counts as a failure.
+        value: the objective, for complete trials of a single-objective search. A non-finite
+            value counts as a failure.
+        values: the objectives, one per direction, for complete trials of a multi-objective search
+            (then ``value`` is ``None``). A non-finite one counts as a failure. Left out of the JSON
+            when ``None``, so a single-objective record serializes as it always has.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
@@ -44,17 +67,26 @@ class TrialRecord(BaseModel):
     params: dict[str, JsonValue]
     state: TrialState = "complete"
     value: float | None = None
+    values: tuple[float, ...] | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _value_when_complete(self) -> TrialRecord:
-        if self.state == "complete" and self.value is None:
+        if self.value is not None and self.values is not None:
+            raise ValueError(f"trial {self.index}: give value (one objective) or values, not both")
+        if self.values is not None and not self.values:
+            raise ValueError(f"trial {self.index}: values needs one value per objective, not none")
+        if self.state == "complete" and self.value is None and self.values is None:
             raise ValueError(f"trial {self.index}: a complete trial needs a value")
         return self
 
     @property
     def ok(self) -> bool:
-        """Complete with a finite objective value."""
-        return self.state == "complete" and self.value is not None and math.isfinite(self.value)
+        """Complete with finite objective value(s)."""
+        if self.state != "complete":
+            return False
+        if self.values is not None:
+            return all(math.isfinite(v) for v in self.values)
+        return self.value is not None and math.isfinite(self.value)
 
 
 def trial_rng(seed: int, index: int, salt: str) -> random.Random:
@@ -74,6 +106,9 @@ class Searcher(BaseModel):
     kind: str
     #: whether :meth:`suggest` reads the history (a sweep skips reading its results table if not)
     uses_history: ClassVar[bool] = True
+    #: whether :meth:`suggest` accepts a tuple of directions (one per objective) as ``direction``
+    #: and reads ``TrialRecord.values``: only such searchers may run a multi-objective study
+    multi_objective: ClassVar[bool] = False
 
     def check_space(self, space: SearchSpace) -> None:
         """Raise ``ValueError`` if this searcher cannot search ``space`` (before any trial runs)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, JsonValue
 
-from temporal_ml.search._base import Direction, Searcher, SearchExhausted, TrialRecord, trial_rng
+from temporal_ml.search._base import Directions, Searcher, SearchExhausted, TrialRecord, trial_rng
 from temporal_ml.search._space import SearchSpace, canonical_json
 
 __all__ = ["GridSearcher"]
@@ -33,6 +33,7 @@ class GridSearcher(Searcher):
     kind: Literal["grid"] = "grid"
     shuffle: bool = False
     max_points: int = Field(default=100_000, ge=1)
+    multi_objective: ClassVar[bool] = True  # it never reads the values
 
     def check_space(self, space: SearchSpace) -> None:
         size = len(space.grid())  # raises, naming a continuous parameter
@@ -46,7 +47,7 @@ class GridSearcher(Searcher):
         *,
         seed: int,
         index: int,
-        direction: Direction = "minimize",
+        direction: Directions = "minimize",
     ) -> dict[str, JsonValue]:
         self.check_space(space)
         points = space.grid()

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import JsonValue
 
-from temporal_ml.search._base import Direction, Searcher, TrialRecord, trial_rng
+from temporal_ml.search._base import Directions, Searcher, TrialRecord, trial_rng
 from temporal_ml.search._space import SearchSpace
 
 __all__ = ["RandomSearcher"]
@@ -26,6 +26,7 @@ class RandomSearcher(Searcher):
 
     kind: Literal["random"] = "random"
     uses_history: ClassVar[bool] = False
+    multi_objective: ClassVar[bool] = True
 
     def suggest(
         self,
@@ -34,6 +35,6 @@ class RandomSearcher(Searcher):
         *,
         seed: int,
         index: int,
-        direction: Direction = "minimize",
+        direction: Directions = "minimize",
     ) -> dict[str, JsonValue]:
         return self.random_point(space, trial_rng(seed, index, "random"))
