@@ -4,12 +4,19 @@ otherwise (logs, pipes, CI), so ``--json`` output on stdout stays clean.
 A bar shows the run's state, step/max, elapsed time, ETA, loss, samples/s and last checkpoint. Without
 a terminal a line is printed when a run's state, checkpoint, resume count or note changes (never one
 per step). A lost worker is a note: ``worker lost (...); resuming from step N when another worker
-picks it up``.
+picks it up``. :mod:`temporal_ml.follow` drives a view until a run's result; ``temporal-ml status
+--follow`` shows a run's result rows (:meth:`RunProgress.of_row`) in one.
+
+Example:
+    >>> import io
+    >>> with ProgressView(io.StringIO()) as view:                        # doctest: +SKIP
+    ...     view.update("r1", RunProgress(state="training", step=10, max_steps=100, loss=0.7))
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TextIO
@@ -31,6 +38,8 @@ class RunProgress:
     note: str | None = None
     #: an evaluation's rows done (``RowProgress``), while it runs
     eval_rows: Any = None
+    #: more to show after the details (e.g. a trial's objective value); never makes a line alone
+    extra: str | None = None
 
     @classmethod
     def of(cls, progress: Any, note: str | None = None) -> RunProgress:
@@ -44,6 +53,23 @@ class RunProgress:
                    note=note or getattr(progress, "error", None),
                    eval_rows=getattr(progress, "eval_rows", None))
 
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RunProgress:
+        """From a row of :func:`temporal_ml.results.result_rows` (an experiment's, a trial's or a
+        training's): its state (else status), step, loss, checkpoint, resumes, note or error, and as
+        ``extra`` its rung, objective value, evaluation metrics and rows evaluated."""
+        loss = row.get("train.loss", row.get("metrics.loss"))
+        extra = [f"{label} {_short(row[key])}" for key, label in (
+            ("rung", "rung"), ("value", "value"), ("eval.accuracy", "accuracy"), ("eval.loss", "eval loss"))
+            if row.get(key) is not None]
+        rows = row.get("eval_rows") or row.get("rows")
+        if rows is not None:
+            extra.append(f"evaluated {rows}")
+        return cls(state=str(row.get("state") or row.get("status") or "pending"), step=int(row.get("step") or 0),
+                   max_steps=int(row.get("max_steps") or 0), loss=loss if isinstance(loss, float) else None,
+                   checkpoint_step=row.get("checkpoint_step"), resumes=int(row.get("resumes") or 0),
+                   note=row.get("note") or row.get("error"), extra="  ".join(extra) or None)
+
     def details(self) -> str:
         parts = []
         if self.loss is not None:
@@ -56,6 +82,8 @@ class RunProgress:
             parts.append(f"resumes {self.resumes}")
         if self.eval_rows is not None:
             parts.append(f"evaluated {self.eval_rows.line()}")
+        if self.extra:
+            parts.append(self.extra)
         return "  ".join(parts)
 
     def line(self, name: str) -> str:
@@ -145,3 +173,16 @@ class ProgressView:
     def note(self, name: str, note: str | None) -> None:
         """Set or clear the note of a run (e.g. a lost worker)."""
         self.update(name, replace(self._last.get(name, RunProgress()), note=note))
+
+    def say(self, text: str) -> None:
+        """A line of its own (e.g. a run's status line), above the bars on a terminal."""
+        if self._progress is None:
+            print(text, file=self.stream, flush=True)
+        else:
+            from rich.markup import escape
+
+            self._progress.console.print(escape(text))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

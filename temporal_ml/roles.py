@@ -8,7 +8,8 @@ A deployment runs workers by resource class, each polling a task queue of its ow
 * ``eval``: the evaluation activity, queue ``temporal-ml-eval``.
 
 :class:`WorkerSpec` describes the workers of one process and is validated when built (before
-anything connects); :func:`build_workers` makes one worker per role; :func:`import_object` and the
+anything connects); :func:`build_workers` makes one worker per role, :func:`build_worker` one
+worker for all of them on one queue; :func:`import_object` and the
 ``load_*`` helpers resolve ``module:attr`` references. ``temporal-ml worker`` is a thin layer on top.
 """
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from temporal_ml.training.trainable import Trainable
 
 __all__ = [
-    "Role", "WorkerSpec", "build_workers", "DEFAULT_QUEUES", "default_queue", "default_store",
+    "Role", "WorkerSpec", "build_workers", "build_worker", "DEFAULT_QUEUES", "default_queue", "default_store",
     "local_path", "import_object", "load_workflow", "load_trainable", "load_generator",
 ]
 
@@ -65,10 +66,20 @@ def default_queue(role: Role) -> str:
     return os.environ.get(f"TEMPORAL_ML_{role.name}_QUEUE") or DEFAULT_QUEUES[role]
 
 
-def default_store() -> str:
-    """``$TEMPORAL_ML_STORE``, else ``$TEMPORAL_ML_HOME/store``, else ``~/.temporal-ml/store``."""
+def default_store(name: str = "store") -> str:
+    """Where workers keep snapshots, checkpoints and metrics unless told: ``$TEMPORAL_ML_STORE``, else
+    ``$TEMPORAL_ML_HOME/<name>``, else ``~/.temporal-ml/<name>``. The same home as ``temporal-ml server``
+    and ``temporal-ml worker``, so separately started workers and starters share a store whatever
+    their working directory.
+
+    Example:
+        >>> import os
+        >>> os.environ["TEMPORAL_ML_HOME"] = "/data/tml"; os.environ.pop("TEMPORAL_ML_STORE", None)
+        >>> default_store(), default_store("examples/bert_eval")
+        ('/data/tml/store', '/data/tml/examples/bert_eval')
+    """
     home = os.environ.get("TEMPORAL_ML_HOME") or Path.home() / ".temporal-ml"
-    return os.environ.get("TEMPORAL_ML_STORE") or str(Path(home) / "store")
+    return os.environ.get("TEMPORAL_ML_STORE") or str(Path(home) / name)
 
 
 def local_path(url: str) -> Path | None:
@@ -185,6 +196,33 @@ def build_workers(client: Client, spec: WorkerSpec) -> list[Worker]:
                       max_concurrent_activities=spec.max_concurrent(role))
         for role in spec.roles
     ]
+
+
+def build_worker(client: Client, spec: WorkerSpec, *, task_queue: str) -> Worker:
+    """One (not yet running) worker that runs every role of ``spec`` on one ``task_queue`` (the
+    spec's own queues are not used): a whole experiment in one process, e.g. on a laptop or as the
+    in-process worker of an embedded run. Its activity slots are ``spec.max_concurrent_activities``,
+    else ``max_concurrent_trainings + 2`` (the trainings plus a snapshot and an evaluation).
+
+    Example:
+        >>> spec = WorkerSpec(roles=list(Role), workflows=[MyTraining],        # doctest: +SKIP
+        ...                   trainables={"text-classification": TextClassificationTrainable()})
+        >>> worker = build_worker(client, spec, task_queue="my-queue")          # doctest: +SKIP
+
+    Args:
+        client: a client from :func:`temporal_ml.client.connect`.
+        spec: the validated spec (its roles, store, code and limits).
+        task_queue: the queue the worker polls.
+    """
+    from temporal_ml.storage.snapshots import SnapshotStore
+    from temporal_ml.worker import create_worker
+
+    _require(bool(task_queue.strip()), "empty task queue")
+    store = SnapshotStore(spec.store, storage_options=spec.storage_options)
+    activities = [fn for role in spec.roles for fn in _activities(spec, role, store)]
+    return create_worker(client, task_queue=task_queue, workflows=spec.workflows, activities=activities,
+                         max_concurrent_activities=spec.max_concurrent_activities
+                         or spec.max_concurrent_trainings + 2)
 
 
 def _activities(spec: WorkerSpec, role: Role, store: SnapshotStore) -> list[Callable[..., Any]]:

@@ -10,7 +10,9 @@ Example:
     ('synthetic-sentiment', 'dev')
 
 Every error is a :class:`~temporal_ml.errors.ConfigError` of one line that names the setting
-(``what``: ``--dataset`` for a command line, ``dataset`` for a spec file).
+(``what``: ``--dataset`` for a command line, ``dataset`` for a spec file). :func:`check_input` checks
+a whole workflow input that way before it starts: its hyperparameters, its data and, when this
+machine is the worker, that a hub model or dataset can be downloaded or is cached.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temporal_ml.errors import ConfigError
 from temporal_ml.types import DatasetSource
 
 __all__ = [
     "SYNTHETIC",
+    "TEXT_CLASSIFICATION",
     "EVAL_SPLITS",
     "DatasetSummary",
     "looks_local",
@@ -33,10 +38,16 @@ __all__ = [
     "dataset_source",
     "default_eval_split",
     "check_dataset",
+    "check_hub_model",
+    "check_hub_dataset",
+    "check_input",
 ]
 
 SYNTHETIC = "synthetic-sentiment"
 """The generated sentiment task (:func:`temporal_ml.hf.sentiment_dataset`): offline, seconds to train."""
+
+TEXT_CLASSIFICATION = "text-classification"
+"""The built-in trainable (:class:`temporal_ml.hf.TextClassificationTrainable`)."""
 
 EVAL_SPLITS = ("dev", "validation", "test")
 """Evaluation splits looked for, in this order, when none is named."""
@@ -162,6 +173,102 @@ def check_dataset(source: DatasetSource, eval_split: str, *, label_column: str |
         raise ConfigError(f"{what}: the labels have a single class ({', '.join(labels)}); "
                           "classification needs at least 2")
     return DatasetSummary(rows=rows, classes=sorted(labels, key=_natural))
+
+
+def check_input(inp: Any, *, local_worker: bool = False, say: Callable[[str], None] | None = None,
+                model_what: str = "--model", dataset_what: str = "--dataset") -> DatasetSummary | None:
+    """Check a workflow input before any server, snapshot or workflow starts: the hyperparameters of
+    every :data:`TEXT_CLASSIFICATION` config, a local dataset (:func:`check_dataset`, said in one line)
+    and, with ``local_worker`` (this machine's worker loads them), that a hub model or dataset can be
+    downloaded or is cached (:func:`check_hub_model`, :func:`check_hub_dataset`).
+
+    The input is a training's (``config``), a coordinator's (``experiments``) or a sweep's (``base``).
+
+    Example:
+        >>> inp = TrainingInput(config=config, dataset=dataset_source("./data/sst2"))  # doctest: +SKIP
+        >>> check_input(inp, local_worker=True, say=print)                             # doctest: +SKIP
+        dataset: train 4000 rows, dev 872 rows; 2 classes (0, 1); evaluating on 'dev'
+
+    Raises:
+        ConfigError: one line naming the setting and what to do.
+    """
+    configs = _configs_of(inp)
+    for config in configs:
+        if config.trainable == TEXT_CLASSIFICATION:
+            from temporal_ml.hf.text_classification import TextClassificationParams
+
+            params = TextClassificationParams.parse(config.hparams)
+            if local_worker:
+                check_hub_model(params.model, model_what)
+    source = getattr(inp, "dataset", None)
+    if local_worker and source is not None and source.hub:
+        check_hub_dataset(source.hub, dataset_what)
+    split = getattr(inp, "eval_split", None) or (configs[0].eval_split if configs else None)
+    if source is None or split is None:
+        return None
+    labels = configs[0].hparams.get("label_column") if configs else None
+    summary = check_dataset(source, split, label_column=labels, what=dataset_what)
+    if summary is not None and say is not None:
+        say(f"dataset: {summary.line()}; evaluating on {split!r}")
+    return summary
+
+
+def _configs_of(inp: Any) -> list[Any]:
+    """The ``TrainConfig``s of a workflow input: a training's ``config``, a coordinator's experiments,
+    a sweep's ``base``."""
+    if hasattr(inp, "config"):
+        return [inp.config]
+    if hasattr(inp, "experiments"):
+        return [e.config for e in inp.experiments]
+    return [inp.base] if hasattr(inp, "base") else []
+
+
+def _hub_usable() -> tuple[bool, str]:
+    import huggingface_hub.constants  # noqa: F401 - a lazy submodule hub_offline() reads
+
+    from temporal_ml.hf import hub_offline, hub_reachable
+
+    if hub_offline():
+        return False, "offline (HF_HUB_OFFLINE is set)"
+    if not hub_reachable():
+        return False, "the Hugging Face hub is unreachable"
+    return True, ""
+
+
+def check_hub_model(model: str, what: str = "--model") -> None:
+    """A hub model can be downloaded here, or is in the local Hugging Face cache (``tiny-bert`` and
+    local directories need neither).
+
+    Raises:
+        ConfigError: ``--model org/name: cannot be downloaded (offline ...) and is not in the local
+            Hugging Face cache: pass a local model directory, e.g. --model minilm``.
+    """
+    from temporal_ml.hf import TINY_BERT
+
+    if model == TINY_BERT or looks_local(model):
+        return
+    usable, why = _hub_usable()
+    if usable:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return  # cached: the worker loads it offline
+    raise ConfigError(f"{what} {model}: cannot be downloaded ({why}) and is not in the local "
+                      f"Hugging Face cache: pass a local model directory, e.g. {what} minilm")
+
+
+def check_hub_dataset(name: str, what: str = "--dataset") -> None:
+    """A hub dataset can be downloaded here. Offline (``HF_HUB_OFFLINE``) it passes: the worker
+    uses its cache, and the run's snapshot fails in one line if it has none.
+
+    Raises:
+        ConfigError: the hub is unreachable, one line.
+    """
+    usable, why = _hub_usable()
+    if not usable and not why.startswith("offline"):
+        raise ConfigError(f"{what} {name}: cannot be downloaded ({why}): pass a local directory "
+                          "with train/dev files")
 
 
 def _natural(value: str) -> tuple[int, int | str]:

@@ -44,6 +44,7 @@ from temporal_ml.errors import ConfigError
 from temporal_ml.search import AnySearcher, AshaScheduler, SearchSpace
 from temporal_ml.search._space import Param
 from temporal_ml.sources import (
+    TEXT_CLASSIFICATION,
     DatasetSummary,
     check_dataset,
     dataset_source,
@@ -54,9 +55,6 @@ from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import TrainConfig
 
 __all__ = ["SweepSpec", "load_spec", "SpecError"]
-
-TEXT_CLASSIFICATION = "text-classification"
-"""The built-in trainable (:class:`temporal_ml.hf.TextClassificationTrainable`)."""
 
 
 class SpecError(ConfigError):

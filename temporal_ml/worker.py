@@ -1,8 +1,25 @@
-"""Creating workers with the settings durable training needs."""
+"""Workers with the settings durable training needs, and a worker process's main.
+
+:func:`create_worker` builds one; :func:`serve` runs some until SIGINT/SIGTERM; :func:`run_workers`
+is a whole worker process (connect, serve, one-line errors), the ``main()`` of a ``worker.py``.
+
+Example (a ``worker.py`` of your own)::
+
+    from temporal_ml.roles import Role, WorkerSpec, build_worker, default_store
+    from temporal_ml.worker import run_workers
+
+    spec = WorkerSpec(roles=list(Role), store=default_store("my-project"),
+                      workflows=[MyTraining], trainables={"mine": MyTrainable()})
+    raise SystemExit(run_workers(lambda client: [build_worker(client, spec, task_queue="mine")],
+                                 prog="my worker", store=spec.store))
+"""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -10,7 +27,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-__all__ = ["create_worker"]
+__all__ = ["create_worker", "serve", "run_workers"]
 
 
 def create_worker(
@@ -79,3 +96,88 @@ WORKFLOW_WORKER_ACTIVITY_SLOTS = 2000
 def _activity_name(fn: Callable[..., Any]) -> str | None:
     defn = getattr(fn, "__temporal_activity_definition", None)
     return getattr(defn, "name", None)
+
+
+async def serve(workers: Sequence[Worker], *, on_ready: Callable[[], None] | None = None,
+                prog: str = "temporal-ml") -> int:
+    """Run ``workers`` until SIGINT or SIGTERM (or until one fails), then shut them all down.
+
+    A training cancelled by the shutdown checkpoints at its next step, and its retry on another
+    worker resumes from there.
+
+    Args:
+        workers: built, not yet running workers (e.g. from :func:`temporal_ml.roles.build_workers`).
+        on_ready: called once every worker has been accepted by the server and is polling.
+        prog: names the program in error lines.
+
+    Returns:
+        The exit code: 0, or 1 after a worker failed (each failure is printed on stderr).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        runs = [asyncio.create_task(worker.run()) for worker in workers]
+        while not all(w.is_running or r.done() for w, r in zip(workers, runs, strict=True)):
+            await asyncio.sleep(0.02)  # each worker has been validated by the server and is polling
+        if not any(r.done() for r in runs):
+            if on_ready is not None:
+                on_ready()
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+        print("shutting down workers ...", flush=True)
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+        await asyncio.gather(*runs, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    errors = [r.exception() for r in runs if not r.cancelled() and r.exception()]
+    for error in errors:
+        print(f"{prog}: error: worker failed: {error}", file=sys.stderr, flush=True)
+    print("stopped" if not errors else "stopped after a worker failure", flush=True)
+    return 1 if errors else 0
+
+
+def run_workers(make_workers: Callable[[Client], Sequence[Worker]], *, prog: str, store: str | None = None,
+                verbose: bool = False) -> int:
+    """A worker process: connect (``TEMPORAL_ADDRESS`` etc., see :func:`temporal_ml.client.connect`),
+    build the workers, say ``worker polling '<queue>', ... at <address>; storage in <store>`` on
+    stdout and :func:`serve` them until SIGINT/SIGTERM.
+
+    Errors a user can cause (no server at the address, bad TLS settings, bad worker settings) are
+    one line on stderr, ``<prog>: error: ...``.
+
+    Example:
+        >>> raise SystemExit(run_workers(                                     # doctest: +SKIP
+        ...     lambda client: [build_worker(client, spec, task_queue="mine")], prog="my worker"))
+
+    Args:
+        make_workers: builds the workers from the connected client.
+        prog: names the program in error lines.
+        store: the workers' store, said on start.
+        verbose: a traceback before an error line.
+
+    Returns:
+        The exit code (0 after SIGINT/SIGTERM; 1 or 2 after an error).
+    """
+    from temporal_ml.failures import connect_or_explain, report
+
+    async def main() -> int:
+        client = await connect_or_explain()
+        workers = make_workers(client)
+
+        def ready() -> None:
+            queues = ", ".join(repr(w.task_queue) for w in workers)
+            where = f"; storage in {store}" if store else ""
+            print(f"worker polling {queues} at {client.service_client.config.target_host}{where}", flush=True)
+
+        return await serve(workers, on_ready=ready, prog=prog)
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:  # before the workers ran (they stop on SIGINT themselves)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - no server at the address, bad settings: one line
+        return report(exc, prog=prog, verbose=verbose)

@@ -246,6 +246,7 @@ async def _serve(spec: WorkerSpec) -> int:
     """Connect, run the spec's workers until SIGINT/SIGTERM (or a fatal worker error), shut down."""
     from temporal_ml.failures import connect_or_explain, one_line
     from temporal_ml.roles import build_workers
+    from temporal_ml.worker import serve
 
     try:
         client = await connect_or_explain()
@@ -253,26 +254,12 @@ async def _serve(spec: WorkerSpec) -> int:
         print(f"temporal-ml: error: cannot connect to Temporal: {one_line(exc)}", file=sys.stderr)
         return 1
     workers = build_workers(client, spec)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runs = [asyncio.create_task(worker.run()) for worker in workers]
-    while not all(w.is_running or r.done() for w, r in zip(workers, runs, strict=True)):
-        await asyncio.sleep(0.02)  # each worker has been validated by the server and is polling
-    if not any(r.done() for r in runs):
+
+    def ready() -> None:
         for role in spec.roles:
             print(f"worker ready: {_describe(spec, role)}", flush=True)
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-    print("shutting down workers ...", flush=True)
-    await asyncio.gather(*(worker.shutdown() for worker in workers))
-    errors = [r.exception() for r in runs if not r.cancelled() and r.exception()]
-    for error in errors:
-        print(f"temporal-ml: error: worker failed: {error}", file=sys.stderr)
-    print("stopped" if not errors else "stopped after a worker failure", flush=True)
-    return 1 if errors else 0
+
+    return await serve(workers, on_ready=ready)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

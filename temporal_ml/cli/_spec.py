@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
-from datetime import timedelta
 from typing import Any
 
 from temporal_ml.errors import ConfigError
@@ -144,6 +142,7 @@ def _trainable(name: str) -> Any:
 
 
 async def _run(client: Any, spec: Any, inp: Any, args: argparse.Namespace) -> Any:
+    from temporal_ml.follow import follow_sweep
     from temporal_ml.starting import start_or_attach
     from temporal_ml.workflows.builtin import TmlSweep
 
@@ -155,36 +154,6 @@ async def _run(client: Any, spec: Any, inp: Any, args: argparse.Namespace) -> An
         print(inp.run_id, flush=True)
         return None
     return await follow_sweep(handle, say=_err)
-
-
-async def follow_sweep(handle: Any, *, say: Any, every: float = 2.0) -> Any:
-    """Wait for a sweep's result, saying its status line (:meth:`SweepStatus.summary`) whenever the
-    counts, phase or best change (and at least every minute), through server restarts."""
-    from temporal_ml.client import wait_result
-    from temporal_ml.sweeps import SweepStatus
-
-    started = time.monotonic()
-    result_task = asyncio.ensure_future(wait_result(handle, on_disconnect=say))
-    shown, shown_at = "", 0.0
-    try:
-        while not result_task.done():
-            await asyncio.wait([result_task], timeout=every)
-            if result_task.done():
-                break
-            try:
-                status: SweepStatus = await handle.query("sweep_status", args=[0, 0], result_type=SweepStatus,
-                                                         rpc_timeout=timedelta(seconds=5))
-            except Exception:  # noqa: BLE001 - no workflow worker right now (or between runs): later
-                continue
-            key = status.summary()
-            now = time.monotonic()
-            if key != shown or now - shown_at >= 60:
-                say(status.summary(now - started))
-                shown, shown_at = key, now
-    finally:
-        if not result_task.done():
-            result_task.cancel()
-    return result_task.result()
 
 
 def _stopped(result: Any) -> int:
