@@ -4,8 +4,9 @@
 experiments/coordinators, sweeps), newest first, filtered by kind, state, snapshot, config hash or
 experiment; it works against any server ``connect()`` reaches (``temporal-ml setup`` registers the
 attributes there). ``status`` shows one run: what visibility knows of it, then a row per experiment
-(coordinators, sweeps) or its progress (trainings); ``--follow`` keeps it live until the run closes
-(a rich live table on a terminal, one line per change otherwise).
+(coordinators, sweeps) or its progress (trainings); ``--follow`` keeps it live until the run closes,
+each row in the library's progress view (:mod:`temporal_ml.progress`: a bar per row on a terminal,
+a line per change of state otherwise).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -209,35 +209,34 @@ async def _status(args: argparse.Namespace) -> int:
     if not args.follow:
         print(_render(info, rows))
         return _code(info)
-    if sys.stdout.isatty():
-        return await _follow_live(client, args, info, rows)
-    return await _follow_lines(client, args, info, rows)
+    return await _follow(client, args, info, rows)
 
 
 def _code(info: RunInfo) -> int:
     return 1 if info.status in ("failed", "terminated", "timed_out", "canceled") else 0
 
 
-async def _follow_lines(client: Any, args: argparse.Namespace, info: RunInfo,
-                        rows: list[dict[str, Any]]) -> int:
-    """Not a terminal: the header once, then one line per row whenever that row changes."""
+async def _follow(client: Any, args: argparse.Namespace, info: RunInfo, rows: list[dict[str, Any]]) -> int:
+    """The header once, then each row in the library's progress view (:class:`ProgressView`: a bar per
+    row on a terminal, a line per change of state otherwise) and the status line whenever it
+    changes, until the run closes; then a closing line."""
+    from temporal_ml.progress import ProgressView, RunProgress
+
     print("\n".join(_header(info)), flush=True)
-    shown: dict[str, str] = {"": _untimed(info.phase)}
-    while True:
-        if info.phase and shown.get("") != _untimed(info.phase):  # a sweep's status line changed
-            print(info.phase, flush=True)
-            shown[""] = _untimed(info.phase)
-        columns = _row_columns(info, rows)
-        for row in rows:
-            line = "  ".join(f"{c}={_short(row.get(c))}" for c in columns if row.get(c) is not None)
-            if shown.get(str(row.get("name"))) != line:
-                print(line, flush=True)
-                shown[str(row.get("name"))] = line
-        if not info.running:
-            print(f"run {info.id} {info.status} after {format_duration(info.duration_seconds)}", flush=True)
-            return _code(info)
-        await asyncio.sleep(args.interval)
-        info, rows = await _snapshot_through_restarts(client, args.id)
+    shown = _untimed(info.phase)
+    with ProgressView(sys.stdout) as view:
+        while True:
+            if info.phase and _untimed(info.phase) != shown:  # a sweep's status line changed
+                view.say(info.phase)
+                shown = _untimed(info.phase)
+            for row in rows:
+                view.update(str(row.get("name")), RunProgress.of_row(row))
+            if not info.running:
+                break
+            await asyncio.sleep(args.interval)
+            info, rows = await _snapshot_through_restarts(client, args.id)
+    print(f"run {info.id} {info.status} after {format_duration(info.duration_seconds)}", flush=True)
+    return _code(info)
 
 
 async def _snapshot_through_restarts(client: Any, run_id: str) -> tuple[RunInfo, list[dict[str, Any]]]:
@@ -250,39 +249,8 @@ async def _snapshot_through_restarts(client: Any, run_id: str) -> tuple[RunInfo,
     return await reconnecting(lambda: _snapshot(client, run_id), on_disconnect=tell)
 
 
-def _untimed(phase: str) -> str:
+def _untimed(phase: str | None) -> str:
     """A status line without its elapsed/left times (which change on every poll)."""
+    if not phase:
+        return ""
     return " · ".join(part for part in phase.split(" · ") if "elapsed" not in part)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-async def _follow_live(client: Any, args: argparse.Namespace, info: RunInfo,
-                       rows: list[dict[str, Any]]) -> int:
-    """A terminal: a rich live view refreshed every ``--interval`` seconds."""
-    from temporal_ml.errors import require
-
-    require("rich", "ui")
-    from rich.console import Group
-    from rich.live import Live
-    from rich.table import Table
-    from rich.text import Text
-
-    def view() -> Group:
-        table = Table(box=None, pad_edge=False)
-        columns = _row_columns(info, rows)
-        for column in columns:
-            table.add_column(column.upper())
-        for row in rows:
-            table.add_row(*(_short(row.get(c)) if row.get(c) is not None else "-" for c in columns))
-        stamp = Text(f"updated {time.strftime('%H:%M:%S')} (Ctrl-C to stop following)", style="dim")
-        return Group(Text("\n".join(_header(info))), table, stamp)
-
-    with Live(view(), refresh_per_second=4) as live:
-        while info.running:
-            await asyncio.sleep(args.interval)
-            info, rows = await _snapshot_through_restarts(client, args.id)
-            live.update(view())
-    return _code(info)

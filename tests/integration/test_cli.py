@@ -131,7 +131,9 @@ async def test_cli_inspects_and_steers_runs(tmp_path: Path, subprocess_env: dict
         assert code == 0, err
         assert out.splitlines()[0].startswith(f"run {coord_id}  kind coordinator")
         assert out.strip().splitlines()[-1].startswith(f"run {coord_id} completed after")
-        assert any(line.startswith("name=lr0.01 ") and "status=done" in line for line in out.splitlines())
+        # each experiment in the library's progress view: a line per change of state (not a terminal)
+        assert any(line.startswith("lr0.01: [done] step 40/40  loss ") and "accuracy" in line
+                   for line in out.splitlines()), out
         final = await coordinator.result()
         snapshot = final.snapshot.id
 
