@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import uuid
 
+from temporal_ml.follow import follow_training
 from temporal_ml.starting import start_or_attach
 from temporal_ml.types import TrainConfig
 from temporal_ml.workflows.training import TrainingInput
@@ -20,12 +21,12 @@ from .._shared import (
     emit,
     environment,
     eval_split_of,
-    follow,
     main_of,
     model_name,
     say,
     starter_parser,
 )
+from .worker import EXAMPLE, workers
 from .workflows import TASK_QUEUE, BertCheckpointingWorkflow
 
 parser = starter_parser(__doc__.splitlines()[0])
@@ -43,12 +44,11 @@ async def run(args: argparse.Namespace) -> int:
     inp = TrainingInput(config=config, dataset=source,
                         run_id=run_id, progress_every_seconds=2, heartbeat_timeout_seconds=20)
     check_input(args, inp)
-    async with environment(args, task_queue=TASK_QUEUE, workflows=[BertCheckpointingWorkflow],
-                           example="bert_checkpointing") as client:
+    async with environment(args, EXAMPLE, workers) as client:
         handle = await start_or_attach(client, BertCheckpointingWorkflow.run, inp, id=run_id,
-                                       task_queue=TASK_QUEUE, say=say(args))
-        say(args)(f"started run {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
-        result = await follow(args, handle, BertCheckpointingWorkflow.progress)
+                                       task_queue=TASK_QUEUE, say=say)
+        say(f"started run {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
+        result = await follow_training(handle, BertCheckpointingWorkflow.progress)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
     emit(args, result, (
         f"done: run {result.run_id}, {result.steps} steps, resumes {result.resumes}"

@@ -5,12 +5,17 @@ checkpoints under ``$TEMPORAL_ML_STORE`` (default ``~/.temporal-ml/examples/bert
 
 from __future__ import annotations
 
-from .._shared import run_worker
+from .._shared import one_worker, worker_main
 from .workflows import TASK_QUEUE, BertCheckpointingWorkflow
+
+EXAMPLE = "bert_checkpointing"
+#: the workflows, snapshot, training and evaluation activities on one queue (also run in-process by
+#: ``starter.py --embedded``)
+workers = one_worker(EXAMPLE, TASK_QUEUE, [BertCheckpointingWorkflow])
 
 
 def main() -> None:
-    run_worker("bert_checkpointing", TASK_QUEUE, [BertCheckpointingWorkflow])
+    worker_main(EXAMPLE, workers)
 
 
 if __name__ == "__main__":

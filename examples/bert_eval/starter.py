@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import uuid
 
+from temporal_ml.follow import follow_experiments
 from temporal_ml.starting import start_or_attach
 from temporal_ml.types import CoordinatorResult, ExperimentResult, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
@@ -18,16 +19,15 @@ from .._shared import (
     check_input,
     dataset_source,
     emit,
-    environment_with,
+    environment,
     eval_split_of,
     experiment_summary,
-    follow_experiments,
     main_of,
     model_name,
     say,
     starter_parser,
 )
-from .worker import workers
+from .worker import EXAMPLE, workers
 from .workflows import TASK_QUEUE, BertExperiment
 
 parser = starter_parser(__doc__.splitlines()[0])
@@ -49,11 +49,10 @@ async def run(args: argparse.Namespace) -> int:
                            run_id=run_id, max_concurrency=1, eval_split=eval_split_of(source, args.eval_split),
                            progress_every_seconds=2, heartbeat_timeout_seconds=20)
     check_input(args, inp)
-    async with environment_with(args, workers) as client:
-        handle = await start_or_attach(client, BertExperiment.run, inp, id=run_id, task_queue=TASK_QUEUE,
-                                       say=say(args))
-        say(args)(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
-        result: CoordinatorResult = await follow_experiments(args, client, handle, BertExperiment.status)
+    async with environment(args, EXAMPLE, workers) as client:
+        handle = await start_or_attach(client, BertExperiment.run, inp, id=run_id, task_queue=TASK_QUEUE, say=say)
+        say(f"started experiment {run_id} (workflow {handle.id} on {TASK_QUEUE!r})")
+        result: CoordinatorResult = await follow_experiments(client, handle, BertExperiment.status)
     experiment: ExperimentResult = result.experiments[0]
     emit(args, experiment, f"done: run {result.run_id}\n{experiment_summary(experiment)}")
     return 0 if experiment.status == "done" else 1

@@ -6,20 +6,16 @@ and checkpoints under ``$TEMPORAL_ML_STORE`` (default ``~/.temporal-ml/examples/
 
 from __future__ import annotations
 
-from temporalio.client import Client
-from temporalio.worker import Worker
-
-from .._shared import experiment_worker, run_workers
+from .._shared import one_worker, worker_main
 from .workflows import TASK_QUEUE, WORKFLOWS
 
-
-def workers(client: Client) -> list[Worker]:
-    """The example's worker (also run in-process by ``starter.py --embedded``)."""
-    return [experiment_worker(client, task_queue=TASK_QUEUE, example="bert_eval", workflows=WORKFLOWS)]
+EXAMPLE = "bert_eval"
+#: the example's worker (also run in-process by ``starter.py --embedded``)
+workers = one_worker(EXAMPLE, TASK_QUEUE, WORKFLOWS)
 
 
 def main() -> None:
-    run_workers(workers, "bert_eval")
+    worker_main(EXAMPLE, workers)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import uuid
 
 from pydantic import BaseModel
 
+from temporal_ml.follow import follow_training
 from temporal_ml.starting import start_or_attach
 from temporal_ml.types import PredictionResult, TrainConfig, TrainResult
 from temporal_ml.workflows.inference import InferenceInput
@@ -24,12 +25,12 @@ from .._shared import (
     emit,
     environment,
     eval_split_of,
-    follow,
     main_of,
     model_name,
     say,
     starter_parser,
 )
+from .worker import EXAMPLE, workers
 from .workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
 
 SENTENCES = [  # in the style of the synthetic data set (see temporal_ml/hf/synthetic.py)
@@ -64,12 +65,10 @@ async def run(args: argparse.Namespace) -> int:
     inp = TrainingInput(config=config, dataset=dataset_source(args.dataset, args.train_limit),
                         run_id=run_id, progress_every_seconds=2)
     check_input(args, inp)
-    async with environment(args, task_queue=TASK_QUEUE,
-                           workflows=[BertFineTuneWorkflow, BertInferenceWorkflow],
-                           example="bert_finetune") as client:
-        handle = await start_or_attach(client, BertFineTuneWorkflow.run, inp, id=run_id,
-                                       task_queue=TASK_QUEUE, say=say(args))
-        training: TrainResult = await follow(args, handle, BertFineTuneWorkflow.progress)
+    async with environment(args, EXAMPLE, workers) as client:
+        handle = await start_or_attach(client, BertFineTuneWorkflow.run, inp, id=run_id, task_queue=TASK_QUEUE,
+                                       say=say)
+        training: TrainResult = await follow_training(handle, BertFineTuneWorkflow.progress)
         predictions = await client.execute_workflow(
             BertInferenceWorkflow.run, InferenceInput.from_result(config, training, list(args.predict)),
             id=f"{run_id}-predict", task_queue=TASK_QUEUE,

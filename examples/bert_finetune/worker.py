@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from .._shared import run_worker
+from .._shared import one_worker, worker_main
 from .workflows import TASK_QUEUE, BertFineTuneWorkflow, BertInferenceWorkflow
+
+EXAMPLE = "bert_finetune"
+#: one worker for the example (also run in-process by ``starter.py --embedded``)
+workers = one_worker(EXAMPLE, TASK_QUEUE, [BertFineTuneWorkflow, BertInferenceWorkflow])
 
 
 def main() -> None:
-    run_worker("bert_finetune", TASK_QUEUE, [BertFineTuneWorkflow, BertInferenceWorkflow])
+    worker_main(EXAMPLE, workers)
 
 
 if __name__ == "__main__":

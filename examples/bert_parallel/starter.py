@@ -13,10 +13,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from temporalio.client import Client
-from temporalio.worker import Worker
-
 from temporal_ml.errors import ConfigError
+from temporal_ml.follow import follow_experiments
 from temporal_ml.starting import start_or_attach
 from temporal_ml.types import CoordinatorResult, ExperimentSpec, TrainConfig
 from temporal_ml.workflows.coordinator import CoordinatorInput
@@ -26,16 +24,15 @@ from .._shared import (
     check_input,
     dataset_source,
     emit,
-    environment_with,
+    environment,
     eval_split_of,
     experiment_summary,
-    follow_experiments,
     main_of,
     model_name,
     say,
     starter_parser,
 )
-from .worker import ROLES, add_queue_options, workers
+from .worker import roles
 from .workflows import BertParallel
 
 
@@ -77,7 +74,7 @@ parser.add_argument("--max-concurrency", type=int, default=2,
 parser.add_argument("--max-concurrent-trainings", type=int, default=None,
                     help="with --embedded: training threads of the in-process train worker "
                          "(default: --max-concurrency)")
-add_queue_options(parser)
+roles.add_queue_options(parser)
 
 
 def grid(lrs: Sequence[float], seeds: Sequence[int], configs: int | None) -> list[tuple[float, int]]:
@@ -120,20 +117,14 @@ async def run(args: argparse.Namespace) -> int:
         train_task_queue=args.train_queue, eval_task_queue=args.eval_queue,
         progress_every_seconds=2, heartbeat_timeout_seconds=20,
     )
-    trainings = args.max_concurrent_trainings or args.max_concurrency
-
-    def in_process(client: Client) -> list[Worker]:
-        return workers(client, ROLES, queue=args.queue, train_queue=args.train_queue,
-                       eval_queue=args.eval_queue, max_concurrent_trainings=trainings)
-
     check_input(args, inp)
-    async with environment_with(args, in_process) as client:
-        handle = await start_or_attach(client, BertParallel.run, inp, id=run_id, task_queue=args.queue,
-                                       say=say(args))
-        say(args)(f"started {len(inp.experiments)} experiments, at most {args.max_concurrency} at once: "
-                  f"run {run_id} on {args.queue!r} (training on {args.train_queue!r}, "
-                  f"evaluation on {args.eval_queue!r}); Web UI: TmlExperiment = \"{run_id}\"")
-        result: CoordinatorResult = await follow_experiments(args, client, handle, BertParallel.status)
+    in_process = roles.workers(args, max_concurrent_trainings=args.max_concurrent_trainings or args.max_concurrency)
+    async with environment(args, roles.example, in_process) as client:
+        handle = await start_or_attach(client, BertParallel.run, inp, id=run_id, task_queue=args.queue, say=say)
+        say(f"started {len(inp.experiments)} experiments, at most {args.max_concurrency} at once: "
+            f"run {run_id} on {args.queue!r} (training on {args.train_queue!r}, "
+            f"evaluation on {args.eval_queue!r}); Web UI: TmlExperiment = \"{run_id}\"")
+        result: CoordinatorResult = await follow_experiments(client, handle, BertParallel.status)
     summaries = "\n".join(experiment_summary(e) for e in result.experiments)
     emit(args, result, f"done: run {result.run_id}, snapshot {result.snapshot.id if result.snapshot else '-'}\n"
                        f"{leaderboard_table(result)}\n{summaries}")

@@ -12,21 +12,14 @@ the server through ``TEMPORAL_ADDRESS``; stores snapshots and checkpoints under 
 
 from __future__ import annotations
 
-from .._shared import ROLE_NAMES, RoleWorkers
+from .._shared import RoleWorkers
 from .workflows import EVAL_QUEUE, TASK_QUEUE, TRAIN_QUEUE, WORKFLOWS
 
-EXAMPLE = "bert_parallel"
-ROLES = ROLE_NAMES
-
-_roles = RoleWorkers(EXAMPLE, WORKFLOWS, task_queue=TASK_QUEUE, train_queue=TRAIN_QUEUE,
-                     eval_queue=EVAL_QUEUE)
-add_queue_options = _roles.add_queue_options
-workers = _roles.workers
-parser = _roles.parser(__doc__.splitlines()[0])
+roles = RoleWorkers("bert_parallel", WORKFLOWS, queue=TASK_QUEUE, train_queue=TRAIN_QUEUE, eval_queue=EVAL_QUEUE)
 
 
 def main() -> None:
-    _roles.main(parser)
+    roles.main(__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -13,17 +13,14 @@ stderr, the result to stdout (``--json``: the typed result alone).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
 
 from temporal_ml.errors import ConfigError
+from temporal_ml.follow import follow_trials
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
@@ -34,8 +31,7 @@ from temporal_ml.search import (
 )
 from temporal_ml.spec import load_spec, spec_input
 from temporal_ml.starting import start_or_attach
-from temporal_ml.sweep_results import trials_evaluating
-from temporal_ml.sweeps import SweepInput, SweepResult, TrialRow
+from temporal_ml.sweeps import SweepInput, SweepResult
 from temporal_ml.types import TrainConfig
 
 from .._shared import (
@@ -43,15 +39,14 @@ from .._shared import (
     check_input,
     dataset_source,
     emit,
-    environment_with,
+    environment,
     eval_split_of,
     main_of,
     model_name,
-    reconnecting_result,
     say,
     starter_parser,
 )
-from .worker import ROLES, add_queue_options, workers
+from .worker import roles
 from .workflows import BertSweep
 
 parser = starter_parser(__doc__.splitlines()[0])
@@ -68,7 +63,7 @@ parser.add_argument("--seed", type=int, default=0, help="seed of the searcher (d
 parser.add_argument("--spec", default=None, metavar="FILE",
                     help="a sweep spec file (YAML/TOML, see spec.yaml beside this starter): its data, model, "
                          "space, searcher, scheduler and budget replace the other flags")
-add_queue_options(parser)
+roles.add_queue_options(parser)
 
 #: The example's default sweep as a spec file (its search space is the starter's default).
 DEFAULT_SPEC = Path(__file__).with_name("spec.yaml")
@@ -116,35 +111,6 @@ def build_input(args: argparse.Namespace, run_id: str) -> SweepInput:
                                                         eta=args.eta))
 
 
-def trial_line(row: TrialRow) -> str:
-    value = f" accuracy {row.value:.4g}" if row.value is not None else ""
-    error = f" error: {row.error}" if row.error else ""
-    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
-    return f"  {row.name} {row.state:<10} step {row.step:>4}/{row.max_steps:<4}{value}{error}  {params}"
-
-
-async def follow(args: argparse.Namespace, client: Client, handle: WorkflowHandle[Any, Any], kind: str) -> Any:
-    """Print each trial's changes on stderr (an evaluation: each tenth of its rows) until the sweep
-    returns its result."""
-    shown: dict[int, str] = {}
-    result_task = asyncio.ensure_future(reconnecting_result(args, handle))  # survives restarts
-    while not result_task.done():
-        try:
-            rows: list[TrialRow] = await handle.query("trials", result_type=list[TrialRow])
-        except Exception:  # noqa: BLE001 - the sweep may be between runs (continue-as-new); try again
-            rows = []
-        evaluating = await trials_evaluating(client, handle.id, kind, rows)
-        for row in rows:
-            progress = evaluating.get(row.index)
-            tenth = progress.rows_done * 10 // max(1, progress.rows_total) if progress is not None else None
-            if shown.get(row.index) != f"{row.state}{row.max_steps}{tenth}":
-                line = trial_line(row) + (f"  evaluated {progress.line()}" if progress is not None else "")
-                print(line, file=sys.stderr, flush=True)
-                shown[row.index] = f"{row.state}{row.max_steps}{tenth}"
-        await asyncio.wait([result_task], timeout=1.0)
-    return result_task.result()
-
-
 def summary(result: SweepResult) -> str:
     lines = [f"done: run {result.run_id}, snapshot {result.snapshot.short_id}"]
     if result.scheduled is not None:
@@ -172,18 +138,13 @@ async def run(args: argparse.Namespace) -> int:
             raise
         raise ConfigError(str(exc).splitlines()[0]) from None
     check_input(args, inp)
-
-    def in_process(client: Client) -> list[Worker]:
-        return workers(client, ROLES, queue=args.queue, train_queue=args.train_queue,
-                       eval_queue=args.eval_queue, max_concurrent_trainings=args.max_concurrency)
-
-    async with environment_with(args, in_process) as client:
-        handle: WorkflowHandle[Any, Any] = await start_or_attach(
-            client, BertSweep.run, inp, id=run_id, task_queue=args.queue, say=say(args))
+    in_process = roles.workers(args, max_concurrent_trainings=args.max_concurrency)
+    async with environment(args, roles.example, in_process) as client:
+        handle = await start_or_attach(client, BertSweep.run, inp, id=run_id, task_queue=args.queue, say=say)
         mode = "ladder" if inp.scheduler is not None else "sweep"
-        say(args)(f"started {mode} {run_id}: {inp.n_trials} trials, at most {inp.max_concurrency} at once "
-                  f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"")
-        result = await follow(args, client, handle, "sweep")
+        say(f"started {mode} {run_id}: {inp.n_trials} trials, at most {inp.max_concurrency} at once "
+            f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"")
+        result = await follow_trials(client, handle, objective=inp.objective)
     emit(args, result, summary(result))
     return 0 if result.leaderboard else 1
 

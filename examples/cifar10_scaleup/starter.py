@@ -11,21 +11,17 @@ efficiency and test accuracy/loss, and a PNG chart of throughput and accuracy ag
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import sys
 import uuid
 from pathlib import Path
-
-from temporalio.client import Client
-from temporalio.worker import Worker
+from typing import Any
 
 from temporal_ml.errors import ConfigError, MissingDependencyError
-from temporal_ml.failures import OneLineArgumentParser
+from temporal_ml.follow import follow
+from temporal_ml.progress import RunProgress
 from temporal_ml.starting import start_or_attach
 from temporal_ml.types import DatasetSource, TrainConfig
 
-from .._shared import emit, environment_with, main_of, reconnecting_result, say, store_dir
+from .._shared import add_verbose, base_parser, emit, environment, main_of, say, store_dir
 from .model import GENERATOR, TRAINABLE, data_dir
 from .worker import EXAMPLE, worker
 from .workflows import TASK_QUEUE, ScaleUpInput, ScaleUpResult, ScaleUpWorkflow
@@ -38,10 +34,7 @@ def _ints(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
 
 
-parser = OneLineArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--embedded", action="store_true",
-                    help="start an embedded Temporal server and an in-process worker (self-contained run)")
-parser.add_argument("--json", action="store_true", help="print only the typed result as JSON")
+parser = base_parser(__doc__.splitlines()[0])
 parser.add_argument("--world-sizes", type=_ints, default=[1, 2],
                     help="comma-separated world sizes to compare (default 1,2; e.g. 1,2,4,8 on a GPU box)")
 parser.add_argument("--steps", type=int, default=450, help="optimizer steps of every scale (default 450)")
@@ -59,8 +52,7 @@ parser.add_argument("--chart", default=None,
                     help="where to write the PNG chart (default: <store>/scaleup-<run id>.png)")
 parser.add_argument("--run-id", default=None, help="workflow / run id (default: generated)")
 parser.add_argument("--queue", default=TASK_QUEUE, help=f"task queue (default {TASK_QUEUE!r})")
-parser.add_argument("--verbose", action="store_true",
-                    help="on an error, print the traceback as well as the one-line message")
+add_verbose(parser)
 
 
 def scaleup_input(args: argparse.Namespace, run_id: str) -> ScaleUpInput:
@@ -122,18 +114,13 @@ def chart(result: ScaleUpResult, path: Path) -> Path:
     return path
 
 
-async def _follow(args: argparse.Namespace, handle: object) -> ScaleUpResult:
-    result = asyncio.ensure_future(reconnecting_result(args, handle))  # type: ignore[arg-type]
-    last = None
-    while not result.done():
-        await asyncio.wait([result], timeout=2.0)
-        with contextlib.suppress(Exception):
-            s = await handle.query(ScaleUpWorkflow.status)  # type: ignore[attr-defined]
-            line = f"world size {s.world_size}: step {s.step}/{s.max_steps}" if s.world_size else None
-            if line and line != last:
-                print(line, file=sys.stderr, flush=True)
-                last = line
-    return result.result()  # type: ignore[no-any-return]
+async def _progress(handle: Any) -> dict[str, RunProgress]:
+    """Each scale's progress: the ones done, and the one training now."""
+    s = await handle.query(ScaleUpWorkflow.status)
+    shown = {f"world size {w}": RunProgress(state="done", step=s.max_steps, max_steps=s.max_steps) for w in s.done}
+    if s.world_size:
+        shown[f"world size {s.world_size}"] = RunProgress(state="training", step=s.step, max_steps=s.max_steps)
+    return shown
 
 
 def require_chart() -> None:
@@ -153,21 +140,16 @@ async def run(args: argparse.Namespace) -> int:
     require_chart()  # before minutes of training, not after them
     run_id = args.run_id or f"cifar10-scaleup-{uuid.uuid4().hex[:8]}"
     inp = scaleup_input(args, run_id)
-
-    def in_process(client: Client) -> list[Worker]:
-        return [worker(client, args.queue)]
-
-    async with environment_with(args, in_process) as client:
-        handle = await start_or_attach(client, ScaleUpWorkflow.run, inp, id=run_id,
-                                       task_queue=args.queue, say=say(args))
-        say(args)(f"started {run_id}: world sizes {args.world_sizes}, {args.steps} steps of global "
-                  f"batch {args.batch_size} each, on {args.queue!r}")
-        result = await _follow(args, handle)
+    async with environment(args, EXAMPLE, lambda client: [worker(client, args.queue)]) as client:
+        handle = await start_or_attach(client, ScaleUpWorkflow.run, inp, id=run_id, task_queue=args.queue, say=say)
+        say(f"started {run_id}: world sizes {args.world_sizes}, {args.steps} steps of global "
+            f"batch {args.batch_size} each, on {args.queue!r}")
+        result = await follow(handle, lambda: _progress(handle))
     path = chart(result, Path(args.chart) if args.chart else store_dir(EXAMPLE) / f"scaleup-{run_id}.png")
     emit(args, result, f"done: {run_id} (snapshot {result.snapshot.short_id})\n{table(result)}\n"
                        f"chart: {path}")
     if args.json:
-        print(f"chart: {path}", file=sys.stderr)
+        say(f"chart: {path}")
     return 0
 
 

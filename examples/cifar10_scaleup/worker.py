@@ -14,7 +14,9 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from .._shared import run_workers, store_dir
+from temporal_ml.roles import Role, WorkerSpec, build_worker
+
+from .._shared import store_dir, worker_main
 from .model import GENERATOR, TRAINABLE, ResNetTrainable, cifar10_npz
 from .workflows import TASK_QUEUE, WORKFLOWS
 
@@ -22,27 +24,15 @@ EXAMPLE = "cifar10_scaleup"
 
 
 def worker(client: Client, task_queue: str = TASK_QUEUE) -> Worker:
-    """One worker for the whole example."""
-    from temporal_ml.activities.snapshot import SnapshotActivities
-    from temporal_ml.activities.training import TrainingActivities
-    from temporal_ml.storage.snapshots import SnapshotStore
-    from temporal_ml.worker import create_worker
-
-    root = store_dir(EXAMPLE)
-    store = SnapshotStore(str(root))
-    training = TrainingActivities(
-        trainables={TRAINABLE: ResNetTrainable()}, snapshot_store=store,
-        checkpoint_root=str(root / "checkpoints"), metrics_dir=root / "metrics",
-        trainings_in_processes=True,
-    )
-    activities = [*training.activities(),
-                  *SnapshotActivities(store, generators={GENERATOR: cifar10_npz}).activities()]
-    return create_worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
-                         max_concurrent_activities=3)
+    """One worker for the whole example: every training in child processes (one per rank)."""
+    spec = WorkerSpec(roles=[Role.ORCHESTRATION, Role.TRAIN], store=str(store_dir(EXAMPLE)), workflows=WORKFLOWS,
+                      generators={GENERATOR: cifar10_npz}, trainables={TRAINABLE: ResNetTrainable()},
+                      trainings_in_processes=True, max_concurrent_activities=3)
+    return build_worker(client, spec, task_queue=task_queue)
 
 
 def main() -> None:
-    run_workers(lambda client: [worker(client)], EXAMPLE)
+    worker_main(EXAMPLE, lambda client: [worker(client)])
 
 
 if __name__ == "__main__":
