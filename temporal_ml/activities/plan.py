@@ -94,8 +94,9 @@ class PlanRow(BaseModel):
         return self.state in ("training", "evaluating")
 
     def record(self) -> TrialRecord:
-        """What the searcher is told: the value at the highest rung reached (as ``TrialRow.record``)."""
-        return rung_record(self.index, self.params, self.rung_values, self.running)
+        """What the searcher is told: the value at the highest rung reached, and each rung's by
+        level (as ``TrialRow.record``)."""
+        return rung_record(self.index, self.params, self.rung_values, self.running, self.bracket)
 
 
 class PlanRequest(BaseModel):
@@ -359,7 +360,7 @@ class WrittenRow:
 
     def record(self) -> TrialRecord:
         """What the searcher is told (as :meth:`PlanRow.record`)."""
-        return rung_record(self.index, self.params, list(self.rung_values), self.running)
+        return rung_record(self.index, self.params, list(self.rung_values), self.running, self.bracket)
 
 
 def _written_row(raw: dict[str, Any], part: int) -> WrittenRow:

@@ -31,6 +31,7 @@ from temporal_ml.search._base import (
     TrialState,
     trial_rng,
 )
+from temporal_ml.search._bohb import BOHBSearcher, bohb
 from temporal_ml.search._grid import GridSearcher
 from temporal_ml.search._nsga2 import NSGAIISearcher
 from temporal_ml.search._pareto import (
@@ -62,7 +63,7 @@ BaseSearcher = Searcher
 """The base of a searcher of your own (see :func:`register_searcher`): settings as pydantic fields,
 a ``kind``, and ``suggest``."""
 
-for _builtin in (RandomSearcher, GridSearcher, TPESearcher, NSGAIISearcher):
+for _builtin in (RandomSearcher, GridSearcher, TPESearcher, NSGAIISearcher, BOHBSearcher):
     register_searcher(_builtin)
 
 AnyScheduler = Annotated[AshaScheduler | SuccessiveHalvingScheduler, Field(discriminator="kind")]
@@ -86,6 +87,7 @@ __all__ = [
     "GridSearcher",
     "TPESearcher",
     "NSGAIISearcher",
+    "BOHBSearcher",
     "AnySearcher",
     "TrialRecord",
     "TrialState",
@@ -110,4 +112,5 @@ __all__ = [
     "Bracket",
     "Rung",
     "ladder_budgets",
+    "bohb",
 ]

@@ -59,6 +59,12 @@ class TrialRecord(BaseModel):
         values: the objectives, one per direction, for complete trials of a multi-objective search
             (then ``value`` is ``None``). A non-finite one counts as a failure. Left out of the JSON
             when ``None``, so a single-objective record serializes as it always has.
+        rung_values: a trial trained in rungs (a sweep with a scheduler): its objective at each
+            rung level it reached, level -> value. Level ``k`` is the ``k``-th budget of the
+            scheduler's ladder (``scheduler.budgets()[k]``; rung ``r`` of Hyperband bracket ``b``
+            is level ``b + r``), so equal levels mean equal budgets across brackets.
+            :class:`BOHBSearcher` reads it; ``value`` stays the value at the highest rung reached.
+            A non-finite one counts as a failure at that level. Left out of the JSON when empty.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
@@ -68,6 +74,7 @@ class TrialRecord(BaseModel):
     state: TrialState = "complete"
     value: float | None = None
     values: tuple[float, ...] | None = Field(default=None, exclude_if=lambda v: v is None)
+    rung_values: dict[int, float] = Field(default_factory=dict, exclude_if=lambda v: not v)
 
     @model_validator(mode="after")
     def _value_when_complete(self) -> TrialRecord:

@@ -156,7 +156,7 @@ class TrialRow(BaseModel):
         highest rung it reached, while it trains on too)."""
         if self.rung is not None:
             return rung_record(self.index, self.params, self.rung_values,
-                               running=self.state in ("training", "evaluating"))
+                               running=self.state in ("training", "evaluating"), bracket=self.bracket)
         if self.state == "done" and self.value is not None and math.isfinite(self.value):
             return TrialRecord(index=self.index, params=self.params, state="complete", value=self.value)
         if self.state in ("training", "evaluating"):
@@ -164,12 +164,18 @@ class TrialRow(BaseModel):
         return TrialRecord(index=self.index, params=self.params, state="failed")
 
 
-def rung_record(index: int, params: dict[str, Any], rung_values: list[float], running: bool) -> TrialRecord:
+def rung_record(index: int, params: dict[str, Any], rung_values: list[float], running: bool,
+                bracket: int = 0) -> TrialRecord:
     """What the searcher is told of a trial trained in rungs: its value at the highest rung it
-    reached (complete, also while it trains on), else pending while it runs, else failed."""
+    reached (complete, also while it trains on), else pending while it runs, else failed; and its
+    value at every rung reached, by rung level (``TrialRecord.rung_values``: rung ``k`` of bracket
+    ``bracket`` is level ``bracket + k``), which BOHB reads."""
+    levels = {bracket + k: v for k, v in enumerate(rung_values)}
     if rung_values and math.isfinite(rung_values[-1]):
-        return TrialRecord(index=index, params=params, state="complete", value=rung_values[-1])
-    return TrialRecord(index=index, params=params, state="pending" if running else "failed")
+        return TrialRecord(index=index, params=params, state="complete", value=rung_values[-1],
+                           rung_values=levels)
+    return TrialRecord(index=index, params=params, state="pending" if running else "failed",
+                       rung_values=levels)
 
 
 def objective_value(metrics: dict[str, float], objective: str) -> float | None:
@@ -199,12 +205,15 @@ def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[Tria
 def _scheduled_record_at(row: TrialRow, results_seen: int) -> TrialRecord:
     """What a scheduled trial was (``TrialRow.record``) once ``results_seen`` results were recorded."""
     values = [v for v, seq in zip(row.rung_values, row.rung_seqs, strict=True) if seq < results_seen]
+    levels = {row.bracket + k: v for k, v in enumerate(values)}
     if values and math.isfinite(values[-1]):
-        return TrialRecord(index=row.index, params=row.params, state="complete", value=values[-1])
+        return TrialRecord(index=row.index, params=row.params, state="complete", value=values[-1],
+                           rung_values=levels)
     failures = [*row.retried_from, *([row.result_seq] if row.state in ("failed", "stopped")
                                      and row.result_seq is not None else [])]
     failed = sum(seq < results_seen for seq in failures) > sum(seq < results_seen for seq in row.rerun_seqs)
-    return TrialRecord(index=row.index, params=row.params, state="failed" if failed else "pending")
+    return TrialRecord(index=row.index, params=row.params, state="failed" if failed else "pending",
+                       rung_values=levels)
 
 
 #: The rung of a ladder report that says a failed trial runs again (``retry_failed``, or a resume
