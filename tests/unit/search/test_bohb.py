@@ -209,3 +209,28 @@ def test_models_move_to_larger_budgets_as_results_come_in(n_trials: int) -> None
     print("levels", fitted[:5], "...", fitted[-5:])
     assert levels[0][0] is None and fitted == sorted(fitted)  # results accumulate: it never falls
     assert fitted[0] < 3 and fitted[-1] == 3  # the full budget (27) takes over
+
+
+def test_a_scheduled_sweeps_plan_gives_bohb_the_rung_values() -> None:
+    """``plan_next`` (the PLAN activity) tells BOHB each row's values by level, brackets included."""
+    from temporal_ml.activities.plan import PlanRequest, PlanRow, plan_next
+
+    space = SearchSpace({"hparams.x": Float(0, 1), "hparams.y": Float(0, 1)})
+    rows = []
+    for i in range(12):
+        x, bracket = (i + 0.5) / 12, i % 2
+        values = [(x - 0.2) ** 2 + 0.1 * k for k in range(2 if i < 8 else 1)]
+        rows.append(PlanRow(index=i, params={"hparams.x": x, "hparams.y": 0.5}, state="done",
+                            bracket=bracket, rung=len(values) - 1, rung_values=values,
+                            rung_seqs=list(range(2 * i, 2 * i + len(values)))))
+    searcher = BOHBSearcher(random_fraction=0.0)
+    req = PlanRequest(scheduler=AshaScheduler(min_budget=1, max_budget=27, eta=3, brackets=3),
+                      searcher=searcher, space=space, seed=3, direction="minimize", rows=rows,
+                      next_index=12, max_trials=100, slots=8, results_seen=24)
+    start = next(a for a in plan_next(req).actions if a.action == "start")
+    history = [r.record() for r in rows]
+    assert history[1].rung_values == {1: rows[1].rung_values[0], 2: rows[1].rung_values[1]}
+    assert searcher.model_level(space, history) == 2  # bracket 1's second rung: level 2
+    assert start.params == searcher.suggest(space, history, seed=3, index=12)
+    assert searcher.model_level(space, [h.model_copy(update={"rung_values": {}}) for h in history]) \
+        == math.inf  # without the levels it would rank the mixed budgets as one
