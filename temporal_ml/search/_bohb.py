@@ -105,15 +105,7 @@ class BOHBSearcher(Searcher):
 
         An integer level comes back as an ``int``; :data:`FULL_BUDGET` as ``inf``.
         """
-        need = self.n_min(space)
-        levels = [
-            level for level, results in self.results_by_level(space, history).items()
-            if sum(math.isfinite(v) for _, v in results) >= need
-        ]
-        if not levels:
-            return None
-        top = max(levels)
-        return int(top) if math.isfinite(top) else top
+        return _model_level(self.results_by_level(space, history), self.n_min(space))
 
     def suggest(
         self,
@@ -127,10 +119,11 @@ class BOHBSearcher(Searcher):
         uniform = trial_rng(seed, index, "bohb-random")
         if trial_rng(seed, index, "bohb-coin").random() < self.random_fraction:
             return self.random_point(space, uniform)
-        level = self.model_level(space, history)
+        by_level = self.results_by_level(space, history)
+        level = _model_level(by_level, self.n_min(space))
         if level is None:
             return self.random_point(space, uniform)
-        results = self.results_by_level(space, history)[float(level)]
+        results = by_level[float(level)]
         sign = 1.0 if direction == "minimize" else -1.0
         finite = sorted(((t, v) for t, v in results if math.isfinite(v)),
                         key=lambda tv: (sign * tv[1], tv[0].index))
@@ -151,6 +144,15 @@ class BOHBSearcher(Searcher):
         ]
         best = candidates[_argmax_ratio(below.log_pdf(candidates), above, candidates)]
         return codec.decode(best)
+
+
+def _model_level(by_level: dict[float, list[tuple[TrialRecord, float]]], need: int) -> float | None:
+    levels = [level for level, results in by_level.items()
+              if sum(math.isfinite(v) for _, v in results) >= need]
+    if not levels:
+        return None
+    top = max(levels)
+    return int(top) if math.isfinite(top) else top
 
 
 def bohb(
