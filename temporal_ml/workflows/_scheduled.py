@@ -57,13 +57,7 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from temporal_ml.workflows._trials import ReportRouter
 
-__all__ = ["ScheduledSweep", "run_checkpoints", "LOCAL_PLAN_PATCH"]
-
-#: Runs with this patch ask the ``PLAN`` activity as a local activity: its answer is recorded as one
-#: marker in the workflow task that asked, instead of an activity task on the queue and three events
-#: and a workflow task more (about a third of the server's work per rung training, and of the
-#: history). Runs recorded before it replay with the activity.
-LOCAL_PLAN_PATCH = "tml-sweep-local-plan-v1"
+__all__ = ["ScheduledSweep", "run_checkpoints"]
 
 
 async def run_checkpoints(run_id: str, row: TrialRow, dry_run: bool) -> int:
@@ -91,7 +85,6 @@ class ScheduledSweep:
     _suggesting: bool
     _live: dict[int, TrialRow]
     _reports: ReportRouter[int]
-    _local_plan: bool | None = None  # LOCAL_PLAN_PATCH, decided at this run's first plan
 
     # the sweep provides these
     def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
@@ -130,13 +123,7 @@ class ScheduledSweep:
             delete_unpromotable=inp.delete_unpromotable, checkpoint_budget_bytes=inp.checkpoint_budget_bytes,
             checkpoint_bytes=self._summary.checkpoint_bytes)
         self._suggesting = True  # a trial index may be taken: an enqueued config runs after it
-        if self._local_plan is None:
-            self._local_plan = workflow.patched(LOCAL_PLAN_PATCH)
-        try:
-            if self._local_plan:  # pure and quick (a worker keeps the table indexed): run here, record a marker
-                return await workflow.execute_local_activity(
-                    PLAN, req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RetryPolicy(maximum_attempts=3))
+        try:  # a regular activity, never a local one: see tests/replay/quarantine/README.md
             return await workflow.execute_activity(
                 PLAN, req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3))

@@ -28,9 +28,7 @@ def test_every_workflow_base_has_a_history() -> None:
                                            "sweep_batch", "sweep_tpe_controls_batch", "asha_tpe_budget",
                                            "asha_controls", "asha_infra_retry", "asha_rollover_first",
                                            "asha_rollover_next", "coordinator_rollover_first",
-                                           "coordinator_rollover_next", "asha_tpe_budget_plan_activity",
-                                           "asha_controls_plan_activity", "asha_infra_retry_plan_activity",
-                                           "asha_rollover_first_plan_activity", "asha_rollover_next_plan_activity"}
+                                           "coordinator_rollover_next"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -61,16 +59,12 @@ def test_recorded_sweep_decisions_recompute() -> None:
 
 @pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
                                   "ladder_tpe_budget_activity", "sweep_tpe_controls_batch", "asha_tpe_budget",
-                                  "asha_controls", "asha_infra_retry", "asha_rollover_first", "asha_rollover_next",
-                                  "asha_tpe_budget_plan_activity", "asha_controls_plan_activity",
-                                  "asha_infra_retry_plan_activity", "asha_rollover_first_plan_activity",
-                                  "asha_rollover_next_plan_activity"])
+                                  "asha_controls", "asha_infra_retry", "asha_rollover_first", "asha_rollover_next"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
     takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
     change reaches a running sweep; with a scheduler (``asha_*``) every decision comes from the
-    recorded plan (its local activity's marker; ``*_plan_activity``: its activity's result), so the
-    scheduler cannot run either."""
+    recorded plan, so the scheduler cannot run either."""
     from temporal_ml.search import TPESearcher
 
     def broken(*args: object, **kwargs: object) -> None:
