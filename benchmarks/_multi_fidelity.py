@@ -100,7 +100,8 @@ def run_optuna_hyperband(seed: int, total: int, budgets: list[int]) -> float:
     pruner = optuna.pruners.HyperbandPruner(min_resource=budgets[0], max_resource=budgets[-1],
                                             reduction_factor=ETA)
     sampler = optuna.samplers.TPESampler(seed=seed)  # its defaults (multivariate since Optuna 5.0)
-    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner,
+                                study_name=f"mf-{seed}")  # (brackets follow a crc32 of the name)
     spent = 0
 
     def objective(trial: Any) -> float:
