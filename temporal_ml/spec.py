@@ -130,7 +130,7 @@ class SweepSpec(BaseModel):
         """The ``searcher`` mapping as a searcher (random, grid, TPE, or one registered by its kind)."""
         from temporal_ml.search import searcher_kinds
 
-        builtin = ["random", "grid", "tpe", "nsga2"]
+        builtin = ["random", "grid", "tpe", "nsga2", "bohb"]
         kinds = [*builtin, *(k for k in searcher_kinds() if k not in builtin)]  # yours too (registered)
         return _typed("searcher", self.searcher, _SEARCHER, ", ".join(kinds[:-1]) + f" or {kinds[-1]}")
 

@@ -223,6 +223,8 @@ async def _follow(client: Any, args: argparse.Namespace, info: RunInfo, rows: li
     from temporal_ml.progress import ProgressView, RunProgress
 
     print("\n".join(_header(info)), flush=True)
+    if sys.stdout.isatty():
+        print("(Ctrl-C to stop following)", flush=True)
     shown = _untimed(info.phase)
     with ProgressView(sys.stdout) as view:
         while True:

@@ -10,7 +10,7 @@ retraining from scratch.
 
 The scheduler (:class:`~temporal_ml.search.AshaScheduler`) decides from the rung table, which is the
 workflow's state (carried through continue-as-new); every decision's audit line is recorded. New
-trials come from the searcher (random or TPE: with TPE a BOHB-like search), told each trial's value
+trials come from the searcher (random, or TPE on highest-rung values: not BOHB), told each trial's value
 at the highest rung it reached. The checkpoints of trials that can no longer be promoted are deleted
 (``delete_unpromotable``) by an activity of :class:`~temporal_ml.activities.sweep.SweepActivities`.
 

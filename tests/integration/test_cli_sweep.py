@@ -108,7 +108,7 @@ async def test_cli_on_a_running_then_finished_sweep(tmp_path: Path, subprocess_e
         code, _, err = await cli("stop", sweep_id, env=env)  # finished: refused, in one line
         assert code == 1 and "finished" in one_line(err)
 
-        # on a terminal, --follow is a rich live table (here on a pseudo-terminal from `script`)
+        # on a terminal, --follow draws live progress bars (here on a pseudo-terminal from `script`)
         if shutil.which("script"):
             command = f"{sys.executable} -m temporal_ml.cli status {sweep_id} --follow"
             proc = subprocess.run(["script", "-qec", command, "/dev/null"], env=env, capture_output=True,

@@ -64,7 +64,7 @@ def spec_text(folder: Path, tag: str, **extra: str) -> str:
      r"spec.yaml: space.hparams.lr: low \(0.03\) must be less than high \(0.003\)"),
     (("eval_split: test", "eval_split: dev"),
      r"spec.yaml: dataset: the evaluation split 'dev' is not in the dataset \(it has test, train\)"),
-    (("type: tpe", "type: bayes"), r"spec.yaml: searcher.type: 'bayes' is not one of random, grid, tpe or nsga2"),
+    (("type: tpe", "type: bayes"), r"spec.yaml: searcher.type: 'bayes' is not one of random, grid, tpe, nsga2 or bohb"),
     (("min_budget: 6", "min_budget: 60"), r"spec.yaml: scheduler: min_budget \(60\) must be less than"),
     (("hparams.warmup_ratio", "hparams.warmup"), r"spec.yaml: space.hparams.warmup: not a hyperparameter"),
 ])

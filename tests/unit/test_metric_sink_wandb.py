@@ -74,7 +74,13 @@ def _records(path: Path) -> Iterator[Any]:
 
 
 def _offline_runs(wandb_dir: Path) -> list[dict[str, Any]]:
-    """Each offline run under ``wandb_dir`` (oldest first): its id, name, project, config and history."""
+    """Each offline run under ``wandb_dir`` (oldest first): its id, name, project, config and history.
+
+    W&B's service writes the files after ``finish()`` returns: under load a file was read before its
+    run record was in it (a CI check with a benchmark beside it). Its teardown waits for every write."""
+    import wandb
+
+    wandb.teardown()
     runs = []
     for path in wandb_dir.glob("wandb/offline-run-*/run-*.wandb"):
         run: dict[str, Any] = {"history": [], "config": {}}
