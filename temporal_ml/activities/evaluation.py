@@ -17,6 +17,7 @@ from temporal_ml.metric_sinks import log_evaluation
 from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.training.progress import RowProgress, counting_rows
 from temporal_ml.training.restore import setup_from_checkpoint
+from temporal_ml.training.setup_cache import SetupCache, WorkerCache, cached_snapshot
 from temporal_ml.training.trainable import Trainable
 from temporal_ml.types import EvalResult
 
@@ -39,6 +40,8 @@ class EvalActivities:
         storage_options: fsspec options for reading checkpoints.
         metrics_dir: local directory of the runs' metrics (``<run_id>/``): an evaluation's metrics go
             to the sinks of its run's ``config.metric_sinks`` there (``None``: to none).
+        setup_cache: the worker's memory cache of loaded snapshots and set-up data (default: this
+            process's :meth:`WorkerCache.default`, shared with the training activities).
     """
 
     def __init__(
@@ -48,11 +51,13 @@ class EvalActivities:
         snapshot_store: SnapshotStore,
         storage_options: dict[str, Any] | None = None,
         metrics_dir: str | Path | None = None,
+        setup_cache: WorkerCache | None = None,
     ) -> None:
         self.trainables = dict(trainables)
         self.snapshots = snapshot_store
         self.storage_options = storage_options
         self.metrics_dir = metrics_dir
+        self.setup_cache = SetupCache.for_worker(snapshot_store.array_cache(), setup_cache)
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an evaluation worker."""
@@ -79,13 +84,14 @@ class EvalActivities:
             raise ConfigError(
                 f"unknown trainable {req.config.trainable!r}; this worker has {sorted(self.trainables)}"
             )
-        data = self.snapshots.load(req.snapshot)
+        data = cached_snapshot(self.setup_cache.memory, self.snapshots, req.snapshot)
         if req.split not in data:
             raise NotFoundError(
                 f"split {req.split!r} is not in snapshot {req.snapshot.short_id} (splits: {sorted(data)})"
             )
         setup = setup_from_checkpoint(trainable, req.config, data, req.checkpoint,
-                                      storage_options=self.storage_options)
+                                      storage_options=self.storage_options,
+                                      snapshot_id=req.snapshot.id, cache=self.setup_cache)
         metrics = {k: float(v) for k, v in trainable.evaluate(setup, data[req.split]).items()}
         if "mse" in metrics and "rmse" not in metrics:
             metrics["rmse"] = math.sqrt(metrics["mse"])

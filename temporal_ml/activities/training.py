@@ -50,6 +50,7 @@ from temporal_ml.storage.snapshots import SnapshotStore
 from temporal_ml.training.control import LoopControl
 from temporal_ml.training.loop import LoopResult, TrainingLoop
 from temporal_ml.training.restore import setup_from_checkpoint
+from temporal_ml.training.setup_cache import SetupCache, WorkerCache, cached_snapshot
 from temporal_ml.training.trainable import Trainable
 from temporal_ml.types import CheckpointRef, PredictionResult, TrainProgress
 
@@ -119,6 +120,11 @@ class TrainingActivities:
             ``TrainConfig.threads_per_rank`` threads, so several trainings of one worker run truly
             in parallel instead of taking turns under the process-wide RNG lock. Default ``False``:
             a world-size-1 run trains on a thread of this process (no start-up cost).
+        setup_cache: the worker's memory cache of loaded snapshots and of what trainables derive from
+            the data (tokenized splits; their store copies live under the snapshot store's
+            ``cache/``), so a run continued from a rung checkpoint does not set its data up again
+            (default: this process's :meth:`WorkerCache.default`, shared with the evaluation
+            activities; ``WorkerCache(max_entries=0)``: none).
     """
 
     def __init__(
@@ -132,6 +138,7 @@ class TrainingActivities:
         storage_options: dict[str, Any] | None = None,
         max_concurrent_trainings: int = 1,
         trainings_in_processes: bool = False,
+        setup_cache: WorkerCache | None = None,
     ) -> None:
         if max_concurrent_trainings < 1:
             raise ConfigError(f"max_concurrent_trainings must be >= 1, got {max_concurrent_trainings}")
@@ -146,6 +153,8 @@ class TrainingActivities:
         self.heartbeat_every_seconds = heartbeat_every_seconds
         self.storage_options = storage_options
         self.trainings_in_processes = trainings_in_processes
+        #: What each run's trainable gets as ``TrainContext.cache``.
+        self.setup_cache = SetupCache.for_worker(snapshot_store.array_cache(), setup_cache)
 
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a training worker."""
@@ -161,7 +170,7 @@ class TrainingActivities:
 
     def _loop(self, req: TrainRequest, control: LoopControl) -> TrainingLoop:
         run_id = check_name(req.run_id, "run id")
-        data = self.snapshots.load(req.snapshot)
+        data = cached_snapshot(self.setup_cache.memory, self.snapshots, req.snapshot)
         checkpoints = CheckpointManager(
             self.checkpoint_root, run_id, keep_last=req.config.keep_last,
             storage_options=self.storage_options,
@@ -169,7 +178,7 @@ class TrainingActivities:
         metrics = self.metrics_dir / run_id / "metrics.jsonl" if self.metrics_dir else None
         return TrainingLoop(self._trainable(req.config.trainable), req.config, run_id=run_id,
                             data=data, checkpoints=checkpoints, metrics_path=metrics, control=control,
-                            snapshot_id=req.snapshot.id)
+                            snapshot_id=req.snapshot.id, setup_cache=self.setup_cache)
 
     def _gang(self, req: TrainRequest, control: LoopControl) -> Any:
         """A supervisor of ``world_size`` ranks (``TrainConfig.world_size > 1``)."""
@@ -257,8 +266,10 @@ class TrainingActivities:
         """Predictions and confidences of a checkpoint (verified by sha256) for raw inputs."""
         trainable = self._trainable(req.config.trainable)
         with heartbeating():
-            setup = setup_from_checkpoint(trainable, req.config, self.snapshots.load(req.snapshot),
-                                          req.checkpoint, storage_options=self.storage_options)
+            data = cached_snapshot(self.setup_cache.memory, self.snapshots, req.snapshot)
+            setup = setup_from_checkpoint(trainable, req.config, data, req.checkpoint,
+                                          storage_options=self.storage_options,
+                                          snapshot_id=req.snapshot.id, cache=self.setup_cache)
             predictions = trainable.predict(setup, req.inputs)
         return PredictionResult(checkpoint=req.checkpoint, labels=[p.label for p in predictions],
                                 confidences=[p.confidence for p in predictions])

@@ -32,6 +32,7 @@ __all__ = [
     "TINY_BERT_CONFIG",
     "SPECIAL_TOKENS",
     "build_tiny_tokenizer",
+    "tiny_tokenizer_from_json",
     "load_model_and_tokenizer",
     "load_hub_dataset",
     "hub_offline",
@@ -151,7 +152,7 @@ def build_tiny_tokenizer(texts: Iterable[str] | None = None, *, max_words: int =
         A fast tokenizer (``BertTokenizerFast``) returning ``input_ids``, ``token_type_ids`` and
         ``attention_mask``, with ``[CLS] ... [SEP]`` added.
     """
-    transformers = require("transformers", "hf")
+    require("transformers", "hf")
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     vocab: dict[str, int] = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
@@ -170,6 +171,22 @@ def build_tiny_tokenizer(texts: Iterable[str] | None = None, *, max_words: int =
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     tok.decoder = decoders.WordPiece()
+    return _tiny_fast(tok)
+
+
+def tiny_tokenizer_from_json(text: str) -> Any:
+    """The ``"tiny-bert"`` tokenizer serialized by ``tokenizer.backend_tokenizer.to_str()``, back.
+
+    ``build_tiny_tokenizer(texts)`` and ``tiny_tokenizer_from_json(that.backend_tokenizer.to_str())``
+    give the same vocabulary and the same token ids (a cached tokenizer is rebuilt this way).
+    """
+    from tokenizers import Tokenizer
+
+    return _tiny_fast(Tokenizer.from_str(text))
+
+
+def _tiny_fast(tok: Any) -> Any:
+    transformers = require("transformers", "hf")
     return transformers.BertTokenizerFast(
         tokenizer_object=tok,
         model_max_length=TINY_BERT_CONFIG["max_position_embeddings"],
@@ -204,6 +221,7 @@ def load_model_and_tokenizer(
     problem_type: str | None = None,
     config_overrides: Mapping[str, Any] | None = None,
     texts: Iterable[str] | None = None,
+    tokenizer: Any | None = None,
 ) -> tuple[Any, Any]:
     """Load (or build) a sequence-classification model and its tokenizer.
 
@@ -214,6 +232,8 @@ def load_model_and_tokenizer(
             ``"regression"`` (``None``: let transformers decide).
         config_overrides: model config values to override (e.g. ``{"hidden_dropout_prob": 0.0}``).
         texts: the training texts ``"tiny-bert"`` derives its vocabulary from (ignored otherwise).
+        tokenizer: ``"tiny-bert"`` only: the tokenizer to build the model for instead of building
+            one from ``texts`` (e.g. one kept in a cache).
 
     Returns:
         ``(model, tokenizer)``: the model on the CPU in training mode, and a fast tokenizer.
@@ -235,7 +255,7 @@ def load_model_and_tokenizer(
         head["problem_type"] = problem_type
 
     if name_or_path == TINY_BERT:
-        tokenizer = build_tiny_tokenizer(texts)
+        tokenizer = tokenizer if tokenizer is not None else build_tiny_tokenizer(texts)
         values = {**TINY_BERT_CONFIG, **overrides, **head}
         try:
             config = transformers.BertConfig(

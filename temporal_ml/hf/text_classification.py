@@ -10,9 +10,11 @@ label + 1), strings (classification over the sorted distinct names) or floats (r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -25,6 +27,7 @@ from temporal_ml.hf._columns import (
     resolve_columns,
     texts_of,
 )
+from temporal_ml.hf._tokenized import tiny_tokenizer, tokenized_split, tokenizer_identity
 from temporal_ml.hf.loading import TINY_BERT, load_model_and_tokenizer
 from temporal_ml.training.progress import report_rows
 from temporal_ml.training.trainable import Prediction, Trainable, TrainContext, TrainSetup
@@ -111,11 +114,40 @@ def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) 
 class TextClassificationTrainable(Trainable):
     """Text classification (or regression) with a Hugging Face ``AutoModelForSequenceClassification``.
 
-    ``setup`` tokenizes the whole training split once (fast tokenizer, no padding); ``make_batch``
-    pads a batch to its longest example and moves it to the device. ``TrainSetup.extra`` keeps the
-    ``tokenizer``, the label mapping (``labels``), the parsed ``params`` and the resolved
-    ``text_column``/``label_column``. Stateless: one instance may serve many runs.
+    ``setup`` tokenizes the whole training split (fast tokenizer, no padding) once per worker and
+    data: with a setup cache in the context (``TrainContext.cache``, which the training and evaluation
+    activities always give), the tokenizer of ``"tiny-bert"`` and the training split's token ids are
+    kept in the worker's memory and in the store, keyed by the snapshot id, split, column, tokenizer
+    identity and maximum length, so a run continued from a rung checkpoint, or evaluated, does not
+    tokenize again. ``make_batch`` pads a batch to its longest example and moves it to the device.
+    ``TrainSetup.extra`` keeps the ``tokenizer``, the label mapping (``labels``), the parsed
+    ``params`` and the resolved ``text_column``/``label_column``. Stateless but for its counters (see
+    :meth:`counts`): one instance may serve many runs, on several threads.
+
+    Example::
+
+        trainable = TextClassificationTrainable()
+        ...                                  # runs on a worker
+        trainable.counts()["splits_tokenized"]   # training splits it tokenized (cache misses)
     """
+
+    def __init__(self) -> None:
+        self._counts = {"splits_tokenized": 0, "texts_tokenized": 0, "tokenizers_built": 0}
+        self._counts_lock = threading.Lock()
+
+    def counts(self) -> dict[str, int]:
+        """What this instance has computed so far: ``splits_tokenized`` (training splits tokenized,
+        i.e. misses of the setup cache), ``texts_tokenized`` (texts passed to the tokenizer, evaluation
+        and prediction included) and ``tokenizers_built`` (``"tiny-bert"`` vocabularies derived)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _count(self, name: str) -> Callable[..., None]:
+        def add(n: int = 1) -> None:
+            with self._counts_lock:
+                self._counts[name] += n
+
+        return add
 
     def setup(self, ctx: TrainContext) -> TrainSetup:
         """Tokenize the training split and build the model, AdamW and a linear warm-up/decay schedule."""
@@ -127,17 +159,24 @@ class TextClassificationTrainable(Trainable):
             )
         table = ctx.data[params.train_split]
         text_col, label_col = resolve_columns(table, params.text_column, params.label_column)
-        texts = texts_of(table, text_col)
-        if not texts:
+        if table.num_rows == 0:
             raise ConfigError(f"split {params.train_split!r} has no rows")
         spec = infer_labels(table.column(label_col), params.num_labels)
+        # the tokenizer and the token ids come from the worker's setup cache when the run has one
+        # (built once per worker and data; see temporal_ml.hf._tokenized), else they are built here
+        tokenizer, tokenizer_id = None, None
+        if params.model == TINY_BERT:
+            tokenizer, tokenizer_id = tiny_tokenizer(ctx, table, params.train_split, text_col,
+                                                     self._count("tokenizers_built"))
         model, tokenizer = load_model_and_tokenizer(
             params.model,
             num_labels=spec.num_labels,
             problem_type=spec.problem_type,
             config_overrides=params.config_overrides,
-            texts=texts,
+            tokenizer=tokenizer,
         )
+        if params.model != TINY_BERT and ctx.cache is not None:
+            tokenizer_id = tokenizer_identity(tokenizer)
         if spec.names is not None:
             model.config.id2label = dict(enumerate(spec.names))
             model.config.label2id = {name: i for i, name in enumerate(spec.names)}
@@ -146,15 +185,20 @@ class TextClassificationTrainable(Trainable):
         max_length = min(
             params.max_length, getattr(model.config, "max_position_embeddings", 1 << 30)
         )
-        pad = _Padder(tokenizer, max_length)
-        ids = pad.encode(texts)
+        pad = _Padder(tokenizer, max_length, on_encode=self._count("texts_tokenized"))
+        count_split = self._count("splits_tokenized")
+
+        def encode_split(texts: list[str]) -> list[list[int]]:
+            count_split()
+            return pad.encode(texts)
+
+        ids = tokenized_split(ctx, table, params.train_split, text_col, tokenizer_id=tokenizer_id,
+                              max_length=max_length, encode_texts=encode_split)
         labels = _targets(table.column(label_col), spec)
 
         def make_batch(indices: Sequence[int]) -> dict[str, torch.Tensor]:
             rows = list(indices)
-            return pad(
-                [ids[i] for i in rows], ctx.device, labels[torch.as_tensor(rows, dtype=torch.long)]
-            )
+            return pad(ids.rows(rows), ctx.device, labels[torch.as_tensor(rows, dtype=torch.long)])
 
         decay: list[torch.nn.Parameter] = []
         no_decay: list[torch.nn.Parameter] = []
@@ -179,7 +223,7 @@ class TextClassificationTrainable(Trainable):
             model=model,
             optimizer=optimizer,
             make_batch=make_batch,
-            train_size=len(texts),
+            train_size=len(ids),
             scheduler=scheduler,
             grad_clip_norm=params.grad_clip_norm,
             extra={
@@ -275,23 +319,27 @@ def _autocast(setup: TrainSetup) -> Any:
 class _Padder:
     """Tokenizes without padding, and pads a batch of token-id rows to its longest row."""
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
-        self.tokenizer, self.max_length = tokenizer, max_length
+    def __init__(self, tokenizer: Any, max_length: int,
+                 on_encode: Callable[[int], None] | None = None) -> None:
+        self.tokenizer, self.max_length, self.on_encode = tokenizer, max_length, on_encode
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.with_types = "token_type_ids" in tokenizer.model_input_names
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        if self.on_encode is not None:
+            self.on_encode(len(texts))
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
     def __call__(
-        self, rows: list[list[int]], device: torch.device, labels: torch.Tensor | None = None
+        self, rows: Sequence[Any], device: torch.device, labels: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        input_ids = torch.full((len(rows), max(map(len, rows))), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
+        ids = np.full((len(rows), max(map(len, rows))), self.pad_id, dtype=np.int64)
+        ones = np.zeros_like(ids)
         for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": mask}
+            ids[i, : len(row)] = row
+            ones[i, : len(row)] = 1
+        input_ids = torch.from_numpy(ids)
+        batch = {"input_ids": input_ids, "attention_mask": torch.from_numpy(ones)}
         if self.with_types:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
         if labels is not None:

@@ -40,6 +40,7 @@ from temporal_ml.storage._canonical import (
     to_tables,
 )
 from temporal_ml.storage._snapshot_manifest import MANIFEST_NAME, SnapshotManifest, SplitEntry
+from temporal_ml.storage.array_cache import ArrayCache
 from temporal_ml.types import SnapshotRef
 
 __all__ = ["SnapshotStore", "snapshot_id", "FILE_FORMATS", "MANIFEST_NAME"]
@@ -64,6 +65,7 @@ class SnapshotStore:
     def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
         root = os.fspath(root)
         self._url = root if "://" in root else os.path.abspath(root)
+        self._storage_options = storage_options
         self._fs, fs_root = _fs.open_root(root, storage_options)
         self._base = _fs.join(fs_root, "snapshots")
 
@@ -71,6 +73,12 @@ class SnapshotStore:
     def root(self) -> str:
         """The store's URL, as recorded in every :class:`SnapshotRef` it returns."""
         return self._url
+
+    def array_cache(self) -> ArrayCache:
+        """The cache of arrays derived from this store's snapshots (``<root>/cache/``), e.g. the
+        tokenized splits a trainable builds once per snapshot and settings (see
+        :mod:`temporal_ml.storage.array_cache`)."""
+        return ArrayCache(self._url, getattr(self, "_storage_options", None))
 
     def put(self, data: Any, *, source: Mapping[str, str] | None = None) -> SnapshotRef:
         """Store ``data`` as a snapshot (no-op if that snapshot is already committed).

@@ -33,6 +33,7 @@ from temporal_ml.training.rng import (
     seed_everything,
 )
 from temporal_ml.training.sampler import ResumableSampler
+from temporal_ml.training.setup_cache import SetupCache
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
 
@@ -87,6 +88,8 @@ class TrainingLoop:
         control: stop requests and progress callbacks (``None``: run to the end).
         snapshot_id: the id of the snapshot ``data`` comes from; recorded in every checkpoint, and a
             resume from a checkpoint of another snapshot is refused (``None``: not checked).
+        setup_cache: the worker's setup cache, handed to the trainable (``TrainContext.cache``) with
+            ``snapshot_id`` so what it derives from the data is built once per worker, not per run.
     """
 
     def __init__(
@@ -100,9 +103,11 @@ class TrainingLoop:
         metrics_path: Path | None = None,
         control: LoopControl | None = None,
         snapshot_id: str | None = None,
+        setup_cache: SetupCache | None = None,
     ) -> None:
         self.trainable = trainable
         self.snapshot_id = snapshot_id
+        self.setup_cache = setup_cache
         self.config = config
         self.run_id = run_id
         self.data = data
@@ -168,7 +173,8 @@ class TrainingLoop:
         seed_everything(cfg.seed)
         ctx = TrainContext(
             run_id=self.run_id, hparams=cfg.hparams, seed=cfg.seed, data=self.data, device=device,
-            batch_size=cfg.batch_size, total_steps=cfg.total_steps,
+            batch_size=cfg.batch_size, total_steps=cfg.total_steps, snapshot_id=self.snapshot_id,
+            cache=self.setup_cache,
         )
         setup = self.trainable.setup(ctx)
         return setup, self._prepare(setup)

@@ -8,6 +8,7 @@ from typing import Any
 from temporal_ml.storage.checkpoints import load_checkpoint
 from temporal_ml.training.loop import resolve_device
 from temporal_ml.training.rng import RngStream, seed_everything
+from temporal_ml.training.setup_cache import SetupCache
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CheckpointRef, TrainConfig
 
@@ -21,11 +22,15 @@ def setup_from_checkpoint(
     checkpoint: CheckpointRef,
     *,
     storage_options: dict[str, Any] | None = None,
+    snapshot_id: str | None = None,
+    cache: SetupCache | None = None,
 ) -> TrainSetup:
     """The trainable's setup for ``config`` with the model weights of ``checkpoint``, in eval mode.
 
     The checkpoint is verified (every file's sha256, and the model digest against the reference)
-    before anything is built.
+    before anything is built. ``snapshot_id`` and ``cache`` reach the trainable as
+    ``TrainContext.snapshot_id`` and ``TrainContext.cache`` (what it derives from the data alone is
+    then built once per worker).
 
     Raises:
         NotFoundError: no committed checkpoint at ``checkpoint.uri``.
@@ -35,6 +40,7 @@ def setup_from_checkpoint(
     ctx = TrainContext(
         run_id=checkpoint.run_id, hparams=config.hparams, seed=config.seed, data=data,
         device=resolve_device(config.device), batch_size=config.batch_size, total_steps=config.total_steps,
+        snapshot_id=snapshot_id, cache=cache,
     )
     stream = RngStream()  # never disturb the RNGs of a run training in this process
     try:

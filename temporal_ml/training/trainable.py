@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     import torch
 
+    from temporal_ml.training.setup_cache import SetupCache
+
 __all__ = ["Trainable", "TrainContext", "TrainSetup", "Prediction"]
 
 
@@ -41,6 +43,10 @@ class TrainContext:
         batch_size: examples per optimizer step.
         total_steps: the run's step budget, e.g. for an LR schedule (always defined over the maximum
             budget, so a run continued from a checkpoint follows the same schedule).
+        snapshot_id: the content address of the snapshot ``data`` comes from (``None``: unknown).
+        cache: the worker's setup cache, for what ``setup`` derives from the data alone (a tokenized
+            split): built once per worker and data instead of once per run (see
+            :mod:`temporal_ml.training.setup_cache`; ``None``: build it every time).
     """
 
     run_id: str
@@ -50,6 +56,8 @@ class TrainContext:
     device: torch.device
     batch_size: int
     total_steps: int
+    snapshot_id: str | None = None
+    cache: SetupCache | None = None
 
 
 @dataclass
