@@ -37,6 +37,7 @@ from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep
 from bench_sweep import _free_port, bench_activities
 from temporalio.client import Client
 
+from temporal_ml.activities.plan import PLAN
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
@@ -115,18 +116,21 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
         raise SystemExit(f"{runs.count} training runs for {trainings} trainings: not exactly once")
     from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 
-    largest, sweep_runs, unhandled = 0, 0, 0
+    largest, sweep_runs, unhandled, plans, events = 0, 0, 0, 0, 0
     async for wf in client.list_workflows(f'WorkflowId = "{run_id}"'):
         sweep_runs += 1
         async for event in client.get_workflow_handle(run_id, run_id=wf.run_id).fetch_history_events():
             largest = max(largest, event.ByteSize())
+            events += 1
+            plans += (event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                      and event.activity_task_scheduled_event_attributes.activity_type.name == PLAN)
             # a task whose commands (e.g. continue-as-new) came with new events pending: done again
             unhandled += (event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
                           and event.workflow_task_failed_event_attributes.cause
                           == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND)
     failed = getattr(result, "n_failed", 0)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
-            "trainings": trainings, "unhandled": unhandled, "rss": samples}
+            "trainings": trainings, "unhandled": unhandled, "rss": samples, "plans": plans, "events": events}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -156,7 +160,9 @@ async def main(args: argparse.Namespace) -> None:
     ratio = per_training / floor
     print(f"worker peak RSS after warm-up {rss_warm:.0f} MB; {got['trainings']} trainings, "
           f"{got['failed']} failed; {got['unhandled']} sweep workflow tasks redone for new events "
-          "(UnhandledCommand: a continue-as-new waits for a task with no new event)")
+          "(UnhandledCommand: a continue-as-new waits for a task with no new event); "
+          f"{got['plans']} plans, {got['events']} sweep history events ({got['events'] / got['trainings']:.1f} "
+          "a training)")
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
           + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
           + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "

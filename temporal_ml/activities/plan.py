@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +40,7 @@ from temporal_ml.search import (
     AnySearcher,
     AshaScheduler,
     Direction,
+    LadderDecision,
     RungTable,
     SearchExhausted,
     SearchSpace,
@@ -53,8 +55,8 @@ from temporal_ml.sweeps import (
     trial_name,
 )
 
-__all__ = ["PLAN", "PlanRow", "PlanRequest", "PlanAction", "Deletion", "PlanResult", "plan_next",
-           "MAX_ACTIONS", "MAX_DELETIONS"]
+__all__ = ["PLAN", "PlanRow", "PlanRequest", "PlanAction", "Deletion", "PlanResult", "RungWatch", "plan_next",
+           "MAX_ACTIONS", "MAX_DELETIONS", "MAX_AHEAD"]
 
 #: The activity that decides a scheduled sweep's next promotions and new trials (recorded).
 PLAN = "temporal_ml.sweep.plan"
@@ -62,6 +64,8 @@ PLAN = "temporal_ml.sweep.plan"
 MAX_ACTIONS = 64
 #: Deletions one plan answers at most (the sweep asks again for the rest).
 MAX_DELETIONS = 32
+#: New trials one plan answers ahead at most, for slots that free later (:attr:`PlanResult.ahead`).
+MAX_AHEAD = 16
 
 
 class PlanRow(BaseModel):
@@ -113,6 +117,7 @@ class PlanRequest(BaseModel):
         protected: trials whose checkpoints must stay (they run again).
         final: the sweep ends: every trial is unpromotable but the best (deletions only).
         checkpoint_bytes: the measured checkpoints' bytes now (with ``checkpoint_budget_bytes``).
+        ahead: new trials wanted ahead, for slots that free later (:attr:`PlanResult.ahead`).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
@@ -136,6 +141,7 @@ class PlanRequest(BaseModel):
     delete_unpromotable: bool = True
     checkpoint_budget_bytes: int | None = None
     checkpoint_bytes: int = 0
+    ahead: int = Field(default=0, ge=0, le=MAX_AHEAD)
 
 
 class PlanAction(BaseModel):
@@ -174,7 +180,14 @@ class PlanResult(BaseModel):
 
     ``done``: nothing runs, nothing can be promoted or started; ``exhausted``: the searcher has no
     new points (why); ``failed``: the searcher raised (the sweep pauses with it); ``more_deletions``:
-    more checkpoints may go than one answer carries (ask again)."""
+    more checkpoints may go than one answer carries (ask again).
+
+    ``ahead``: new trials for slots that free later, in order, each the scheduler's and the
+    searcher's decision given the actions before it; ``watch``: each rung's results and cutoff when
+    they were decided. They stay the plan's decision while every result that comes in leaves the
+    promotions as they were (:meth:`RungWatch.keeps`): no new result enters a rung's promoted
+    quota and no quota grows. A sweep uses them in order without asking again, and asks again at
+    any other change (a failure, an update, a result that could be promoted)."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
@@ -186,6 +199,51 @@ class PlanResult(BaseModel):
     more_deletions: bool = False
     rungs: list[RungCount] = Field(default_factory=list)
     budget_exceeded: bool = False
+    ahead: list[PlanAction] = Field(default_factory=list, exclude_if=lambda v: not v)
+    watch: list[RungWatch] = Field(default_factory=list, exclude_if=lambda v: not v)
+
+
+class RungWatch(BaseModel):
+    """One rung as a plan left it: ``results`` reported there and ``cutoff``, the value ranked last
+    among the quota promoted from it (``None``: the quota is 0); ``top``: the bracket's last rung
+    (nothing is promoted from it).
+
+    Example:
+        >>> w = RungWatch(bracket=0, rung=0, results=4, cutoff=0.2)  # eta 3: the best 1 is promoted
+        >>> w.keeps(0.5, "minimize", eta=3), w.keeps(0.1, "minimize", eta=3), w.keeps(0.2, "minimize", eta=3)
+        (True, False, True)
+        >>> RungWatch(bracket=0, rung=0, results=5, cutoff=0.2).keeps(0.9, "minimize", eta=3)  # 6 results: quota 2
+        False
+    """
+
+    model_config = ConfigDict(ser_json_inf_nan="strings", frozen=True)
+
+    bracket: int
+    rung: int
+    results: int
+    cutoff: float | None = None
+    top: bool = Field(default=False, exclude_if=lambda v: not v)
+
+    def keeps(self, value: float, direction: Direction, *, eta: int) -> bool:
+        """Whether a new result ``value`` here leaves the scheduler's promotions as they were: the
+        rung's quota (``results // eta``) stays and ``value`` ranks after the cutoff (ties rank by
+        report order, the new one last; NaN ranks last)."""
+        if self.top:
+            return True
+        if (self.results + 1) // eta != self.results // eta:
+            return False
+        if self.cutoff is None:
+            return True
+        sign = 1.0 if direction == "minimize" else -1.0
+
+        def key(v: float) -> tuple[bool, float]:
+            return (math.isnan(v), 0.0 if math.isnan(v) else sign * v)
+
+        return key(value) >= key(self.cutoff)
+
+    def after(self) -> RungWatch:
+        """The rung once a result it :meth:`keeps` came in."""
+        return self.model_copy(update={"results": self.results + 1})
 
 
 def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -> PlanResult:
@@ -215,6 +273,42 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
     started: list[TrialRecord] = []  # new trials of this plan (pending for the searcher's next points)
     queued = list(req.queued)
     next_index = req.next_index
+    def new_trial(decision: LadderDecision) -> PlanAction | None:
+        """A new trial where the scheduler starts one: a queued config, else the searcher's point
+        (``None``: the searcher is exhausted or failed, as ``out`` says)."""
+        nonlocal history, counts, next_index
+        audit = None
+        if queued:
+            params, source = queued.pop(0), "user"
+        else:
+            if history is None:  # (a searcher that ignores the history gets none: the counts suffice)
+                history = ([*(r.record() for r in sorted(rows.values(), key=lambda r: r.index)), *started]
+                           if req.searcher.uses_history else [])
+                counts = (indexed.complete, indexed.failed, indexed.pending)
+            audit = SuggestionAudit(searcher=req.searcher.kind, results_seen=req.results_seen, complete=counts[0],
+                                    failed=counts[1], pending=counts[2] + len(started))
+            try:
+                params = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=next_index,
+                                                   direction=req.direction))
+            except SearchExhausted as exc:
+                out.exhausted = str(exc) or "the searcher has no new points"
+                return None
+            except Exception as exc:  # a searcher bug: the sweep pauses with the reason
+                out.failed = f"the {req.searcher.kind} searcher failed: {type(exc).__name__}: {exc}"
+                return None
+            source = "searcher"
+        table.start(trial_name(next_index), decision.bracket)
+        pending = TrialRecord(index=next_index, params=params, state="pending")
+        started.append(pending)
+        if history is not None and req.searcher.uses_history:
+            history.append(pending)
+        action = PlanAction(action="start", index=next_index, bracket=decision.bracket,
+                            rung=0, budget=decision.budget, reason=decision.reason,
+                            note=f"started in bracket {decision.bracket}: {decision.budget} steps",
+                            params=params, source=source, audit=audit)  # type: ignore[arg-type]
+        next_index += 1
+        return action
+
     for _ in range(0 if req.final else req.slots):
         may_start = req.may_start and out.exhausted is None and next_index < req.max_trials
         decision = req.scheduler.next(table, may_start=may_start)
@@ -233,41 +327,44 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
         if decision.action != "start":
             out.done = decision.action == "done" and not out.actions
             break
-        audit = None
-        if queued:
-            params, source = queued.pop(0), "user"
-        else:
-            if history is None:  # (a searcher that ignores the history gets none: the counts suffice)
-                history = ([*(r.record() for r in sorted(rows.values(), key=lambda r: r.index)), *started]
-                           if req.searcher.uses_history else [])
-                counts = (indexed.complete, indexed.failed, indexed.pending)
-            audit = SuggestionAudit(searcher=req.searcher.kind, results_seen=req.results_seen, complete=counts[0],
-                                    failed=counts[1], pending=counts[2] + len(started))
-            try:
-                params = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=next_index,
-                                                   direction=req.direction))
-            except SearchExhausted as exc:
-                out.exhausted = str(exc) or "the searcher has no new points"
-                continue
-            except Exception as exc:  # a searcher bug: the sweep pauses with the reason
-                out.failed = f"the {req.searcher.kind} searcher failed: {type(exc).__name__}: {exc}"
+        action = new_trial(decision)
+        if action is None:
+            if out.failed is not None:
                 break
-            source = "searcher"
-        table.start(trial_name(next_index), decision.bracket)
-        pending = TrialRecord(index=next_index, params=params, state="pending")
-        started.append(pending)
-        if history is not None and req.searcher.uses_history:
-            history.append(pending)
-        out.actions.append(PlanAction(action="start", index=next_index, bracket=decision.bracket,
-                                      rung=0, budget=decision.budget, reason=decision.reason,
-                                      note=f"started in bracket {decision.bracket}: {decision.budget} steps",
-                                      params=params, source=source, audit=audit))  # type: ignore[arg-type]
-        next_index += 1
+            continue
+        out.actions.append(action)
+    if (req.ahead and not req.final and not queued and out.exhausted is None and out.failed is None
+            and len(out.actions) == req.slots):
+        _plan_ahead(req, table, new_trial, lambda: next_index, out)
     _deletions(req, table, indexed, written, promoted_now, out)
     out.rungs = [RungCount(bracket=b, rung=k, budget=r.budget, results=len(r.results),
                            promoted=len(r.promoted), running=len(r.running))
                  for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
     return out
+
+
+def _plan_ahead(req: PlanRequest, table: RungTable, new_trial: Callable[[LadderDecision], PlanAction | None],
+                next_index: Callable[[], int], out: PlanResult) -> None:
+    """Up to ``req.ahead`` new trials after the actions (the scheduler had nothing to promote), and
+    each rung's watch; the searcher running out here is found again by the next plan."""
+    for _ in range(req.ahead):
+        decision = req.scheduler.next(table, may_start=req.may_start and next_index() < req.max_trials)
+        if decision.action != "start":
+            break
+        action = new_trial(decision)
+        if action is None:
+            out.exhausted = out.failed = None
+            break
+        out.ahead.append(action)
+    if not out.ahead:
+        return
+    eta = req.scheduler.eta
+    for b, bracket in enumerate(table.brackets):
+        for k, rung in enumerate(bracket.rungs):
+            top = k == len(bracket.rungs) - 1
+            quota = 0 if top else len(rung.results) // eta
+            cutoff = rung.results[table.ranking(b, k)[quota - 1]] if quota else None
+            out.watch.append(RungWatch(bracket=b, rung=k, results=len(rung.results), cutoff=cutoff, top=top))
 
 
 def rung_table(rows: Any, scheduler: AshaScheduler, direction: Direction) -> RungTable:

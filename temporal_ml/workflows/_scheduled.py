@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
         PlanResult,
         PlanRow,
+        RungWatch,
     )
     from temporal_ml.activities.sweep import (
         DELETE_RUN_CHECKPOINTS,
@@ -57,7 +58,14 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from temporal_ml.workflows._trials import ReportRouter
 
-__all__ = ["ScheduledSweep", "run_checkpoints"]
+__all__ = ["ScheduledSweep", "run_checkpoints", "PLAN_AHEAD_PATCH", "PLAN_AHEAD"]
+
+#: A plan answers new trials ahead for slots that free later (``PlanResult.ahead``): the sweep
+#: starts them without asking again while each result that comes in leaves the promotions as they
+#: were. Runs recorded before ask at every free slot.
+PLAN_AHEAD_PATCH = "tml-sweep-plan-ahead-v1"
+#: New trials a plan answers ahead (a byte budget gets none: its deletions follow every result).
+PLAN_AHEAD = 8
 
 
 async def run_checkpoints(run_id: str, row: TrialRow, dry_run: bool) -> int:
@@ -85,6 +93,11 @@ class ScheduledSweep:
     _suggesting: bool
     _live: dict[int, TrialRow]
     _reports: ReportRouter[int]
+    _ahead_on: bool  # plans answer new trials ahead (PLAN_AHEAD_PATCH)
+    _ahead: list[PlanAction]  # the latest plan's new trials ahead, in order
+    _watch: dict[tuple[int, int], RungWatch]  # its rungs, with the results kept since
+    _ahead_at: int  # ``_changes`` while they stay the plan's decision
+    _in_flight: list[tuple[int, int, float]] | None  # results (bracket, rung, value) while a plan runs
 
     # the sweep provides these
     def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
@@ -121,10 +134,12 @@ class ScheduledSweep:
             slots=min(max(slots, 0), MAX_ACTIONS), may_start=not s.stopping and (not s.exhausted or bool(s.queue)),
             queued=list(s.queue), results_seen=s.results_seen, protected=list(s.retry), final=final,
             delete_unpromotable=inp.delete_unpromotable, checkpoint_budget_bytes=inp.checkpoint_budget_bytes,
-            checkpoint_bytes=self._summary.checkpoint_bytes)
+            checkpoint_bytes=self._summary.checkpoint_bytes, ahead=PLAN_AHEAD if self._ahead_on and not final else 0)
         self._suggesting = True  # a trial index may be taken: an enqueued config runs after it
+        self._ahead.clear()
+        asked_at, self._in_flight = self._changes, []
         try:  # a regular activity, never a local one: see tests/replay/quarantine/README.md
-            return await workflow.execute_activity(
+            got: PlanResult = await workflow.execute_activity(
                 PLAN, req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3))
         except ActivityError as err:
@@ -133,6 +148,52 @@ class ScheduledSweep:
             return None
         finally:
             self._suggesting = False
+            in_flight, self._in_flight = self._in_flight, None
+        # its new trials ahead hold if every change since it was asked was a result that keeps them
+        self._watch = {(w.bracket, w.rung): w for w in got.watch}
+        if got.ahead and self._changes - asked_at == len(in_flight) and all(
+                self._keep(*result) for result in in_flight):
+            self._ahead, self._ahead_at = list(got.ahead), self._changes
+        return got
+
+    def _keep(self, bracket: int, rung: int, value: float) -> bool:
+        """Whether a result at ``rung`` of ``bracket`` keeps the latest plan's promotions (and
+        the rung's watch counts it)."""
+        assert self._inp is not None and self._inp.scheduler is not None
+        watch = self._watch.get((bracket, rung))
+        if watch is None or not watch.keeps(value, self._inp.direction, eta=self._inp.scheduler.eta):
+            return False
+        self._watch[(bracket, rung)] = watch.after()
+        return True
+
+    def _result_in(self, row: TrialRow, value: float | None, changes_before: int) -> None:
+        """A scheduled trial finished (``value``: its result at its rung, ``None`` if it failed or
+        stopped): while a plan runs it is noted for its answer; else the new trials ahead stay
+        valid if it keeps the promotions as they were."""
+        if not self._ahead_on or row.rung is None:
+            return
+        if self._in_flight is not None:
+            if value is not None:
+                self._in_flight.append((row.bracket, row.rung, value))
+            return
+        if (value is not None and self._ahead and self._ahead_at == changes_before
+                and self._keep(row.bracket, row.rung, value)):
+            self._ahead_at = self._changes
+
+    def _start_ahead(self, inp: SweepInput, snapshot: SnapshotRef) -> bool:
+        """Start the latest plan's next new trial ahead if it is still its decision (nothing but
+        results that keep it came in since); else forget them. Returns whether one started."""
+        s = self._s
+        if not self._ahead:
+            return False
+        action = self._ahead[0]
+        if (self._ahead_at != self._changes or s.queue or s.stopping or s.exhausted or s.retry
+                or action.index != s.n_started or s.n_started >= s.n_trials):
+            self._ahead.clear()
+            return False
+        self._ahead.pop(0)
+        self._apply(inp, action, snapshot)
+        return True
 
     async def _plan_and_apply(self, inp: SweepInput, snapshot: SnapshotRef) -> tuple[bool, bool]:
         """Plan for the free slots, start what it says (unless the sweep paused or stopped
@@ -172,6 +233,8 @@ class ScheduledSweep:
                     s.queue.pop(0)
             self._apply(inp, action, snapshot)
             applied += 1
+        if applied < len(got.actions):  # the sweep went another way: the new trials ahead are not its plan
+            self._ahead.clear()
         await self._delete(got.delete)
         idle = applied < min(slots, MAX_ACTIONS) and not got.more_deletions
         return got.done and not applied, idle

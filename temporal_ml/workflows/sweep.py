@@ -49,6 +49,7 @@ from temporalio.common import (
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.messages import REPORT_SIGNAL
+    from temporal_ml.activities.plan import PlanAction, RungWatch
     from temporal_ml.search import SearchSpace
     from temporal_ml.sweeps import (
         SweepInput,
@@ -68,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from temporal_ml.workflows._requests import (
         refuse,
     )
-    from temporal_ml.workflows._scheduled import ScheduledSweep
+    from temporal_ml.workflows._scheduled import PLAN_AHEAD_PATCH, ScheduledSweep
     from temporal_ml.workflows._suggest import SUGGEST_AHEAD, SuggestingSweep
     from temporal_ml.workflows._sweep_table import (
         SweepTable,
@@ -131,6 +132,11 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._changes = 0  # results, updates: what a plan that found nothing to do waits for
         self._plan_idle_at = -1  # ``_changes`` when the scheduler last had nothing for a free slot
         self._plan_done_at = -1  # ``_changes`` when the scheduler last said it is done
+        self._ahead_on = False  # plans answer new trials ahead (PLAN_AHEAD_PATCH)
+        self._ahead: list[PlanAction] = []
+        self._watch: dict[tuple[int, int], RungWatch] = {}
+        self._ahead_at = -1
+        self._in_flight: list[tuple[int, int, float]] | None = None
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -159,6 +165,10 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._bounded = workflow.patched(BOUNDED_SWEEP_PATCH)
         # trials outlive a run: it continues as new without waiting for them (runs recorded before drain)
         self._no_drain = self._bounded and workflow.patched(NO_DRAIN_PATCH)
+        # a plan answers new trials ahead for slots that free later (runs recorded before ask each time);
+        # not with a byte budget: its deletions follow every result
+        self._ahead_on = (self._no_drain and inp.scheduler is not None and inp.checkpoint_budget_bytes is None
+                          and workflow.patched(PLAN_AHEAD_PATCH))
         tasks = self._tasks
         for running in self._s.rows:  # running when the run before continued as new: wait for them here
             if running.state in ("training", "evaluating") and running.index not in self._s.retry:
@@ -187,6 +197,8 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
             if inp.scheduler is not None:  # a failed trial runs again first, else what the plan says
                 if self._s.retry:
                     self._start_trial(inp, self._next_row(), snapshot)  # type: ignore[arg-type]
+                    continue
+                if self._start_ahead(inp, snapshot):  # the latest plan's, still its decision
                     continue
                 changes = self._changes
                 done, idle = await self._plan_and_apply(inp, snapshot)
@@ -360,6 +372,7 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         row.result_seq = self._s.results_seen
         self._s.results_seen += 1
         self._changes += 1
+        self._result_in(row, value if state == "done" else None, self._changes - 1)
 
     # -- progress ----------------------------------------------------------------------------------
 

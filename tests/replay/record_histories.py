@@ -64,7 +64,7 @@ async def record(out: Path, only: set[str] | None = None) -> None:
             worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
-                groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED}
+                groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED, **RECORDED_AHEAD}
                 if only is None or only - set(groups):
                     await _run_all(client, out)
                 for name, run in groups.items():
@@ -365,11 +365,36 @@ async def _coordinator_rollover_running(c: Any, out: Path) -> None:
             server.stop()
 
 
+async def _asha_plan_ahead(c: Any, out: Path) -> None:
+    """A sweep with the ASHA scheduler whose plans answer new trials ahead: slots that free take
+    them without a plan while results keep the plan's promotions; an enqueued config forgets them."""
+    base = CONFIG.model_copy(update={"max_steps": 2, "hparams": {"step_delay": 0.0}})
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=base, space=SPACE, searcher=RandomSearcher(), n_trials=16, max_concurrency=3, seed=12,
+        scheduler=AshaScheduler(min_budget=2, max_budget=18, eta=3), dataset=DATASET,
+        run_id="replay-asha-ahead", progress_every_seconds=0.5), id="replay-asha-ahead", task_queue="replay")
+    await _until(lambda: _started(sweep, 6), "six trials started")
+    await sweep.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 8})
+    result = await sweep.result()
+    events = (await sweep.fetch_history()).events
+    plans = sum(e.activity_task_scheduled_event_attributes.activity_type.name == "temporal_ml.sweep.plan"
+                for e in events)
+    trainings = sum(len(t.row.rung_values) for t in result.trials)
+    assert result.n_trials == 17 and plans < trainings, (plans, trainings)
+    await _save(sweep, out, "asha_plan_ahead")
+
+
+async def _started(sweep: Any, n: int) -> bool:
+    return len(await sweep.query(MLPSweep.trials)) >= n
+
+
 #: Histories of the release whose sweeps take a scheduler (ASHA): plans recorded, rows bounded; and
 #: whose coordinators continue as new without draining.
 RECORDED_SCHEDULED = {"asha_tpe_budget": _asha_tpe_budget, "asha_controls": _asha_controls,
                       "asha_infra_retry": _asha_infra_retry, "asha_rollover": _asha_rollover_running,
                       "coordinator_rollover": _coordinator_rollover_running}
+#: Histories of the release whose scheduled sweeps plan new trials ahead (PLAN_AHEAD_PATCH).
+RECORDED_AHEAD = {"asha_plan_ahead": _asha_plan_ahead}
 
 
 if __name__ == "__main__":

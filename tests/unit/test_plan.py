@@ -38,6 +38,7 @@ from temporal_ml.activities.plan import (
     PlanRequest,
     PlanResult,
     PlanRow,
+    RungWatch,
     plan_next,
     rung_table,
 )
@@ -169,11 +170,15 @@ def complete(row: TrialRow, value: float | None, rung: int, budget: int, seq: in
     assert row.rung == rung
 
 
-def drive_sweep(case: Case, root: Path) -> tuple[list[Decision], Counter[str]]:
+def drive_sweep(case: Case, root: Path, ahead: int = 0) -> tuple[list[Decision], Counter[str]]:
     """The new design: the sweep holds rows (and writes finished ones to its table every
     ``case.flush`` of them); each time a slot frees it asks ``plan_next`` for the free slots and
     applies its answer as ``ScheduledSweep._apply`` / ``_delete`` / ``_bring_back`` do. The same
-    completion order and values as :func:`drive_ladder` for the same decisions."""
+    completion order and values as :func:`drive_ladder` for the same decisions.
+
+    With ``ahead``, each plan also answers that many new trials ahead, and a freed slot takes the
+    next of them without asking while every result since kept the plan's promotions
+    (``RungWatch.keeps``), as ``ScheduledSweep._start_ahead`` does; any other result forgets them."""
     sched = case.scheduler
     table = Table(root)
     held: dict[int, TrialRow] = {}  # SweepState.rows, by index, in the order the sweep appended them
@@ -184,16 +189,42 @@ def drive_sweep(case: Case, root: Path) -> tuple[list[Decision], Counter[str]]:
     deleted: set[int] = set()
     seq = started = 0
     searcher = RandomSearcher()
+    ahead_actions: list[PlanAction] = []
+    watch: dict[tuple[int, int], RungWatch] = {}
+
+    def start(action: PlanAction, audit: SuggestionAudit | None) -> TrialRow:
+        nonlocal started
+        assert action.index == started and action.rung == 0 and action.source == "searcher"
+        assert action.params == searcher.suggest(SPACE, [], seed=case.seed, index=started)
+        if audit is not None:
+            assert action.audit == audit
+        row = held[started] = TrialRow(index=started, params=action.params, audit=action.audit,
+                                       bracket=action.bracket, rung=0)
+        started += 1
+        return row
+
     while True:
         slots = CONCURRENCY - len(running)
+        while slots and ahead_actions:  # the latest plan's new trials ahead: still its decision
+            action = ahead_actions.pop(0)
+            log.append((action.action, action.index, action.bracket, action.rung, action.budget, action.reason))
+            assert action.audit is not None and action.audit.results_seen <= seq
+            row = start(action, None)
+            row.rung, row.max_steps = action.rung, action.budget
+            running.append((action.index, action.rung))
+            slots -= 1
+            stats["started ahead"] += 1
         if slots:
             stats["live rows also in the table"] += sum(i in table.latest for i in held)
+            stats["plans"] += 1
             got = plan_next(PlanRequest(
                 scheduler=sched, searcher=searcher, space=SPACE, seed=case.seed, direction=case.direction,
                 rows=[PlanRow.of(r) for r in held.values()], table_uri=table.uri,
                 table_parts=list(table.parts), next_index=started, max_trials=case.max_trials,
-                slots=slots, results_seen=seq))
+                slots=slots, results_seen=seq, ahead=ahead))
             assert got.failed is None and got.exhausted is None and len(got.actions) <= slots
+            assert len(got.ahead) <= ahead and (not got.ahead or len(got.actions) == slots)
+            ahead_actions, watch = list(got.ahead), {(w.bracket, w.rung): w for w in got.watch}
             known = {i: TrialRow.model_validate(r) for i, r in table.latest.items()} | held
             states = Counter(r.record().state for r in known.values())
             starts = 0
@@ -201,14 +232,9 @@ def drive_sweep(case: Case, root: Path) -> tuple[list[Decision], Counter[str]]:
                 log.append((action.action, action.index, action.bracket, action.rung, action.budget,
                             action.reason))
                 if action.action == "start":
-                    assert action.index == started and action.rung == 0 and action.source == "searcher"
-                    assert action.params == searcher.suggest(SPACE, [], seed=case.seed, index=started)
-                    assert action.audit == SuggestionAudit(
+                    row = start(action, SuggestionAudit(
                         searcher="random", results_seen=seq, complete=states["complete"],
-                        failed=states["failed"], pending=states["pending"] + starts)
-                    row = held[started] = TrialRow(index=started, params=action.params, audit=action.audit,
-                                                   bracket=action.bracket, rung=0)
-                    started += 1
+                        failed=states["failed"], pending=states["pending"] + starts))
                     starts += 1
                 else:
                     # the plan deletes only what AshaScheduler.dead names (no byte budget here): a
@@ -251,8 +277,16 @@ def drive_sweep(case: Case, root: Path) -> tuple[list[Decision], Counter[str]]:
         assert running, "the plan is not done, but nothing runs and it starts nothing: the sweep would hang"
         index, rung = running.pop(rng.randrange(len(running)))
         row = held[index]
-        complete(row, value_of(case.seed, index, rung), rung, row.max_steps, seq)
+        value = value_of(case.seed, index, rung)
+        complete(row, value, rung, row.max_steps, seq)
         seq += 1
+        if ahead_actions:  # ScheduledSweep._result_in: a result that could change a promotion forgets them
+            w = watch.get((row.bracket, rung))
+            if value is None or w is None or not w.keeps(value, case.direction, eta=sched.eta):
+                ahead_actions = []
+            else:
+                watch[(row.bracket, rung)] = w.after()
+                stats["results that kept the plan"] += 1
         if case.flush is not None:  # SweepWorkflow._flush: a part of the finished rows it holds
             finished = [r for r in held.values() if r.state in ("done", "failed")]
             if len(finished) >= case.flush:
@@ -287,6 +321,43 @@ def test_the_plan_decides_as_the_old_in_state_rung_table(random_seed: int, tmp_p
         # one bracket): there they are counted, not required
         assert stats["promoted from the table"] > 0 and stats["rewritten"] > 0
         assert stats["live rows also in the table"] > 0
+
+
+@pytest.mark.parametrize("flush", [None, 4], ids=["rows-held", "rows-written-by-4"])
+@pytest.mark.parametrize("brackets", [1, 2])
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_new_trials_planned_ahead_are_the_decisions_a_plan_at_each_slot_makes(
+        random_seed: int, tmp_path: Path, direction: Direction, brackets: int, flush: int | None) -> None:
+    """A sweep that starts the plan's new trials ahead while the results keep its promotions makes
+    exactly the old design's decisions (the random searcher's points depend on the index only), with
+    fewer plans."""
+    case = make_case(random_seed, direction, brackets, flush)
+    print(case)
+    old = drive_ladder(case)
+    new, stats = drive_sweep(case, tmp_path / "table", ahead=4)
+    print(f"{len(old)} decisions; {dict(stats)}")
+    for k, (a, b) in enumerate(zip(old, new, strict=False)):
+        assert a == b, f"decision {k} differs:\n  in-state table: {a}\n  planned ahead:  {b}"
+    assert len(old) == len(new)
+    assert stats["started ahead"] > 0 and stats["results that kept the plan"] > 0
+    assert stats["plans"] + stats["started ahead"] > stats["plans"]
+
+
+def test_a_rung_watch_keeps_only_results_that_leave_the_promotions() -> None:
+    """The quota grows at each ``eta``-th result; a result better than the cutoff enters the quota
+    (ties rank by report order, NaN last); nothing is promoted from a top rung."""
+    w = RungWatch(bracket=0, rung=1, results=3, cutoff=0.5)  # eta 3: 1 promoted, the 0.5
+    assert w.keeps(0.6, "minimize", eta=3) and w.keeps(0.5, "minimize", eta=3)
+    assert not w.keeps(0.4, "minimize", eta=3)
+    assert w.keeps(0.4, "maximize", eta=3) and not w.keeps(0.6, "maximize", eta=3)
+    assert w.keeps(float("nan"), "minimize", eta=3) and w.keeps(float("nan"), "maximize", eta=3)
+    assert not w.after().after().keeps(0.9, "minimize", eta=3)  # the 6th result: 2 promoted
+    nan_cut = RungWatch(bracket=0, rung=0, results=3, cutoff=float("nan"))  # NaN in the quota
+    assert not nan_cut.keeps(1e9, "minimize", eta=3) and nan_cut.keeps(float("nan"), "minimize", eta=3)
+    empty = RungWatch(bracket=0, rung=0, results=1)  # quota 0 until the 3rd
+    assert empty.keeps(-1e9, "minimize", eta=3) and not empty.after().keeps(1e9, "minimize", eta=3)
+    assert RungWatch(bracket=0, rung=3, results=2, top=True).keeps(-1e9, "minimize", eta=3)
+    assert RungWatch.model_validate_json(nan_cut.model_dump_json()).keeps(float("nan"), "minimize", eta=3)
 
 
 # -- the rung table and the deletions at every step, against the old design -----------------------
