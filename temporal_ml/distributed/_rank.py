@@ -91,6 +91,7 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
     from temporal_ml.distributed.loop import DistributedTrainingLoop
     from temporal_ml.storage.checkpoints import CheckpointManager
     from temporal_ml.training.control import LoopControl
+    from temporal_ml.training.setup_cache import SetupCache
 
     torch.set_num_threads(spec.threads)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -128,6 +129,8 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
             metrics_path=Path(spec.metrics_path) if spec.metrics_path and rank == 0 else None,
             control=control, snapshot_id=spec.snapshot.id, rank=rank, world_size=world,
             local_rank=int(os.environ.get("LOCAL_RANK", rank)), stop_file=gang / "stop",
+            # a rank lives for one training: the store's setup cache spares it the data set-up
+            setup_cache=SetupCache.for_worker(getattr(spec.snapshot_store, "array_cache", lambda: None)()),
         )
         result = loop.run(resume_hint=list(spec.hints))
         checkpoints.close()

@@ -3,6 +3,8 @@
 * :class:`SnapshotStore` (:mod:`temporal_ml.storage.snapshots`): immutable, verified dataset snapshots.
 * :class:`CheckpointManager` and :func:`load_checkpoint` (:mod:`temporal_ml.storage.checkpoints`):
   atomic, verified, retained training checkpoints.
+* :class:`ArrayCache` (:mod:`temporal_ml.storage.array_cache`): arrays derived from snapshots (tokenized
+  splits), keyed by content and verified like a snapshot.
 
 The names are imported on first use, so ``import temporal_ml.storage`` imports neither torch nor
 pyarrow.
@@ -14,15 +16,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from temporal_ml.storage.array_cache import ArrayCache
     from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
     from temporal_ml.storage.snapshots import SnapshotStore
 
-__all__ = ["SnapshotStore", "CheckpointManager", "load_checkpoint"]
+__all__ = ["SnapshotStore", "CheckpointManager", "load_checkpoint", "ArrayCache"]
 
 _SOURCES = {
     "SnapshotStore": "snapshots",
     "CheckpointManager": "checkpoints",
     "load_checkpoint": "checkpoints",
+    "ArrayCache": "array_cache",
 }
 
 

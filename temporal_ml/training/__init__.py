@@ -17,12 +17,15 @@ __all__ = [
     "LoopResult",
     "LoopControl",
     "ResumableSampler",
+    "SetupCache",
+    "WorkerCache",
 ]
 
 _WHERE = {
     "Trainable": "trainable", "TrainContext": "trainable", "TrainSetup": "trainable",
     "Prediction": "trainable", "TrainingLoop": "loop", "LoopResult": "loop",
     "LoopControl": "control", "ResumableSampler": "sampler",
+    "SetupCache": "setup_cache", "WorkerCache": "setup_cache",
 }
 
 
