@@ -4,15 +4,20 @@ while reaching the very weights of a run trained straight (real torch, real file
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from temporalio.testing import ActivityEnvironment
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from temporal_ml.activities.evaluation import EvalActivities  # noqa: E402
+from temporal_ml.activities.messages import EvalRequest, TrainRequest  # noqa: E402
+from temporal_ml.activities.training import TrainingActivities  # noqa: E402
 from temporal_ml.errors import ConfigError  # noqa: E402
 from temporal_ml.hf import TextClassificationTrainable, sentiment_dataset  # noqa: E402
 from temporal_ml.storage.checkpoints import CheckpointManager  # noqa: E402
@@ -178,3 +183,26 @@ def test_a_rung_continued_on_a_warm_worker_tokenizes_nothing_and_equals_training
     assert promoted.resumed_from is not None and promoted.resumed_from.step == 6
     assert trainable.counts()["splits_tokenized"] == tokenized  # nothing tokenized after the first rung
     assert promoted.checkpoint.model_sha256 == straight.checkpoint.model_sha256  # bitwise the same weights
+
+
+def test_the_activities_of_a_warm_worker_tokenize_once_for_every_rung_and_evaluation(
+        tmp_path: Path, store, snapshot) -> None:  # noqa: ANN001
+    """The real training and evaluation activities (Temporal's activity environment, no server) share
+    the worker's cache: rung 1, its evaluation, the promotion and its evaluation tokenize once."""
+    trainable, memory = TextClassificationTrainable(), WorkerCache()
+    training = TrainingActivities(trainables={"text": trainable}, snapshot_store=store, setup_cache=memory,
+                                  checkpoint_root=str(tmp_path / "ckpt"), heartbeat_every_seconds=0.05)
+    evaluation = EvalActivities(trainables={"text": trainable}, snapshot_store=store, setup_cache=memory)
+    env = ActivityEnvironment()
+    resume_from, accuracies = None, []
+    for rung in (6, 12):
+        req = TrainRequest(run_id="trial", config=_config(rung), snapshot=snapshot, resume_from=resume_from)
+        outcome = asyncio.run(env.run(training.train, req))
+        assert outcome.step == rung
+        resume_from = outcome.checkpoint
+        result = env.run(evaluation.evaluate, EvalRequest(config=_config(rung), snapshot=snapshot,
+                                                          checkpoint=outcome.checkpoint, split="dev"))
+        accuracies.append(result.accuracy)
+    assert trainable.counts()["splits_tokenized"] == 1 and trainable.counts()["tokenizers_built"] == 1
+    assert memory.stats().misses == 3  # the snapshot's tables, the tokenizer, the token ids: once each
+    assert len(accuracies) == 2
