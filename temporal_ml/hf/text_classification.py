@@ -135,6 +135,13 @@ class TextClassificationTrainable(Trainable):
         self._counts = {"splits_tokenized": 0, "texts_tokenized": 0, "tokenizers_built": 0}
         self._counts_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # pickled to the ranks of a gang: no lock
+        return {"_counts": self.counts()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._counts = dict(state["_counts"])
+        self._counts_lock = threading.Lock()
+
     def counts(self) -> dict[str, int]:
         """What this instance has computed so far: ``splits_tokenized`` (training splits tokenized,
         i.e. misses of the setup cache), ``texts_tokenized`` (texts passed to the tokenizer, evaluation

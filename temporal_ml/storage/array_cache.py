@@ -37,7 +37,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from temporal_ml._version import __version__
-from temporal_ml.errors import ConfigError, IntegrityError, StorageError, require
+from temporal_ml.errors import (
+    ConfigError,
+    IntegrityError,
+    StorageError,
+    StoreUnreachableError,
+    require,
+)
 from temporal_ml.storage import _fs, _manifest
 
 __all__ = ["ArrayCache", "CachedArrays", "cache_key"]
@@ -214,7 +220,7 @@ class ArrayCache:
         arrays, meta = build()
         try:
             return self.put(key, arrays, meta, description=description), True
-        except (StorageError, OSError) as exc:
+        except (StorageError, StoreUnreachableError, OSError) as exc:
             log.warning("could not store cache entry %s (%s): using it uncached", key[:12], exc)
             return CachedArrays(key=key, arrays=dict(arrays), meta=dict(meta)), True
 

@@ -149,6 +149,16 @@ def test_a_corrupt_tokenized_split_in_the_store_is_rebuilt_not_used(store, snaps
     assert again.memory.stats().store_hits == 2 and trainable.counts()["splits_tokenized"] == before + 1
 
 
+def test_the_trainable_pickles_to_the_ranks_of_a_gang_with_its_counts() -> None:
+    import pickle
+
+    trainable = TextClassificationTrainable()
+    trainable._count("splits_tokenized")()
+    copy = pickle.loads(pickle.dumps(trainable))
+    copy._count("splits_tokenized")()
+    assert copy.counts()["splits_tokenized"] == 2 and trainable.counts()["splits_tokenized"] == 1
+
+
 def test_snapshot_tables_are_loaded_once_per_worker(store, snapshot) -> None:  # noqa: ANN001
     memory = WorkerCache()
     first = cached_snapshot(memory, store, snapshot)
