@@ -146,10 +146,14 @@ class TextClassificationTrainable(Trainable):
         """What this instance has computed so far: ``splits_tokenized`` (training splits tokenized,
         i.e. misses of the setup cache), ``texts_tokenized`` (texts passed to the tokenizer, evaluation
         and prediction included) and ``tokenizers_built`` (``"tiny-bert"`` vocabularies derived)."""
+        if "_counts" not in self.__dict__:  # a subclass whose __init__ did not call ours
+            TextClassificationTrainable.__init__(self)
         with self._counts_lock:
             return dict(self._counts)
 
     def _count(self, name: str) -> Callable[..., None]:
+        self.counts()
+
         def add(n: int = 1) -> None:
             with self._counts_lock:
                 self._counts[name] += n

