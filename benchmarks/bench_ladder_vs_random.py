@@ -78,6 +78,13 @@ def best_within(result: dict[str, Any], seconds: float) -> tuple[float | None, i
     return (max(x["value"] for x in done) if done else None), len(done)
 
 
+def eval_seconds(result: dict[str, Any]) -> float:
+    """Median time from a trial's last training end to its result: the evaluation child workflow and
+    its activity (set-up, evaluating) and the sweep recording it."""
+    r = [x for x in rows(result) if x.get("trained") and x.get("finished")]
+    return statistics.median(_time(x["finished"]) - _time(x["trained"]) for x in r) if r else float("nan")
+
+
 def summary(result: dict[str, Any]) -> tuple[int, float, int]:
     """(training steps spent, best dev accuracy of any trial, trials)."""
     r = rows(result)
@@ -202,7 +209,8 @@ def main(args: argparse.Namespace) -> None:
                                "--seed", str(seed), "--trials", str(n_wall))
             w_best, w_n = best_within(wall, l_span)
             table.append(dict(seed=seed, l_n=l_n, l_steps=l_steps, l_best=l_best, t_l=t_ladder, l_span=l_span,
-                              l_runs=l_runs, l_loop=l_loop, r_n=r_n, r_steps=r_steps, r_best=r_best, t_r=t_rand,
+                              l_runs=l_runs, l_loop=l_loop, l_eval=eval_seconds(ladder), r_eval=eval_seconds(rand),
+                              r_n=r_n, r_steps=r_steps, r_best=r_best, t_r=t_rand,
                               r_span=r_span, r_runs=r_runs, r_loop=r_loop, w_n=w_n, w_best=w_best,
                               w_span=span(wall), w_all=len(rows(wall))))
     print()
@@ -238,7 +246,9 @@ def main(args: argparse.Namespace) -> None:
         l_other = (t["l_span"] * args.max_concurrency - t["l_loop"]) / max(1, t["l_runs"])
         r_other = (t["r_span"] * args.max_concurrency - t["r_loop"]) / max(1, t["r_runs"])
         print(f"  seed {t['seed']}: ladder {l_other:.2f} s over {t['l_runs']} runs (loops {t['l_loop']:.0f} s); "
-              f"random {r_other:.2f} s over {t['r_runs']} runs (loops {t['r_loop']:.0f} s)")
+              f"random {r_other:.2f} s over {t['r_runs']} runs (loops {t['r_loop']:.0f} s); of it, "
+              f"training end to result (the evaluation child), median: ladder {t['l_eval']:.2f} s, "
+              f"random {t['r_eval']:.2f} s")
     load_end = os.getloadavg()
     print(f"load average at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
 
