@@ -81,7 +81,7 @@ class CachedArrays:
 
 
 class _Manifest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
     format: Literal["temporal-ml.array-cache"] = "temporal-ml.array-cache"
     format_version: Literal[1] = 1
