@@ -20,6 +20,9 @@ With ASHA a trial trains once per rung it reaches, and the floor is one child pe
 then per training run (the line also gives the trainings and the ms per training run).
 
     python benchmarks/bench_sweep_scale.py [--trials 10000] [--max-concurrency 100] [--scheduler none|asha]
+
+``--trace-memory`` also prints where the Python heap grew from N/10 trials to the end, by file
+(tracemalloc slows everything: its timings are not comparable).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import asyncio
 import resource
 import tempfile
 import time
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -79,10 +83,12 @@ def _inputs(n: int, c: int, scheduler: str, run_id: str, tables: str) -> SweepIn
                       delete_unpromotable=False)
 
 
-async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) -> dict[str, Any]:
+async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
+                 trace_memory: bool = False) -> dict[str, Any]:
     run_id = f"scale-{uuid.uuid4().hex[:6]}"
     inp = _inputs(n, c, scheduler, run_id, tables)
     samples: list[tuple[int, float]] = []  # (trials started, worker RSS now) every 30 s
+    early: tracemalloc.Snapshot | None = None  # --trace-memory: the Python heap at N/10 trials
     start = time.perf_counter()
     handle = await client.start_workflow(NoopSweep.run, inp, id=run_id, task_queue=QUEUE)
     while True:  # progress every 30 s
@@ -93,11 +99,15 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str) ->
             status = await handle.query("sweep_status", args=[0, 0])
             rss = _current_rss_mb()
             samples.append((status.get("started") or 0, rss))
+            if trace_memory and early is None and samples[-1][0] >= n / 10:
+                early = tracemalloc.take_snapshot()
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
                   f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {_rss_mb():.0f})", flush=True)
     wall = time.perf_counter() - start
     samples.append((n, _current_rss_mb()))  # before the checks below read the table and histories
+    if trace_memory and early is not None:
+        _heap_growth(early, tracemalloc.take_snapshot(), samples, n)
     # exactly once: every index once in the results, and as many training runs as trainings (with
     # ASHA: a run per rung a trial reported at, or failed toward)
     rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
@@ -153,7 +163,9 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"floor: {floor_n} children at concurrency {c} ...", flush=True)
                 floor = await _floor(client, floor_n, c)
                 print(f"sweep: {n} trials at concurrency {c}, scheduler {args.scheduler} ...", flush=True)
-                got = await _sweep(client, n, c, args.scheduler, f"{tmp}/tables")
+                if args.trace_memory:
+                    tracemalloc.start()
+                got = await _sweep(client, n, c, args.scheduler, f"{tmp}/tables", args.trace_memory)
         finally:
             server.stop()
     per_training = got["ms"] * n / got["trainings"]  # = ms/trial without a scheduler
@@ -169,6 +181,20 @@ async def main(args: argparse.Namespace) -> None:
           f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], n)})")
 
 
+def _heap_growth(early: tracemalloc.Snapshot, late: tracemalloc.Snapshot,
+                 samples: list[tuple[int, float]], n: int) -> None:
+    """Where the Python heap grew from N/10 trials to the end, by file (``--trace-memory``), against
+    the RSS growth over the same trials (the rest is outside Python's allocator: the SDK's core,
+    fragmentation)."""
+    rss_early = next(rss for started, rss in samples if started >= n / 10)
+    stats = late.compare_to(early, "filename")
+    grown = sum(s.size_diff for s in stats)
+    print(f"memory from {n // 10} trials to {n}: RSS +{samples[-1][1] - rss_early:.1f} MB, "
+          f"Python heap (tracemalloc) {grown / 2**20:+.1f} MB; largest growth by file:")
+    for stat in stats[:12]:
+        print(f"  {stat.size_diff / 2**20:+7.2f} MB  {stat.count_diff:+8d} blocks  {stat.traceback[0].filename}")
+
+
 def _growth(samples: list[tuple[int, float]], n: int) -> str:
     """The worker's RSS during the sweep: after a tenth of its trials started, and at its end (the
     peak also counts the checks after it, which read the whole table and the histories)."""
@@ -181,4 +207,6 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--max-concurrency", type=int, default=100)
     parser.add_argument("--scheduler", choices=["none", "asha"], default="none")
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="attribute the worker's memory growth (tracemalloc: slow, not for timing)")
     asyncio.run(main(parser.parse_args()))
