@@ -213,6 +213,12 @@ def main(args: argparse.Namespace) -> None:
                               r_n=r_n, r_steps=r_steps, r_best=r_best, t_r=t_rand,
                               r_span=r_span, r_runs=r_runs, r_loop=r_loop, w_n=w_n, w_best=w_best,
                               w_span=span(wall), w_all=len(rows(wall))))
+            t = table[-1]
+            print(f"seed {seed}: ladder {t['t_l']:.0f} s, best {t['l_best']:.4f}; random (equal steps) "
+                  f"{t['t_r']:.0f} s, best {t['r_best']:.4f}; random within the ladder's {t['l_span']:.0f} s: "
+                  f"{t['w_n']} trials, best {t['w_best']}", flush=True)
+            if args.dump is not None:
+                args.dump.write_text(json.dumps(table, indent=1))
     print()
     print(f"SST-2, tiny BERT from a config, {args.steps} steps max, batch 32, {args.max_concurrency} trials "
           "at once; best dev accuracy")
@@ -262,6 +268,7 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=270, help="the top rung and every random trial's steps")
     parser.add_argument("--max-concurrency", type=int, default=2)
     parser.add_argument("--dataset", type=Path, default=SST2)
+    parser.add_argument("--dump", type=Path, default=None, help="also write the per-seed figures to this JSON file")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                         help="skip the in-process measurement of a run's setup costs")
     main(parser.parse_args())
