@@ -127,11 +127,14 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
     from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 
     largest, sweep_runs, unhandled, plans, events = 0, 0, 0, 0, 0
+    by_type: dict[str, int] = {}  # the sweep's history bytes by event type
     async for wf in client.list_workflows(f'WorkflowId = "{run_id}"'):
         sweep_runs += 1
         async for event in client.get_workflow_handle(run_id, run_id=wf.run_id).fetch_history_events():
             largest = max(largest, event.ByteSize())
             events += 1
+            name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            by_type[name] = by_type.get(name, 0) + event.ByteSize()
             plans += (event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
                       and event.activity_task_scheduled_event_attributes.activity_type.name == PLAN)
             # a task whose commands (e.g. continue-as-new) came with new events pending: done again
@@ -140,7 +143,8 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
                           == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND)
     failed = getattr(result, "n_failed", 0)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
-            "trainings": trainings, "unhandled": unhandled, "rss": samples, "plans": plans, "events": events}
+            "trainings": trainings, "unhandled": unhandled, "rss": samples, "plans": plans, "events": events,
+            "by_type": by_type}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -175,6 +179,9 @@ async def main(args: argparse.Namespace) -> None:
           "(UnhandledCommand: a continue-as-new waits for a task with no new event); "
           f"{got['plans']} plans, {got['events']} sweep history events ({got['events'] / got['trainings']:.1f} "
           "a training)")
+    total = sum(got["by_type"].values())
+    print(f"sweep history: {total / 2**20:.1f} MB over {got['runs']} runs; by event type: " + ", ".join(
+        f"{name} {size / 2**20:.1f} MB" for name, size in sorted(got["by_type"].items(), key=lambda kv: -kv[1])[:6]))
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
           + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
           + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
