@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import resource
 import tempfile
 import time
 import tracemalloc
 import uuid
+from collections import Counter
 from typing import Any
 
 import torch
@@ -88,7 +90,7 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
     run_id = f"scale-{uuid.uuid4().hex[:6]}"
     inp = _inputs(n, c, scheduler, run_id, tables)
     samples: list[tuple[int, float]] = []  # (trials started, worker RSS now) every 30 s
-    early: tracemalloc.Snapshot | None = None  # --trace-memory: the Python heap at N/10 trials
+    early: tuple[tracemalloc.Snapshot, Counter[str]] | None = None  # --trace-memory: at N/10 trials
     start = time.perf_counter()
     handle = await client.start_workflow(NoopSweep.run, inp, id=run_id, task_queue=QUEUE)
     while True:  # progress every 30 s
@@ -100,14 +102,14 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
             rss = _current_rss_mb()
             samples.append((status.get("started") or 0, rss))
             if trace_memory and early is None and samples[-1][0] >= n / 10:
-                early = tracemalloc.take_snapshot()
+                early = tracemalloc.take_snapshot(), _objects()
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
                   f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {_rss_mb():.0f})", flush=True)
     wall = time.perf_counter() - start
     samples.append((n, _current_rss_mb()))  # before the checks below read the table and histories
     if trace_memory and early is not None:
-        _heap_growth(early, tracemalloc.take_snapshot(), samples, n)
+        _heap_growth(early, (tracemalloc.take_snapshot(), _objects()), samples, n)
     # exactly once: every index once in the results, and as many training runs as trainings (with
     # ASHA: a run per rung a trial reported at, or failed toward)
     rows = read_sweep_table(result.table_uri) if result.table_uri else [t.row.model_dump() for t in result.trials]
@@ -188,18 +190,28 @@ async def main(args: argparse.Namespace) -> None:
           f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], n)})")
 
 
-def _heap_growth(early: tracemalloc.Snapshot, late: tracemalloc.Snapshot,
+def _objects() -> Counter[str]:
+    """Live objects the garbage collector tracks (containers), by type."""
+    gc.collect()
+    return Counter(type(o).__name__ for o in gc.get_objects())
+
+
+def _heap_growth(early: tuple[tracemalloc.Snapshot, Counter[str]], late: tuple[tracemalloc.Snapshot, Counter[str]],
                  samples: list[tuple[int, float]], n: int) -> None:
-    """Where the Python heap grew from N/10 trials to the end, by file (``--trace-memory``), against
-    the RSS growth over the same trials (the rest is outside Python's allocator: the SDK's core,
-    fragmentation)."""
+    """Where the Python heap grew from N/10 trials to the end (``--trace-memory``): by file
+    (tracemalloc, started when the sweep starts: frames of one line), and the live objects by type,
+    against the RSS growth over the same trials (the rest is outside Python's allocator: the SDK's
+    core, fragmentation)."""
     rss_early = next(rss for started, rss in samples if started >= n / 10)
-    stats = late.compare_to(early, "filename")
+    stats = late[0].compare_to(early[0], "filename")
     grown = sum(s.size_diff for s in stats)
     print(f"memory from {n // 10} trials to {n}: RSS +{samples[-1][1] - rss_early:.1f} MB, "
           f"Python heap (tracemalloc) {grown / 2**20:+.1f} MB; largest growth by file:")
-    for stat in stats[:12]:
+    for stat in stats[:10]:
         print(f"  {stat.size_diff / 2**20:+7.2f} MB  {stat.count_diff:+8d} blocks  {stat.traceback[0].filename}")
+    objects = late[1].copy()
+    objects.subtract(early[1])
+    print("  live objects grown by type: " + ", ".join(f"{name} {k:+d}" for name, k in objects.most_common(10)))
 
 
 def _growth(samples: list[tuple[int, float]], n: int) -> str:
