@@ -363,10 +363,11 @@ def test_importing_the_modules_does_not_import_torch() -> None:
 
 def test_public_names() -> None:
     import temporal_ml.storage as storage
-    from temporal_ml.storage import checkpoints, snapshots
+    from temporal_ml.storage import array_cache, checkpoints, snapshots
 
-    assert storage.__all__ == ["SnapshotStore", "CheckpointManager", "load_checkpoint"]
+    assert storage.__all__ == ["SnapshotStore", "CheckpointManager", "load_checkpoint", "ArrayCache"]
     assert storage.SnapshotStore is snapshots.SnapshotStore
+    assert storage.ArrayCache is array_cache.ArrayCache
     assert storage.CheckpointManager is CheckpointManager
     assert storage.load_checkpoint is load_checkpoint
     assert set(storage.__all__) <= set(dir(storage))
