@@ -86,9 +86,11 @@ class PlanRow(BaseModel):
     checkpointed: bool = Field(default=False, exclude_if=lambda v: not v)
 
     @classmethod
-    def of(cls, row: TrialRow) -> PlanRow:
+    def of(cls, row: TrialRow, *, with_params: bool = True) -> PlanRow:
+        """``row``'s plan fields; without its ``params`` (``with_params=False``) for a running
+        trial when the searcher ignores the history: nothing else reads them (smaller requests)."""
         return cls.model_construct(
-            index=row.index, params=row.params, state=row.state, bracket=row.bracket, rung=row.rung or 0,
+            index=row.index, params=row.params if with_params else {}, state=row.state, bracket=row.bracket, rung=row.rung or 0,
             rung_values=list(row.rung_values), rung_seqs=list(row.rung_seqs), step=row.step,
             checkpoint_bytes=row.checkpoint_bytes, deleted=row.deleted,
             checkpointed=row.checkpoint_uri is not None and row.model_sha256 is not None)

@@ -129,7 +129,10 @@ class ScheduledSweep:
         s, t = self._s, self._s.table
         req = PlanRequest(
             scheduler=inp.scheduler, searcher=inp.searcher, space=inp.space, seed=inp.seed,
-            direction=inp.direction, rows=[PlanRow.of(r) for r in s.rows], table_uri=t.uri,
+            direction=inp.direction, table_uri=t.uri,
+            # a running trial's point matters only to a searcher that reads the history (as pending)
+            rows=[PlanRow.of(r, with_params=inp.searcher.uses_history or r.state not in ("training", "evaluating"))
+                  for r in s.rows],
             table_parts=list(t.parts), next_index=s.n_started, max_trials=s.n_trials,
             slots=min(max(slots, 0), MAX_ACTIONS), may_start=not s.stopping and (not s.exhausted or bool(s.queue)),
             queued=list(s.queue), results_seen=s.results_seen, protected=list(s.retry), final=final,

@@ -1117,6 +1117,27 @@ def test_timing_of_a_plan_over_10000_trials(tmp_path: Path) -> None:
           f"{cold_ms:.1f} ms, then {warm_ms:.1f} ms/call")
 
 
+@pytest.mark.parametrize("searcher", [RandomSearcher(), TPESearcher(n_startup=5)], ids=["random", "tpe"])
+def test_running_trials_sent_without_params_change_nothing_for_a_searcher_that_ignores_the_history(
+        searcher: Any) -> None:
+    """The sweep leaves out a running trial's params when its searcher ignores the history: the
+    same answer (promotions, new points, deletions, trials ahead), a smaller request. A searcher that
+    reads the history sees running trials as pending points, so it gets them."""
+    rows = big_sweep(600, 60, seed=5)
+    kw: dict[str, Any] = dict(scheduler=ASHA, searcher=searcher, space=SPACE, seed=0, direction="minimize",
+                              next_index=600, max_trials=700, slots=8, ahead=8)
+    full = PlanRequest(rows=[PlanRow.of(r) for r in rows], **kw)
+    lean = PlanRequest(rows=[PlanRow.of(r, with_params=searcher.uses_history or r.state != "training")
+                             for r in rows], **kw)
+    if searcher.uses_history:
+        assert lean == full
+    else:
+        assert len(lean.model_dump_json()) < len(full.model_dump_json())
+    answer = plan_next(full)
+    assert answer.actions and answer.ahead
+    assert plan_next(lean).model_dump() == answer.model_dump()
+
+
 def test_final_deletes_a_trial_that_failed_toward_its_top_rung_but_keeps_finished_ones() -> None:
     """At the end a trial that reported at its bracket's top rung is a finished model and keeps its
     checkpoints; one that failed toward the top rung (it reported only below it) does not."""
