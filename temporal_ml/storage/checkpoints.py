@@ -10,6 +10,9 @@ Layout of one checkpoint (any fsspec URL as root)::
         manifest.json           written last: step, metrics, sha256 and size of every file
     <root>/<run_id>/resumes.json  how many times the run has resumed (see :meth:`CheckpointManager.record_resume`)
 
+A run may start from a verified copy of another run's checkpoint (:meth:`CheckpointManager.copy_from`,
+the warm start of population-based training); the copy records its source in ``state["meta"]["init_from"]``.
+
 The manifest commits the checkpoint: data files are written under temporary names, renamed into place,
 and only then is the manifest written atomically. A checkpoint without a valid manifest is torn and
 invisible; every file is verified against its sha256 on load, and :meth:`CheckpointManager.latest`
@@ -28,11 +31,12 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from temporal_ml._names import check_name
 from temporal_ml.errors import IntegrityError, NotFoundError
 from temporal_ml.storage import (
+    _ckpt_copy,
     _ckpt_io,
     _ckpt_manifest,
     _ckpt_retention,
@@ -45,12 +49,43 @@ from temporal_ml.storage._ckpt_load import load_checkpoint
 from temporal_ml.storage._ckpt_manifest import FILES, MANIFEST, MODEL_FILE, STATE, step_dirname
 from temporal_ml.types import CheckpointRef
 
+if TYPE_CHECKING:
+    from temporal_ml.types import TrainConfig
+
 __all__ = ["CheckpointManager", "load_checkpoint", "step_dirname", "MANIFEST", "FILES"]
 
 log = logging.getLogger(__name__)
 
 #: The run's resume counter, beside its step directories.
 RESUMES_FILE = "resumes.json"
+
+
+def checkpoint_meta(run_id: str, config_hash: str, snapshot_id: str | None) -> dict[str, Any]:
+    """``state["meta"]`` of a training run's checkpoints: the run, its config hash and snapshot id
+    (what a resume checks before it restores anything)."""
+    return {"run_id": run_id, "config_hash": config_hash, "snapshot_id": snapshot_id}
+
+
+def copy_checkpoint(
+    source: CheckpointRef,
+    *,
+    root: str | os.PathLike[str],
+    run_id: str,
+    config: TrainConfig,
+    snapshot_id: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> CheckpointRef:
+    """Commit a verified copy of ``source`` as the checkpoint of run ``run_id`` (under ``root``) at
+    the same step, stamped for ``config`` on snapshot ``snapshot_id``: a warm start that the run then
+    continues from with ``config`` (see :meth:`CheckpointManager.copy_from`; idempotent).
+
+    Raises:
+        NotFoundError: ``source`` is not committed.
+        IntegrityError: a source file is missing or corrupt; no checkpoint is committed.
+    """
+    manager = CheckpointManager(root, run_id, keep_last=None, storage_options=storage_options)
+    meta = checkpoint_meta(manager.run_id, config.config_hash(), snapshot_id)
+    return manager.copy_from(source, meta=meta)
 
 
 class CheckpointManager:
@@ -200,6 +235,46 @@ class CheckpointManager:
         )
         _ckpt_retention.prune(self.fs, self.run_dir, job.step, policy, self._scan)
         return ref
+
+    def copy_from(
+        self,
+        source: CheckpointRef,
+        *,
+        meta: Mapping[str, Any],
+        source_storage_options: dict[str, Any] | None = None,
+    ) -> CheckpointRef:
+        """Commit a verified copy of another run's checkpoint as this run's checkpoint at its step.
+
+        The warm start of population-based training: the tensor files are copied byte for byte, each
+        checked against the source manifest's sha256 as it streams (the copy's ``model_sha256`` is the
+        source's); ``state.json`` is the source's with ``state["meta"]`` replaced by ``meta`` plus
+        ``meta["init_from"]``: ``{run_id, step, uri, model_sha256, config_hash}`` of the source (its
+        lineage); a new manifest commits the copy last, as every save does. Idempotent: copying again
+        (say after a crash mid-copy, which leaves only an invisible torn directory) commits the same
+        bytes. Nothing is pruned.
+
+        Args:
+            source: a committed checkpoint of any run, on any store.
+            meta: this run's identity for the copy's ``state["meta"]`` (JSON values).
+            source_storage_options: fsspec options of the source's store (default: this store's).
+
+        Returns:
+            The committed copy.
+
+        Raises:
+            NotFoundError: ``source`` is not committed.
+            IntegrityError: a source file is missing or corrupt (the message names it), or the source
+                was overwritten since ``source`` was taken; no checkpoint is committed.
+        """
+        options = self.storage_options if source_storage_options is None else source_storage_options
+        with self._lock:
+            self._drain()
+            directory = self._dir(source.step)
+            with _fs.storage_errors(f"checkpoint {self.fs.unstrip_protocol(directory)}"):
+                body = _ckpt_copy.copy_checkpoint(
+                    self.fs, self.run_dir, self.run_id, source, meta, options
+                )
+            return self._ref(source.step, body)
 
     def check(self) -> None:
         """Raise the error of a failed :meth:`save_async` now, without waiting for a running one.
