@@ -7,6 +7,12 @@ about Temporal: the training activity drives it through a :class:`LoopControl`.
 Exact resume: a checkpoint holds model, optimizer, scheduler and scaler state, every RNG, the
 sampler position and the step counter, taken at a step boundary. Restoring all of it and continuing
 produces bitwise the same weights as never stopping (given deterministic kernels).
+
+Warm start (the exploit step of population-based training): a run given ``init_from`` (another run's
+checkpoint) and no checkpoint of its own at or past that step first commits a verified copy of it as
+its own checkpoint (:meth:`CheckpointManager.copy_from`), then continues from it with its own config:
+weights, optimizer moments, scheduler, scaler, sampler and RNG come from the copy, the optimizer's
+hyperparameters from the new config (see :func:`adopt_optimizer_settings`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 
 from temporal_ml.errors import ConfigError, DivergedError, IntegrityError, NotFoundError
 from temporal_ml.metric_sinks import RunMetrics
-from temporal_ml.storage.checkpoints import CheckpointManager, load_checkpoint
+from temporal_ml.storage.checkpoints import CheckpointManager, checkpoint_meta, load_checkpoint
 from temporal_ml.training.control import LoopControl, StopReason
 from temporal_ml.training.progress import counting_rows
 from temporal_ml.training.rng import (
@@ -37,7 +43,7 @@ from temporal_ml.training.setup_cache import SetupCache
 from temporal_ml.training.trainable import Trainable, TrainContext, TrainSetup
 from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
 
-__all__ = ["TrainingLoop", "LoopResult", "resolve_device"]
+__all__ = ["TrainingLoop", "LoopResult", "resolve_device", "optimizer_settings", "adopt_optimizer_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +96,11 @@ class TrainingLoop:
             resume from a checkpoint of another snapshot is refused (``None``: not checked).
         setup_cache: the worker's setup cache, handed to the trainable (``TrainContext.cache``) with
             ``snapshot_id`` so what it derives from the data is built once per worker, not per run.
+        init_from: another run's checkpoint to warm-start from (see the module docstring); ignored
+            once the run has a committed checkpoint at or past its step. The config may change the
+            training hyperparameters (learning rate, weight decay, dropout, ...), not the shapes of
+            the model or optimizer state, nor ``seed``, ``batch_size`` or the data (the restore
+            refuses those with one-line errors).
     """
 
     def __init__(
@@ -104,8 +115,10 @@ class TrainingLoop:
         control: LoopControl | None = None,
         snapshot_id: str | None = None,
         setup_cache: SetupCache | None = None,
+        init_from: CheckpointRef | None = None,
     ) -> None:
         self.trainable = trainable
+        self.init_from = init_from
         self.snapshot_id = snapshot_id
         self.setup_cache = setup_cache
         self.config = config
@@ -189,9 +202,12 @@ class TrainingLoop:
             "sampler": sampler.state_dict(),
             "counters": {"step": step, "resumes": self.resumes},
             "loss_window": self._window_state(),
-            "meta": {"run_id": self.run_id, "config_hash": self.config_hash,
-                     "snapshot_id": self.snapshot_id},
+            "meta": self._meta(),
         }
+
+    def _meta(self) -> dict[str, Any]:
+        """What a checkpoint of this run records about it (checked by :meth:`_check_compatible`)."""
+        return checkpoint_meta(self.run_id, self.config_hash, self.snapshot_id)
 
     def _window_state(self) -> dict[str, Any]:
         """This process's logging window at the checkpoint: ``{"sum": tensor, "steps": int}``."""
@@ -212,7 +228,9 @@ class TrainingLoop:
 
         Corrupt or missing checkpoints are skipped with a warning, whichever side they are on; with
         none valid the run starts from scratch (which reaches the same weights, only later).
+        A warm start's copy is made first (:meth:`_warm_start`).
         """
+        self._warm_start()
         found = self.checkpoints.load_latest_valid()
         for hint in sorted(hints, key=lambda h: -h.step):
             if found is not None and hint.step <= found[0].step:
@@ -225,6 +243,23 @@ class TrainingLoop:
         if found is not None:
             self._check_compatible(found[0], found[1]["meta"])
         return found
+
+    def _warm_start(self) -> None:
+        """Copy ``init_from`` into this run's directory, unless the run already has a committed
+        checkpoint at or past its step (a resumed run ignores ``init_from``); continuing from the
+        copy is then planned, not a recovery."""
+        source = self.init_from
+        if source is None or not self.writes_checkpoints:
+            return
+        if any(ref.step >= source.step for ref in self.checkpoints.list()):
+            log.info("run %s has checkpoints at or past step %d: init_from %s is ignored",
+                     self.run_id, source.step, source.uri)
+            return
+        copy = self.checkpoints.copy_from(source, meta=self._meta())
+        log.info("run %s warm-starts from %s (run %s, step %d)", self.run_id, copy.uri,
+                 source.run_id, source.step)
+        if self.control.continues_from is None or self.control.continues_from > source.step:
+            self.control.continues_from = source.step
 
     def _check_compatible(self, ref: CheckpointRef, meta: Mapping[str, Any]) -> None:
         """Refuse to resume from a checkpoint of another trajectory (config or snapshot)."""
@@ -242,10 +277,24 @@ class TrainingLoop:
             )
 
     def _restore(self, setup: TrainSetup, sampler: Any, state: dict[str, Any]) -> int:
-        setup.model.load_state_dict(state["model"])
-        setup.optimizer.load_state_dict(state["optimizer"])
+        # a warm start's copy (another run's state): the optimizer's settings are this config's
+        lineage = _lineage(state)
+        fresh = optimizer_settings(setup.optimizer) if lineage is not None else None
+        try:
+            setup.model.load_state_dict(state["model"])
+            setup.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            if lineage is None:
+                raise
+            reason = " ".join(str(exc).split())[:300]
+            raise ConfigError(
+                f"run {self.run_id!r} cannot start from {lineage.get('uri')}: its state does not fit "
+                f"this config ({reason}); a warm start may change training hyperparameters, not shapes"
+            ) from None
         if setup.scheduler is not None and state["scheduler"] is not None:
             setup.scheduler.load_state_dict(state["scheduler"])
+        if fresh is not None:
+            adopt_optimizer_settings(setup.optimizer, setup.scheduler, fresh)
         if setup.scaler is not None and state["scaler"] is not None:
             setup.scaler.load_state_dict(state["scaler"])
         sampler.load_state_dict(state["sampler"])
@@ -293,7 +342,9 @@ class TrainingLoop:
             # each checkpoint and in the run's resume record, written before training goes on, so
             # two starts from the same checkpoint (the first killed before its next save) count twice.
             planned = self.control.continues_from is not None and resumed_from.step >= self.control.continues_from
-            self.resumes = int(found[1]["counters"].get("resumes", 0)) + (0 if planned else 1)
+            # a warm start's copy carries the resume count of the run it was copied from, not ours
+            prior = 0 if _lineage(found[1]) is not None else int(found[1]["counters"].get("resumes", 0))
+            self.resumes = prior + (0 if planned else 1)
             if self.writes_checkpoints:
                 self.resumes = max(self.resumes, self.checkpoints.recorded_resumes() + (0 if planned else 1))
                 self.checkpoints.record_resume(self.resumes)
@@ -439,3 +490,52 @@ class TrainingLoop:
             raise ConfigError(f"eval_split {split!r} is not in the snapshot (splits: {sorted(self.data)})")
         metrics = self.trainable.evaluate(setup, self.data[split])
         return {f"eval_{k}": float(v) for k, v in metrics.items()}
+
+
+def _lineage(state: Mapping[str, Any]) -> Any:
+    """``meta["init_from"]`` of a warm start's copy (the checkpoint it was copied from), else ``None``."""
+    meta = state.get("meta")
+    return meta.get("init_from") if isinstance(meta, Mapping) else None
+
+
+def optimizer_settings(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Every param group's settings (all keys but ``params``): what the config sets (lr, betas, ...)."""
+    return [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+
+
+def adopt_optimizer_settings(
+    optimizer: torch.optim.Optimizer, scheduler: Any, fresh: Sequence[Mapping[str, Any]]
+) -> None:
+    """After loading another config's optimizer (and scheduler) state, set the hyperparameters of
+    this config (``fresh``: :func:`optimizer_settings` of the optimizer as built) while keeping the
+    loaded state (moments, step counts, the schedule's position).
+
+    Every group setting but ``lr`` is ``fresh``'s. The learning rate: with a scheduler that has
+    ``base_lrs``, its ``base_lrs`` become the fresh groups' ``initial_lr`` and each group's current
+    ``lr`` is scaled by new base / old base (exact for multiplicative schedules: ``LambdaLR``,
+    ``StepLR``, exponential, linear warm-up and decay); without such a scheduler, ``lr`` is
+    ``fresh``'s. With the loaded config's own settings this changes nothing.
+
+    Raises:
+        ConfigError: the optimizer has another number of param groups than ``fresh``.
+    """
+    groups = optimizer.param_groups
+    if len(groups) != len(fresh):
+        raise ConfigError(f"the checkpoint's optimizer has {len(groups)} param groups, this config's "
+                          f"{len(fresh)}")
+    old_bases = list(getattr(scheduler, "base_lrs", None) or [])
+    scaled = len(old_bases) == len(groups)
+    rescaled = False
+    for i, (group, new) in enumerate(zip(groups, fresh, strict=True)):
+        group.update({k: v for k, v in new.items() if k != "lr"})
+        if not scaled:
+            group["lr"] = new["lr"]
+            continue
+        new_base, old_base = new.get("initial_lr", new["lr"]), old_bases[i]
+        if new_base != old_base:  # the same base: the loaded lr stays, bit for bit
+            group["lr"] = group["lr"] * (new_base / old_base) if old_base else new["lr"]
+            rescaled = True
+    if scaled:
+        scheduler.base_lrs = [new.get("initial_lr", new["lr"]) for new in fresh]
+        if rescaled and hasattr(scheduler, "_last_lr"):
+            scheduler._last_lr = [group["lr"] for group in groups]
