@@ -47,6 +47,8 @@ class RankSpec:
     threads: int
     #: see :attr:`temporal_ml.training.control.LoopControl.continues_from`
     continues_from: int | None = None
+    #: another run's checkpoint to warm-start from (see :class:`temporal_ml.training.loop.TrainingLoop`)
+    init_from: CheckpointRef | None = None
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -103,7 +105,8 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
 
         def on_start(step: int, ref: CheckpointRef | None) -> None:
             events.write("start", step=step, resumes=control.recorded_resumes,
-                         resumed_from=ref.model_dump(mode="json") if ref else None)
+                         resumed_from=ref.model_dump(mode="json") if ref else None,
+                         continues_from=control.continues_from)
 
         def on_progress(p: TrainProgress) -> None:
             events.write("progress", **p.model_dump(mode="json", include={
@@ -131,6 +134,7 @@ def run_rank(spec: RankSpec) -> dict[str, Any] | None:
             local_rank=int(os.environ.get("LOCAL_RANK", rank)), stop_file=gang / "stop",
             # a rank lives for one training: the store's setup cache spares it the data set-up
             setup_cache=SetupCache.for_worker(getattr(spec.snapshot_store, "array_cache", lambda: None)()),
+            init_from=spec.init_from,
         )
         result = loop.run(resume_hint=list(spec.hints))
         checkpoints.close()

@@ -110,6 +110,8 @@ class GangSupervisor:
         control: stop requests in, the gang's progress and checkpoints out.
         stop_grace_seconds: how long a stop request waits for the gang's own checkpoint-and-stop
             before the gang is killed (its last committed checkpoint then stands).
+        init_from: another run's checkpoint to warm-start from (rank 0 copies it; see
+            :class:`temporal_ml.training.loop.TrainingLoop`).
     """
 
     def __init__(self, trainable: Trainable, config: TrainConfig, *, run_id: str,
@@ -117,7 +119,7 @@ class GangSupervisor:
                  storage_options: dict[str, Any] | None = None, metrics_path: Path | None = None,
                  control: LoopControl | None = None, stop_grace_seconds: float = 60.0,
                  nodes: int = 1, node_rank: int = 0, rendezvous: str | None = None,
-                 gang_id: str | None = None) -> None:
+                 gang_id: str | None = None, init_from: CheckpointRef | None = None) -> None:
         self.trainable, self.config, self.run_id = trainable, config, run_id
         self.snapshot_store, self.snapshot = snapshot_store, snapshot
         self.checkpoint_root, self.storage_options = checkpoint_root, storage_options
@@ -131,6 +133,7 @@ class GangSupervisor:
                               "node 0) and a gang id shared by every node")
         self.nodes, self.node_rank = nodes, node_rank
         self.rendezvous, self.gang_id = rendezvous, gang_id
+        self.init_from = init_from
 
     def _threads(self) -> int:
         if self.config.threads_per_rank is not None:
@@ -163,6 +166,7 @@ class GangSupervisor:
             metrics_path=str(self.metrics_path) if self.metrics_path else None,
             hints=tuple(h for h in resume_hint if h is not None), gang_dir=str(gang),
             parent_pid=os.getpid(), threads=self._threads(), continues_from=self.control.continues_from,
+            init_from=self.init_from,
         )
         launch = LaunchConfig(
             min_nodes=self.nodes, max_nodes=self.nodes, nproc_per_node=self.config.world_size,
@@ -242,6 +246,8 @@ class _Relay:
         kind = e.pop("event")
         if kind == "start":
             ref = e["resumed_from"]
+            if e.get("continues_from") is not None:  # rank 0 made a warm start's copy: a planned start
+                self.control.continues_from = e["continues_from"]
             self.control.started(e["step"], CheckpointRef.model_validate(ref) if ref else None,
                                  resumes=e["resumes"])
         elif kind == "progress":

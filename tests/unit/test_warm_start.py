@@ -306,3 +306,29 @@ def test_a_copy_made_beforehand_continues_as_planned_with_the_new_config(tmp_pat
         result = loop.run(resume_hint=[copy])
         assert result.resumed_from == copy and loop.resumes == 0
         assert result.checkpoint.model_sha256 == expected.checkpoint.model_sha256
+
+
+# -- the data-parallel path: rank 0 copies, every rank restores the copy with the new config ---------
+
+
+@pytest.mark.slow
+def test_a_gang_of_two_ranks_warm_starts_from_a_single_process_checkpoint(tmp_path: Path) -> None:
+    from temporal_ml.distributed.supervisor import GangSupervisor
+    from temporal_ml.storage.snapshots import SnapshotStore
+
+    store = SnapshotStore(str(tmp_path / "store"))
+    snap = store.put(DATA)
+    source = _loop(tmp_path / "ckpt", _config(), "b", control=_stop_at(STEP)).run().checkpoint
+    new = _config(hparams={"lr": 0.05}, world_size=2, threads_per_rank=1, keep_last=5)
+    control = LoopControl()
+    result = GangSupervisor(MLPTrainable(), new, run_id="a", snapshot_store=store, snapshot=snap,
+                            checkpoint_root=str(tmp_path / "ckpt"), control=control,
+                            metrics_path=tmp_path / "a.jsonl", init_from=source).run()
+    assert result.step == 40 and result.resumed_from is not None and result.resumed_from.step == STEP
+    assert result.resumed_from.model_sha256 == source.model_sha256
+    assert control.continues_from == STEP and control.recorded_resumes == 0  # planned, relayed
+    copy = load_checkpoint(result.resumed_from)
+    assert copy["meta"]["init_from"]["run_id"] == "b"
+    final = load_checkpoint(result.checkpoint)
+    assert final["scheduler"]["base_lrs"] == [0.05] and final["ranks"]["world_size"] == 2
+    assert "continue" in (tmp_path / "a.jsonl").read_text()
