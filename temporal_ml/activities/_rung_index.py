@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from temporal_ml.search import AshaScheduler, Direction, RungTable
+from temporal_ml.search import Direction, RungTable, SweepScheduler
 from temporal_ml.search._rungs import Bracket, Rung
 from temporal_ml.sweeps import trial_name
 
@@ -72,7 +72,7 @@ class RungIndex:
             finite value at the highest rung reached, else running, else neither.
     """
 
-    def __init__(self, scheduler: AshaScheduler, direction: Direction) -> None:
+    def __init__(self, scheduler: SweepScheduler, direction: Direction) -> None:
         template = scheduler.new_table(direction)
         self.direction: Direction = direction
         self._budgets = [[r.budget for r in bracket.rungs] for bracket in template.brackets]
@@ -233,7 +233,7 @@ _WRITTEN: OrderedDict[tuple[str, str, str], _Written] = OrderedDict()  # the mos
 _WRITTEN_LOCK = threading.Lock()
 
 
-def written_index(uri: str, parts: list[str], scheduler: AshaScheduler, direction: Direction,
+def written_index(uri: str, parts: list[str], scheduler: SweepScheduler, direction: Direction,
                   storage_options: dict[str, Any] | None, convert: Any) -> RungIndex:
     """A copy of the index of the rows written in ``parts`` of the table at ``uri`` (each part
     verified against its digest; ``convert(raw_row, part)`` makes the row the index keeps). Parts

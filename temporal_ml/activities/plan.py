@@ -41,10 +41,14 @@ from temporal_ml.search import (
     AshaScheduler,
     Direction,
     LadderDecision,
+    PbtScheduler,
     RungTable,
     SearchExhausted,
     SearchSpace,
+    SweepScheduler,
     TrialRecord,
+    explore,
+    pbt_round,
 )
 from temporal_ml.sweeps import (
     RungCount,
@@ -124,7 +128,7 @@ class PlanRequest(BaseModel):
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
-    scheduler: AshaScheduler
+    scheduler: SweepScheduler
     searcher: AnySearcher
     space: SearchSpace
     seed: int
@@ -150,7 +154,11 @@ class PlanAction(BaseModel):
     """Start trial ``index`` (new: its ``params``) or promote it, toward ``rung`` of ``bracket``
     (``budget`` steps), and why: ``reason`` (the scheduler's audit line) and ``note`` (the short
     form the trial's row keeps). ``row``: a promoted trial's row as the results table holds it (the
-    sweep no longer held it)."""
+    sweep no longer held it).
+
+    Population-based training: a promotion with a ``donor`` is an exploit: the trial goes on from a
+    copy of trial ``donor``'s checkpoint (``donor_row`` as the table holds it, when the sweep no
+    longer holds it) with ``params`` explored from the donor's."""
 
     model_config = ConfigDict(ser_json_inf_nan="strings")
 
@@ -165,6 +173,8 @@ class PlanAction(BaseModel):
     source: Literal["searcher", "user"] = "searcher"
     audit: SuggestionAudit | None = None
     row: TrialRow | None = None
+    donor: int | None = Field(default=None, exclude_if=lambda v: v is None)
+    donor_row: TrialRow | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Deletion(BaseModel):
@@ -311,6 +321,11 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
         next_index += 1
         return action
 
+    if isinstance(req.scheduler, PbtScheduler):
+        _plan_pbt(req, req.scheduler, rows, written, new_trial, lambda: next_index, out)
+        _deletions(req, table, indexed, written, set(), out)
+        out.rungs = _rung_counts(table)
+        return out
     for _ in range(0 if req.final else req.slots):
         may_start = req.may_start and out.exhausted is None and next_index < req.max_trials
         decision = req.scheduler.next(table, may_start=may_start)
@@ -339,16 +354,90 @@ def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -
             and len(out.actions) == req.slots):
         _plan_ahead(req, table, new_trial, lambda: next_index, out)
     _deletions(req, table, indexed, written, promoted_now, out)
-    out.rungs = [RungCount(bracket=b, rung=k, budget=r.budget, results=len(r.results),
-                           promoted=len(r.promoted), running=len(r.running))
-                 for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
+    out.rungs = _rung_counts(table)
     return out
+
+
+def _rung_counts(table: RungTable) -> list[RungCount]:
+    return [RungCount(bracket=b, rung=k, budget=r.budget, results=len(r.results),
+                      promoted=len(r.promoted), running=len(r.running))
+            for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
+
+
+def _plan_pbt(req: PlanRequest, pbt: PbtScheduler, rows: dict[int, PlanRow | WrittenRow],
+              written: Callable[[int], TrialRow | None], new_trial: Callable[[LadderDecision], PlanAction | None],
+              next_index: Callable[[], int], out: PlanResult) -> None:
+    """Population-based training in synchronous rounds (:mod:`temporal_ml.search._pbt`): the
+    population starts at round 0; once every member reported a round (or failed in it), each is
+    continued or exploits a better one, exploits first (the sweep copies their checkpoints before it
+    starts anything, so no donor trains on, and prunes the checkpoint copied, meanwhile)."""
+    budgets = pbt.budgets()
+    last = len(budgets) - 1
+    protected = set(req.protected)  # failed trials the sweep runs again: still running, for the rounds
+    live = [r for r in sorted(rows.values(), key=lambda r: r.index) if r.state != "stopped"]
+    for k in range(last + 1):
+        members = [r for r in live if r.rung >= k and len(r.rung_values) >= k]
+        busy = any(r.rung == k and (r.running or r.index in protected) for r in members)
+        starting = k == 0 and req.may_start and next_index() < req.max_trials and out.exhausted is None
+        if k == 0 and starting and not req.final:
+            while len(out.actions) < req.slots and next_index() < req.max_trials:
+                action = new_trial(LadderDecision(
+                    action="start", rung=0, budget=budgets[0],
+                    reason=f"population-based training: member {next_index() + 1} of {req.max_trials} "
+                           f"starts round 0 ({budgets[0]} steps)"))
+                if action is None:
+                    break
+                out.actions.append(action)
+            return
+        if busy or starting:
+            return  # the round runs: its decisions wait for every member
+        if k == last:
+            out.done = not out.actions
+            return
+        values = {r.index: r.rung_values[k] if len(r.rung_values) > k else math.nan for r in members}
+        decisions = pbt_round(values, req.direction, seed=req.seed, round=k, quantile=pbt.quantile)
+        pending = [d for d in decisions if rows[d.index].rung == k and not (
+            d.donor is None and len(rows[d.index].rung_values) <= k)]  # (a failed member kept: it is out)
+        if not pending:
+            continue
+        if req.final:
+            return
+        for d in pending[:req.slots]:
+            row = rows[d.index]
+            nxt = budgets[k + 1]
+            head = (f"round {k} ({budgets[k]} steps): {trial_name(d.index)} ranks {d.rank} of {d.size} "
+                    f"({_value(d.value)})")
+            if d.donor is None:
+                out.actions.append(PlanAction(
+                    action="promote", index=d.index, bracket=0, rung=k + 1, budget=nxt, params=row.params,
+                    reason=f"{head}: it continues to {nxt} steps", row=written(d.index),
+                    note=f"round {k}: ranked {d.rank} of {d.size}, continues to {nxt} steps"))
+                continue
+            donor = rows[d.donor]
+            params, changes = explore(pbt, req.space, donor.params, seed=req.seed, round=k, index=d.index)
+            out.actions.append(PlanAction(
+                action="promote", index=d.index, bracket=0, rung=k + 1, budget=nxt, params=params,
+                reason=(f"{head}: it exploits {trial_name(d.donor)} (ranked {_rank_of(decisions, d.donor)}, "
+                        f"{_value(values[d.donor])}) and explores: {'; '.join(changes) or 'nothing changed'}"),
+                note=(f"round {k}: ranked {d.rank} of {d.size}, exploits {trial_name(d.donor)}: "
+                      f"{'; '.join(changes) or 'same params'}"),
+                row=written(d.index), donor=d.donor, donor_row=written(d.donor)))
+        return
+
+
+def _rank_of(decisions: list[Any], index: int) -> int:
+    return next(d.rank for d in decisions if d.index == index)
+
+
+def _value(value: float) -> str:
+    return "failed" if math.isnan(value) else f"{value:.4g}"
 
 
 def _plan_ahead(req: PlanRequest, table: RungTable, new_trial: Callable[[LadderDecision], PlanAction | None],
                 next_index: Callable[[], int], out: PlanResult) -> None:
     """Up to ``req.ahead`` new trials after the actions (the scheduler had nothing to promote), and
     each rung's watch; the searcher running out here is found again by the next plan."""
+    assert isinstance(req.scheduler, AshaScheduler)  # (a sweep asks ahead only with ASHA)
     for _ in range(req.ahead):
         decision = req.scheduler.next(table, may_start=req.may_start and next_index() < req.max_trials)
         if decision.action != "start":
@@ -369,7 +458,7 @@ def _plan_ahead(req: PlanRequest, table: RungTable, new_trial: Callable[[LadderD
             out.watch.append(RungWatch(bracket=b, rung=k, results=len(rung.results), cutoff=cutoff, top=top))
 
 
-def rung_table(rows: Any, scheduler: AshaScheduler, direction: Direction) -> RungTable:
+def rung_table(rows: Any, scheduler: SweepScheduler, direction: Direction) -> RungTable:
     """The rung table the rows describe: each rung's results in the order reported, the trials
     promoted from it (they trained toward a higher rung) and those training toward it."""
     index = RungIndex(scheduler, direction)
@@ -398,7 +487,7 @@ def _deletions(req: PlanRequest, table: RungTable, indexed: RungIndex,
             if row.deleted or row.index in keep or len(row.rung_values) > top or not row.checkpointed:
                 continue  # (a trial that reported at its top rung is a finished model: it keeps them)
             chosen.append((row.index, f"{trial_name(row.index)} ended below the top rung: its checkpoints go"))
-    elif req.delete_unpromotable:
+    elif req.delete_unpromotable and isinstance(req.scheduler, AshaScheduler):  # (PBT: every member goes on)
         for tid, rung in req.scheduler.dead(table, max_trials=req.max_trials):
             row = rows[int(tid[1:])]
             if row.deleted or row.index in keep or row.rung != rung or not row.checkpointed:

@@ -19,12 +19,14 @@ from temporalio.service import RPCError
 
 from temporal_ml.activities.plan import PLAN, PlanRequest, PlanResult, plan_next
 from temporal_ml.search import AnySearcher, Direction, SearchExhausted, SearchSpace, TrialRecord
-from temporal_ml.types import CheckpointRef, TrainProgress
+from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
 
 __all__ = [
     "SweepActivities",
     "STOP_RUN",
     "DELETE_RUN_CHECKPOINTS",
+    "COPY_RUN_CHECKPOINT",
+    "CopyCheckpointRequest",
     "StopRunRequest",
     "DeleteCheckpointsRequest",
     "DeleteCheckpointsResult",
@@ -43,6 +45,8 @@ __all__ = [
 STOP_RUN = "temporal_ml.sweep.stop_run"
 WRITE_TABLE_PART = "temporal_ml.sweep.write_table_part"
 DELETE_RUN_CHECKPOINTS = "temporal_ml.sweep.delete_run_checkpoints"
+#: Population-based training's exploit: copy a member's checkpoint into another member's new run.
+COPY_RUN_CHECKPOINT = "temporal_ml.sweep.copy_run_checkpoint"
 #: The activity that computes a searcher's suggestion once (on the sweep's task queue); its result
 #: is recorded in the sweep's history, so a replay (or a worker with other searcher code) reuses it.
 SUGGEST = "temporal_ml.sweep.suggest"
@@ -89,6 +93,18 @@ class DeleteCheckpointsRequest(BaseModel):
 
     checkpoint: CheckpointRef
     dry_run: bool = False
+
+
+class CopyCheckpointRequest(BaseModel):
+    """Copy checkpoint ``source`` into run ``run_id`` (beside the source's run, at the same step),
+    for ``config`` (the run's config: the copy carries its hash) on snapshot ``snapshot_id``."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    source: CheckpointRef
+    run_id: str
+    config: TrainConfig
+    snapshot_id: str | None = None
 
 
 class DeleteCheckpointsResult(BaseModel):
@@ -280,7 +296,7 @@ class SweepActivities:
     def activities(self) -> list[Callable[..., Any]]:
         """The activity callables to register on an orchestration worker."""
         return [self.stop_run, self.delete_run_checkpoints, self.write_table_part, self.suggest,
-                self.write_sweep_part, self.await_child, self.plan]
+                self.write_sweep_part, self.await_child, self.plan, self.copy_run_checkpoint]
 
     @activity.defn(name=PLAN)
     def plan(self, req: PlanRequest) -> PlanResult:
@@ -383,6 +399,27 @@ class SweepActivities:
         if not req.dry_run:
             fs.rm(path, recursive=True)
         return DeleteCheckpointsResult(directory=directory, bytes=size)
+
+    @activity.defn(name=COPY_RUN_CHECKPOINT)
+    def copy_run_checkpoint(self, req: CopyCheckpointRequest) -> CheckpointRef:
+        """Copy ``req.source`` into run ``req.run_id`` beside it, every file verified against the
+        source's digests (idempotent: a retry finishes or finds the copy); answers the copy."""
+        from temporal_ml.errors import IntegrityError, NotFoundError
+        from temporal_ml.storage.checkpoints import CheckpointManager
+
+        uri = req.source.uri.rstrip("/")
+        run_dir = uri.rsplit("/", 1)[0]
+        if run_dir.rsplit("/", 1)[-1] != req.source.run_id:
+            raise ApplicationError(f"{uri} is not a checkpoint of run {req.source.run_id!r}",
+                                   type="ConfigError", non_retryable=True)
+        root = run_dir.rsplit("/", 1)[0]
+        try:
+            target = CheckpointManager(root, req.run_id, keep_last=None, storage_options=self.storage_options)
+            return target.copy_from(req.source, meta={"run_id": req.run_id, "config_hash": req.config.config_hash(),
+                                                      "snapshot_id": req.snapshot_id})
+        except (IntegrityError, NotFoundError) as exc:
+            raise ApplicationError(f"the exploit cannot copy {uri}: {exc}", type=type(exc).__name__,
+                                   non_retryable=True) from None
 
     @activity.defn(name=WRITE_TABLE_PART)
     def write_table_part(self, req: TablePartRequest) -> str:

@@ -41,6 +41,7 @@ from temporal_ml.search._pareto import (
     non_dominated_sort,
     pareto_front,
 )
+from temporal_ml.search._pbt import PbtDecision, PbtScheduler, explore, pbt_round
 from temporal_ml.search._random import RandomSearcher
 from temporal_ml.search._registry import (
     AnySearcher,
@@ -68,6 +69,9 @@ for _builtin in (RandomSearcher, GridSearcher, TPESearcher, NSGAIISearcher, BOHB
 
 AnyScheduler = Annotated[AshaScheduler | SuccessiveHalvingScheduler, Field(discriminator="kind")]
 """Any built-in multi-fidelity scheduler, as a field type (JSON carries its ``kind``)."""
+
+SweepScheduler = Annotated[AshaScheduler | PbtScheduler, Field(discriminator="kind")]
+"""A durable sweep's scheduler (``SweepInput.scheduler``): ASHA or population-based training."""
 
 __all__ = [
     # spaces
@@ -112,5 +116,11 @@ __all__ = [
     "Bracket",
     "Rung",
     "ladder_budgets",
+    # population-based training
+    "PbtScheduler",
+    "PbtDecision",
+    "pbt_round",
+    "explore",
+    "SweepScheduler",
     "bohb",
 ]

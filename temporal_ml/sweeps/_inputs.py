@@ -10,8 +10,10 @@ from temporal_ml.search import (
     AnySearcher,
     AshaScheduler,
     Direction,
+    PbtScheduler,
     RandomSearcher,
     SearchSpace,
+    SweepScheduler,
 )
 from temporal_ml.sweeps._state import LadderState, SweepState, concurrency_cap
 from temporal_ml.types import (
@@ -20,6 +22,10 @@ from temporal_ml.types import (
     SnapshotRef,
     TrainConfig,
 )
+
+#: The largest population of a sweep with population-based training: each round's decisions read
+#: every member's row.
+PBT_POPULATION_MAX = 1000
 
 
 class _SweepCommon(BoundaryModel):
@@ -92,8 +98,10 @@ class SweepInput(_SweepCommon):
             ``resume`` re-runs it. Add the names of your own exception types.
         no_worker_timeout_seconds: how long a trial's activity may wait for a worker before the
             sweep pauses (``None``: wait forever).
-        scheduler: train in rungs (ASHA, optionally with Hyperband brackets; ``None``: every
-            trial trains to ``base.max_steps``). Each trial is one training run continued from rung
+        scheduler: train in rungs (:class:`~temporal_ml.search.AshaScheduler`, optionally with
+            Hyperband brackets, or population-based training,
+            :class:`~temporal_ml.search.PbtScheduler`, whose rounds are rungs and whose population is
+            ``n_trials``; ``None``: every trial trains to ``base.max_steps``). Each trial is one training run continued from rung
             to rung (``max_steps`` the rung's budget, ``schedule_steps`` the largest), so a promoted
             trial follows the very trajectory of one trained straight; ``n_trials`` counts new
             trials (promotions are extra work). Decisions come from the ``PLAN`` activity and are
@@ -110,7 +118,7 @@ class SweepInput(_SweepCommon):
     n_trials: int = Field(ge=1, le=100_000)
     evaluate_in_training: bool = False
     report_progress: bool = True
-    scheduler: AshaScheduler | None = None
+    scheduler: SweepScheduler | None = None
     delete_unpromotable: bool = True
     checkpoint_budget_bytes: int | None = Field(default=None, ge=0)
     carried: SweepState | None = None
@@ -126,7 +134,17 @@ class SweepInput(_SweepCommon):
             for name in ("max_steps", "schedule_steps"):
                 if name in self.space.params:
                     raise ValueError(f"parameter {name!r}: a scheduler sets it from its rung budgets")
-        elif self.checkpoint_budget_bytes is not None:
+        if isinstance(self.scheduler, PbtScheduler):
+            problem = self.scheduler.problem_with(self.space)
+            if problem:
+                raise ValueError(f"scheduler: {problem}")
+            if self.n_trials < 2 or self.n_trials > PBT_POPULATION_MAX:
+                raise ValueError(f"n_trials {self.n_trials}: population-based training needs a population "
+                                 f"of 2 to {PBT_POPULATION_MAX} trials")
+            if self.checkpoint_budget_bytes is not None:
+                raise ValueError("checkpoint_budget_bytes works with ASHA, not with population-based training "
+                                 "(every member keeps its latest checkpoint for the next round)")
+        elif self.scheduler is None and self.checkpoint_budget_bytes is not None:
             raise ValueError("checkpoint_budget_bytes needs a scheduler (every other trial keeps its run)")
         return self
 

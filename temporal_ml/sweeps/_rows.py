@@ -100,6 +100,11 @@ class TrialRow(BaseModel):
         decisions: the scheduler's audit lines that started and promoted it.
         checkpoint_bytes: its checkpoints' bytes when last measured (a byte budget); ``deleted``:
             its checkpoints were deleted (it can no longer be promoted, or for the byte budget).
+
+    With population-based training (the rounds are its rungs):
+        branch: the round from which it trains in a run of its own (``<run>--tNNNN--b<branch>``),
+            begun from a copy of a better member's checkpoint when it exploited that member
+            (``None``: its first run, ``<run>--tNNNN``).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
@@ -131,6 +136,7 @@ class TrialRow(BaseModel):
     decisions: list[str] = Field(default_factory=list, exclude_if=_empty)
     checkpoint_bytes: int = Field(default=0, exclude_if=_zero)
     deleted: bool = Field(default=False, exclude_if=_empty)
+    branch: int | None = Field(default=None, exclude_if=_none)
 
     @property
     def name(self) -> str:

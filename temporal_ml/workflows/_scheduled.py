@@ -41,11 +41,14 @@ with workflow.unsafe.imports_passed_through():
         RungWatch,
     )
     from temporal_ml.activities.sweep import (
+        COPY_RUN_CHECKPOINT,
         DELETE_RUN_CHECKPOINTS,
+        CopyCheckpointRequest,
         DeleteCheckpointsRequest,
         DeleteCheckpointsResult,
     )
     from temporal_ml.errors import root_message
+    from temporal_ml.search import AshaScheduler
     from temporal_ml.sweeps import (
         ScheduledSummary,
         SweepInput,
@@ -98,6 +101,7 @@ class ScheduledSweep:
     _watch: dict[tuple[int, int], RungWatch]  # its rungs, with the results kept since
     _ahead_at: int  # ``_changes`` while they stay the plan's decision
     _in_flight: list[tuple[int, int, float]] | None  # results (bracket, rung, value) while a plan runs
+    _copied: dict[int, CheckpointRef]  # population-based training: each exploit's copy, by trial
 
     # the sweep provides these
     def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
@@ -110,8 +114,15 @@ class ScheduledSweep:
         return self._s.scheduled
 
     def run_id_of(self, index: int) -> str:
-        """The training run id (checkpoint directory) of trial ``index``: the same for every rung."""
+        """The training run id (checkpoint directory) of trial ``index``: the same for every rung
+        (with population-based training, until it exploits another: :meth:`run_dir`)."""
         return f"{self._run_id}--{trial_name(index)}"
+
+    def run_dir(self, row: TrialRow) -> str:
+        """The run id the trial trains in now: ``<run>--tNNNN``, or after an exploit of population-based
+        training ``<run>--tNNNN--b<round>`` (begun from a copy of the donor's checkpoint)."""
+        base = self.run_id_of(row.index)
+        return base if row.branch is None else f"{base}--b{row.branch}"
 
     def rung_config(self, inp: SweepInput, row: TrialRow) -> TrainConfig:
         """The trial's config for its rung: ``max_steps`` the rung's budget, the schedule over the
@@ -162,7 +173,7 @@ class ScheduledSweep:
     def _keep(self, bracket: int, rung: int, value: float) -> bool:
         """Whether a result at ``rung`` of ``bracket`` keeps the latest plan's promotions (and
         the rung's watch counts it)."""
-        assert self._inp is not None and self._inp.scheduler is not None
+        assert self._inp is not None and isinstance(self._inp.scheduler, AshaScheduler)
         watch = self._watch.get((bracket, rung))
         if watch is None or not watch.keeps(value, self._inp.direction, eta=self._inp.scheduler.eta):
             return False
@@ -218,6 +229,15 @@ class ScheduledSweep:
         if got.exhausted is not None and not s.exhausted:
             workflow.logger.info("sweep %s: %s", self._run_id, got.exhausted)
             s.exhausted = True
+        copies = {a.index: a for a in got.actions if a.donor is not None}
+        if copies:  # before anything starts: no donor trains on (and prunes what is copied) meanwhile
+            try:
+                copied = await asyncio.gather(*(self._exploit_copy(inp, a, snapshot) for a in copies.values()))
+            except ActivityError as err:  # resume plans again: the same exploits, copied again
+                s.paused, s.pause_reason = True, f"an exploit's checkpoint copy failed: {root_message(err)}"
+                workflow.logger.error("sweep %s paused: %s", self._run_id, s.pause_reason)
+                return False, True
+            self._copied = dict(zip(copies, copied, strict=True))
         applied = 0
         searcher_starts = 0
         for action in got.actions:
@@ -253,13 +273,58 @@ class ScheduledSweep:
             self._live[row.index] = row
         else:
             row = self._live.get(action.index) or self._bring_back(action.row, action.index)
+            copied = self._exploit(row, action) if action.donor is not None else ""
             row.state, row.error = "training", None
             row.metrics, row.trained, row.finished = {}, None, None  # the next rung's come (small rows)
             row.deleted = False  # deleted for the byte budget: it trains again to its rung, the same way
         row.rung, row.max_steps = action.rung, action.budget
-        row.decisions.append(action.note or action.reason)
-        self._summary.note(action.reason)
+        row.decisions.append((action.note or action.reason) + copied if action.action == "promote" else
+                             action.note or action.reason)
+        if action.donor is None:  # (an exploit's line, with the digests, is noted as it applies)
+            self._summary.note(action.reason)
         self._start_trial(inp, row, snapshot)
+
+    # -- population-based training -------------------------------------------------------------------
+
+    def _donor_ref(self, action: PlanAction) -> CheckpointRef:
+        """The checkpoint an exploit copies: the donor's at the end of the round."""
+        assert action.donor is not None
+        donor = self._live.get(action.donor) or action.donor_row
+        assert donor is not None and donor.checkpoint_uri is not None and donor.model_sha256 is not None, \
+            f"the plan named donor {trial_name(action.donor)} without its checkpoint"
+        return CheckpointRef(run_id=self.run_dir(donor), step=donor.step, uri=donor.checkpoint_uri,
+                             model_sha256=donor.model_sha256)
+
+    async def _exploit_copy(self, inp: SweepInput, action: PlanAction, snapshot: SnapshotRef) -> CheckpointRef:
+        """Copy the donor's checkpoint into the run the trial goes on in (verified; idempotent)."""
+        row = self._live.get(action.index) or action.row
+        assert row is not None and inp.scheduler is not None
+        config = self.rung_config(inp, row.model_copy(update={"params": action.params, "max_steps": action.budget}))
+        target = f"{self.run_id_of(action.index)}--b{action.rung}"
+        copied: CheckpointRef = await workflow.execute_activity(
+            COPY_RUN_CHECKPOINT, CopyCheckpointRequest(source=self._donor_ref(action), run_id=target, config=config,
+                                                       snapshot_id=snapshot.id),
+            result_type=CheckpointRef, start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError", "IntegrityError"]))
+        return copied
+
+    def _exploit(self, row: TrialRow, action: PlanAction) -> str:
+        """The trial goes on in its own copy of the donor's checkpoint, with the explored params;
+        its audit line names both trials, their steps and digests."""
+        assert action.donor is not None
+        source, copied = self._donor_ref(action), self._copied.pop(action.index)
+        own = row.model_sha256[:12] if row.model_sha256 else "none"
+        while len(row.rung_values) < action.rung:  # it failed in the round: no value there
+            row.rung_values.append(float("nan"))
+            row.rung_seqs.append(-1)
+        row.params, row.branch = dict(action.params), action.rung
+        row.checkpoint_uri, row.model_sha256, row.step = copied.uri, copied.model_sha256, copied.step
+        copy = (f"; copied {trial_name(action.donor)} step {source.step} (model {source.model_sha256[:12]}) "
+                f"over its own (model {own}) into run {copied.run_id} (model {copied.model_sha256[:12]}, verified)")
+        self._summary.note(action.reason + copy)
+        workflow.logger.info("sweep %s: %s%s", self._run_id, action.reason, copy)
+        return copy
 
     def _bring_back(self, row: TrialRow | None, index: int) -> TrialRow:
         """A trial the sweep wrote to its table becomes one it holds again (promoted, or deleted):
@@ -314,7 +379,7 @@ class ScheduledSweep:
         """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
         if row.checkpoint_uri is None or row.model_sha256 is None:
             return 0
-        return await run_checkpoints(self.run_id_of(row.index), row, dry_run)
+        return await run_checkpoints(self.run_dir(row), row, dry_run)
 
     async def _clean_up(self, inp: SweepInput) -> None:
         """At the end: every trial but the best is unpromotable; delete their checkpoints."""

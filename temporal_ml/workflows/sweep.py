@@ -50,7 +50,7 @@ from temporalio.common import (
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.activities.plan import PlanAction, RungWatch
-    from temporal_ml.search import SearchSpace
+    from temporal_ml.search import AshaScheduler, SearchSpace
     from temporal_ml.sweeps import (
         SweepInput,
         SweepResult,
@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         trial_name,
     )
     from temporal_ml.types import (
+        CheckpointRef,
         LeaderboardEntry,
         SnapshotRef,
         TrainConfig,
@@ -137,6 +138,7 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._watch: dict[tuple[int, int], RungWatch] = {}
         self._ahead_at = -1
         self._in_flight: list[tuple[int, int, float]] | None = None
+        self._copied: dict[int, CheckpointRef] = {}
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._no_drain = self._bounded and workflow.patched(NO_DRAIN_PATCH)
         # a plan answers new trials ahead for slots that free later (runs recorded before ask each time);
         # not with a byte budget: its deletions follow every result
-        self._ahead_on = (self._no_drain and inp.scheduler is not None and inp.checkpoint_budget_bytes is None
+        self._ahead_on = (self._no_drain and isinstance(inp.scheduler, AshaScheduler) and inp.checkpoint_budget_bytes is None
                           and workflow.patched(PLAN_AHEAD_PATCH))
         tasks = self._tasks
         for running in self._s.rows:  # running when the run before continued as new: wait for them here
@@ -302,7 +304,7 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
                      rejoin: Literal["train", "eval"] | None = None) -> None:
         train_id, eval_id = self.child_ids(row.index, row.rung)
         scheduled = row.rung is not None
-        run_id = self.run_id_of(row.index) if scheduled else None
+        run_id = self.run_dir(row) if scheduled else None
         try:
             try:
                 config = self.rung_config(inp, row) if scheduled else inp.space.apply(inp.base, row.params)
