@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from temporal_ml.types import CheckpointRef, SnapshotRef, TrainConfig
 
@@ -65,6 +65,9 @@ class TrainRequest(BaseModel):
     node_rank: int = 0
     rendezvous: str | None = None
     gang_id: str | None = None
+    #: Another run's checkpoint to warm-start from (``TrainingInput.init_from``); left out of the
+    #: payload when unset, so requests stay those of earlier versions.
+    init_from: CheckpointRef | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class TrainOutcome(BaseModel):
