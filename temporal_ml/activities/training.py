@@ -8,6 +8,11 @@ next step boundary before reporting the cancellation. A retried attempt resumes 
 checkpoint of the run (the one in its heartbeat details, the one the workflow recorded, or a newer
 committed one in the store).
 
+A request with ``init_from`` (another run's checkpoint: the warm start of population-based training)
+first copies it, verified, into the run's own directory when the run has no checkpoint at or past its
+step, and continues from the copy with the request's config (see :class:`TrainingLoop`); continuing
+from the copy is planned, not a resume.
+
 With ``TrainConfig.world_size > 1`` (or ``trainings_in_processes=True``) the thread does not run the
 loop itself: it supervises a gang of ranks in child processes
 (:class:`temporal_ml.distributed.GangSupervisor`), whose rank 0 reports the same progress and
@@ -178,7 +183,8 @@ class TrainingActivities:
         metrics = self.metrics_dir / run_id / "metrics.jsonl" if self.metrics_dir else None
         return TrainingLoop(self._trainable(req.config.trainable), req.config, run_id=run_id,
                             data=data, checkpoints=checkpoints, metrics_path=metrics, control=control,
-                            snapshot_id=req.snapshot.id, setup_cache=self.setup_cache)
+                            snapshot_id=req.snapshot.id, setup_cache=self.setup_cache,
+                            init_from=req.init_from)
 
     def _gang(self, req: TrainRequest, control: LoopControl) -> Any:
         """A supervisor of ``world_size`` ranks (``TrainConfig.world_size > 1``)."""
@@ -191,7 +197,7 @@ class TrainingActivities:
             snapshot_store=self.snapshots, snapshot=req.snapshot,
             checkpoint_root=self.checkpoint_root, storage_options=self.storage_options,
             metrics_path=metrics, control=control, nodes=req.nodes, node_rank=req.node_rank,
-            rendezvous=req.rendezvous, gang_id=req.gang_id)
+            rendezvous=req.rendezvous, gang_id=req.gang_id, init_from=req.init_from)
 
     @activity.defn(name=TRAIN)
     @fail_fast_async

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.types import (
         BoundaryModel,
+        CheckpointRef,
         DatasetSource,
         SnapshotRef,
         TrainConfig,
@@ -57,6 +58,26 @@ class TrainingInput(BoundaryModel):
             on it: ``NoWorkerError``); ``None``: it waits for a worker forever.
         search_attributes: our search attributes the namespace defines, as a parent workflow found
             them (a sweep's trials): the run tags itself without asking again (``None``: it asks).
+        init_from: another run's checkpoint to start from (a warm start: the exploit step of
+            population-based training, where a trial continues from a copy of a better trial's
+            checkpoint with its own, perturbed hyperparameters). When the run has no committed
+            checkpoint yet, the training activity first copies ``init_from`` into the run's own
+            checkpoint directory at the same step: the tensor files byte for byte, each verified
+            against the source manifest's sha256 while copying (a mismatch fails with
+            ``IntegrityError``), ``state.json`` with its ``meta`` re-stamped for this run (run id,
+            this config's hash, snapshot id) plus ``meta["init_from"]`` (``run_id``, ``step``, ``uri``,
+            ``model_sha256``, ``config_hash`` of the source: its lineage), and a new manifest written
+            last, so the copy's ``model_sha256`` is the source's. The run then continues from the copy
+            as a planned continue, not a recovery: weights, optimizer moments, LR-scheduler state,
+            grad scaler, sampler position and RNGs come from the checkpoint, the optimizer's
+            hyperparameters from this run's ``config`` (with an LR scheduler that has ``base_lrs``,
+            the current learning rate is scaled by new base / old base, exact for multiplicative
+            schedules). The copy is idempotent (a retry after a crash mid-copy finishes it), and a
+            run that already has a committed checkpoint at or past ``init_from.step`` (a resumed
+            run) ignores ``init_from``. Only training hyperparameters may differ from the source's
+            config (learning rate, weight decay, dropout, ...): hyperparameters that change the
+            model's shapes, and ``seed``, ``batch_size`` or the data size, fail with one-line errors.
+            Not supported with ``nodes > 1``.
         carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -76,6 +97,7 @@ class TrainingInput(BoundaryModel):
     carried_paused: bool = False
     no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
     search_attributes: list[str] | None = None
+    init_from: CheckpointRef | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @field_validator("run_id")
     @classmethod
@@ -91,6 +113,8 @@ class TrainingInput(BoundaryModel):
 
     @model_validator(mode="after")
     def _gang_over_nodes(self) -> TrainingInput:
+        if self.init_from is not None and self.nodes > 1:
+            raise ValueError("init_from (a warm start) is not supported with nodes > 1")
         if self.node_task_queues is not None and len(self.node_task_queues) != self.nodes:
             raise ValueError(f"node_task_queues names {len(self.node_task_queues)} queues for "
                              f"{self.nodes} nodes (one per node)")

@@ -188,7 +188,7 @@ class TrainingWorkflow(MultiNodeTraining):
             run_id=run_id, config=inp.config, snapshot=snapshot,
             resume_from=self._progress.latest_checkpoint, resumes=self._progress.resumes,
             progress_every_seconds=inp.progress_every_seconds, report_to=inp.report_to,
-            stop_at_start=stop_now,
+            stop_at_start=stop_now, init_from=inp.init_from,
         )
         self._activity = workflow.start_activity(
             TRAIN, request, result_type=TrainOutcome,
