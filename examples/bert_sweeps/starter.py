@@ -1,7 +1,8 @@
-"""A durable hyperparameter search over BERT fine-tuning: a sweep with ASHA (default) or without.
+"""A durable hyperparameter search over BERT fine-tuning: a sweep with ASHA (default), PBT, or neither.
 
     python -m examples.bert_sweeps.starter --embedded                         # ASHA ladder, 9 trials
     python -m examples.bert_sweeps.starter --embedded --mode sweep --searcher tpe --trials 8
+    python -m examples.bert_sweeps.starter --embedded --mode pbt --trials 8   # population-based training
     python -m examples.bert_sweeps.starter --run-id ladder1                   # against running workers
     python -m examples.bert_sweeps.starter --embedded --spec my-sweep.yaml    # a whole sweep from a file
 
@@ -24,6 +25,7 @@ from temporal_ml.follow import follow_trials
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
+    PbtScheduler,
     GridSearcher,
     RandomSearcher,
     SearchSpace,
@@ -51,14 +53,17 @@ from .workflows import BertSweep
 
 parser = starter_parser(__doc__.splitlines()[0])
 parser.set_defaults(steps=270)
-parser.add_argument("--mode", choices=["ladder", "sweep"], default="ladder",
-                    help="ladder: ASHA over --min-budget..--steps (default); sweep: every trial to --steps")
+parser.add_argument("--mode", choices=["ladder", "sweep", "pbt"], default="ladder",
+                    help="ladder: ASHA over --min-budget..--steps (default); sweep: every trial to --steps; "
+                         "pbt: population-based training, --trials members, rounds of --interval steps")
 parser.add_argument("--searcher", choices=["random", "tpe", "grid"], default=None,
                     help="how new trials are chosen (default: random for the ladder, tpe for a sweep)")
 parser.add_argument("--trials", type=int, default=9, help="trials to start (default 9)")
 parser.add_argument("--max-concurrency", type=int, default=2, help="trials in flight at once (default 2)")
 parser.add_argument("--min-budget", type=int, default=30, help="ladder: steps of the first rung (default 30)")
 parser.add_argument("--eta", type=int, default=3, help="ladder: 1/eta of each rung goes on (default 3)")
+parser.add_argument("--interval", type=int, default=None,
+                    help="pbt: steps per round, after which the worst quarter copy the best (default --steps / 3)")
 parser.add_argument("--seed", type=int, default=0, help="seed of the searcher (default 0)")
 parser.add_argument("--spec", default=None, metavar="FILE",
                     help="a sweep spec file (YAML/TOML, see spec.yaml beside this starter): its data, model, "
@@ -107,13 +112,22 @@ def build_input(args: argparse.Namespace, run_id: str) -> SweepInput:
     )
     if args.mode == "sweep":
         return SweepInput(**common)
+    if args.mode == "pbt":
+        interval = args.interval or max(1, args.steps // 3)
+        if interval >= args.steps:
+            raise ConfigError(f"--interval ({interval}) must be less than --steps ({args.steps}): PBT needs two rounds")
+        return SweepInput(**common, scheduler=PbtScheduler(perturbation_interval=interval, max_budget=args.steps))
     return SweepInput(**common, scheduler=AshaScheduler(min_budget=args.min_budget, max_budget=args.steps,
                                                         eta=args.eta))
 
 
 def summary(result: SweepResult) -> str:
     lines = [f"done: run {result.run_id}, snapshot {result.snapshot.short_id}"]
-    if result.scheduled is not None:
+    if result.scheduled is not None and "exploits" in " ".join(result.scheduled.decisions):  # PBT
+        rounds = [r for r in result.scheduled.rungs if r.bracket == 0]
+        lines.append("rounds: " + ", ".join(f"{r.budget} steps: {r.results} trials" for r in rounds))
+        lines += ["exploits (latest):"] + [f"  {line}" for line in result.scheduled.decisions if "exploits" in line][-6:]
+    elif result.scheduled is not None:
         rungs = [r for r in result.scheduled.rungs if r.bracket == 0]
         lines.append("rungs: " + ", ".join(f"{r.budget} steps: {r.results} trials" for r in rungs))
         lines.append(f"checkpoints deleted for {result.scheduled.deleted} trials that could not go on "
@@ -141,7 +155,8 @@ async def run(args: argparse.Namespace) -> int:
     in_process = roles.workers(args, max_concurrent_trainings=args.max_concurrency)
     async with environment(args, roles.example, in_process) as client:
         handle = await start_or_attach(client, BertSweep.run, inp, id=run_id, task_queue=args.queue, say=say)
-        mode = "ladder" if inp.scheduler is not None else "sweep"
+        mode = {None: "sweep", "asha": "ladder", "pbt": "population-based training"}[
+            inp.scheduler.kind if inp.scheduler is not None else None]
         say(f"started {mode} {run_id}: {inp.n_trials} trials, at most {inp.max_concurrency} at once "
             f"on {args.queue!r}; Web UI: TmlExperiment = \"{run_id}\"")
         result = await follow_trials(client, handle, objective=inp.objective)

@@ -61,6 +61,8 @@ CLIENT_SIDE = [
     ("bert_finetune", ["--dataset", "./no/such/data"], "--dataset ./no/such/data: no such directory"),
     ("bert_eval", ["--dataset", "README.md"], "is a file"),
     ("bert_sweeps", ["--steps", "20", "--min-budget", "30"], "--min-budget (30) must be less than --steps (20)"),
+    ("bert_sweeps", ["--mode", "pbt", "--steps", "20", "--interval", "20"],
+     "--interval (20) must be less than --steps (20): PBT needs two rounds"),
     ("bert_sweeps", ["--spec", "no-such-spec.yaml"], "no-such-spec.yaml: cannot read the spec file"),
     ("bert_checkpointing", ["--train-limit", "-5"], "argument --train-limit: must be at least 1, got -5"),
     ("bert_sweeps", ["--metric-sink", "tensorbord"], "unknown metric sink 'tensorbord'; choose from mlflow, tensorboard"),

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_sweeps_starter_help() -> None:
     out = _run("examples.bert_sweeps.starter", "--help").stdout
     assert all(opt in out for opt in ("--embedded", "--json", "--mode", "--searcher", "--trials",
-                                      "--max-concurrency", "--min-budget", "--eta", "--dataset"))
+                                      "--max-concurrency", "--min-budget", "--eta", "--interval", "--dataset"))
 
 
 @pytest.mark.slow
@@ -43,3 +43,18 @@ def test_tpe_sweep_example_embedded_json(tmp_path: Path) -> None:
     result = SweepResult.model_validate_json(proc.stdout)
     assert result.n_trials == 3 and result.n_done == 3 and len(result.leaderboard) == 3
     assert all(t.row.step == 30 and t.row.audit is not None for t in result.trials)
+
+
+@pytest.mark.slow
+def test_pbt_example_embedded_json(tmp_path: Path) -> None:
+    """``--mode pbt``: 4 members, rounds of 10 steps to 30; after each of the first two rounds the worst
+    member exploits a better one, and the result's audit lists it."""
+    proc = _run("examples.bert_sweeps.starter", "--embedded", "--json", "--mode", "pbt", "--trials", "4",
+                "--steps", "30", "--interval", "10", "--max-concurrency", "2", "--run-id", "pbt-test",
+                tmp_path=tmp_path)
+    result = SweepResult.model_validate_json(proc.stdout)
+    assert result.scheduled is not None and [r.budget for r in result.scheduled.rungs] == [10, 20, 30]
+    assert result.n_done == 4 and all(t.row.step == 30 for t in result.trials)
+    exploits = [line for line in result.scheduled.decisions if " exploits " in line]
+    assert len(exploits) == 2 and all("verified" in line for line in exploits), result.scheduled.decisions
+    assert any(t.row.branch is not None for t in result.trials)
