@@ -16,7 +16,7 @@
       hparams.lr: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
       hparams.warmup_ratio: {type: float, low: 0.0, high: 0.2}
     searcher: {type: tpe, n_startup: 4}               # random | grid | tpe
-    scheduler: {type: asha, min_budget: 30, eta: 3}   # optional
+    scheduler: {type: asha, min_budget: 30, eta: 3}   # optional; or {type: pbt, perturbation_interval: 50}
     trials: 12
     max_concurrency: 2
 
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, Valid
 
 from temporal_ml._names import NAME_PATTERN
 from temporal_ml.errors import ConfigError
-from temporal_ml.search import AnySearcher, AshaScheduler, SearchSpace
+from temporal_ml.search import AnySearcher, AshaScheduler, PbtScheduler, SearchSpace
 from temporal_ml.search._space import Param
 from temporal_ml.sources import (
     TEXT_CLASSIFICATION,
@@ -76,8 +76,10 @@ class SweepSpec(BaseModel):
         space: ``key: {type: float|int|categorical|fixed, ...}``; keys are ``hparams.<name>`` or a
             ``TrainConfig`` field.
         searcher: ``{type: random|grid|tpe, ...options}``.
-        scheduler: ``{type: asha, min_budget, eta, brackets}`` (its top rung is ``max_steps``), or
-            none: every trial trains to ``max_steps``.
+        scheduler: ``{type: asha, min_budget, eta, brackets}`` (its top rung is ``max_steps``),
+            ``{type: pbt, perturbation_interval, quantile, resample_probability, factors, mutate}``
+            (population-based training of ``trials`` members to ``max_steps``), or none: every trial
+            trains to ``max_steps``.
         trials / max_concurrency / max_failed_trials: how many trials, at once, and how many may
             fail before the sweep stops itself.
         task_queue / train_task_queue / eval_task_queue: where the sweep, its trainings and its
@@ -134,19 +136,20 @@ class SweepSpec(BaseModel):
         kinds = [*builtin, *(k for k in searcher_kinds() if k not in builtin)]  # yours too (registered)
         return _typed("searcher", self.searcher, _SEARCHER, ", ".join(kinds[:-1]) + f" or {kinds[-1]}")
 
-    def the_scheduler(self) -> AshaScheduler | None:
-        """The ``scheduler`` mapping as an :class:`AshaScheduler` whose top rung is ``max_steps``."""
+    def the_scheduler(self) -> AshaScheduler | PbtScheduler | None:
+        """The ``scheduler`` mapping as an :class:`AshaScheduler` or a :class:`PbtScheduler`
+        (``type: pbt``, its ``perturbation_interval``...) whose last rung is ``max_steps``."""
         if self.scheduler is None:
             return None
         entry = dict(self.scheduler)
         kind = entry.pop("type", entry.pop("kind", None))
-        if kind != "asha":
-            raise SpecError(f"scheduler.type: {kind!r} is not a scheduler (use asha, or leave "
+        if kind not in ("asha", "pbt"):
+            raise SpecError(f"scheduler.type: {kind!r} is not a scheduler (use asha or pbt, or leave "
                             "scheduler out for every trial to train to max_steps)")
         if "max_budget" in entry:
             raise SpecError("scheduler.max_budget: the top rung is max_steps; set max_steps instead")
         try:
-            return AshaScheduler(**entry, max_budget=self.max_steps)
+            return (AshaScheduler if kind == "asha" else PbtScheduler)(**entry, max_budget=self.max_steps)
         except ValidationError as exc:
             raise SpecError(_one_line(exc, "scheduler")) from None
         except TypeError as exc:

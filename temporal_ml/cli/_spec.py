@@ -54,13 +54,21 @@ def _err(message: str) -> None:
 def _describe(spec: Any, inp: Any, summary: Any) -> list[str]:
     lines = [f"sweep {inp.run_id}: {spec.trials} trials of {spec.trainable} ({spec.model}), at most "
              f"{spec.max_concurrency} at once, {spec.searcher.get('type', 'random')} searcher"
-             + (f", ASHA rungs {', '.join(str(b) for b in inp.scheduler.budgets())} steps"
-                if inp.scheduler is not None else f", {spec.max_steps} steps each"),
+             + _schedule(inp, spec.max_steps),
              f"  objective: {inp.direction} {inp.objective} on {inp.eval_split!r}",
              "  space: " + "; ".join(f"{k} {_param(p)}" for k, p in inp.space.params.items())]
     if summary is not None:
         lines.append(f"  dataset: {summary.line()}")
     return lines
+
+
+def _schedule(inp: Any, max_steps: int) -> str:
+    steps = ", ".join(str(b) for b in inp.scheduler.budgets()) if inp.scheduler is not None else ""
+    if inp.scheduler is None:
+        return f", {max_steps} steps each"
+    if inp.scheduler.kind == "pbt":
+        return f", population-based training in rounds to {steps} steps"
+    return f", ASHA rungs {steps} steps"
 
 
 def _param(param: Any) -> str:

@@ -66,6 +66,8 @@ def spec_text(folder: Path, tag: str, **extra: str) -> str:
      r"spec.yaml: dataset: the evaluation split 'dev' is not in the dataset \(it has test, train\)"),
     (("type: tpe", "type: bayes"), r"spec.yaml: searcher.type: 'bayes' is not one of random, grid, tpe, nsga2 or bohb"),
     (("min_budget: 6", "min_budget: 60"), r"spec.yaml: scheduler: min_budget \(60\) must be less than"),
+    (("type: asha, min_budget: 6, eta: 3", "type: pbt, perturbation_interval: 18"),
+     r"spec.yaml: scheduler: perturbation_interval \(18\) must be less than max_budget \(18\): PBT needs"),
     (("hparams.warmup_ratio", "hparams.warmup"), r"spec.yaml: space.hparams.warmup: not a hyperparameter"),
 ])
 def test_a_bad_spec_fails_in_one_line_before_any_server(tmp_path: Path, change: tuple[str, str], message: str,
@@ -100,6 +102,14 @@ def test_a_valid_spec_says_what_would_run(tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "objective: maximize accuracy on 'test'" in out  # no dev or validation split: test
     assert "4 classes (business-neg, business-pos, sports-neg, sports-pos)" in out and "valid" in out
+
+
+def test_a_pbt_spec_says_its_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(news_folder(tmp_path), "p").replace(
+        "type: asha, min_budget: 6, eta: 3", "type: pbt, perturbation_interval: 6, quantile: 0.5"))
+    assert tml_cli.main(["sweep", "validate", str(spec)]) == 0
+    assert "population-based training in rounds to 6, 12, 18 steps" in capsys.readouterr().out
 
 
 def _last_train_loss(log: Path) -> float:
