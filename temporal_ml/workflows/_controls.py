@@ -180,6 +180,16 @@ class SweepControls:
             setattr(target, name, value)
         self._changed()
 
+    def _population(self) -> int | None:
+        """The fixed population of population-based training (``None``: trials may be added)."""
+        return None
+
+    def _refuse_if_population(self, what: str) -> None:
+        population = self._population()
+        if population is not None:
+            raise refuse(f"cannot {what}: population-based training trains a fixed population of "
+                         f"{population} trials (start another sweep for more)")
+
     def _refuse_if_over(self, what: str) -> None:
         phase = self._phase()
         if self._control_state() is None and self._early_controls().stopping:
@@ -239,6 +249,7 @@ class SweepControls:
     def _validate_add_trials(self, n: Any = MISSING, *extra: Any) -> None:
         whole_number("add_trials", n, extra, 1, 10_000, "the number of trials to add")
         self._refuse_if_over("add trials")
+        self._refuse_if_population("add trials")
         s = self._control_state()
         if s is not None and s.exhausted and not s.queue:
             raise refuse("cannot add trials: the searcher has no new points (every grid point was tried)")
@@ -292,6 +303,7 @@ class SweepControls:
         known = self._space_and_base()
         if known is None or self._control_state() is None:
             raise refuse(f"cannot enqueue yet: the {self.kind_name} is starting (try again in a moment)")
+        self._refuse_if_population("enqueue a config")
         if not isinstance(params, dict):
             raise refuse(f"enqueue needs a point of the space (a JSON object), got {shown(params)}")
         space, base = known

@@ -50,7 +50,7 @@ from temporalio.common import (
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.messages import REPORT_SIGNAL
     from temporal_ml.activities.plan import PlanAction, RungWatch
-    from temporal_ml.search import AshaScheduler, SearchSpace
+    from temporal_ml.search import AshaScheduler, PbtScheduler, SearchSpace
     from temporal_ml.sweeps import (
         SweepInput,
         SweepResult,
@@ -412,6 +412,10 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
 
     def _space_and_base(self) -> tuple[SearchSpace, TrainConfig] | None:
         return (self._inp.space, self._inp.base) if self._inp is not None else None
+
+    def _population(self) -> int | None:
+        inp = self._inp
+        return inp.n_trials if inp is not None and isinstance(inp.scheduler, PbtScheduler) else None
 
     def _grow(self, n: int) -> int:
         self._s.n_trials += n

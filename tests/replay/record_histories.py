@@ -26,6 +26,7 @@ from temporal_ml.search import (
     AshaScheduler,
     Categorical,
     Float,
+    PbtScheduler,
     RandomSearcher,
     SearchSpace,
     TPESearcher,
@@ -64,7 +65,8 @@ async def record(out: Path, only: set[str] | None = None) -> None:
             worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
-                groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED, **RECORDED_AHEAD}
+                groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED, **RECORDED_AHEAD,
+                          **RECORDED_PBT}
                 if only is None or only - set(groups):
                     await _run_all(client, out)
                 for name, run in groups.items():
@@ -384,6 +386,33 @@ async def _asha_plan_ahead(c: Any, out: Path) -> None:
     await _save(sweep, out, "asha_plan_ahead")
 
 
+async def _pbt_controls(c: Any, out: Path) -> None:
+    """Population-based training: 4 members in rounds of 2 steps to 6, 2 at once; after rounds 0 and
+    1 the worst member exploits a better one (a checkpoint copy, then its run goes on); a pause and a
+    resume in round 1; ``add_trials`` refused (a fixed population)."""
+    base = CONFIG.model_copy(update={"max_steps": 2, "hparams": {"step_delay": 0.05}})
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=base, space=SPACE, searcher=RandomSearcher(), n_trials=4, max_concurrency=2, seed=4,
+        scheduler=PbtScheduler(perturbation_interval=2, max_budget=6, mutate=["hparams.lr"]), dataset=DATASET,
+        run_id="replay-pbt", progress_every_seconds=0.5), id="replay-pbt", task_queue="replay")
+
+    async def in_round_1() -> bool:
+        return any((t.rung or 0) >= 1 for t in await sweep.query(MLPSweep.trials))
+
+    await _until(in_round_1, "a member in round 1")
+    await sweep.execute_update(MLPSweep.pause)
+    await sweep.execute_update(MLPSweep.resume)
+    try:
+        await sweep.execute_update(MLPSweep.add_trials, 1)
+        raise AssertionError("add_trials was not refused")
+    except WorkflowUpdateFailedError:
+        pass
+    result = await sweep.result()
+    assert result.scheduled is not None and result.n_done == 4, result
+    assert sum(" exploits " in line for line in result.scheduled.decisions) == 2, result.scheduled.decisions
+    await _save(sweep, out, "pbt_controls")
+
+
 async def _started(sweep: Any, n: int) -> bool:
     return len(await sweep.query(MLPSweep.trials)) >= n
 
@@ -395,6 +424,8 @@ RECORDED_SCHEDULED = {"asha_tpe_budget": _asha_tpe_budget, "asha_controls": _ash
                       "coordinator_rollover": _coordinator_rollover_running}
 #: Histories of the release whose scheduled sweeps plan new trials ahead (PLAN_AHEAD_PATCH).
 RECORDED_AHEAD = {"asha_plan_ahead": _asha_plan_ahead}
+#: Histories of the release with population-based training (exploits copy checkpoints).
+RECORDED_PBT = {"pbt_controls": _pbt_controls}
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def test_every_workflow_base_has_a_history() -> None:
                                            "sweep_batch", "sweep_tpe_controls_batch", "asha_tpe_budget",
                                            "asha_controls", "asha_infra_retry", "asha_rollover_first",
                                            "asha_rollover_next", "coordinator_rollover_first",
-                                           "coordinator_rollover_next"}
+                                           "coordinator_rollover_next", "asha_plan_ahead", "pbt_controls"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
