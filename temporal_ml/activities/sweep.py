@@ -405,7 +405,7 @@ class SweepActivities:
         """Copy ``req.source`` into run ``req.run_id`` beside it, every file verified against the
         source's digests (idempotent: a retry finishes or finds the copy); answers the copy."""
         from temporal_ml.errors import IntegrityError, NotFoundError
-        from temporal_ml.storage.checkpoints import CheckpointManager
+        from temporal_ml.storage.checkpoints import copy_checkpoint
 
         uri = req.source.uri.rstrip("/")
         run_dir = uri.rsplit("/", 1)[0]
@@ -414,9 +414,8 @@ class SweepActivities:
                                    type="ConfigError", non_retryable=True)
         root = run_dir.rsplit("/", 1)[0]
         try:
-            target = CheckpointManager(root, req.run_id, keep_last=None, storage_options=self.storage_options)
-            return target.copy_from(req.source, meta={"run_id": req.run_id, "config_hash": req.config.config_hash(),
-                                                      "snapshot_id": req.snapshot_id})
+            return copy_checkpoint(req.source, root=root, run_id=req.run_id, config=req.config,
+                                   snapshot_id=req.snapshot_id, storage_options=self.storage_options)
         except (IntegrityError, NotFoundError) as exc:
             raise ApplicationError(f"the exploit cannot copy {uri}: {exc}", type=type(exc).__name__,
                                    non_retryable=True) from None

@@ -52,7 +52,7 @@ from temporal_ml.types import CheckpointRef
 if TYPE_CHECKING:
     from temporal_ml.types import TrainConfig
 
-__all__ = ["CheckpointManager", "load_checkpoint", "step_dirname", "MANIFEST", "FILES"]
+__all__ = ["CheckpointManager", "load_checkpoint", "copy_checkpoint", "step_dirname", "MANIFEST", "FILES"]
 
 log = logging.getLogger(__name__)
 

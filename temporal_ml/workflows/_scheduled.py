@@ -307,6 +307,9 @@ class ScheduledSweep:
             result_type=CheckpointRef, start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError", "IntegrityError"]))
+        if inp.delete_unpromotable and row.checkpoint_uri is not None and row.model_sha256 is not None:
+            # the run it leaves: nothing resumes it, and no member copies it (it was in the bottom)
+            self._summary.freed_bytes += await run_checkpoints(self.run_dir(row), row, dry_run=False)
         return copied
 
     def _exploit(self, row: TrialRow, action: PlanAction) -> str:

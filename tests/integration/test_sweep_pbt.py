@@ -92,6 +92,12 @@ async def test_pbt_exploits_with_audited_copies_and_ends_with_the_same_weights_t
         latest = CheckpointManager(str(checkpoints), run).latest()
         assert latest is not None and latest.step == 18 and latest.model_sha256 == rows[int(loser[1:])].model_sha256 \
             or rows[int(loser[1:])].branch != int(round_) + 1  # (exploited again after round 1)
+    # the runs members left when they exploited are deleted: each keeps only the run it ended in
+    for row in rows.values():
+        runs = sorted(p.name for p in checkpoints.glob(f"{first.run_id}--{row.name}*"))
+        current = f"{first.run_id}--{row.name}" + (f"--b{row.branch}" if row.branch is not None else "")
+        assert runs == [current], (runs, current)
+    assert first.scheduled.freed_bytes > 0
     # every member's row says what it did after each round
     exploited = [r for r in rows.values() if r.branch is not None]
     assert exploited and all(any(" exploits " in d for d in r.decisions) for r in exploited)

@@ -374,7 +374,7 @@ def test_public_names() -> None:
     with pytest.raises(AttributeError):
         storage.NoSuchName  # noqa: B018
     assert checkpoints.__all__ == [
-        "CheckpointManager", "load_checkpoint", "step_dirname", "MANIFEST", "FILES"
+        "CheckpointManager", "load_checkpoint", "copy_checkpoint", "step_dirname", "MANIFEST", "FILES"
     ]  # fmt: skip
     assert checkpoints.MANIFEST == "manifest.json"
     assert checkpoints.FILES == FILE_NAMES
