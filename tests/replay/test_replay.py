@@ -59,12 +59,13 @@ def test_recorded_sweep_decisions_recompute() -> None:
 
 @pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
                                   "ladder_tpe_budget_activity", "sweep_tpe_controls_batch", "asha_tpe_budget",
-                                  "asha_controls", "asha_infra_retry", "asha_rollover_first", "asha_rollover_next"])
+                                  "asha_controls", "asha_infra_retry", "asha_rollover_first", "asha_rollover_next",
+                                  "pbt_controls"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
     takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
-    change reaches a running sweep; with a scheduler (``asha_*``) every decision comes from the
-    recorded plan, so the scheduler cannot run either."""
+    change reaches a running sweep; with a scheduler (``asha_*``, ``pbt_*``) every decision comes from
+    the recorded plan, so the scheduler cannot run either."""
     from temporal_ml.search import TPESearcher
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -77,6 +78,13 @@ async def test_recorded_suggestions_replay_without_the_searcher(name: str, monke
         monkeypatch.setattr(AshaScheduler, "next", broken)
         monkeypatch.setattr(AshaScheduler, "unpromotable", broken)
         monkeypatch.setattr(AshaScheduler, "dead", broken)
+    if name.startswith("pbt"):  # population-based training's rounds and exploits come from the plan too
+        from temporal_ml.activities import plan
+        from temporal_ml.search import RandomSearcher
+
+        monkeypatch.setattr(plan, "pbt_round", broken)
+        monkeypatch.setattr(plan, "explore", broken)
+        monkeypatch.setattr(RandomSearcher, "suggest", broken)
     replayer = Replayer(workflows=WORKFLOWS, plugins=[TemporalMLPlugin()])
     path = HISTORIES[0].parent / f"{name}.json"
     result = await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()),
