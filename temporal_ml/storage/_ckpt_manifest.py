@@ -8,7 +8,6 @@ torn (being written, being deleted or left by a crash) and is not a checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import re
@@ -73,15 +72,9 @@ def dump_manifest(body: Mapping[str, Any]) -> bytes:
 def parse_manifest(raw: bytes, path: str, run_id: str, step: int) -> dict[str, Any]:
     """Parse and validate a manifest; raises :class:`IntegrityError` naming ``path``."""
     try:
-        manifest = json.loads(raw)
-        body = dict(manifest)
-        digest = body.pop(_manifest.SELF_DIGEST)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise IntegrityError(f"{path}: unparseable manifest ({exc})") from exc
-    if _manifest.self_digest(body, allow_nan=True) != digest or not _manifest.is_canonical(
-        manifest, raw, allow_nan=True
-    ):
-        raise IntegrityError(f"{path}: manifest does not match its own sha256")
+        body = _manifest.unseal(raw, allow_nan=True)
+    except _manifest.SealBroken as exc:
+        raise IntegrityError(f"{path}: manifest is corrupt: {exc}") from None
     problem = _manifest_problem(body, run_id, step)
     if problem:
         raise IntegrityError(f"{path}: {problem}")

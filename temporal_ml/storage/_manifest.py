@@ -5,7 +5,8 @@ whitespace, ASCII only) of its body plus one more key, ``manifest_sha256``: the 
 canonical JSON. A reader re-serializes what it parsed and compares bytes, so any changed byte of the
 file is detected, including ones that JSON parsing alone would forgive (whitespace, key order).
 
-Each store keeps its own parsing and error messages; this module holds only the byte format.
+Each store keeps its own schema checks and error messages; this module holds the byte format and
+:func:`unseal`, the one check of it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ __all__ = [
     "self_digest",
     "seal",
     "is_canonical",
+    "unseal",
+    "SealBroken",
 ]
 
 SELF_DIGEST = "manifest_sha256"
@@ -60,3 +63,36 @@ def seal(body: Mapping[str, Any], *, allow_nan: bool = False) -> bytes:
 def is_canonical(value: Any, raw: bytes, *, allow_nan: bool = False) -> bool:
     """Whether ``raw`` is exactly the canonical JSON of ``value`` (as parsed from ``raw``)."""
     return canonical_bytes(value, allow_nan=allow_nan) == raw
+
+
+class SealBroken(ValueError):
+    """Why bytes are not a sealed manifest, in a few words (each store names the file)."""
+
+
+def unseal(raw: bytes, *, allow_nan: bool = False) -> dict[str, Any]:
+    """The body of the sealed manifest ``raw`` (its ``manifest_sha256`` checked and removed).
+
+    Raises:
+        SealBroken: not valid ASCII JSON, no ``manifest_sha256``, not in canonical form, or a
+            checksum mismatch.
+
+    Example:
+        >>> unseal(seal({"step": 3}))
+        {'step': 3}
+    """
+    try:
+        body = json.loads(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SealBroken(f"not valid JSON ({exc})") from None
+    if not isinstance(body, dict) or not isinstance(checksum := body.pop(SELF_DIGEST, None), str):
+        raise SealBroken("no manifest_sha256")
+    try:
+        digest = self_digest(body, allow_nan=allow_nan)
+        canonical = is_canonical({**body, SELF_DIGEST: checksum}, raw, allow_nan=allow_nan)
+    except ValueError as exc:  # e.g. NaN where the store's manifests have none
+        raise SealBroken(str(exc)) from None
+    if not canonical:
+        raise SealBroken("not in canonical form")
+    if digest != checksum:
+        raise SealBroken("checksum mismatch")
+    return body

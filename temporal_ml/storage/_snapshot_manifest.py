@@ -7,7 +7,6 @@ row count, size, sha256 and Arrow schema.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,22 +64,9 @@ def parse_manifest(raw: bytes, sid: str, path: str) -> SnapshotManifest:
         return IntegrityError(f"snapshot manifest {path} is corrupt: {why}")
 
     try:
-        body = json.loads(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise corrupt(f"not valid JSON ({exc})") from None
-    if not isinstance(body, dict) or not isinstance(
-        checksum := body.pop(_manifest.SELF_DIGEST, None), str
-    ):
-        raise corrupt("no manifest_sha256")
-    try:
-        digest = _manifest.self_digest(body)
-        canonical = _manifest.is_canonical({**body, _manifest.SELF_DIGEST: checksum}, raw)
-    except ValueError as exc:  # e.g. NaN, which canonical JSON rejects
+        body = _manifest.unseal(raw)
+    except _manifest.SealBroken as exc:
         raise corrupt(str(exc)) from None
-    if not canonical:
-        raise corrupt("not in canonical form")
-    if digest != checksum:
-        raise corrupt("checksum mismatch")
     try:
         manifest = SnapshotManifest.model_validate(body)
         for name, entry in manifest.splits.items():

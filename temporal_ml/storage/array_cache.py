@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -248,18 +247,9 @@ def _parse_manifest(raw: bytes, key: str, path: str) -> _Manifest:
         return IntegrityError(f"cache manifest {path} is corrupt: {why}")
 
     try:
-        body = json.loads(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise corrupt(f"not valid JSON ({exc})") from None
-    if not isinstance(body, dict) or not isinstance(checksum := body.pop(_manifest.SELF_DIGEST, None), str):
-        raise corrupt("no manifest_sha256")
-    try:
-        canonical = _manifest.is_canonical({**body, _manifest.SELF_DIGEST: checksum}, raw)
-        digest = _manifest.self_digest(body)
-    except ValueError as exc:
+        body = _manifest.unseal(raw)
+    except _manifest.SealBroken as exc:
         raise corrupt(str(exc)) from None
-    if not canonical or digest != checksum:
-        raise corrupt("checksum mismatch" if canonical else "not in canonical form")
     try:
         manifest = _Manifest.model_validate(body)
     except ValidationError as exc:
