@@ -116,6 +116,7 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
         SweepState,
         TableSummary,
         TrialRow,
+        front_of,
     )
     from temporal_ml.workflows._sweep_table import rank_rows
 
@@ -135,11 +136,13 @@ async def reopen_sweep(client: Client, workflow_id: str, trial: int | None = Non
     if result.table_uri:  # the table stays; the re-run rows join it as a later part (which wins)
         digests = _parts(result.table_uri, storage_options)
         kept = [r for r in rows if r.index not in indices]
+        top, dropped = (front_of(kept, inp.directions) if inp.directions is not None else  # several objectives
+                        (rank_rows(kept, inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS], 0))
         table = TableSummary(
             uri=result.table_uri, parts=digests, rows=len(kept),
             n_done=sum(r.state == "done" for r in kept), n_failed=sum(r.state == "failed" for r in kept),
             n_stopped=sum(r.state == "stopped" for r in kept),
-            top=rank_rows(kept, inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS])
+            top=top, front_dropped=dropped)
         held = again
     else:
         table, held = TableSummary(), rows

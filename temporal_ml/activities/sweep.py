@@ -167,7 +167,8 @@ class SuggestRequest(BaseModel):
     history: list[TrialRecord]
     seed: int
     index: int
-    direction: Direction
+    #: one direction, or (a multi-objective sweep) one per objective
+    direction: Direction | tuple[Direction, ...]
     table_uri: str | None = None
     table_parts: list[str] = []
     count: int = Field(default=1, ge=1, le=MAX_SUGGESTIONS)
@@ -197,7 +198,7 @@ def suggest_point(req: SuggestRequest, storage_options: dict[str, Any] | None = 
     for k in range(req.count):
         try:
             point = dict(req.searcher.suggest(req.space, history, seed=req.seed, index=req.index + k,
-                                              direction=req.direction))
+                                              direction=req.direction))  # type: ignore[arg-type]
         except SearchExhausted as exc:
             if not points:
                 return SuggestResult(exhausted=str(exc) or "the searcher has no new points")

@@ -14,6 +14,12 @@ can be recomputed (:func:`recompute_suggestions`) at a cost of two integers per 
 
 from __future__ import annotations
 
+from temporal_ml.sweeps._front import (
+    FRONT_ROWS,
+    front_of,
+    pareto_ranked,
+    row_point,
+)
 from temporal_ml.sweeps._inputs import (
     LadderInput,
     SweepInput,
@@ -33,6 +39,7 @@ from temporal_ml.sweeps._rows import (
     history_at,
     ladder_history_at,
     objective_value,
+    objective_values,
     recompute_ladder_suggestions,
     recompute_suggestions,
     rung_record,
@@ -84,6 +91,11 @@ __all__ = [
     "ladder_history_at",
     "recompute_ladder_suggestions",
     "objective_value",
+    "objective_values",
+    "FRONT_ROWS",
+    "front_of",
+    "pareto_ranked",
+    "row_point",
     "trial_name",
     "rung_record",
     "duration_text",

@@ -112,6 +112,14 @@ class SweepInput(_SweepCommon):
             (measured after each rung); beyond it idle trials' checkpoints are deleted, lower rungs
             and worse ranks first, never the best's. A deleted trial promoted later trains again
             from scratch to its rung (the same weights). ``None``: nothing is measured.
+        objectives / directions: a multi-objective sweep (``None``: the one ``objective``): two or
+            more evaluation metrics, each with its direction (``maximize`` or ``minimize``), e.g.
+            ``objectives=["accuracy", "latency_ms"], directions=["maximize", "minimize"]``. Each
+            done trial's row carries ``values`` (one per objective, in order); the searcher is told
+            them (``TrialRecord.values``) with the tuple of directions, so it must handle several
+            objectives (``nsga2``; ``random`` and ``grid``, which ignore the results, too); the result
+            holds the Pareto front (``SweepResult.front``) instead of one best. Not with a scheduler.
+            ``objective`` and ``direction`` are then unused: leave them at their defaults.
         carried: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -122,6 +130,48 @@ class SweepInput(_SweepCommon):
     delete_unpromotable: bool = True
     checkpoint_budget_bytes: int | None = Field(default=None, ge=0)
     carried: SweepState | None = None
+    # left out of the payload when unset: a single-objective sweep's input is as it always was
+    objectives: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
+    directions: list[Direction] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the sweep has several objectives (``objectives``)."""
+        return self.objectives is not None
+
+    @property
+    def search_direction(self) -> Direction | tuple[Direction, ...]:
+        """What the searcher is told as ``direction``: the tuple of directions of a multi-objective
+        sweep, else the one direction."""
+        return tuple(self.directions or ()) if self.objectives is not None else self.direction
+
+    @model_validator(mode="after")
+    def _check_objectives(self) -> SweepInput:
+        names, dirs = self.objectives, self.directions
+        if names is None and dirs is None:
+            return self
+        if names is None or dirs is None:
+            raise ValueError("objectives and directions go together: one direction per objective "
+                             "(or use objective/direction for one)")
+        if len(names) < 2:
+            raise ValueError(f"objectives: a multi-objective sweep has at least 2 (got {len(names)}); "
+                             "for one use objective/direction")
+        if len(dirs) != len(names):
+            raise ValueError(f"directions: one per objective ({len(names)} objectives, {len(dirs)} directions)")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"objectives: {', '.join(map(repr, twice))} given more than once")
+        defaults = type(self).model_fields
+        if ((self.objective, self.direction) != (defaults["objective"].default, defaults["direction"].default)
+                and (self.objective, self.direction) != (names[0], dirs[0])):
+            raise ValueError("give objective/direction (one objective) or objectives/directions, not both")
+        if not type(self.searcher).multi_objective:
+            raise ValueError(f"searcher {self.searcher.kind!r} optimizes one objective; {len(names)} "
+                             "objectives need one that handles several (nsga2, random or grid)")
+        if self.scheduler is not None:
+            raise ValueError(f"objectives: a scheduler ({self.scheduler.kind}) ranks trials by one value; "
+                             "run a multi-objective sweep without one")
+        return self
 
     @model_validator(mode="after")
     def _check_scheduler(self) -> SweepInput:

@@ -52,6 +52,11 @@ class SweepStatus(BaseModel):
     direction: Direction = "maximize"
     #: with a scheduler: the rungs' counts, the latest decisions, deletions and checkpoint bytes
     scheduled: ScheduledSummary | None = None
+    #: a multi-objective sweep: its objectives and directions, and how many trials its front has
+    #: (``best`` is then ``None``)
+    objectives: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
+    directions: list[Direction] | None = Field(default=None, exclude_if=lambda v: v is None)
+    front: int = Field(default=0, exclude_if=lambda v: v == 0)
 
     @property
     def finished(self) -> int:
@@ -86,6 +91,9 @@ class SweepStatus(BaseModel):
             for r in self.scheduled.rungs:
                 reached[r.budget] = reached.get(r.budget, 0) + r.results
             parts.append("rungs " + " ".join(f"{n}@{b}" for b, n in sorted(reached.items())))
+        if self.objectives is not None:
+            goals = ", ".join(f"{d[:3]} {o}" for o, d in zip(self.objectives, self.directions or [], strict=False))
+            parts.append(f"Pareto front {self.front} trial{'' if self.front == 1 else 's'} ({goals})")
         if self.best is not None and self.best.value is not None:
             parts.append(f"best {self.best.name} {self.objective or 'value'} {self.best.value:.4g} "
                          f"at {self.best.step} steps")
@@ -123,9 +131,14 @@ class SweepResult(BaseModel):
 
     Attributes:
         run_id / snapshot: the sweep and the data every trial used.
-        objective / direction: what was optimized.
-        best: the best done trial.
-        leaderboard: done trials ranked by the objective (names are trial names).
+        objective / direction: what was optimized (a multi-objective sweep: its first objective).
+        best: the best done trial (``None`` in a multi-objective sweep: see ``front``).
+        leaderboard: done trials ranked by the objective (names are trial names); a multi-objective
+            sweep's by front, then crowding distance (``metric``/``value``: its first objective).
+        objectives / directions: a multi-objective sweep's (``None`` otherwise).
+        front: a multi-objective sweep's Pareto front: its non-dominated done trials, by index, at
+            most ``FRONT_ROWS`` (50; a larger front is thinned by crowding distance, its ends kept,
+            and ``front_dropped`` counts what was left out: ``results()`` ranks the whole table).
         trials: per-trial rows, by index (the best ``max_inline_rows`` when there are more).
         n_trials / n_done / n_failed / n_stopped: counts over all trials.
         rows_omitted: rows left out of ``trials`` to bound the payload.
@@ -157,6 +170,10 @@ class SweepResult(BaseModel):
     scheduled: ScheduledSummary | None = None
     #: with a scheduler: the budget (steps) of the best trial's value
     best_budget: int | None = None
+    objectives: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
+    directions: list[Direction] | None = Field(default=None, exclude_if=lambda v: v is None)
+    front: list[TrialResult] = Field(default_factory=list, exclude_if=lambda v: not v)
+    front_dropped: int = Field(default=0, exclude_if=lambda v: v == 0)
 
 
 

@@ -81,6 +81,8 @@ class TrialRow(BaseModel):
         source: ``searcher`` (``audit`` says from what) or ``user`` (enqueued by an update).
         state: see :data:`TrialState`.
         value: the objective (the evaluation metric) when done.
+        values: a multi-objective sweep's objectives when done, one per ``SweepInput.objectives``
+            (then ``value`` is ``None``).
         metrics: every evaluation metric.
         step / max_steps / loss: training progress (live, from the training's reports).
         error: why it failed.
@@ -114,6 +116,7 @@ class TrialRow(BaseModel):
     source: Literal["searcher", "user"] = "searcher"
     state: TrialState = "training"
     value: float | None = Field(default=None, exclude_if=_none)
+    values: list[float] | None = Field(default=None, exclude_if=_none)
     metrics: dict[str, float] = Field(default_factory=dict, exclude_if=_empty)
     step: int = 0
     max_steps: int = 0
@@ -163,6 +166,8 @@ class TrialRow(BaseModel):
         if self.rung is not None:
             return rung_record(self.index, self.params, self.rung_values,
                                running=self.state in ("training", "evaluating"), bracket=self.bracket)
+        if self.state == "done" and self.values is not None and all(math.isfinite(v) for v in self.values):
+            return TrialRecord(index=self.index, params=self.params, state="complete", values=tuple(self.values))
         if self.state == "done" and self.value is not None and math.isfinite(self.value):
             return TrialRecord(index=self.index, params=self.params, state="complete", value=self.value)
         if self.state in ("training", "evaluating"):
@@ -188,6 +193,17 @@ def objective_value(metrics: dict[str, float], objective: str) -> float | None:
     """The objective from evaluation metrics, ``None`` when missing or not finite."""
     value = metrics.get(objective)
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def objective_values(metrics: dict[str, float], objectives: list[str]) -> tuple[list[float] | None, str | None]:
+    """A multi-objective trial's values from its evaluation metrics, in the order of ``objectives``;
+    or ``None`` and why (one line) when one is missing or not finite."""
+    values = [objective_value(metrics, name) for name in objectives]
+    bad = [name for name, v in zip(objectives, values, strict=True) if v is None]
+    if bad:
+        return None, (f"the evaluation reported no finite {', '.join(map(repr, bad))} "
+                      f"(got {sorted(metrics)}): every objective must be a finite metric")
+    return [float(v) for v in values if v is not None], None
 
 
 def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[TrialRecord]:
@@ -277,6 +293,6 @@ def recompute_suggestions(inp: SweepInput, rows: list[TrialRow]) -> list[tuple[i
             continue
         history = history_at(rows, row.index, row.audit.results_seen)
         again = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=row.index,
-                                     direction=inp.direction)
+                                     direction=inp.search_direction)  # type: ignore[arg-type]
         out.append((row.index, dict(row.params), dict(again)))
     return out

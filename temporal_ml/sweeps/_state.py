@@ -26,7 +26,10 @@ class TableSummary(BaseModel):
         uri: the table's directory (``part-00000.json``, ...), ``None`` until the first part.
         parts: the sha256 of each part, in order (a reader verifies every part against it).
         rows / n_done / n_failed / n_stopped: the rows written, and how many of each state.
-        top: the best done rows written (at most :data:`TOP_ROWS`), best first.
+        top: the best done rows written (at most :data:`TOP_ROWS`), best first. A multi-objective
+            sweep: the Pareto front of the rows written and held (at most ``FRONT_ROWS``), by index.
+        front_dropped: a multi-objective sweep: front rows left out of ``top`` to keep it bounded
+            (the results table has them all).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
@@ -38,6 +41,7 @@ class TableSummary(BaseModel):
     n_failed: int = 0
     n_stopped: int = 0
     top: list[TrialRow] = Field(default_factory=list)
+    front_dropped: int = Field(default=0, exclude_if=lambda v: v == 0)
 
 
 class SweepState(BaseModel):

@@ -149,6 +149,10 @@ class SweepControls:
         """Done trials, best first."""
         return []
 
+    def _front_size(self) -> int:
+        """A multi-objective sweep's trials on its Pareto front (as far as it keeps it)."""
+        return 0
+
     def _outcomes(self) -> tuple[int, int, int]:
         """Trials done, failed and stopped so far (a sweep adds those in its results table)."""
         s = self._control_state()
@@ -213,6 +217,7 @@ class SweepControls:
         done, failed, stopped = self._outcomes()
         ranked = self._ranked()
         inp: Any = getattr(self, "_inp", None)
+        multi = getattr(inp, "objectives", None) is not None  # several objectives: a front, no best
         return SweepStatus(phase=self._phase(), n_trials=self._n_trials(),  # type: ignore[arg-type]
                            max_concurrency=s.max_concurrency, running=self._running,
                            queued=len(s.queue), exhausted=s.exhausted, runs=s.runs,
@@ -220,10 +225,13 @@ class SweepControls:
                            started=self._n_started(), written=self._written(), table_uri=self._table_uri(),
                            retrying=self._retrying(), stop_reason=self._stop_reason(),
                            n_done=done, n_failed=failed, n_stopped=stopped,
-                           best=ranked[0] if ranked else None,
+                           best=ranked[0] if ranked and not multi else None,
                            objective=inp.objective if inp is not None else None,
                            direction=inp.direction if inp is not None else "maximize",
-                           scheduled=getattr(s, "scheduled", None))
+                           scheduled=getattr(s, "scheduled", None),
+                           objectives=inp.objectives if multi else None,
+                           directions=inp.directions if multi else None,
+                           front=self._front_size() if multi else 0)
 
     @workflow.query
     def trials(self, offset: int = 0, limit: int = PAGE_ROWS) -> list[TrialRow]:

@@ -62,7 +62,7 @@ class Suggestion:
 
 
 async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[TrialRecord], *, seed: int,
-                  index: int, direction: Direction, table_uri: str | None = None,
+                  index: int, direction: Direction | tuple[Direction, ...], table_uri: str | None = None,
                   table_parts: list[str] | None = None, count: int = 1) -> Suggestion:
     """Trial ``index``'s point, recorded in the history (inline for histories from before); with
     ``count`` > 1 also the points of the next ``count - 1`` trials (``more``; the activity only).
@@ -124,7 +124,7 @@ class SuggestingSweep:
         self._suggesting = True  # a trial index is taken: an enqueued config runs after it
         try:
             got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
-                                direction=inp.direction, table_uri=t.uri, table_parts=t.parts,
+                                direction=inp.search_direction, table_uri=t.uri, table_parts=t.parts,
                                 count=self._suggestions_wanted())
         finally:
             self._suggesting = False

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from temporal_ml.search import SearchSpace
     from temporal_ml.sweeps import (
+        FRONT_ROWS,
         LEADERBOARD_ROWS,
         MAX_HELD_FAILED,
         PART_ROWS,
@@ -34,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         SweepState,
         TrialResult,
         TrialRow,
+        front_of,
+        pareto_ranked,
     )
     from temporal_ml.types import (
         LeaderboardEntry,
@@ -160,7 +163,11 @@ class SweepTable:
         t.n_done += sum(r.state == "done" for r in rows)
         t.n_failed += sum(r.state == "failed" for r in rows)
         t.n_stopped += sum(r.state == "stopped" for r in rows)
-        t.top = rank_rows([*t.top, *rows], inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS]
+        if inp.directions is not None:  # several objectives: the front of what it wrote, bounded
+            t.top, dropped = front_of([*t.top, *rows], inp.directions, FRONT_ROWS)
+            t.front_dropped += dropped
+        else:
+            t.top = rank_rows([*t.top, *rows], inp.direction, by_budget=inp.scheduler is not None)[:TOP_ROWS]
 
     async def _write_table(self, inp: SweepInput) -> str | None:
         """Write every row to ``table_root`` in parts of ``max_inline_rows`` (payloads stay bounded)."""
@@ -181,12 +188,27 @@ class SweepTable:
     def _ranked(self) -> list[TrialRow]:
         """Done trials best first: the kept rows and the best of those written to the table."""
         assert self._inp is not None
+        if self._inp.directions is not None:  # by front, then crowding distance
+            return [r for r, _ in pareto_ranked([*self._s.table.top, *self._s.rows], self._inp.directions)]
         return rank_rows([*self._s.table.top, *self._s.rows], self._inp.direction,
                          by_budget=self._inp.scheduler is not None)
 
+    def _front(self) -> tuple[list[TrialRow], int]:
+        """A multi-objective sweep's Pareto front (of the front it wrote and the rows it holds), by
+        index and bounded, and how many front rows it left out (now and when it wrote them)."""
+        inp, t = self._inp, self._s.table
+        assert inp is not None and inp.directions is not None
+        front, dropped = front_of([*t.top, *self._s.rows], inp.directions, FRONT_ROWS)
+        return front, dropped + t.front_dropped
+
     def _leaderboard(self) -> list[LeaderboardEntry]:
-        assert self._inp is not None
-        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=self._inp.objective,
+        inp = self._inp
+        assert inp is not None
+        if inp.objectives is not None:  # metric and value: the first objective's
+            return [LeaderboardEntry(rank=k + 1, name=r.name, metric=inp.objectives[0],
+                                     value=float(r.values[0]), budget=r.step)  # type: ignore[index]
+                    for k, r in enumerate(self._ranked()[:LEADERBOARD_ROWS])]
+        return [LeaderboardEntry(rank=k + 1, name=r.name, metric=inp.objective,
                                  value=float(r.value), budget=r.step)  # type: ignore[arg-type]
                 for k, r in enumerate(self._ranked()[:LEADERBOARD_ROWS])]
 
@@ -215,7 +237,7 @@ class SweepTable:
                                 *self.child_ids(row.index, row.rung))
 
         total = t.rows + len(rows)
-        return SweepResult(
+        out = SweepResult(
             run_id=self._run_id, snapshot=snapshot, objective=inp.objective, direction=inp.direction,
             best=result(ranked[0]) if ranked else None, leaderboard=self._leaderboard(),
             trials=[result(r) for r in keep], n_trials=total,
@@ -226,3 +248,10 @@ class SweepTable:
             stopped=s.stopping, exhausted=s.exhausted, runs=s.runs, stop_reason=s.stop_reason,
             scheduled=s.scheduled, best_budget=ranked[0].step if ranked and inp.scheduler is not None else None,
         )
+        if inp.objectives is None or inp.directions is None:
+            return out
+        front, dropped = self._front()  # several objectives: the front instead of one best
+        return out.model_copy(update={
+            "objective": inp.objectives[0], "direction": inp.directions[0], "best": None,
+            "objectives": list(inp.objectives), "directions": list(inp.directions),
+            "front": [result(r) for r in front], "front_dropped": dropped})

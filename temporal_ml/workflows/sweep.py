@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SweepState,
         TrialRow,
         objective_value,
+        objective_values,
         trial_name,
     )
     from temporal_ml.types import (
@@ -272,6 +273,8 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
             if row.result_seq is not None:
                 row.retried_from.append(row.result_seq)
             row.state, row.value, row.metrics, row.error = "training", None, {}, None
+            if row.values is not None:
+                row.values = None
             row.result_seq, row.trained, row.finished = None, None, None
             if row.rung is not None:
                 self._rerun_note(row)
@@ -342,6 +345,16 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
                 self._count_failure(inp)
             return
         assert outcome.train is not None and outcome.metrics is not None
+        if inp.objectives is not None:  # several objectives: a value for each, or the trial fails
+            values, why = objective_values(outcome.metrics, inp.objectives)
+            if outcome.train.stopped_early:
+                self._finish(row, "stopped", values=values, metrics=outcome.metrics)
+            elif values is None:
+                self._finish(row, "failed", metrics=outcome.metrics, error=why)
+                self._count_failure(inp)
+            else:
+                self._finish(row, "done", values=values, metrics=outcome.metrics)
+            return
         value = objective_value(outcome.metrics, inp.objective)
         if outcome.train.stopped_early:  # with a scheduler: out of the rungs, never promoted
             self._finish(row, "stopped", value=row.value if scheduled else value, metrics=outcome.metrics)
@@ -367,9 +380,12 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
             workflow.logger.error("sweep %s stops: %s", self._run_id, s.stop_reason)
 
     def _finish(self, row: TrialRow, state: str, *, value: float | None = None,
-                metrics: dict[str, float] | None = None, error: str | None = None) -> None:
+                metrics: dict[str, float] | None = None, error: str | None = None,
+                values: list[float] | None = None) -> None:
         row.state = state  # type: ignore[assignment]
         row.value, row.metrics, row.error = value, metrics or {}, error
+        if values is not None or row.values is not None:  # (a single-objective row never has them)
+            row.values = values
         row.finished = workflow.now()
         row.result_seq = self._s.results_seen
         self._s.results_seen += 1
@@ -440,6 +456,10 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         done, failed, stopped = super()._outcomes()
         t = self._s.table
         return done + t.n_done, failed + t.n_failed, stopped + t.n_stopped
+
+    def _front_size(self) -> int:
+        front, dropped = self._front()
+        return len(front) + dropped
 
     def _running_train_id(self, index: int) -> str:
         return self.child_ids(index)[0]

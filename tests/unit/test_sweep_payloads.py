@@ -338,3 +338,72 @@ def test_a_new_sweep_beyond_the_caps_is_refused(sweep: SweepWorkflow) -> None:
     with pytest.raises(ValueError, match=f"with a scheduler runs at most {MAX_SCHEDULED_CONCURRENCY}"):
         SweepInput.model_validate({**fields, "max_concurrency": MAX_SCHEDULED_CONCURRENCY + 1,
                                    "scheduler": SCHEDULER.model_dump()})
+
+
+# -- with several objectives -----------------------------------------------------------------------
+
+OBJECTIVES = ["accuracy", "loss", "latency_ms"]
+
+
+def _multi_row(k: int, rng: random.Random, state: str, values: list[float] | None = None) -> TrialRow:
+    """A row of a 3-objective sweep: ``values`` instead of ``value`` when done."""
+    row = _row(k, rng, state)
+    if state != "done":
+        return row
+    return row.model_copy(update={"value": None, "values": values or [rng.random() for _ in OBJECTIVES],
+                                  "metrics": {**row.metrics, "latency_ms": rng.random() * 100}})
+
+
+@pytest.fixture(scope="module")
+def multi(sweep: SweepWorkflow) -> SweepWorkflow:
+    """The 100,000-trial sweep with three objectives (NSGA-II): the rows carry their values, and the
+    table's summary keeps a full Pareto front (``FRONT_ROWS`` rows, more left out)."""
+    from temporal_ml.search import NSGAIISearcher
+    from temporal_ml.sweeps import FRONT_ROWS
+
+    rng = random.Random(13)
+    base, s0 = sweep._inp, sweep._s  # noqa: SLF001
+    assert base is not None
+    inp = SweepInput.model_validate({**base.model_dump(exclude={"carried"}), "searcher": NSGAIISearcher().model_dump(),
+                                     "objectives": OBJECTIVES, "directions": ["maximize", "minimize", "minimize"]})
+    rows = [_multi_row(r.index, rng, r.state) for r in s0.rows]
+    # a front: more accuracy costs loss (the held rows' accuracy, below 1, dominates none of it)
+    front = [_multi_row(k, rng, "done", [1 + k / FRONT_ROWS, k / FRONT_ROWS, 1 - k / FRONT_ROWS])
+             for k in range(FRONT_ROWS)]
+    state = s0.model_copy(update={
+        "rows": rows, "table": s0.table.model_copy(update={"top": front, "front_dropped": 5000})})
+    wf = SweepWorkflow()
+    wf._inp, wf._s, wf._run_id = inp, state, RUN_ID  # noqa: SLF001 - the workflow's own state, synthetic
+    wf._live = {r.index: r for r in state.rows}  # noqa: SLF001
+    wf._running = RUNNING  # noqa: SLF001
+    return wf
+
+
+def test_every_payload_of_a_multi_objective_sweep_of_100000_trials_is_under_512_kb(multi: SweepWorkflow) -> None:
+    from temporal_ml.activities.sweep import SuggestRequest
+    from temporal_ml.sweeps import FRONT_ROWS
+
+    inp, s = multi._inp, multi._s  # noqa: SLF001
+    assert inp is not None and inp.directions is not None
+    result = multi._result(inp, inp.snapshot, s.table.uri)  # type: ignore[arg-type]  # noqa: SLF001
+    assert result.best is None and result.objectives == OBJECTIVES
+    assert len(result.front) == FRONT_ROWS and result.front_dropped >= 5000
+    status = multi.sweep_status()
+    assert status.best is None and status.front >= FRONT_ROWS + 5000 and "Pareto front" in status.summary()
+    payloads = {
+        "input": inp,
+        "continue-as-new input": inp.model_copy(update={"carried": s}),
+        "sweep_status": status,
+        "trials (a page)": multi.trials(),
+        "leaderboard": multi.leaderboard(),
+        "table part": SweepPartRequest(run_id=RUN_ID, table_root=inp.table_root, index=len(s.table.parts),
+                                       rows=[r.model_dump(mode="json") for r in s.rows[:PART_ROWS]]),
+        "suggest request": SuggestRequest(searcher=inp.searcher, space=inp.space,
+                                          history=[r.record() for r in s.rows], seed=inp.seed, index=s.n_started,
+                                          direction=inp.search_direction, table_uri=s.table.uri,
+                                          table_parts=list(s.table.parts), count=SUGGEST_AHEAD),
+        "result": result,
+    }
+    sizes = {name: _size(value) for name, value in payloads.items()}
+    print("\nwith 3 objectives:\n" + "\n".join(f"{name}: {size / 1024:.1f} KB" for name, size in sizes.items()))
+    assert max(sizes.values()) < LIMIT, sizes
