@@ -7,7 +7,9 @@ per-run ``metrics.jsonl`` logs:
 * learning curves (training loss against step) of the run, or of every experiment/trial;
 * for coordinators and sweeps, the objective of every experiment/trial (bars);
 * for sweeps, the optimization history (objective per trial in order, with the best so far) and a
-  parallel-coordinates view of the numeric parameters against the objective.
+  parallel-coordinates view of the numeric parameters against the objective;
+* for a multi-objective sweep, its Pareto front: every done trial by its first two objectives, the
+  front (``pareto`` 1, over all its objectives) marked and joined.
 
 :func:`html_report` writes one self-contained HTML file (plots inlined as PNG data, the results table,
 the run's lineage) that opens offline.
@@ -77,14 +79,33 @@ def find_metrics_dir(info: RunInfo, rows: Sequence[dict[str, Any]]) -> Path | No
 
 
 def objective_of(rows: Sequence[dict[str, Any]], wanted: str | None = None) -> str | None:
-    """The column to rank by: ``wanted``, else ``value``, ``eval.accuracy``, ``metrics.loss``."""
+    """The column to rank by: ``wanted``, else ``value`` (a multi-objective sweep: its first
+    objective's ``value.<name>``), ``eval.accuracy``, ``metrics.loss``."""
     present = {k for row in rows for k, v in row.items() if isinstance(v, (int, float)) and v is not None}
     if wanted is not None:
         if wanted not in present:
             raise ConfigError(f"--objective {wanted}: no numeric column of that name "
                               f"(numeric columns: {', '.join(sorted(present))})")
         return wanted
-    return next((c for c in ("value", "eval.accuracy", "metrics.loss", "train.loss") if c in present), None)
+    first = _objective_columns(rows)[:1]
+    return next((c for c in ("value", *first, "eval.accuracy", "metrics.loss", "train.loss") if c in present), None)
+
+
+def _objective_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A multi-objective sweep's ``value.<objective>`` columns, in the objectives' order."""
+    return [c for c in _columns(rows) if c.startswith("value.")]
+
+
+def _pareto_panel(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str, str] | None:
+    """The done trials of a multi-objective sweep with its first two objectives as the axes (``None``:
+    not such a sweep, or nothing done yet)."""
+    axes = _objective_columns(rows)
+    if len(axes) < 2 or not any("pareto" in r for r in rows):
+        return None
+    x, y = axes[0], axes[1]
+    done = [r for r in rows if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))
+            and math.isfinite(float(r[x])) and math.isfinite(float(r[y])) and r.get("pareto") is not None]
+    return (done, x, y) if done else None
 
 
 def _train_ids(info: RunInfo, rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -115,6 +136,9 @@ def figure(info: RunInfo, rows: Sequence[dict[str, Any]], metrics_dir: Path | No
     curves = _curves(info, rows, metrics_dir)
     if curves:
         panels.append(("curves", curves))
+    front = _pareto_panel(rows) if info.kind == "sweep" else None
+    if front is not None:
+        panels.append(("pareto", front))
     goal = objective_of(rows, objective)
     scored = [r for r in rows if isinstance(r.get(goal), (int, float))] if goal else []
     if info.kind in ("coordinator", "sweep", "ladder") and scored and len(scored) <= MAX_BARS:
@@ -221,6 +245,8 @@ def _draw(ax: Any, kind: str, data: Any, goal: str | None) -> None:
         ax.legend(fontsize="small")
     elif kind == "rungs":
         _draw_rungs(ax, data)
+    elif kind == "pareto":
+        _draw_pareto(ax, *data)
     elif kind == "importance":
         rows, params = data
         strength = {c.removeprefix("params."): abs(_rank_correlation([float(r[c]) for r in rows],
@@ -283,6 +309,30 @@ def _rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
     return cov / (sx * sy) if sx and sy else 0.0
 
 
+#: Front trials named on the Pareto panel at most (a larger front is drawn unnamed).
+MAX_FRONT_LABELS = 20
+
+
+def _draw_pareto(ax: Any, rows: Sequence[dict[str, Any]], x: str, y: str) -> None:
+    """Every done trial by two objectives: the dominated in grey, the Pareto front (``pareto`` 1)
+    in red, joined in order of the first objective and named when it is small."""
+    others = [r for r in rows if r.get("pareto") != 1]
+    front = sorted((r for r in rows if r.get("pareto") == 1), key=lambda r: (float(r[x]), float(r[y])))
+    if others:
+        ax.scatter([float(r[x]) for r in others], [float(r[y]) for r in others], color="tab:gray", alpha=0.6,
+                   s=18, label=f"dominated ({len(others)})")
+    ax.plot([float(r[x]) for r in front], [float(r[y]) for r in front], "o--", color="tab:red", ms=6, lw=1,
+            label=f"Pareto front ({len(front)})", zorder=3)
+    if len(front) <= MAX_FRONT_LABELS:
+        for r in front:
+            ax.annotate(str(r.get("name")), (float(r[x]), float(r[y])), fontsize="x-small",
+                        xytext=(4, 4), textcoords="offset points")
+    more = len([c for c in rows[0] if c.startswith("value.")]) - 2
+    ax.set(title="Pareto front" + (f" (over all {more + 2} objectives; the first two drawn)" if more > 0 else ""),
+           xlabel=x.removeprefix("value."), ylabel=y.removeprefix("value."))
+    ax.legend(fontsize="small")
+
+
 def _draw_rungs(ax: Any, table: Any) -> None:
     """ASHA: every trial's objective at each rung budget it reached; promotions drawn as lines."""
     points: dict[str, list[tuple[int, float]]] = {}
@@ -324,7 +374,7 @@ def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None
     from temporal_ml.results import TABLE_COLUMNS
 
     esc = html.escape
-    columns = [c for c in _columns(rows) if c in TABLE_COLUMNS or c.startswith("params.")] or _columns(rows)
+    columns = [c for c in _columns(rows) if c in TABLE_COLUMNS or c.startswith(("params.", "value."))] or _columns(rows)
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{esc(_text(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
     facts = [("kind", info.kind), ("status", info.status), ("workflow type", info.type),

@@ -6,7 +6,10 @@ Columns: ``name``, ``status``, ``step``/``max_steps``, ``params.<hparam>`` for e
 (``TrainConfig.hparams``; a sweep's space key ``hparams.<name>`` is the column ``params.<name>`` too, see
 :func:`param_column`) and ``TrainConfig`` fields under their own names (``seed``, ``batch_size``), metrics (``train.<m>`` and ``eval.<m>`` for experiments, ``metrics.<m>`` for a
 training), durations in seconds, lineage (``config_hash``, ``snapshot_id``, ``checkpoint_sha256``,
-``library_version``), the workflow ids and ``error``.
+``library_version``), the workflow ids and ``error``. A multi-objective sweep's rows add each
+objective's value (``value.<objective>``, in the order of ``SweepInput.objectives``) and ``pareto``
+(the trial's front in non-dominated sorting over every done trial: 1 is the Pareto front); its
+``rank`` orders by front, then crowding distance, and its ``value`` is empty.
 
 Rows come from Temporal alone (the workflow's input and result in its history, its children, and a
 ``progress`` query for a running training), so they work on finished and running runs, with or without
@@ -39,7 +42,7 @@ __all__ = ["results", "result_rows", "register_rows", "learning_curves", "requir
 
 #: The columns a table of results shows when present (``temporal-ml results``, ``report``): the
 #: other formats carry every column.
-TABLE_COLUMNS = ["name", "status", "rank", "value", "step", "max_steps", "params.lr", "seed", "train.loss",
+TABLE_COLUMNS = ["name", "status", "rank", "pareto", "value", "step", "max_steps", "params.lr", "seed", "train.loss",
                  "metrics.loss", "eval.accuracy", "eval.macro_f1", "eval.loss", "train_s", "eval_s",
                  "duration_s", "error"]
 

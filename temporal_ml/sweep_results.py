@@ -153,7 +153,15 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
     ranks: dict[str, int] = {}
     inline: dict[str, Any] = {}
     evaluating = await trials_evaluating(client, info.id, info.kind, trials) if info.running else {}
-    if result is not None:
+    objectives, directions = await _objectives(client, info, result)
+    fronts: dict[str, int] = {}
+    if objectives is not None and directions is not None:  # several objectives: by front, then crowding
+        from temporal_ml.sweeps import pareto_ranked
+
+        ranked = pareto_ranked(trials, directions)
+        ranks = {t.name: k + 1 for k, (t, _) in enumerate(ranked)}
+        fronts = {t.name: front for t, front in ranked}
+    elif result is not None:
         sign = -1.0 if result.direction == "maximize" else 1.0
         if info.kind == "sweep":  # every done trial, ranked by its value (with a scheduler: the most steps first)
             scheduled = getattr(result, "scheduled", None) is not None
@@ -166,6 +174,10 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
     for trial in trials:
         row = _trial_row(trial)
         row["rank"] = ranks.get(trial.name)
+        if objectives is not None:  # each objective's value, and the trial's front (1: the Pareto front)
+            values = trial.values or [None] * len(objectives)
+            row.update({f"value.{name}": v for name, v in zip(objectives, values, strict=False)})
+            row["pareto"] = fronts.get(trial.name)
         row["budget"] = trial.max_steps or None
         if trial.index in evaluating:  # its evaluation's rows done so far
             row["eval_rows"] = evaluating[trial.index].line()
@@ -186,6 +198,22 @@ async def _sweep_rows(client: Client, info: RunInfo) -> list[Row]:
     return _same_columns(rows, _SWEEP_COLUMNS) or [_base_row(info)]
 
 
+async def _objectives(client: Client, info: RunInfo, result: Any) -> tuple[list[str] | None, list[Any] | None]:
+    """A multi-objective sweep's objectives and directions (from its result, or while it runs from
+    its input); ``(None, None)`` for a sweep with one objective, or a ladder."""
+    if info.kind != "sweep":
+        return None, None
+    if result is not None:
+        return getattr(result, "objectives", None), getattr(result, "directions", None)
+    from temporal_ml.sweeps import SweepInput
+
+    try:
+        inp = await _input(client, info.id, SweepInput)
+    except Exception:  # noqa: BLE001 - an input this version cannot read: no objectives' columns
+        return None, None
+    return (inp.objectives, inp.directions) if inp is not None else (None, None)
+
+
 #: Columns every sweep row has, running or finished (empty until known): lineage and workflow ids
 #: come with a trial's result, the rank with the sweep's.
 _SWEEP_COLUMNS = ("rank", "budget", "eval_rows", "train_workflow_id", "eval_workflow_id", "seed",
@@ -195,13 +223,17 @@ _SWEEP_COLUMNS = ("rank", "budget", "eval_rows", "train_workflow_id", "eval_work
 def _same_columns(rows: list[Row], fixed: Sequence[str]) -> list[Row]:
     """Give every row the same keys in one order: ``fixed`` and every key any row has (a value a
     row lacks is ``None``), so a run's columns do not change while it runs or when it finishes.
-    Order: name, status, value, the params, progress, the ``eval.*`` metrics, then the rest."""
+    Order: name, status, value (a multi-objective sweep: ``pareto`` and each objective's
+    ``value.<name>``), the params, progress, the ``eval.*`` metrics, then the rest."""
     keys = {k for row in rows for k in row} | set(fixed)
-    first = ["name", "index", "status", "value"]
+    first = ["name", "index", "status", "value", "pareto"]
+    objectives = [k for row in rows[:1] for k in row if k.startswith("value.")]  # in the objectives' order
 
     def place(key: str) -> tuple[int, int, str]:
         if key in first:
             return (0, first.index(key), "")
+        if key in objectives:
+            return (0, len(first) + objectives.index(key), "")
         if key.startswith("params."):
             return (1, 0, key)
         if key in ("step", "max_steps", "budget", "train.loss"):

@@ -23,7 +23,7 @@ from temporalio.client import (
 )
 
 __all__ = ["RUN_KINDS", "ControlError", "RowCache", "list_runs", "run_summary", "page_rows", "control",
-           "figure_png", "CONTROLS"]
+           "figure_png", "CONTROLS", "pareto_front_rows", "FRONT_SHOWN"]
 
 #: The kinds the runs page filters by (a coordinator's kind is ``coordinator``).
 RUN_KINDS = ("train", "eval", "coordinator", "sweep", "ladder")
@@ -118,16 +118,43 @@ async def run_summary(client: Client, cache: RowCache, workflow_id: str) -> dict
         from temporal_ml.runs import coordinator_phase
 
         line = await coordinator_phase(client, info.id)
+    front = pareto_front_rows(rows) if info.kind == "sweep" else None
     lineage = {k: rows[0].get(k) for k in ("config_hash", "snapshot_id", "seed", "library_version",
                                            "checkpoint_sha256", "resumes", "pauses") if rows and k in rows[0]}
     return {"id": info.id, "kind": info.kind, "status": info.status, "type": info.type,
             "task_queue": info.task_queue, "started": info.start_time.isoformat() if info.start_time else None,
             "duration": format_duration(info.duration_seconds), "snapshot": info.snapshot_id,
             "experiment": info.experiment, "line": line, "rows": len(rows), "space": space, "rungs": rungs,
+            "front": front,
             "controls": sorted(CONTROLS.get(info.kind, {})) if info.running else [],
             "lineage": lineage if info.kind == "train" else {},
             "checkpoints": await _checkpoints_of(rows[0].get("checkpoint") if rows else None)
             if info.kind == "train" else None}
+
+
+#: Trials of a multi-objective sweep's Pareto front its page lists at most (by ``rank``: the ends
+#: of the front and its sparse stretches first).
+FRONT_SHOWN = 100
+
+
+def pareto_front_rows(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A multi-objective sweep's Pareto front for its page: the objectives, the front's trials
+    (``pareto`` 1, at most :data:`FRONT_SHOWN`, by rank) with each objective's value, and its size;
+    ``None`` for a sweep with one objective.
+
+    Example::
+
+        {"objectives": ["accuracy", "loss"], "size": 3,
+         "trials": [{"name": "t0004", "rank": 1, "values": [0.93, 0.21]}, ...]}
+    """
+    objectives = [c for c in (rows[0] if rows else {}) if c.startswith("value.")]
+    if not objectives or not any("pareto" in r for r in rows):
+        return None
+    front = sorted((r for r in rows if r.get("pareto") == 1),
+                   key=lambda r: (r.get("rank") is None, r.get("rank") or 0))
+    return {"objectives": [c.removeprefix("value.") for c in objectives], "size": len(front),
+            "trials": [{"name": r.get("name"), "index": r.get("index"), "rank": r.get("rank"),
+                        "values": [_json_value(r.get(c)) for c in objectives]} for r in front[:FRONT_SHOWN]]}
 
 
 #: Checkpoints a training's page lists at most (the newest).

@@ -49,6 +49,8 @@ def run_page(workflow_id: str, csrf: str, read_only: bool) -> str:
             '<section id="rungs" hidden><h2>rungs</h2><table id="rungtable"><thead><tr><th>bracket</th>'
             '<th>rung</th><th>budget</th><th>results</th><th>promoted</th><th>running</th></tr></thead>'
             '<tbody></tbody></table><ol id="decisions"></ol></section>'
+            '<section id="front" hidden><h2>Pareto front</h2><p id="frontline"></p>'
+            '<table id="fronttable"><thead></thead><tbody></tbody></table></section>'
             '<section id="checkpoints" hidden><h2>checkpoints</h2><table id="ckpttable"><thead><tr>'
             '<th>step</th><th>model sha256</th><th>size</th><th>metrics</th></tr></thead><tbody></tbody>'
             '</table></section>'

@@ -219,6 +219,30 @@ function runPage() {
     list.replaceChildren(...data.rungs.decisions.map((line) => el("li", line)));
   }
 
+  function front(data) {
+    // a multi-objective sweep: the trials on its Pareto front, with each objective's value
+    const box = $("#front");
+    box.hidden = !data.front;
+    if (!data.front) return;
+    const f = data.front;
+    $("#frontline").textContent = f.size + " trial" + (f.size === 1 ? "" : "s") + " on the front" +
+      (f.size > f.trials.length ? " (the first " + f.trials.length + " by rank)" : "") +
+      ": no other done trial is at least as good in every objective and better in one";
+    const head = $("#fronttable thead");
+    const tr = el("tr");
+    for (const name of ["trial", "rank", ...f.objectives]) tr.appendChild(el("th", name));
+    head.replaceChildren(tr);
+    const body = $("#fronttable tbody");
+    body.replaceChildren();
+    for (const t of f.trials) {
+      const row = el("tr");
+      row.appendChild(el("td", t.name));
+      row.appendChild(el("td", fmt(t.rank), "num"));
+      for (const v of t.values) row.appendChild(el("td", fmt(v), "num"));
+      body.appendChild(row);
+    }
+  }
+
   function checkpoints(data) {
     const box = $("#checkpoints");
     box.hidden = !data.checkpoints || data.checkpoints.length === 0;
@@ -293,7 +317,7 @@ function runPage() {
 
   async function refresh() {
     try { summary = await getJSON(api); } catch (err) { return; }
-    facts(summary); controls(summary); rungs(summary); checkpoints(summary);
+    facts(summary); controls(summary); rungs(summary); front(summary); checkpoints(summary);
     await loadRows();
     if (live) images();
     live = summary.status === "running";
