@@ -26,6 +26,7 @@ from temporal_ml.search import (
     AshaScheduler,
     Categorical,
     Float,
+    NSGAIISearcher,
     PbtScheduler,
     RandomSearcher,
     SearchSpace,
@@ -66,7 +67,7 @@ async def record(out: Path, only: set[str] | None = None) -> None:
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
                 groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED, **RECORDED_AHEAD,
-                          **RECORDED_PBT}
+                          **RECORDED_PBT, **RECORDED_MULTI_OBJECTIVE}
                 if only is None or only - set(groups):
                     await _run_all(client, out)
                 for name, run in groups.items():
@@ -426,6 +427,32 @@ RECORDED_SCHEDULED = {"asha_tpe_budget": _asha_tpe_budget, "asha_controls": _ash
 RECORDED_AHEAD = {"asha_plan_ahead": _asha_plan_ahead}
 #: Histories of the release with population-based training (exploits copy checkpoints).
 RECORDED_PBT = {"pbt_controls": _pbt_controls}
+
+
+async def _sweep_multi_objective(c: Any, out: Path) -> None:
+    """NSGA-II with two objectives (accuracy up, loss down), 8 trials 2 at once: finished rows go
+    to the results table in parts of 2 (the state keeps the front of what it wrote); a pause, a
+    resume, an enqueued config and an added trial; the result holds the front."""
+    base = CONFIG.model_copy(update={"max_steps": 20, "hparams": {"step_delay": 0.02}})
+    sweep = await c.start_workflow(MLPSweep.run, SweepInput(
+        base=base, space=SPACE, searcher=NSGAIISearcher(population_size=3), n_trials=6, max_concurrency=2,
+        seed=7, dataset=DATASET, run_id="replay-sweep-mo", progress_every_seconds=0.5,
+        objectives=["accuracy", "loss"], directions=["maximize", "minimize"], max_inline_rows=2,
+        table_root=tempfile.mkdtemp(prefix="tml-replay-tables-")),
+        id="replay-sweep-mo", task_queue="replay")
+    await _until(lambda: _started(sweep, 2), "two trials started")
+    await sweep.execute_update(MLPSweep.pause)
+    await sweep.execute_update(MLPSweep.resume)
+    await sweep.execute_update(MLPSweep.enqueue, {"hparams.lr": 0.01, "hparams.hidden": 8})
+    await sweep.execute_update(MLPSweep.add_trials, 1)
+    result = await sweep.result()
+    assert result.n_done == result.n_trials == 8 and result.front and result.best is None and result.table_uri, result
+    assert all(t.row.values is not None for t in result.front), result.front
+    await _save(sweep, out, "sweep_multi_objective")
+
+
+#: Histories of the release whose sweeps take several objectives (a Pareto front).
+RECORDED_MULTI_OBJECTIVE = {"sweep_multi_objective": _sweep_multi_objective}
 
 
 if __name__ == "__main__":

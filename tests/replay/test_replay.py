@@ -28,7 +28,8 @@ def test_every_workflow_base_has_a_history() -> None:
                                            "sweep_batch", "sweep_tpe_controls_batch", "asha_tpe_budget",
                                            "asha_controls", "asha_infra_retry", "asha_rollover_first",
                                            "asha_rollover_next", "coordinator_rollover_first",
-                                           "coordinator_rollover_next", "asha_plan_ahead", "pbt_controls"}
+                                           "coordinator_rollover_next", "asha_plan_ahead", "pbt_controls",
+                                           "sweep_multi_objective"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -60,7 +61,7 @@ def test_recorded_sweep_decisions_recompute() -> None:
 @pytest.mark.parametrize("name", ["sweep_tpe_controls", "ladder_tpe_budget", "sweep_tpe_controls_activity",
                                   "ladder_tpe_budget_activity", "sweep_tpe_controls_batch", "asha_tpe_budget",
                                   "asha_controls", "asha_infra_retry", "asha_rollover_first", "asha_rollover_next",
-                                  "pbt_controls"])
+                                  "pbt_controls", "sweep_multi_objective"])
 async def test_recorded_suggestions_replay_without_the_searcher(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Histories with recorded suggestions replay even when the searcher cannot run at all: replay
     takes every suggestion from its marker (``*_activity``: its activity's result), so no searcher
@@ -72,6 +73,10 @@ async def test_recorded_suggestions_replay_without_the_searcher(name: str, monke
         raise AssertionError("a replay recomputed a recorded suggestion")
 
     monkeypatch.setattr(TPESearcher, "suggest", broken)
+    if name == "sweep_multi_objective":  # NSGA-II's suggestions, and the front the state keeps
+        from temporal_ml.search import NSGAIISearcher
+
+        monkeypatch.setattr(NSGAIISearcher, "suggest", broken)
     if name.startswith("asha"):  # the scheduler's decisions are recorded too (the plan activity)
         from temporal_ml.search import AshaScheduler
 
@@ -90,3 +95,34 @@ async def test_recorded_suggestions_replay_without_the_searcher(name: str, monke
     result = await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()),
                                             raise_on_replay_failure=False)
     assert result.replay_failure is None
+
+
+def test_the_recorded_multi_objective_sweep_told_its_searcher_both_values() -> None:
+    """Each recorded suggestion of the multi-objective sweep was asked with both directions and
+    complete trials carrying their two values; its result holds a front that none of its rows
+    (the inline ones and the front) dominates."""
+    import json
+
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from temporal_ml.activities.sweep import SuggestRequest
+    from temporal_ml.search import dominates
+    from temporal_ml.sweeps import SweepResult
+
+    history = WorkflowHistory.from_json("replay-mo", (HISTORIES[0].parent / "sweep_multi_objective.json").read_text())
+    convert = pydantic_data_converter.payload_converter
+    asked = [convert.from_payloads(e.activity_task_scheduled_event_attributes.input.payloads, [SuggestRequest])[0]
+             for e in history.events
+             if e.activity_task_scheduled_event_attributes.activity_type.name == "temporal_ml.sweep.suggest"]
+    assert asked and all(r.direction == ("maximize", "minimize") for r in asked)
+    told = [h for r in asked for h in r.history if h.state == "complete"]
+    assert told and all(h.value is None and h.values is not None and len(h.values) == 2 for h in told)
+    assert any(r.table_parts for r in asked)  # later ones read the rows written to the table
+    completed = history.events[-1].workflow_execution_completed_event_attributes.result.payloads
+    [result] = convert.from_payloads(completed, [SweepResult])
+    assert result.best is None and result.front and result.objectives == ["accuracy", "loss"]
+    points = {t.row.index: (-t.row.values[0], t.row.values[1])  # type: ignore[index]
+              for t in [*result.front, *result.trials]}
+    front = [t.row.index for t in result.front]
+    assert all(not dominates(q, points[i]) for i in front for q in points.values())
+    assert result.front_dropped == 0 and "front_dropped" not in json.loads(result.model_dump_json())
