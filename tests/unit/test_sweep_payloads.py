@@ -407,3 +407,29 @@ def test_every_payload_of_a_multi_objective_sweep_of_100000_trials_is_under_512_
     sizes = {name: _size(value) for name, value in payloads.items()}
     print("\nwith 3 objectives:\n" + "\n".join(f"{name}: {size / 1024:.1f} KB" for name, size in sizes.items()))
     assert max(sizes.values()) < LIMIT, sizes
+
+
+def test_a_single_objective_sweep_sends_nothing_new(sweep: SweepWorkflow) -> None:
+    """The multi-objective fields are left out of every payload of a sweep with one objective, so
+    its inputs, state, answers and result are byte for byte what they were before them."""
+    import json
+
+    from temporal_ml.activities.sweep import SuggestRequest
+
+    inp, s = sweep._inp, sweep._s  # noqa: SLF001
+    assert inp is not None
+    new = {"objectives", "directions", "front", "front_dropped", "values"}
+
+    def keys(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {k for v in value.values() for k in keys(v)}
+        if isinstance(value, list):
+            return {k for v in value for k in keys(v)}
+        return set()
+
+    for payload in (inp.model_copy(update={"carried": s}), sweep.sweep_status(), sweep.trials(),
+                    sweep._result(inp, inp.snapshot, s.table.uri),  # type: ignore[arg-type]  # noqa: SLF001
+                    SuggestRequest(searcher=inp.searcher, space=inp.space, history=[r.record() for r in s.rows],
+                                   seed=inp.seed, index=s.n_started, direction=inp.search_direction)):
+        [raw] = data_converter.payload_converter.to_payloads([payload])
+        assert not keys(json.loads(raw.data)) & new, type(payload)
