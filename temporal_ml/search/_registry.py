@@ -7,12 +7,11 @@ import. Suggestions are computed once and recorded in the sweep's history, so a 
 need not even be pure for a sweep to replay; it must be for :func:`temporal_ml.audit.audit_sweep`
 to find no mismatch.
 
-Example:
-    >>> from typing import Literal
+Example (``kind: Literal["midpoint"] = "midpoint"`` in a module of your own):
     >>> from temporal_ml.search import BaseSearcher, SearchSpace, Float, register_searcher
     >>> @register_searcher
     ... class Midpoint(BaseSearcher):
-    ...     kind: Literal["midpoint"] = "midpoint"
+    ...     kind: str = "midpoint"
     ...     def suggest(self, space, history, *, seed, index, direction="minimize"):
     ...         return {name: p.from_unit(0.5) for name, p in space.params.items()}
     >>> searcher_from_json({"kind": "midpoint"}).suggest(SearchSpace({"x": Float(0, 2)}), [], seed=0, index=0)
