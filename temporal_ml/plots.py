@@ -387,6 +387,7 @@ def html_report(info: RunInfo, rows: Sequence[dict[str, Any]], png: bytes | None
         f"<tr><td>{esc(_text(r.get('name')))}</td>"
         + "".join(f"<td><code>{esc(_text(r.get(c)))}</code></td>" for _, c in LINEAGE_COLUMNS) + "</tr>"
         for r in rows)
+    front_html = _front_html(rows)
     image = (f'<img alt="plots of {esc(info.id)}" src="data:image/png;base64,'
              f'{base64.b64encode(png).decode()}">' if png else "<p>(no plots: no metrics or results yet)</p>")
     return f"""<!DOCTYPE html>
@@ -398,7 +399,7 @@ th{{background:#f3f3f3}}img{{max-width:100%}}code{{font-size:12px}}
 <body><h1>{esc(info.id)}</h1>
 <table>{facts_html}</table>
 <h2>Plots</h2>{f"<p><em>{esc(note)}</em></p>" if note else ""}{image}
-<h2>Results ({len(rows)} row{'' if len(rows) == 1 else 's'})</h2>
+{front_html}<h2>Results ({len(rows)} row{'' if len(rows) == 1 else 's'})</h2>
 <div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>
 <h2>Lineage</h2>
 <p>What each result came from: the config's hash, the dataset snapshot, the seed, the temporal-ml
@@ -408,6 +409,23 @@ yet).</p>
 <p><small>temporal-ml report; the full table: <code>temporal-ml results {esc(info.id)} --format csv</code></small></p>
 </body></html>
 """
+
+
+def _front_html(rows: Sequence[dict[str, Any]]) -> str:
+    """A multi-objective sweep's Pareto front as an HTML section (its trials by rank, each
+    objective's value); empty for any other run."""
+    objectives = _objective_columns(rows)
+    front = sorted((r for r in rows if r.get("pareto") == 1), key=lambda r: (r.get("rank") is None, r.get("rank") or 0))
+    if not objectives or not front:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in ("name", "rank", *(c.removeprefix("value.") for c in objectives)))
+    body = "".join("<tr>" + "".join(f"<td>{esc(_text(r.get(c)))}</td>" for c in ("name", "rank", *objectives))
+                   + "</tr>" for r in front)
+    return (f"<h2>Pareto front ({len(front)} trial{'' if len(front) == 1 else 's'})</h2>"
+            "<p>The done trials no other done trial matches or beats in every objective (and beats in "
+            "one), by rank: the ends of the front and its sparse stretches first.</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _text(value: Any) -> str:

@@ -90,6 +90,9 @@ async def test_a_multi_objective_sweep_returns_the_pareto_front_of_its_rows(
         png = tmp_path / "front.png"
         code, out, err = await cli("plot", inp.run_id, "-o", str(png), env=subprocess_env)
         assert code == 0 and png.stat().st_size > 10_000, err
+        report = tmp_path / "report.html"
+        code, out, err = await cli("report", inp.run_id, "-o", str(report), env=subprocess_env)
+        assert code == 0 and f"<h2>Pareto front ({len(front)} trial" in report.read_text(), err
     finally:
         kill(worker)
 

@@ -46,3 +46,15 @@ def test_the_plot_draws_the_front_of_the_first_two_objectives() -> None:
     ax = fig.axes[titles.index("Pareto front")]
     assert ax.get_xlabel() == "accuracy" and ax.get_ylabel() == "loss"
     plt.close(fig)
+
+
+def test_the_report_lists_the_front_by_rank() -> None:
+    from temporal_ml.plots import html_report
+
+    info = RunInfo(id="mo", type="MLPSweep", kind="sweep", status="completed")  # type: ignore[call-arg]
+    page = html_report(info, _rows(), None)
+    section = page.split("<h2>Pareto front (3 trials)</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<th>accuracy</th><th>loss</th>" in section
+    assert section.index("t0000") < section.index("t0001") < section.index("t0003") and "t0002" not in section
+    single = [{"name": "t0000", "value": 0.5, "rank": 1}]
+    assert "Pareto front" not in html_report(info, single, None)
