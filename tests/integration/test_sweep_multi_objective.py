@@ -15,9 +15,11 @@ import pytest
 
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
+from temporal_ml.devserver import DevServer
 from temporal_ml.results import result_rows
 from temporal_ml.search import Float, Int, NSGAIISearcher, SearchSpace, dominates
 from temporal_ml.sweeps import SweepInput, SweepResult, TrialRow, recompute_suggestions
+from tests.conftest import free_port
 from tests.integration._sweep_workflows import MLPSweep
 from tests.integration.test_cli import cli
 from tests.integration.test_sweep import BASE, DATASET, kill, start_worker
@@ -117,3 +119,36 @@ async def test_a_missing_objective_fails_each_trial_in_one_line(
             assert "no finite 'latency_ms'" in t.row.error and t.row.values is None
     finally:
         kill(worker)
+
+
+@pytest.mark.slow
+async def test_a_multi_objective_sweep_keeps_its_front_across_rollovers(tmp_path: Path,
+                                                                       subprocess_env: dict[str, str]) -> None:
+    """On a server that suggests continue-as-new after 30 events, the sweep rolls over several
+    times carrying its front (rows go to the table in parts of 2); its result's front still equals
+    the brute-force front of every row, and every suggestion recomputes."""
+    server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server",
+                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
+    server.start(timeout=120)
+    queue = f"mo-roll-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TEMPORAL_ADDRESS": server.address}, 0)
+    inp = SweepInput(
+        base=BASE.model_copy(update={"max_steps": 20, "hparams": {"step_delay": 0.01}}),
+        space=SearchSpace({"hparams.lr": Float(1e-3, 1e-1, log=True), "hparams.hidden": Int(2, 32)}),
+        searcher=NSGAIISearcher(population_size=4), n_trials=12, max_concurrency=3, seed=9, dataset=DATASET,
+        objectives=["accuracy", "loss"], directions=["maximize", "minimize"], run_id=f"mo-{queue}",
+        evaluate_in_training=True, report_progress=False, max_inline_rows=2, table_root=str(tmp_path / "tables"))
+    try:
+        client = await connect(server.address)
+        await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        assert result.runs > 1 and result.n_done == 12, result.runs
+        assert result.table_uri is not None
+        rows = [TrialRow.model_validate(r) for r in read_sweep_table(result.table_uri)]
+        assert sorted(r.index for r in rows) == list(range(12))
+        assert [t.row.index for t in result.front] == _brute_front(rows)
+        recomputed = recompute_suggestions(inp, rows)
+        assert len(recomputed) == 12 and all(recorded == again for _, recorded, again in recomputed)
+    finally:
+        kill(worker)
+        server.stop()
