@@ -73,8 +73,11 @@ def _columns(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     if args.format == "table":  # the headline columns, with every parameter after max_steps
         params = [c for c in present if c.startswith("params.") and c != "params.model"]
         wanted = [c for c in TABLE_COLUMNS if c != "params.lr"]
-        at = wanted.index("value") + 1  # a multi-objective sweep's objectives after value
-        wanted = wanted[:at] + [c for c in present if c.startswith("value.")] + wanted[at:]
+        objectives = [c for c in present if c.startswith("value.")]  # a multi-objective sweep's
+        at = wanted.index("value") + 1
+        wanted = wanted[:at] + objectives + wanted[at:]
+        if objectives and all(row.get("value") is None for row in rows):  # (it has no single value)
+            wanted.remove("value")
         at = wanted.index("max_steps") + 1
         return [c for c in wanted[:at] + params + wanted[at:] if c in present]
     return list(present)
