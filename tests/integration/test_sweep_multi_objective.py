@@ -16,8 +16,17 @@ import pytest
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
 from temporal_ml.devserver import DevServer
+from temporal_ml.reopen import reopen_sweep
 from temporal_ml.results import result_rows
-from temporal_ml.search import Float, Int, NSGAIISearcher, SearchSpace, dominates
+from temporal_ml.search import (
+    Categorical,
+    Float,
+    GridSearcher,
+    Int,
+    NSGAIISearcher,
+    SearchSpace,
+    dominates,
+)
 from temporal_ml.sweeps import SweepInput, SweepResult, TrialRow, recompute_suggestions
 from tests.conftest import free_port
 from tests.integration._sweep_workflows import MLPSweep
@@ -152,3 +161,31 @@ async def test_a_multi_objective_sweep_keeps_its_front_across_rollovers(tmp_path
     finally:
         kill(worker)
         server.stop()
+
+
+async def test_a_reopened_multi_objective_sweep_keeps_its_front(tmp_path: Path,
+                                                                 subprocess_env: dict[str, str]) -> None:
+    """A grid over two objectives whose ``hidden=0`` trials fail (a bad config); reopened to re-run
+    them (they fail again), the sweep rebuilds its state from its table, the front of the done rows
+    it wrote among it, and its result's front is still the brute-force front."""
+    queue = f"mo-re-{uuid.uuid4().hex[:6]}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    inp = SweepInput(
+        base=BASE.model_copy(update={"max_steps": 10, "hparams": {"step_delay": 0.0}}),
+        space=SearchSpace({"hparams.hidden": Categorical([0, 4, 16]), "hparams.lr": Categorical([0.01, 0.05])}),
+        searcher=GridSearcher(), n_trials=6, max_concurrency=2, dataset=DATASET,
+        objectives=["accuracy", "loss"], directions=["maximize", "minimize"], run_id=f"mo-{queue}",
+        evaluate_in_training=True, report_progress=False, max_inline_rows=2, table_root=str(tmp_path / "tables"))
+    try:
+        client = await connect()
+        first = await client.execute_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        assert (first.n_done, first.n_failed) == (4, 2) and first.front, first
+        again = await reopen_sweep(client, inp.run_id)
+        assert len(again) == 2
+        result = await client.get_workflow_handle(inp.run_id, result_type=SweepResult).result()
+        assert (result.n_done, result.n_failed, result.runs) == (4, 2, 2), result
+        assert result.table_uri is not None
+        rows = [TrialRow.model_validate(r) for r in read_sweep_table(result.table_uri)]
+        assert [t.row.index for t in result.front] == _brute_front(rows) == [t.row.index for t in first.front]
+    finally:
+        kill(worker)
