@@ -53,7 +53,8 @@ class SweepStatus(BaseModel):
     #: with a scheduler: the rungs' counts, the latest decisions, deletions and checkpoint bytes
     scheduled: ScheduledSummary | None = None
     #: a multi-objective sweep: its objectives and directions, and how many trials its front has
-    #: (``best`` is then ``None``)
+    #: (``best`` is then ``None``): exact up to ``FRONT_ROWS``; beyond, the kept front plus those
+    #: left out when they were left out (``TableSummary.front_dropped``)
     objectives: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
     directions: list[Direction] | None = Field(default=None, exclude_if=lambda v: v is None)
     front: int = Field(default=0, exclude_if=lambda v: v == 0)

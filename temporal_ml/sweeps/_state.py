@@ -28,8 +28,9 @@ class TableSummary(BaseModel):
         rows / n_done / n_failed / n_stopped: the rows written, and how many of each state.
         top: the best done rows written (at most :data:`TOP_ROWS`), best first. A multi-objective
             sweep: the Pareto front of the rows written and held (at most ``FRONT_ROWS``), by index.
-        front_dropped: a multi-objective sweep: front rows left out of ``top`` to keep it bounded
-            (the results table has them all).
+        front_dropped: a multi-objective sweep: front rows left out of ``top`` to keep it bounded,
+            counted when they were left out (a later trial may have dominated some since; the
+            results table has every row, and ``results()`` ranks them exactly).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
