@@ -158,6 +158,8 @@ class SweepInput(_SweepCommon):
                              "for one use objective/direction")
         if len(dirs) != len(names):
             raise ValueError(f"directions: one per objective ({len(names)} objectives, {len(dirs)} directions)")
+        if any(not n.strip() for n in names):
+            raise ValueError("objectives: each is the name of an evaluation metric (got an empty one)")
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"objectives: {', '.join(map(repr, twice))} given more than once")

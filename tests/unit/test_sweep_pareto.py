@@ -142,6 +142,7 @@ def test_a_single_objective_input_serializes_as_before() -> None:
     ({"objectives": ["accuracy"], "directions": ["maximize"]}, "at least 2"),
     ({"directions": ["maximize"]}, "one per objective (2 objectives, 1 directions)"),
     ({"objectives": ["loss", "loss"]}, "'loss' given more than once"),
+    ({"objectives": ["loss", " "]}, "got an empty one"),
     ({"directions": ["maximize", "sideways"]}, "should be 'minimize' or 'maximize'"),
     ({"searcher": TPESearcher()}, "searcher 'tpe' optimizes one objective"),
     ({"scheduler": AshaScheduler(min_budget=2, max_budget=8)}, "a scheduler (asha) ranks trials by one value"),
