@@ -107,6 +107,8 @@ class TrialRow(BaseModel):
         branch: the round from which it trains in a run of its own (``<run>--tNNNN--b<branch>``),
             begun from a copy of a better member's checkpoint when it exploited that member
             (``None``: its first run, ``<run>--tNNNN``).
+        suggested: the searcher's point, kept when an exploit changed ``params`` (the audit
+            recomputes the suggestion; ``None``: ``params`` is it).
     """
 
     model_config = ConfigDict(ser_json_inf_nan="strings", extra="forbid")
@@ -140,6 +142,7 @@ class TrialRow(BaseModel):
     checkpoint_bytes: int = Field(default=0, exclude_if=_zero)
     deleted: bool = Field(default=False, exclude_if=_empty)
     branch: int | None = Field(default=None, exclude_if=_none)
+    suggested: dict[str, JsonValue] | None = Field(default=None, exclude_if=_none)
 
     @property
     def name(self) -> str:
@@ -207,9 +210,12 @@ def objective_values(metrics: dict[str, float], objectives: list[str]) -> tuple[
 
 
 def history_at(rows: list[TrialRow], index: int, results_seen: int) -> list[TrialRecord]:
-    """The history trial ``index``'s suggestion was computed from, rebuilt from finished rows."""
+    """The history trial ``index``'s suggestion was computed from, rebuilt from finished rows (a
+    trial whose params an exploit changed since is told with its suggested point)."""
     history = []
     for row in rows:
+        if row.suggested is not None:
+            row = row.model_copy(update={"params": row.suggested})
         if row.index >= index:
             continue
         if row.rung is not None:
@@ -294,5 +300,5 @@ def recompute_suggestions(inp: SweepInput, rows: list[TrialRow]) -> list[tuple[i
         history = history_at(rows, row.index, row.audit.results_seen)
         again = inp.searcher.suggest(inp.space, history, seed=inp.seed, index=row.index,
                                      direction=inp.search_direction)  # type: ignore[arg-type]
-        out.append((row.index, dict(row.params), dict(again)))
+        out.append((row.index, dict(row.suggested if row.suggested is not None else row.params), dict(again)))
     return out

@@ -321,6 +321,8 @@ class ScheduledSweep:
         while len(row.rung_values) < action.rung:  # it failed in the round: no value there
             row.rung_values.append(float("nan"))
             row.rung_seqs.append(-1)
+        if row.suggested is None and row.audit is not None:  # the audit recomputes the searcher's point
+            row.suggested = dict(row.params)
         row.params, row.branch = dict(action.params), action.rung
         row.checkpoint_uri, row.model_sha256, row.step = copied.uri, copied.model_sha256, copied.step
         copy = (f"; copied {trial_name(action.donor)} step {source.step} (model {source.model_sha256[:12]}) "

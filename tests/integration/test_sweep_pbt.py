@@ -16,7 +16,7 @@ import pytest
 from temporal_ml.client import connect
 from temporal_ml.search import Float, PbtScheduler, RandomSearcher, SearchSpace
 from temporal_ml.storage.checkpoints import CheckpointManager
-from temporal_ml.sweeps import SweepInput, SweepResult
+from temporal_ml.sweeps import SweepInput, SweepResult, recompute_suggestions
 from temporal_ml.types import DatasetSource, TrainConfig
 from tests.integration._sweep_workflows import MLPSweep
 from tests.integration.test_sweep import start_worker
@@ -102,3 +102,7 @@ async def test_pbt_exploits_with_audited_copies_and_ends_with_the_same_weights_t
     exploited = [r for r in rows.values() if r.branch is not None]
     assert exploited and all(any(" exploits " in d for d in r.decisions) for r in exploited)
     assert all(len(r.decisions) == 3 for r in rows.values())  # started, then a decision after rounds 0 and 1
+    # the audit recomputes every member's suggestion (an exploited one keeps its suggested point)
+    assert all(r.suggested is not None for r in exploited)
+    recomputed = recompute_suggestions(_input(first.run_id), list(rows.values()))
+    assert len(recomputed) == 4 and all(recorded == again for _, recorded, again in recomputed), recomputed
