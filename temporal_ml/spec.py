@@ -71,6 +71,9 @@ class SweepSpec(BaseModel):
         model / dataset / eval_split: what :mod:`temporal_ml.sources` resolves.
         train_limit: use only the first rows of a local training file.
         metric / direction: the evaluation metric to optimize.
+        metrics / directions: several evaluation metrics to optimize at once, one direction each (a
+            multi-objective sweep; its result is the Pareto front; the searcher ``nsga2``, ``random``
+            or ``grid``); instead of ``metric``/``direction``.
         max_steps / batch_size / checkpoint_every_steps / seed: each trial's training.
         hparams: hyperparameters every trial gets (the space's points are applied over them).
         space: ``key: {type: float|int|categorical|fixed, ...}``; keys are ``hparams.<name>`` or a
@@ -97,6 +100,8 @@ class SweepSpec(BaseModel):
     train_limit: int | None = Field(default=None, ge=1)
     metric: str = "accuracy"
     direction: Literal["maximize", "minimize"] = "maximize"
+    metrics: list[str] | None = None
+    directions: list[Literal["maximize", "minimize"]] | None = None
     max_steps: int = Field(ge=1)
     batch_size: int = Field(default=32, ge=1)
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
@@ -186,6 +191,14 @@ class SweepSpec(BaseModel):
             train_task_queue=self.train_task_queue, eval_task_queue=self.eval_task_queue,
             max_failed_trials=self.max_failed_trials, progress_every_seconds=5,
         )
+        if self.metrics is not None or self.directions is not None:  # several objectives
+            if {"metric", "direction"} & self.model_fields_set:
+                raise SpecError("metrics: give metric/direction (one objective) or metrics/directions, not both")
+            common.update(objectives=self.metrics, directions=self.directions)
+            if self.metrics:
+                common.update(objective=self.metrics[0])
+                if self.directions:
+                    common.update(direction=self.directions[0])
         try:
             return SweepInput(**common, scheduler=scheduler)
         except ValidationError as exc:
@@ -223,7 +236,7 @@ class SweepSpec(BaseModel):
 _PARAM: TypeAdapter[Any] = TypeAdapter(Param)
 _SEARCHER: TypeAdapter[Any] = TypeAdapter(AnySearcher)
 #: workflow input fields -> the spec key that sets them (for errors raised by the input's checks)
-_INPUT_KEYS = {"n_trials": "trials", "objective": "metric", "base": "", "space": "space"}
+_INPUT_KEYS = {"n_trials": "trials", "objective": "metric", "objectives": "metrics", "base": "", "space": "space"}
 
 
 def _typed(key: str, entry: Any, adapter: TypeAdapter[Any], kinds: str) -> Any:

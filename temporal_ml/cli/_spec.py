@@ -55,7 +55,9 @@ def _describe(spec: Any, inp: Any, summary: Any) -> list[str]:
     lines = [f"sweep {inp.run_id}: {spec.trials} trials of {spec.trainable} ({spec.model}), at most "
              f"{spec.max_concurrency} at once, {spec.searcher.get('type', 'random')} searcher"
              + _schedule(inp, spec.max_steps),
-             f"  objective: {inp.direction} {inp.objective} on {inp.eval_split!r}",
+             (f"  objectives: {', '.join(f'{d} {o}' for o, d in zip(inp.objectives, inp.directions or (), strict=False))} "
+              f"on {inp.eval_split!r} (the result is their Pareto front)" if inp.objectives is not None else
+              f"  objective: {inp.direction} {inp.objective} on {inp.eval_split!r}"),
              "  space: " + "; ".join(f"{k} {_param(p)}" for k, p in inp.space.params.items())]
     if summary is not None:
         lines.append(f"  dataset: {summary.line()}")

@@ -104,6 +104,23 @@ def test_a_valid_spec_says_what_would_run(tmp_path: Path, capsys: pytest.Capture
     assert "4 classes (business-neg, business-pos, sports-neg, sports-pos)" in out and "valid" in out
 
 
+def test_a_multi_objective_spec_says_its_objectives(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec.yaml"
+    text = spec_text(news_folder(tmp_path), "m").replace("type: tpe, n_startup: 2", "type: nsga2").replace(
+        "scheduler: {type: asha, min_budget: 6, eta: 3}\n", "")
+    spec.write_text(text + "metrics: [accuracy, loss]\ndirections: [maximize, minimize]\n")
+    assert tml_cli.main(["sweep", "validate", str(spec)]) == 0
+    assert "objectives: maximize accuracy, minimize loss on 'test' (the result is their Pareto front)" in \
+        capsys.readouterr().out
+    spec.write_text(text + "metrics: [accuracy, loss]\ndirections: [maximize]\n")
+    assert tml_cli.main(["sweep", "validate", str(spec)]) == 2
+    assert "spec.yaml: directions: one per objective (2 objectives, 1 directions)" in one_line(capsys.readouterr().err)
+    spec.write_text(text + "metric: loss\nmetrics: [accuracy, loss]\ndirections: [maximize, minimize]\n")
+    assert tml_cli.main(["sweep", "validate", str(spec)]) == 2
+    assert "metrics: give metric/direction (one objective) or metrics/directions, not both" in \
+        one_line(capsys.readouterr().err)
+
+
 def test_a_pbt_spec_says_its_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(spec_text(news_folder(tmp_path), "p").replace(
