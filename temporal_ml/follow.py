@@ -145,6 +145,8 @@ async def follow_trials(client: Client, handle: WorkflowHandle[Any, Any], *, obj
 def _trial_progress(row: Any, objective: str, eval_rows: Any) -> RunProgress:
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
     value = f"{objective} {row.value:.4g}  " if row.value is not None else ""
+    if getattr(row, "values", None):  # a multi-objective sweep: every objective, in order
+        value = "values " + ", ".join(f"{v:.4g}" for v in row.values) + "  "
     return RunProgress(state=row.state, step=row.step, max_steps=row.max_steps, loss=row.loss,
                        resumes=row.resumes, note=row.error, eval_rows=eval_rows, extra=value + params)
 

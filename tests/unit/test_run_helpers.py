@@ -111,3 +111,13 @@ def test_a_hub_model_out_of_reach_is_refused_only_where_this_machine_is_the_work
     check_input(inp.model_copy(update={"config": _config()}), local_worker=True)  # tiny-bert: built here
     hub_data = TrainingInput(config=_config(), dataset=dataset_source("temporal-ml-tests/no-such-dataset"))
     check_input(hub_data, local_worker=True)  # offline: the worker's cache decides, in its snapshot
+
+
+def test_a_followed_trial_shows_its_value_or_every_objective() -> None:
+    from temporal_ml.follow import _trial_progress
+    from temporal_ml.sweeps import TrialRow
+
+    one = TrialRow(index=0, params={"hparams.lr": 0.01}, state="done", value=0.9)
+    assert _trial_progress(one, "accuracy", None).extra == "accuracy 0.9  hparams.lr=0.01"
+    several = TrialRow(index=1, params={"hparams.lr": 0.01}, state="done", values=[0.91, 0.3211])
+    assert _trial_progress(several, "accuracy", None).extra == "values 0.91, 0.3211  hparams.lr=0.01"
