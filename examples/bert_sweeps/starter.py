@@ -25,8 +25,8 @@ from temporal_ml.follow import follow_trials
 from temporal_ml.search import (
     AshaScheduler,
     Categorical,
-    PbtScheduler,
     GridSearcher,
+    PbtScheduler,
     RandomSearcher,
     SearchSpace,
     TPESearcher,
