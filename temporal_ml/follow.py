@@ -154,27 +154,35 @@ def _trial_progress(row: Any, objective: str, eval_rows: Any) -> RunProgress:
 async def follow_sweep(handle: WorkflowHandle[Any, Any], *, say: Callable[[str], None] = stderr_line,
                        every: float = 2.0) -> Any:
     """Wait for a sweep's result, saying its status line (``SweepStatus.summary``) whenever the
-    counts, phase or best change (and at least every minute), through server restarts."""
+    counts, phase or best change (and at least every minute), and once more at the end, through
+    server restarts."""
     from temporal_ml.sweeps import SweepStatus
 
     started = time.monotonic()
     result_task = asyncio.ensure_future(wait_result(handle, on_disconnect=say))
     shown, shown_at = "", 0.0
+
+    async def show(final: bool) -> None:
+        nonlocal shown, shown_at
+        try:
+            status: SweepStatus = await handle.query("sweep_status", args=[0, 0], result_type=SweepStatus,
+                                                     rpc_timeout=timedelta(seconds=5))
+        except Exception:  # noqa: BLE001 - no workflow worker right now (or between runs): later
+            return
+        key = status.summary()
+        now = time.monotonic()
+        if key != shown or (now - shown_at >= 60 and not final):
+            say(status.summary(now - started))
+            shown, shown_at = key, now
+
     try:
         while not result_task.done():
             await asyncio.wait([result_task], timeout=every)
             if result_task.done():
                 break
-            try:
-                status: SweepStatus = await handle.query("sweep_status", args=[0, 0], result_type=SweepStatus,
-                                                         rpc_timeout=timedelta(seconds=5))
-            except Exception:  # noqa: BLE001 - no workflow worker right now (or between runs): later
-                continue
-            key = status.summary()
-            now = time.monotonic()
-            if key != shown or now - shown_at >= 60:
-                say(status.summary(now - started))
-                shown, shown_at = key, now
+            await show(final=False)
+        if result_task.exception() is None:  # the final counts and best (a short sweep ends between polls)
+            await show(final=True)
     finally:
         if not result_task.done():
             result_task.cancel()
