@@ -153,3 +153,63 @@ async def test_a_scheduled_sweep_continues_as_new_and_runs_every_rung_once(
     assert seqs == list(range(len(seqs))), seqs  # each rung result recorded once, in one order
     assert result.best is not None and result.best_budget == 15 and result.best.row.step == 15
     assert result.best.train_workflow_id == f"{inp.run_id}--{result.best.name}--r1--train"
+
+
+def _starts_in_flight(events: list) -> int:  # type: ignore[type-arg]
+    """Trial children a run asked to start and had not heard started (or refused) when it ended."""
+    initiated = {e.event_id for e in events if e.HasField("start_child_workflow_execution_initiated_event_attributes")}
+    for e in events:
+        for field in ("child_workflow_execution_started_event_attributes",
+                      "start_child_workflow_execution_failed_event_attributes"):
+            if e.HasField(field):
+                initiated.discard(getattr(e, field).initiated_event_id)
+    return len(initiated)
+
+
+@pytest.mark.slow
+async def test_a_sweep_continues_as_new_with_trial_starts_in_flight(tmp_path: Path,
+                                                                   subprocess_env: dict[str, str]) -> None:
+    """A run continues as new without waiting for the children it asked to start: the server drops
+    a start still pending when the run closes, and the next run starts that trial's child (or
+    awaits it, if its start went through). Every trial still trains and is evaluated exactly once."""
+    from temporal_ml.search import RandomSearcher
+
+    server = DevServer(port=free_port(), headless=True, data_dir=tmp_path / "server",
+                       dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
+    server.start(timeout=120)
+    tag = uuid.uuid4().hex[:6]
+    worker = start_worker("all", f"fly-{tag}", tmp_path, {**subprocess_env, "TEMPORAL_ADDRESS": server.address}, 0)
+    inp = SweepInput(
+        base=BASE.model_copy(update={"max_steps": 6, "hparams": {}}),
+        space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True)}), searcher=RandomSearcher(), n_trials=24,
+        max_concurrency=8, seed=4, dataset=DatasetSource(generator="blobs"), run_id=f"fly-{tag}",
+        progress_every_seconds=30,
+    )
+    try:
+        client = await connect(server.address)
+        result: SweepResult = await client.execute_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=f"fly-{tag}")
+        runs = await train_runs(client, inp.run_id)
+        for _ in range(50):  # visibility is eventually consistent
+            if len(runs) == 24:
+                break
+            await asyncio.sleep(0.2)
+            runs = await train_runs(client, inp.run_id)
+        evals: dict[str, int] = {}
+        async for wf in client.list_workflows(f'TmlExperiment = "{inp.run_id}" AND TmlKind = "eval"'):
+            evals[wf.id] = evals.get(wf.id, 0) + 1
+        sweep_runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{inp.run_id}"')]
+        in_flight = 0
+        for wf in sweep_runs:
+            if wf.status is not None and wf.status.name == "CONTINUED_AS_NEW":
+                history = await client.get_workflow_handle(inp.run_id, run_id=wf.run_id).fetch_history()
+                in_flight += _starts_in_flight(list(history.events))
+    finally:
+        worker.kill()
+        server.stop()
+    assert result.n_done == 24 and result.runs == len(sweep_runs) >= 2, (result.n_done, result.runs)
+    check_result(result, inp)
+    # every trial's training and evaluation ran once: none lost with its run, none started twice
+    assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(24)] and set(runs.values()) == {1}
+    assert sorted(evals) == [f"{inp.run_id}--t{i:04d}--eval" for i in range(24)] and set(evals.values()) == {1}
+    print(f"\n{result.runs} runs; {in_flight} child starts were in flight when a run continued as new")
+    assert in_flight > 0, "no run continued as new with a child start in flight: the test proves nothing"
