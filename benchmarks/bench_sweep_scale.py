@@ -144,6 +144,8 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
                           and event.workflow_task_failed_event_attributes.cause
                           == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND)
     failed = getattr(result, "n_failed", 0)
+    if scheduler == "none":
+        print(_occupancy(rows, c), flush=True)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
             "trainings": trainings, "unhandled": unhandled, "rss": samples, "plans": plans, "events": events,
             "by_type": by_type}
@@ -188,6 +190,33 @@ async def main(args: argparse.Namespace) -> None:
           + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
           + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
           f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], n)})")
+
+
+def _occupancy(rows: list[dict[str, Any]], c: int) -> str:
+    """How full the slots stayed, from each trial's start and finish (the sweep's own times): the
+    mean number running, and the share of the time fewer than half the slots were taken, from the
+    first start to the last (the ramp-down after it is left out)."""
+    import datetime as dt
+
+    def at(value: str) -> float:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+    spans = [(at(r["started"]), at(r["finished"])) for r in rows if r.get("started") and r.get("finished")]
+    if not spans:
+        return "slots: no trial times"
+    edges = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])
+    first, last_start = min(s for s, _ in spans), max(s for s, _ in spans)
+    running, prev, area, low = 0, first, 0.0, 0.0
+    for t, step in edges:
+        if t > last_start:
+            break
+        if t > prev:
+            area += running * (t - prev)
+            low += (t - prev) if running < c / 2 else 0.0
+        running, prev = running + step, t
+    span = max(last_start - first, 1e-9)
+    return (f"slots (first start to last start, {span:.0f} s): {area / span:.1f} of {c} running on average, "
+            f"fewer than {c // 2} running {100 * low / span:.1f}% of the time")
 
 
 def _objects() -> Counter[str]:

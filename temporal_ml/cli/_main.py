@@ -245,9 +245,11 @@ def _describe(spec: WorkerSpec, role: Role) -> str:
 async def _serve(spec: WorkerSpec) -> int:
     """Connect, run the spec's workers until SIGINT/SIGTERM (or a fatal worker error), shut down."""
     from temporal_ml.failures import connect_or_explain, one_line
-    from temporal_ml.roles import build_workers
-    from temporal_ml.worker import serve
+    from temporal_ml.roles import Role, build_workers
+    from temporal_ml.worker import limit_malloc_arenas, serve
 
+    if set(spec.roles) == {Role.ORCHESTRATION}:  # many activity threads, little computation: bounded RSS
+        limit_malloc_arenas(2)
     try:
         client = await connect_or_explain()
     except Exception as exc:  # noqa: BLE001 - unreachable server, bad TLS settings, ...

@@ -243,3 +243,19 @@ def test_orchestration_role_needs_no_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_orchestration_process_limits_its_malloc_arenas() -> None:
+    """``limit_malloc_arenas`` sets glibc's M_ARENA_MAX (as MALLOC_ARENA_MAX does), and leaves an
+    explicit MALLOC_ARENA_MAX alone; run in fresh processes, since it changes the allocator."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from temporal_ml.worker import limit_malloc_arenas; print(limit_malloc_arenas(2))"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "MALLOC_ARENA_MAX": "4"}, check=True)
+    assert out.stdout.strip() == "False"
