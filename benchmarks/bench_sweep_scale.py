@@ -198,8 +198,10 @@ def _occupancy(rows: list[dict[str, Any]], c: int) -> str:
     first start to the last (the ramp-down after it is left out)."""
     import datetime as dt
 
-    def at(value: str) -> float:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    def at(value: str | dt.datetime) -> float:
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return value.timestamp()
 
     spans = [(at(r["started"]), at(r["finished"])) for r in rows if r.get("started") and r.get("finished")]
     if not spans:
