@@ -112,14 +112,15 @@ class PbtDecision:
 def pbt_round(values: Mapping[int, float], direction: Direction, *, seed: int, round: int,
               quantile: float = 0.25) -> list[PbtDecision]:
     """The decisions of a round from every member's value there (NaN: it failed), exploits first,
-    then the members that continue, best first. Deterministic: ties rank by trial index, and the
+    then the members that continue, best first (a failed member in the top quantile is no donor). Deterministic: ties rank by trial index, and the
     donor of each exploit is drawn from the top quantile by a generator seeded with ``seed``, the
     round and the member."""
     sign = 1.0 if direction == "minimize" else -1.0
     ranking = sorted(values, key=lambda i: (math.isnan(values[i]), 0.0 if math.isnan(values[i]) else sign * values[i], i))
     size = len(ranking)
     cut = max(1, int(size * quantile)) if size >= 2 else 0
-    top, bottom = ranking[:cut], set(ranking[size - cut:])
+    top = [i for i in ranking[:cut] if not math.isnan(values[i])]  # a failed member is never copied
+    bottom = set(ranking[size - cut:]) if top else set()
     exploits, continues = [], []
     for rank, index in enumerate(ranking, start=1):
         if index in bottom:

@@ -102,6 +102,11 @@ def test_exploits_take_the_top_quantile_and_explore_its_params() -> None:
     assert {d.donor for d in exploits} <= {1, 5}  # the best two
     assert [d.index for d in decisions[2:]] == [1, 5, 3, 7, 0, 4]  # then the others, best first
     assert pbt_round({0: math.nan, 1: 0.1}, "minimize", seed=0, round=0)[0].index == 0  # NaN ranks last
+    nan = math.nan  # members that failed are never copied; with no finite top, nobody exploits
+    decisions = pbt_round({0: 0.9, 1: nan, 2: nan, 3: nan}, "maximize", seed=0, round=0, quantile=0.5)
+    assert {(d.index, d.donor) for d in decisions if d.donor is not None} == {(2, 0), (3, 0)}, decisions
+    decisions = pbt_round({0: nan, 1: nan}, "maximize", seed=0, round=0)
+    assert all(d.donor is None for d in decisions), decisions
     params = {"hparams.lr": 0.01, "hparams.width": 16}
     new, notes = explore(PBT, SPACE, params, seed=0, round=0, index=2)
     assert new == explore(PBT, SPACE, params, seed=0, round=0, index=2)[0]  # deterministic
