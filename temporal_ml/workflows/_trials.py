@@ -31,7 +31,7 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
-from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from temporal_ml.activities.sweep import (
@@ -177,9 +177,6 @@ async def run_trial(call: TrialCall, *,
                 if on_started is not None:
                     on_started(handle)
                 train = await handle
-            except WorkflowAlreadyStartedError:  # an earlier run's start went through after it ended
-                awaited = await _await_child(call.train_id, "train", alive, s)
-                train = None if awaited is None else TrainResult.model_validate(awaited)
             except ChildWorkflowError as err:
                 if not _workers_busy(root_type(err), alive, "train", s):
                     raise
@@ -208,9 +205,6 @@ async def run_trial(call: TrialCall, *,
                         **_policy(policy),
                     )
                 evaluation = await eval_handle
-            except WorkflowAlreadyStartedError:  # an earlier run's start went through after it ended
-                awaited = await _await_child(call.eval_id, "eval", alive, s)
-                evaluation = None if awaited is None else EvalResult.model_validate(awaited)
             except ChildWorkflowError as err:
                 if not _workers_busy(root_type(err), alive, "eval", s):
                     raise

@@ -104,10 +104,6 @@ BOUNDED_SWEEP_PATCH = "tml-sweep-bounded-v1"
 #: ``AWAIT_CHILD`` activity), so every slot stays busy across a rollover. Runs recorded before it
 #: wait for every running trial first.
 NO_DRAIN_PATCH = "tml-sweep-no-drain-v1"
-#: A run continues as new without waiting for the trial children it asked to start to have started:
-#: the server drops a start still pending when its parent closes, and the next run starts (or, if it
-#: went through, awaits) each such child (runs recorded before waited: ``StartGate``).
-NO_START_GATE_PATCH = "tml-sweep-no-start-gate-v1"
 
 
 class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
@@ -127,7 +123,6 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._suggesting = False  # a suggestion is being computed (it will take the next index)
         self._started_here = 0
         self._draining = False
-        self._no_gate = False
         self._done = False
         self._train_handles: dict[int, workflow.ChildWorkflowHandle[Any, TrainResult] | None] = {}
         self._reports: ReportRouter[int] = ReportRouter()
@@ -173,8 +168,6 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._bounded = workflow.patched(BOUNDED_SWEEP_PATCH)
         # trials outlive a run: it continues as new without waiting for them (runs recorded before drain)
         self._no_drain = self._bounded and workflow.patched(NO_DRAIN_PATCH)
-        # ...nor for the children it asked to start (runs recorded before wait until each started)
-        self._no_gate = self._no_drain and workflow.patched(NO_START_GATE_PATCH)
         # a plan answers new trials ahead for slots that free later (runs recorded before ask each time);
         # not with a byte budget: its deletions follow every result
         self._ahead_on = (self._no_drain and isinstance(inp.scheduler, AshaScheduler) and inp.checkpoint_budget_bytes is None
@@ -196,8 +189,7 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
             if self._rollover_due():
                 self._draining = True  # nothing new starts
                 if self._no_drain:  # running trials go on: the next run waits for their children
-                    if not self._no_gate:
-                        await workflow.wait_condition(lambda: self._gate.starting == 0)
+                    await workflow.wait_condition(lambda: self._gate.starting == 0)
                 else:
                     await workflow.wait_condition(lambda: self._running == 0)
                 await workflow.wait_condition(workflow.all_handlers_finished)

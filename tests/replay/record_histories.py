@@ -67,7 +67,7 @@ async def record(out: Path, only: set[str] | None = None) -> None:
                                    activities=[*activities, *SweepActivities().activities()])
             async with worker:
                 groups = {**RECORDED_SUGGESTIONS, **RECORDED_FAILURES, **RECORDED_SCHEDULED, **RECORDED_AHEAD,
-                          **RECORDED_PBT, **RECORDED_MULTI_OBJECTIVE, **RECORDED_NO_GATE}
+                          **RECORDED_PBT, **RECORDED_MULTI_OBJECTIVE}
                 if only is None or only - set(groups):
                     await _run_all(client, out)
                 for name, run in groups.items():
@@ -414,43 +414,6 @@ async def _pbt_controls(c: Any, out: Path) -> None:
     await _save(sweep, out, "pbt_controls")
 
 
-async def _sweep_starts_in_flight(c: Any, out: Path) -> None:
-    """A sweep whose runs continue as new with trial child starts still in flight (no start gate:
-    the next run starts or awaits each), on its own server that suggests continue-as-new after 30
-    events: a run that ended with starts in flight, and the run after it."""
-    from tests.integration.test_sweep_rollover import _starts_in_flight
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server = DevServer(port=free_port(), headless=True, data_dir=Path(tmp) / "server",
-                           dynamic_config={"limit.historyCount.suggestContinueAsNew": 30})
-        server.start(timeout=120)
-        try:
-            client = await connect(server.address)
-            _, activities = _parts("all", f"{tmp}/store")
-            worker = create_worker(client, task_queue="replay", workflows=WORKFLOWS,
-                                   activities=[*activities, *SweepActivities().activities()])
-            async with worker:
-                base = CONFIG.model_copy(update={"max_steps": 4, "hparams": {}})
-                sweep = await client.start_workflow(MLPSweep.run, SweepInput(
-                    base=base, space=SPACE, searcher=RandomSearcher(), n_trials=16, max_concurrency=8, seed=6,
-                    dataset=DATASET, run_id="replay-fly", progress_every_seconds=30),
-                    id="replay-fly", task_queue="replay")
-                result = await sweep.result()
-                assert result.n_done == 16, result
-                runs = [wf async for wf in client.list_workflows('WorkflowId = "replay-fly"')]
-                runs.sort(key=lambda wf: wf.start_time)
-                for first, after in zip(runs, runs[1:], strict=False):
-                    handle = client.get_workflow_handle("replay-fly", run_id=first.run_id)
-                    if _starts_in_flight(list((await handle.fetch_history()).events)):
-                        await _save(handle, out, "sweep_starts_in_flight_first")
-                        await _save(client.get_workflow_handle("replay-fly", run_id=after.run_id), out,
-                                    "sweep_starts_in_flight_next")
-                        return
-                raise AssertionError("no run continued as new with a child start in flight")
-        finally:
-            server.stop()
-
-
 async def _started(sweep: Any, n: int) -> bool:
     return len(await sweep.query(MLPSweep.trials)) >= n
 
@@ -464,8 +427,6 @@ RECORDED_SCHEDULED = {"asha_tpe_budget": _asha_tpe_budget, "asha_controls": _ash
 RECORDED_AHEAD = {"asha_plan_ahead": _asha_plan_ahead}
 #: Histories of the release with population-based training (exploits copy checkpoints).
 RECORDED_PBT = {"pbt_controls": _pbt_controls}
-#: Histories of the release whose sweeps continue as new with child starts in flight.
-RECORDED_NO_GATE = {"sweep_starts_in_flight": _sweep_starts_in_flight}
 
 
 async def _sweep_multi_objective(c: Any, out: Path) -> None:

@@ -29,8 +29,7 @@ def test_every_workflow_base_has_a_history() -> None:
                                            "asha_controls", "asha_infra_retry", "asha_rollover_first",
                                            "asha_rollover_next", "coordinator_rollover_first",
                                            "coordinator_rollover_next", "asha_plan_ahead", "pbt_controls",
-                                           "sweep_multi_objective", "sweep_starts_in_flight_first",
-                                           "sweep_starts_in_flight_next"}
+                                           "sweep_multi_objective"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
