@@ -238,6 +238,7 @@ class ScheduledSweep:
                 workflow.logger.error("sweep %s paused: %s", self._run_id, s.pause_reason)
                 return False, True
             self._copied = dict(zip(copies, copied, strict=True))
+        left: list[tuple[str, TrialRow]] = []  # the runs exploiting trials leave, once they went on
         applied = 0
         searcher_starts = 0
         for action in got.actions:
@@ -254,8 +255,15 @@ class ScheduledSweep:
                 else:
                     queued_before -= 1
                     s.queue.pop(0)
+            if action.donor is not None and inp.delete_unpromotable:
+                row = self._live.get(action.index) or action.row
+                if row is not None and row.checkpoint_uri is not None and row.model_sha256 is not None:
+                    left.append((self.run_dir(row), row.model_copy()))
             self._apply(inp, action, snapshot)
             applied += 1
+        # nothing resumes them, and no member copies them (they were in the bottom)
+        for freed in await asyncio.gather(*(run_checkpoints(run, row, dry_run=False) for run, row in left)):
+            self._summary.freed_bytes += freed
         if applied < len(got.actions):  # the sweep went another way: the new trials ahead are not its plan
             self._ahead.clear()
         await self._delete(got.delete)
@@ -307,9 +315,6 @@ class ScheduledSweep:
             result_type=CheckpointRef, start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError", "IntegrityError"]))
-        if inp.delete_unpromotable and row.checkpoint_uri is not None and row.model_sha256 is not None:
-            # the run it leaves: nothing resumes it, and no member copies it (it was in the bottom)
-            self._summary.freed_bytes += await run_checkpoints(self.run_dir(row), row, dry_run=False)
         return copied
 
     def _exploit(self, row: TrialRow, action: PlanAction) -> str:
