@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from temporal_ml.follow import stderr_line as say
 from temporal_ml.roles import Role, WorkerSpec, build_worker, build_workers, default_store
 from temporal_ml.sources import SYNTHETIC, TEXT_CLASSIFICATION, default_eval_split
 from temporal_ml.types import DatasetSource, ExperimentResult
-from temporal_ml.worker import run_workers
+from temporal_ml.worker import exit_process, run_workers
 
 TRAINABLE = TEXT_CLASSIFICATION
 ROLES = tuple(role.value for role in Role)  # orchestration, train, eval
@@ -170,12 +169,8 @@ def main_of(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
 
 
 def _exit(code: int) -> None:
-    """Leave without interpreter finalization: a short-lived Temporal client process can crash there
-    (the SDK's Rust runtime threads outlive the interpreter, temporalio/sdk-python#300; about 1 exit
-    in 30 turned a finished run into exit code 139)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """Leave without interpreter finalization (:func:`temporal_ml.worker.exit_process`)."""
+    exit_process(code)
 
 
 # -- one worker per role (bert_parallel, bert_sweeps) --------------------------------------------

@@ -275,16 +275,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as exc:  # one line; the traceback too with --verbose
         code = report(exc, prog="temporal-ml", verbose=bool(getattr(args, "verbose", False)))
     if argv is None and args.command in _CLIENT_COMMANDS:
-        # A short-lived Temporal client process can crash in interpreter finalization (the SDK's
+        # A Temporal client or worker process can crash in interpreter finalization (the SDK's
         # Rust runtime threads outlive it, temporalio/sdk-python#300): leave without finalizing.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        from temporal_ml.worker import exit_process
+
+        exit_process(code)
     return code
 
 
 _CLIENT_COMMANDS = frozenset({"runs", "status", "results", "plot", "report", "pause", "resume", "stop",
-                              "replay", "setup", "sweep", "retry", "dashboard"})
+                              "replay", "setup", "sweep", "retry", "dashboard", "worker"})
 
 
 if __name__ == "__main__":  # pragma: no cover

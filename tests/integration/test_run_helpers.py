@@ -65,8 +65,8 @@ import sys
 from temporal_ml.roles import Role, WorkerSpec, build_worker
 from temporal_ml.worker import run_workers
 spec = WorkerSpec(roles=[Role.ORCHESTRATION], store=sys.argv[1])
-sys.exit(run_workers(lambda client: [build_worker(client, spec, task_queue="served")], prog="my worker",
-                     store=spec.store))
+run_workers(lambda client: [build_worker(client, spec, task_queue="served")], prog="my worker",
+            store=spec.store)  # ends the process
 """
 
 
