@@ -311,4 +311,4 @@ def test_every_command_that_talks_to_a_server_leaves_without_finalizing() -> Non
     from temporal_ml.cli._main import _CLIENT_COMMANDS, build_parser
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")  # noqa: SLF001
-    assert set(sub.choices) - _CLIENT_COMMANDS == {"example", "server", "version", "worker"}
+    assert set(sub.choices) - _CLIENT_COMMANDS == {"example", "server", "version"}
