@@ -60,32 +60,18 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 def non_dominated_sort(points: Sequence[Sequence[float]]) -> list[list[int]]:
     """The indices of ``points`` by front: the non-dominated first, then those dominated only by
-    the first front, and so on (Deb et al. 2002's fast non-dominated sort, ``O(M N^2)``).
+    the first front, and so on (the fronts of :func:`front_ranks`).
 
     Equal points share a front. Each front lists its indices in increasing order.
+
+    Example:
+        >>> non_dominated_sort([(1, 4), (2, 2), (4, 1), (3, 3), (5, 5)])
+        [[0, 1, 2], [3], [4]]
     """
-    n = len(points)
-    dominated_by_me: list[list[int]] = [[] for _ in range(n)]
-    count = [0] * n  # how many points dominate each point
-    for i in range(n):
-        for j in range(i + 1, n):
-            if dominates(points[i], points[j]):
-                dominated_by_me[i].append(j)
-                count[j] += 1
-            elif dominates(points[j], points[i]):
-                dominated_by_me[j].append(i)
-                count[i] += 1
-    fronts: list[list[int]] = []
-    current = [i for i in range(n) if count[i] == 0]
-    while current:
-        fronts.append(current)
-        following: list[int] = []
-        for i in current:
-            for j in dominated_by_me[i]:
-                count[j] -= 1
-                if count[j] == 0:
-                    following.append(j)
-        current = sorted(following)
+    ranks = front_ranks(points)
+    fronts: list[list[int]] = [[] for _ in range(max(ranks, default=0))]
+    for i, rank in enumerate(ranks):
+        fronts[rank - 1].append(i)
     return fronts
 
 
