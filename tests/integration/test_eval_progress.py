@@ -47,15 +47,19 @@ async def test_a_running_evaluation_reports_its_rows(tmp_path: Path, temporal_ad
         handle = await client.start_workflow(MLPEval.run, EvalInput.from_result(CONFIG, trained, "dev"),
                                              id=eval_id, task_queue=queue)
         seen = []
+        rows = []  # the results row read after each progress seen
         while not (handle_done := await _closed(client, eval_id)):
             progress = await eval_progress(client, eval_id)
             if progress is not None:
                 seen.append(progress)
-                row = (await result_rows(client, eval_id))[0]
-                assert row["state"] == "evaluating" and "rows" in row["rows"], row
+                rows.append((await result_rows(client, eval_id))[0])
             await asyncio.sleep(0.3)
         result = await handle.result()
     assert handle_done and seen, "no progress was seen while the evaluation ran"
+    # the evaluation may end between the two reads (CI saw a finished row under load): a row read
+    # while it ran shows its rows, and one did
+    running = [row for row in rows if row.get("state") == "evaluating"]
+    assert running and all("rows" in (row.get("rows") or "") for row in running), rows
     assert all(p.rows_total == result.examples and 0 < p.rows_done <= p.rows_total for p in seen), seen
     assert [p.rows_done for p in seen] == sorted(p.rows_done for p in seen)  # it only moves forward
     assert seen[-1].rows_per_second is not None and seen[-1].rows_per_second > 0
