@@ -1,4 +1,4 @@
-"""Heartbeats for sync activities whose work is one long call (evaluate, predict, snapshot).
+"""Heartbeats for activities whose work is one long call (evaluate, predict, snapshot, a copy, a stop).
 
 Such an activity cannot heartbeat between steps of its own, so a helper thread heartbeats for it while
 the work runs. With a heartbeat timeout on the activity, a dead worker (SIGKILL, OOM, a lost machine)
@@ -8,16 +8,19 @@ start-to-close timeout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 from temporalio import activity
 
-__all__ = ["heartbeating"]
+__all__ = ["heartbeating", "heartbeat_while"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +60,23 @@ def heartbeating(every_seconds: float = 2.0, details: Callable[[], Any] | None =
     finally:
         stop.set()
         thread.join()
+
+
+async def heartbeat_while(work: Awaitable[T], every_seconds: float = 2.0) -> T:
+    """Await ``work`` in an async activity, heartbeating every ``every_seconds`` until it is done;
+    outside an activity it only awaits it.
+
+    >>> asyncio.run(heartbeat_while(asyncio.sleep(0, result=3)))
+    3
+    """
+    if not activity.in_activity():
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait([task], timeout=every_seconds)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()

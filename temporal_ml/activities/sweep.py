@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from temporal_ml.activities._heartbeat import heartbeat_while, heartbeating
 from temporal_ml.activities.plan import PLAN, PlanRequest, PlanResult, plan_next
 from temporal_ml.search import AnySearcher, Direction, SearchExhausted, SearchSpace, TrialRecord
 from temporal_ml.types import CheckpointRef, TrainConfig, TrainProgress
@@ -303,13 +304,15 @@ class SweepActivities:
     def plan(self, req: PlanRequest) -> PlanResult:
         """The next promotions and new trials of a sweep with a scheduler, and the checkpoints that
         may go (:mod:`temporal_ml.activities.plan`); recorded by the sweep."""
-        return plan_next(req, self.storage_options)
+        with heartbeating():
+            return plan_next(req, self.storage_options)
 
     @activity.defn(name=SUGGEST)
     def suggest(self, req: SuggestRequest) -> SuggestResult:
         """One searcher suggestion, computed once and recorded by the sweep (it runs on the sweep's
         task queue)."""
-        return suggest_point(req, self.storage_options)
+        with heartbeating():
+            return suggest_point(req, self.storage_options)
 
     @activity.defn(name=WRITE_SWEEP_PART)
     def write_sweep_part(self, req: SweepPartRequest) -> SweepPartWritten:
@@ -325,7 +328,8 @@ class SweepActivities:
                 "its results table: set SweepInput.table_root, or run the orchestration worker with a "
                 "store (temporal-ml worker --store)", type="ConfigError", non_retryable=True)
         uri = f"{root.rstrip('/')}/{req.run_id}"
-        data = self._write_part(uri, req.index, req.rows)
+        with heartbeating():
+            data = self._write_part(uri, req.index, req.rows)
         return SweepPartWritten(uri=uri, sha256=hashlib.sha256(data).hexdigest(), rows=len(req.rows))
 
     @activity.defn(name=STOP_RUN)
@@ -337,7 +341,7 @@ class SweepActivities:
         """
         handle = activity.client().get_workflow_handle(req.workflow_id)
         try:
-            return await handle.execute_update("stop_early", result_type=TrainProgress)
+            return await heartbeat_while(handle.execute_update("stop_early", result_type=TrainProgress))
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if getattr(cause, "type", None) == "RunControlRefused":
@@ -394,11 +398,12 @@ class SweepActivities:
             raise ApplicationError(f"{uri} is not a checkpoint of run {req.checkpoint.run_id!r}",
                                    type="ConfigError", non_retryable=True)
         fs, path = fsspec.core.url_to_fs(directory, **self.storage_options)
-        if not fs.exists(path):
-            return DeleteCheckpointsResult(directory=directory, bytes=0)
-        size = int(fs.du(path, total=True))
-        if not req.dry_run:
-            fs.rm(path, recursive=True)
+        with heartbeating():
+            if not fs.exists(path):
+                return DeleteCheckpointsResult(directory=directory, bytes=0)
+            size = int(fs.du(path, total=True))
+            if not req.dry_run:
+                fs.rm(path, recursive=True)
         return DeleteCheckpointsResult(directory=directory, bytes=size)
 
     @activity.defn(name=COPY_RUN_CHECKPOINT)
@@ -415,8 +420,9 @@ class SweepActivities:
                                    type="ConfigError", non_retryable=True)
         root = run_dir.rsplit("/", 1)[0]
         try:
-            return copy_checkpoint(req.source, root=root, run_id=req.run_id, config=req.config,
-                                   snapshot_id=req.snapshot_id, storage_options=self.storage_options)
+            with heartbeating():
+                return copy_checkpoint(req.source, root=root, run_id=req.run_id, config=req.config,
+                                       snapshot_id=req.snapshot_id, storage_options=self.storage_options)
         except (IntegrityError, NotFoundError) as exc:
             raise ApplicationError(f"the exploit cannot copy {uri}: {exc}", type=type(exc).__name__,
                                    non_retryable=True) from None
@@ -425,7 +431,8 @@ class SweepActivities:
     def write_table_part(self, req: TablePartRequest) -> str:
         """Write ``part-<index>.json`` atomically (temporary name, then rename); returns its URL.
         Non-finite numbers are written as the strings of :mod:`temporal_ml.converter`."""
-        self._write_part(req.uri, req.index, req.rows)
+        with heartbeating():
+            self._write_part(req.uri, req.index, req.rows)
         return f"{req.uri.rstrip('/')}/part-{req.index:05d}.json"
 
     def _write_part(self, uri: str, index: int, rows: list[dict[str, Any]]) -> bytes:

@@ -77,6 +77,9 @@ class SweepInput(_SweepCommon):
         train_task_queue / eval_task_queue: activity queues of training and evaluation workers.
         heartbeat_timeout_seconds, max_attempts, progress_every_seconds: passed to each training
             (a trial's training fails after ``max_attempts`` attempts: never retried forever).
+            The sweep's own activities (a plan, a suggestion, a table part, a checkpoint copy or
+            deletion, a stop) heartbeat too: a worker killed in one is noticed within
+            ``heartbeat_timeout_seconds`` and the activity retried on another.
         max_inline_rows: per-trial rows returned inline in the result (the best ones beyond it).
         table_root: fsspec URL under which a sweep with more trials than ``max_inline_rows`` writes
             its full table (``<table_root>/<run_id>/part-*.json``, read back with

@@ -269,9 +269,11 @@ class SweepControls:
         Returns its row once its training has ended."""
         row = self._row(index)
         assert row is not None  # the validator refused otherwise (a training trial is held)
+        inp: Any = getattr(self, "_inp", None)
         await workflow.execute_activity(
             STOP_RUN, StopRunRequest(workflow_id=self._running_train_id(index)),
             start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds if inp is not None else 30.0),
             retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
         )
         await workflow.wait_condition(lambda: row.state != "training")

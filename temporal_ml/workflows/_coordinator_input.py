@@ -69,7 +69,8 @@ class CoordinatorInput(BoundaryModel):
         train_task_queue / eval_task_queue: activity queues of training and evaluation workers
             (default: the coordinator's own queue).
         leaderboard_metric / leaderboard_mode: rank by this evaluation metric, ``max`` or ``min``.
-        heartbeat_timeout_seconds: passed to each training and evaluation (a silent worker is dead).
+        heartbeat_timeout_seconds: passed to each training and evaluation (a silent worker is dead);
+            also the heartbeat timeout of the coordinator's results-table writes.
         max_attempts, progress_every_seconds: passed to each training.
         table_root: a directory or fsspec URL for the results table, required when there are more
             than ``max_inline_results`` experiments (their results would not fit in one payload:

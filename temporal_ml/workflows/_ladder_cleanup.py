@@ -51,7 +51,8 @@ class LadderCleanup:
 
     async def _checkpoints(self, row: TrialRow, dry_run: bool) -> int:
         """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
-        return await run_checkpoints(self.run_id_of(row.index), row, dry_run)
+        assert self._inp is not None
+        return await run_checkpoints(self.run_id_of(row.index), row, dry_run, self._inp.heartbeat_timeout_seconds)
 
     async def _keep_budget(self, row: TrialRow) -> None:
         """Measure ``row``'s checkpoints; over the budget, delete idle trials' worst first."""

@@ -71,14 +71,16 @@ PLAN_AHEAD_PATCH = "tml-sweep-plan-ahead-v1"
 PLAN_AHEAD = 8
 
 
-async def run_checkpoints(run_id: str, row: TrialRow, dry_run: bool) -> int:
+async def run_checkpoints(run_id: str, row: TrialRow, dry_run: bool, heartbeat_seconds: float) -> int:
     """Measure (``dry_run``) or delete the checkpoint directory of run ``run_id`` (``row``'s last
-    checkpoint); returns its bytes. The delete activity of the sweep and the legacy ladder."""
+    checkpoint); returns its bytes. The delete activity of the sweep and the legacy ladder; it
+    heartbeats, so a worker killed in it is noticed within ``heartbeat_seconds``."""
     ref = CheckpointRef(run_id=run_id, step=row.step, uri=row.checkpoint_uri,  # type: ignore[arg-type]
                         model_sha256=row.model_sha256)  # type: ignore[arg-type]
     done: DeleteCheckpointsResult = await workflow.execute_activity(
         DELETE_RUN_CHECKPOINTS, DeleteCheckpointsRequest(checkpoint=ref, dry_run=dry_run),
         result_type=DeleteCheckpointsResult, start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=timedelta(seconds=heartbeat_seconds),
         retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError"]),
     )
     return done.bytes
@@ -155,6 +157,7 @@ class ScheduledSweep:
         try:  # a regular activity, never a local one: see tests/replay/quarantine/README.md
             got: PlanResult = await workflow.execute_activity(
                 PLAN, req, result_type=PlanResult, start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(maximum_attempts=3))
         except ActivityError as err:
             s.paused, s.pause_reason = True, f"the scheduler's plan failed: {root_message(err)}"
@@ -262,7 +265,8 @@ class ScheduledSweep:
             self._apply(inp, action, snapshot)
             applied += 1
         # nothing resumes them, and no member copies them (they were in the bottom)
-        for freed in await asyncio.gather(*(run_checkpoints(run, row, dry_run=False) for run, row in left)):
+        for freed in await asyncio.gather(*(run_checkpoints(run, row, False, inp.heartbeat_timeout_seconds)
+                                                  for run, row in left)):
             self._summary.freed_bytes += freed
         if applied < len(got.actions):  # the sweep went another way: the new trials ahead are not its plan
             self._ahead.clear()
@@ -313,7 +317,7 @@ class ScheduledSweep:
             COPY_RUN_CHECKPOINT, CopyCheckpointRequest(source=self._donor_ref(action), run_id=target, config=config,
                                                        snapshot_id=snapshot.id),
             result_type=CheckpointRef, start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
             retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["ConfigError", "IntegrityError"]))
         return copied
 
@@ -389,7 +393,8 @@ class ScheduledSweep:
         """Measure or delete the checkpoint directory of ``row``'s run; returns its bytes."""
         if row.checkpoint_uri is None or row.model_sha256 is None:
             return 0
-        return await run_checkpoints(self.run_dir(row), row, dry_run)
+        assert self._inp is not None
+        return await run_checkpoints(self.run_dir(row), row, dry_run, self._inp.heartbeat_timeout_seconds)
 
     async def _clean_up(self, inp: SweepInput) -> None:
         """At the end: every trial but the best is unpromotable; delete their checkpoints."""

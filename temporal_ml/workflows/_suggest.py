@@ -63,7 +63,7 @@ class Suggestion:
 
 async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[TrialRecord], *, seed: int,
                   index: int, direction: Direction | tuple[Direction, ...], table_uri: str | None = None,
-                  table_parts: list[str] | None = None, count: int = 1) -> Suggestion:
+                  table_parts: list[str] | None = None, count: int = 1, heartbeat_seconds: float = 30.0) -> Suggestion:
     """Trial ``index``'s point, recorded in the history (inline for histories from before); with
     ``count`` > 1 also the points of the next ``count - 1`` trials (``more``; the activity only).
 
@@ -79,7 +79,7 @@ async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[Trial
             if workflow.patched(SUGGEST_ACTIVITY_PATCH):
                 result = await workflow.execute_activity(
                     SUGGEST, request, result_type=SuggestResult, start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=retry)
+                    heartbeat_timeout=timedelta(seconds=heartbeat_seconds), retry_policy=retry)
             else:
                 result = await workflow.execute_local_activity(
                     SUGGEST, request, result_type=SuggestResult, start_to_close_timeout=timedelta(minutes=5),
@@ -125,7 +125,7 @@ class SuggestingSweep:
         try:
             got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=index,
                                 direction=inp.search_direction, table_uri=t.uri, table_parts=t.parts,
-                                count=self._suggestions_wanted())
+                                count=self._suggestions_wanted(), heartbeat_seconds=inp.heartbeat_timeout_seconds)
         finally:
             self._suggesting = False
         if got.params is not None:

@@ -146,6 +146,7 @@ class SweepTable:
                 SweepPartRequest(run_id=self._run_id, table_root=inp.table_root, index=len(s.table.parts),
                                  rows=[r.model_dump(mode="json") for r in rows]),
                 result_type=SweepPartWritten, start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
                 retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30),
                                          non_retryable_error_types=["ConfigError"]),
             )
@@ -181,7 +182,8 @@ class SweepTable:
                 WRITE_TABLE_PART,
                 TablePartRequest(uri=uri, index=k // step,
                                  rows=[r.model_dump(mode="json") for r in rows[k:k + step]]),
-                start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
+                start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=5),
             )
         return uri
 

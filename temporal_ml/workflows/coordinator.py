@@ -192,7 +192,8 @@ class CoordinatorWorkflow:
             WRITE_TABLE_PART,
             TablePartRequest(uri=self._table_uri(inp, run_id), index=self._carry.parts,
                              rows=[{"index": index[r.name], "result": r.model_dump(mode="json")} for r in rows]),
-            start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
+            start_to_close_timeout=timedelta(minutes=5), heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=RetryPolicy(maximum_attempts=5),
         )
         self._carry.parts += 1
 

@@ -211,7 +211,7 @@ class LadderSweepWorkflow(LadderCleanup, SweepControls):
         self._suggesting = True  # a trial index is taken: an enqueued config runs after it
         try:
             got = await suggest(inp.searcher, inp.space, history, seed=inp.seed, index=len(s.rows),
-                                direction=inp.direction)
+                                direction=inp.direction, heartbeat_seconds=inp.heartbeat_timeout_seconds)
         finally:
             self._suggesting = False
         if got.params is not None:

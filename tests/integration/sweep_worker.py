@@ -67,11 +67,14 @@ def slow_deletes(seconds: float) -> None:
     (``TML_TEST_SLOW_DELETE``): a slow object store, so deletions overlap whatever else happens."""
     import time
 
+    from temporal_ml.activities._heartbeat import heartbeating
+
     real = SweepActivities.delete_run_checkpoints
 
     def delete(self, req):  # type: ignore[no-untyped-def]
         if not req.dry_run:
-            time.sleep(seconds)
+            with heartbeating():  # a slow store, not a dead worker: the activity heartbeats meanwhile
+                time.sleep(seconds)
         return real(self, req)
 
     delete.__temporal_activity_definition = real.__temporal_activity_definition  # type: ignore[attr-defined]

@@ -10,9 +10,13 @@ import asyncio
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import PendingActivityState, TimeoutType
+from temporalio.client import WorkflowHandle
 
+from temporal_ml.activities.sweep import DELETE_RUN_CHECKPOINTS
 from temporal_ml.client import connect
 from temporal_ml.search import Float, PbtScheduler, RandomSearcher, SearchSpace
 from temporal_ml.storage.checkpoints import CheckpointManager
@@ -35,6 +39,18 @@ def _input(run_id: str) -> SweepInput:
                       run_id=run_id, heartbeat_timeout_seconds=5, progress_every_seconds=2)
 
 
+async def _result(handle: WorkflowHandle[Any, SweepResult], tmp_path: Path) -> SweepResult:
+    """The sweep's result; a sweep still running after 300 s fails with its status and the workers' logs."""
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=300)
+    except TimeoutError:
+        described = await handle.describe()
+        pending = [(a.activity_type.name, a.state, a.attempt) for a in described.raw_description.pending_activities]
+        logs = {p.name: p.read_text()[-2000:] for p in tmp_path.glob("*.log")}
+        raise AssertionError(f"sweep {handle.id} still runs after 300 s; pending activities {pending}; "
+                             f"logs {logs}") from None
+
+
 async def _run(tmp_path: Path, env: dict[str, str], run_id: str, *, kill: bool) -> SweepResult:
     queue = f"q-{run_id}"
     worker = start_worker("all", queue, tmp_path, env, 0)
@@ -52,7 +68,7 @@ async def _run(tmp_path: Path, env: dict[str, str], run_id: str, *, kill: bool) 
             worker.kill()
             worker.wait()
             worker = start_worker("all", queue, tmp_path, env, 1)
-        return await asyncio.wait_for(handle.result(), timeout=300)
+        return await _result(handle, tmp_path)
     finally:
         worker.kill()
 
@@ -106,3 +122,45 @@ async def test_pbt_exploits_with_audited_copies_and_ends_with_the_same_weights_t
     assert all(r.suggested is not None for r in exploited)
     recomputed = recompute_suggestions(_input(first.run_id), list(rows.values()))
     assert len(recomputed) == 4 and all(recorded == again for _, recorded, again in recomputed), recomputed
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_while_it_deletes_a_left_run_costs_the_sweep_one_heartbeat_timeout(
+        tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """The sweep's own short activities (here the deletion of the run an exploiting member left)
+    heartbeat: a worker killed in one is noticed within the sweep's heartbeat_timeout_seconds and the activity is
+    retried elsewhere, instead of the sweep waiting out its start-to-close timeout (CI once saw a
+    sweep wait 10 minutes on a deletion whose worker the PBT test had killed)."""
+    run_id = f"pbtdel-{uuid.uuid4().hex[:6]}"
+    queue = f"q-{run_id}"
+    worker = start_worker("all", queue, tmp_path, {**subprocess_env, "TML_TEST_SLOW_DELETE": "600"}, 0)
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, _input(run_id), id=run_id, task_queue=queue)
+        for _ in range(1200):  # the first deletion is in flight on the worker (it would take 10 minutes)
+            described = await handle.describe()
+            if any(a.activity_type.name == DELETE_RUN_CHECKPOINTS and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                   for a in described.raw_description.pending_activities):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no deletion started")
+        worker.kill()
+        worker.wait()
+        worker = start_worker("all", queue, tmp_path, subprocess_env, 1)
+        result = await _result(handle, tmp_path)
+    finally:
+        worker.kill()
+    assert [t.row.state for t in result.trials] == ["done"] * 4
+    types: dict[int, str] = {}  # scheduled event id -> activity type
+    retried: list[tuple[str, int]] = []  # (activity type, why its first attempt ended) of each retry
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            types[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.HasField("activity_task_started_event_attributes"):
+            started = event.activity_task_started_event_attributes
+            if started.attempt > 1:
+                retried.append((types[started.scheduled_event_id],
+                                started.last_failure.timeout_failure_info.timeout_type))
+    assert (DELETE_RUN_CHECKPOINTS, TimeoutType.TIMEOUT_TYPE_HEARTBEAT) in retried, retried
+    assert all(why == TimeoutType.TIMEOUT_TYPE_HEARTBEAT for _, why in retried), retried
