@@ -130,8 +130,10 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
 
     largest, sweep_runs, unhandled, plans, events = 0, 0, 0, 0, 0
     by_type: dict[str, int] = {}  # the sweep's history bytes by event type
+    rollovers: list[float] = []  # when each run after the first started
     async for wf in client.list_workflows(f'WorkflowId = "{run_id}"'):
         sweep_runs += 1
+        rollovers.append(wf.start_time.timestamp())
         async for event in client.get_workflow_handle(run_id, run_id=wf.run_id).fetch_history_events():
             largest = max(largest, event.ByteSize())
             events += 1
@@ -145,7 +147,7 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
                           == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND)
     failed = getattr(result, "n_failed", 0)
     if scheduler == "none":
-        print(_occupancy(rows, c), flush=True)
+        print(_occupancy(rows, c, sorted(rollovers)[1:]), flush=True)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
             "trainings": trainings, "unhandled": unhandled, "rss": samples, "plans": plans, "events": events,
             "by_type": by_type}
@@ -192,10 +194,11 @@ async def main(args: argparse.Namespace) -> None:
           f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], n)})")
 
 
-def _occupancy(rows: list[dict[str, Any]], c: int) -> str:
+def _occupancy(rows: list[dict[str, Any]], c: int, rollovers: list[float]) -> str:
     """How full the slots stayed, from each trial's start and finish (the sweep's own times): the
     mean number running, and the share of the time fewer than half the slots were taken, from the
-    first start to the last (the ramp-down after it is left out)."""
+    first start to the last (the ramp-down after it is left out); and across each rollover (the
+    start of each run after the first), the mean number running from 3 s before it to 3 s after."""
     import datetime as dt
 
     def at(value: str | dt.datetime) -> float:
@@ -217,8 +220,12 @@ def _occupancy(rows: list[dict[str, Any]], c: int) -> str:
             low += (t - prev) if running < c / 2 else 0.0
         running, prev = running + step, t
     span = max(last_start - first, 1e-9)
+    around = [sum(max(0.0, min(f, t + 3) - max(s, t - 3)) for s, f in spans) / 6
+              for t in rollovers if first + 3 <= t <= last_start - 3]
+    across = (f"; across the {len(around)} rollovers mid-sweep (3 s either side): {min(around):.1f} to "
+              f"{max(around):.1f} running, mean {sum(around) / len(around):.1f}" if around else "")
     return (f"slots (first start to last start, {span:.0f} s): {area / span:.1f} of {c} running on average, "
-            f"fewer than {c // 2} running {100 * low / span:.1f}% of the time")
+            f"fewer than {c // 2} running {100 * low / span:.1f}% of the time" + across)
 
 
 def _objects() -> Counter[str]:
