@@ -39,9 +39,11 @@ from typing import Any
 import torch
 from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep, TrivialSweep, noop
 from bench_orchestration import NoopTrainable, tiny_data
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 
 from temporal_ml.activities.evaluation import EvalActivities
+from temporal_ml.activities.messages import TRAIN, TrainOutcome, TrainRequest
 from temporal_ml.activities.snapshot import SnapshotActivities
 from temporal_ml.activities.sweep import SweepActivities
 from temporal_ml.activities.training import TrainingActivities
@@ -62,15 +64,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench_activities(tmp: str, concurrency: int, table_root: str | None = None) -> list[Any]:
+def bench_activities(tmp: str, concurrency: int, table_root: str | None = None,
+                     trial_seconds: float = 0.0) -> list[Any]:
     """The activities of the sweep benchmarks: the no-op one, snapshot, train and evaluate over a no-op
-    trainable (a store under ``tmp``), and the sweep activities."""
+    trainable (a store under ``tmp``), and the sweep activities. ``trial_seconds``: each training
+    activity first waits this long (asleep, outside the training loop: threaded trainings take their
+    steps one at a time), so trials last without loading the machine."""
     store = SnapshotStore(tmp)
     trainables = {"noop": NoopTrainable()}
+    training = TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
+                                  max_concurrent_trainings=concurrency)
+    train: Any = training.train
+    if trial_seconds:
+        real = training.train
+
+        @activity.defn(name=TRAIN)
+        async def lasting_train(req: TrainRequest) -> TrainOutcome:
+            await asyncio.sleep(trial_seconds)
+            return await real(req)
+
+        train = lasting_train
     return [
         noop, *SnapshotActivities(store, generators={"tiny": tiny_data}).activities(),
-        *TrainingActivities(trainables=trainables, snapshot_store=store, checkpoint_root=f"{tmp}/ckpt",
-                            max_concurrent_trainings=concurrency).activities(),
+        train, training.predict,
         *EvalActivities(trainables=trainables, snapshot_store=store).activities(),
         *SweepActivities(table_root=table_root).activities(),
     ]

@@ -161,7 +161,7 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.to_thread(server.start)
         try:
             client = await connect(server.address)
-            activities = bench_activities(tmp, c, table_root=f"{tmp}/tables")
+            activities = bench_activities(tmp, c, table_root=f"{tmp}/tables", trial_seconds=args.trial_seconds)
             from temporal_ml.worker import create_worker
 
             async with create_worker(client, task_queue=QUEUE, workflows=WORKFLOWS, activities=activities,
@@ -264,6 +264,9 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--max-concurrency", type=int, default=100)
     parser.add_argument("--scheduler", choices=["none", "asha"], default="none")
+    parser.add_argument("--trial-seconds", type=float, default=0.0,
+                        help="each training first sleeps this long (trials that last: how full the slots stay "
+                             "across rollovers when the server is not the bottleneck; the floor stays no-op)")
     parser.add_argument("--trace-memory", action="store_true",
                         help="attribute the worker's memory growth (tracemalloc: slow, not for timing)")
     asyncio.run(main(parser.parse_args()))
