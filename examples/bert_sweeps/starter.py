@@ -67,7 +67,7 @@ parser.add_argument("--interval", type=int, default=None,
 parser.add_argument("--seed", type=int, default=0, help="seed of the searcher (default 0)")
 parser.add_argument("--spec", default=None, metavar="FILE",
                     help="a sweep spec file (YAML/TOML, see spec.yaml beside this starter): its data, model, "
-                         "space, searcher, scheduler and budget replace the other flags")
+                         "space, searcher, scheduler and budget replace the other flags (given with it, they are refused)")
 roles.add_queue_options(parser)
 
 #: The example's default sweep as a spec file (its search space is the starter's default).
@@ -83,8 +83,17 @@ def space_for(searcher: str) -> SearchSpace:
     return load_spec(DEFAULT_SPEC).search_space()
 
 
+#: Flags a spec file replaces: given with ``--spec``, they are refused rather than ignored.
+SPEC_REPLACES = ("mode", "searcher", "trials", "max_concurrency", "min_budget", "eta", "interval", "seed", "steps",
+                 "model", "dataset", "batch_size", "train_limit", "eval_split", "metric_sinks")
+
+
 def from_spec(args: argparse.Namespace, run_id: str) -> SweepInput:
     """The input a spec file describes, on this example's queues."""
+    given = [{"metric_sinks": "--metric-sink"}.get(name, f"--{name.replace('_', '-')}") for name in SPEC_REPLACES
+             if getattr(args, name) != parser.get_default(name)]
+    if given:
+        raise ConfigError(f"--spec replaces {', '.join(given)}: set them in the spec file, or leave them out")
     _spec, inp, _summary = spec_input(args.spec, run_id)
     return inp.model_copy(update={"train_task_queue": args.train_queue, "eval_task_queue": args.eval_queue,
                                   "heartbeat_timeout_seconds": 20})

@@ -64,6 +64,8 @@ CLIENT_SIDE = [
     ("bert_sweeps", ["--mode", "pbt", "--steps", "20", "--interval", "20"],
      "--interval (20) must be less than --steps (20): PBT needs two rounds"),
     ("bert_sweeps", ["--spec", "no-such-spec.yaml"], "no-such-spec.yaml: cannot read the spec file"),
+    ("bert_sweeps", ["--spec", "examples/bert_sweeps/spec.yaml", "--trials", "3", "--mode", "pbt"],
+     "--spec replaces --mode, --trials: set them in the spec file, or leave them out"),
     ("bert_checkpointing", ["--train-limit", "-5"], "argument --train-limit: must be at least 1, got -5"),
     ("bert_sweeps", ["--metric-sink", "tensorbord"], "unknown metric sink 'tensorbord'; choose from mlflow, tensorboard"),
 ]
