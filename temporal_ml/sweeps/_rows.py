@@ -88,7 +88,8 @@ class TrialRow(BaseModel):
         error: why it failed.
         result_seq: the order in which its result (done/failed/stopped) was recorded.
         checkpoint_uri / model_sha256: its final checkpoint.
-        resumes: how many times its training resumed (crashes, pauses).
+        resumes: how many times its training recovered from a lost worker or a failed attempt (a
+            pause, a continue-as-new and the next rung go on as planned: not counted).
         started / trained / finished: workflow times (start, end of training, end).
         audit: what its suggestion was computed from (searcher trials).
         retried_from: the ``result_seq`` of each earlier result of this trial (it failed, then ran

@@ -106,7 +106,8 @@ class ScheduledSweep:
     _copied: dict[int, CheckpointRef]  # population-based training: each exploit's copy, by trial
 
     # the sweep provides these
-    def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
+    def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef,
+                     continue_from: CheckpointRef | None = None) -> None:
         raise NotImplementedError
 
     @property
@@ -277,6 +278,7 @@ class ScheduledSweep:
     def _apply(self, inp: SweepInput, action: PlanAction, snapshot: SnapshotRef) -> None:
         """Start a new trial, or promote one (its run continues toward the next rung)."""
         s = self._s
+        continue_from: CheckpointRef | None = None
         if action.action == "start":
             row = TrialRow(index=action.index, params=action.params, source=action.source,
                            audit=action.audit, bracket=action.bracket, rung=0, started=workflow.now())
@@ -286,6 +288,10 @@ class ScheduledSweep:
         else:
             row = self._live.get(action.index) or self._bring_back(action.row, action.index)
             copied = self._exploit(row, action) if action.donor is not None else ""
+            if not row.deleted and row.checkpoint_uri is not None and row.model_sha256 is not None:
+                # its run goes on from where its last rung ended (or from its copy): not a resume
+                continue_from = CheckpointRef(run_id=self.run_dir(row), step=row.step, uri=row.checkpoint_uri,
+                                              model_sha256=row.model_sha256)
             row.state, row.error = "training", None
             row.metrics, row.trained, row.finished = {}, None, None  # the next rung's come (small rows)
             row.deleted = False  # deleted for the byte budget: it trains again to its rung, the same way
@@ -294,7 +300,7 @@ class ScheduledSweep:
                              action.note or action.reason)
         if action.donor is None:  # (an exploit's line, with the digests, is noted as it applies)
             self._summary.note(action.reason)
-        self._start_trial(inp, row, snapshot)
+        self._start_trial(inp, row, snapshot, continue_from)
 
     # -- population-based training -------------------------------------------------------------------
 

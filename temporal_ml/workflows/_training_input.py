@@ -78,6 +78,11 @@ class TrainingInput(BoundaryModel):
             config (learning rate, weight decay, dropout, ...): hyperparameters that change the
             model's shapes, and ``seed``, ``batch_size`` or the data size, fail with one-line errors.
             Not supported with ``nodes > 1``.
+        continue_from: this run's own checkpoint the training goes on from, as a sweep's next rung
+            does (an ASHA promotion, the next round of population-based training): restoring it is
+            planned, not a recovery, so it does not count in ``resumes`` (a retried attempt, after a
+            lost worker, still does). ``None``: the training starts, or resumes from what the run's
+            store holds.
         carried, carried_paused: state handed over by continue-as-new (set by the workflow itself).
     """
 
@@ -98,6 +103,7 @@ class TrainingInput(BoundaryModel):
     no_worker_timeout_seconds: float | None = Field(default=None, gt=0)
     search_attributes: list[str] | None = None
     init_from: CheckpointRef | None = Field(default=None, exclude_if=lambda v: v is None)
+    continue_from: CheckpointRef | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @field_validator("run_id")
     @classmethod

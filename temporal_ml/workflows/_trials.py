@@ -41,7 +41,14 @@ with workflow.unsafe.imports_passed_through():
         AwaitedChild,
     )
     from temporal_ml.errors import NO_WORKER_ERROR, root_message, root_type
-    from temporal_ml.types import EvalResult, SnapshotRef, TrainConfig, TrainProgress, TrainResult
+    from temporal_ml.types import (
+        CheckpointRef,
+        EvalResult,
+        SnapshotRef,
+        TrainConfig,
+        TrainProgress,
+        TrainResult,
+    )
     from temporal_ml.workflows._tags import child_search_attributes
     from temporal_ml.workflows.evaluation import EvalInput
     from temporal_ml.workflows.training import TrainingInput, parse_report
@@ -117,6 +124,8 @@ class TrialCall:
     #: our search attributes the namespace defines, as the parent found them: its children tag
     #: themselves without asking again (``None``: unknown, they ask)
     registered: frozenset[str] | None = None
+    #: the run's checkpoint the training goes on from (a scheduler's next rung: not a resume)
+    continue_from: CheckpointRef | None = None
 
 
 @dataclass
@@ -169,7 +178,8 @@ async def run_trial(call: TrialCall, *,
                             config=config, snapshot=call.snapshot, run_id=call.run_id or call.train_id,
                             task_queue=s.train_task_queue, heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
                             max_attempts=s.max_attempts, progress_every_seconds=s.progress_every_seconds,
-                            report_to=call.report_to, **_no_worker(s), **_known(call),
+                            report_to=call.report_to, continue_from=call.continue_from, **_no_worker(s),
+                            **_known(call),
                         ),
                         id=call.train_id, result_type=TrainResult, search_attributes=call.tags,
                         **_policy(policy),

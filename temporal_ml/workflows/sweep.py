@@ -256,10 +256,11 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
     def _changed(self) -> None:
         self._changes += 1
 
-    def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef) -> None:
+    def _start_trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef,
+                     continue_from: CheckpointRef | None = None) -> None:
         self._running += 1
         self._started_here += 1
-        self._tasks.append(asyncio.create_task(self._trial(inp, row, snapshot)))
+        self._tasks.append(asyncio.create_task(self._trial(inp, row, snapshot, continue_from=continue_from)))
 
     def _rollover_due(self) -> bool:
         return self._draining or (self._started_here > 0 and workflow.info().is_continue_as_new_suggested())
@@ -304,7 +305,8 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         return f"{self._run_id}--{name}--train", f"{self._run_id}--{name}--eval"
 
     async def _trial(self, inp: SweepInput, row: TrialRow, snapshot: SnapshotRef,
-                     rejoin: Literal["train", "eval"] | None = None) -> None:
+                     rejoin: Literal["train", "eval"] | None = None,
+                     continue_from: CheckpointRef | None = None) -> None:
         train_id, eval_id = self.child_ids(row.index, row.rung)
         scheduled = row.rung is not None
         run_id = self.run_dir(row) if scheduled else None
@@ -327,7 +329,7 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
                           run_id=run_id, settings=trial_settings(inp), tags=trial_tags(self._registered, self._run_id),
                           report_to=[workflow.info().workflow_id] if inp.report_progress else [],
                           alive=self._reports.alive, abandon=self._no_drain, rejoin=rejoin, gate=self._gate,
-                          registered=self._registered),
+                          registered=self._registered, continue_from=continue_from),
                 on_started=lambda handle: self._train_handles.__setitem__(row.index, handle),
                 on_trained=trained)
         finally:

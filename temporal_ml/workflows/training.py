@@ -140,6 +140,9 @@ class TrainingWorkflow(MultiNodeTraining):
         if inp.carried is not None:
             self._progress, self._paused = inp.carried, inp.carried_paused
             self._set_state("pending")
+        elif inp.continue_from is not None:  # the first activity continues from it (not a resume)
+            self._progress = self._progress.model_copy(update={"latest_checkpoint": inp.continue_from,
+                                                               "step": inp.continue_from.step})
         self._started = True  # control requests that came with the first task are judged now
         snapshot = inp.snapshot or await self.snapshot(inp.dataset)  # type: ignore[arg-type]
         registered = (frozenset(inp.search_attributes) if inp.search_attributes is not None

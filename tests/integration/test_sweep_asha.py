@@ -50,7 +50,7 @@ async def test_promotions_continue_the_same_trajectory(tmp_path: Path, subproces
         result = await client.execute_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
         assert result.best is not None and result.best_budget == 54
         top = result.best.row
-        assert top.step == 54 and (top.resumes >= 1 or budget)  # continued from its rung checkpoints
+        assert top.step == 54
         config = inp.space.apply(BASE, top.params).model_copy(update={"max_steps": 54})
         straight = await client.execute_workflow(
             MLPTraining.run, TrainingInput(config=config, snapshot=result.snapshot, run_id=f"straight-{tag}"),
@@ -66,6 +66,8 @@ async def test_promotions_continue_the_same_trajectory(tmp_path: Path, subproces
     assert rungs[0].results == 9 and rungs[1].results >= 3 and rungs[2].results >= 1
     rows = [t.row for t in result.trials]
     assert len(rows) == 9 and all(r.state == "done" for r in rows)
+    # a promotion continues its run from its rung's checkpoint as planned: nothing crashed, no resume
+    assert all(r.resumes == 0 for r in rows), [(r.name, r.resumes) for r in rows]
     # every start and promotion has its audit line in the trial's row
     assert sum(len(r.decisions) for r in rows) == 9 + rungs[0].promoted + rungs[1].promoted
     assert all(len(r.rung_values) == r.rung + 1 == len(r.rung_seqs) for r in rows)

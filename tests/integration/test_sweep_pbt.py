@@ -83,6 +83,8 @@ async def test_pbt_exploits_with_audited_copies_and_ends_with_the_same_weights_t
     rows = {t.row.index: t.row for t in first.trials}
     again = {t.row.index: t.row for t in second.trials}
     assert len(rows) == 4 and all(r.state == "done" and r.step == 18 for r in rows.values()), rows
+    # each round goes on from the last one's checkpoint (or a copy) as planned: no resume without a crash
+    assert all(r.resumes == 0 for r in rows.values()), [(r.name, r.resumes) for r in rows.values()]
     # the same decisions, params and weights, with a worker killed in the second
     for index, row in rows.items():
         other = again[index]
