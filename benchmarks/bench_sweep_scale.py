@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import resource
 import tempfile
@@ -222,8 +223,15 @@ def _occupancy(rows: list[dict[str, Any]], c: int, rollovers: list[float]) -> st
     span = max(last_start - first, 1e-9)
     around = [sum(max(0.0, min(f, t + 3) - max(s, t - 3)) for s, f in spans) / 6
               for t in rollovers if first + 3 <= t <= last_start - 3]
+    starts = sorted(s for s, _ in spans)
+    gaps = []  # per rollover: seconds from the last trial started before it, and to the first after
+    for t in rollovers:
+        at = bisect.bisect_left(starts, t)
+        if 0 < at < len(starts):
+            gaps.append(f"{t - starts[at - 1]:.1f}+{starts[at] - t:.1f}")
     across = (f"; across the {len(around)} rollovers mid-sweep (3 s either side): {min(around):.1f} to "
-              f"{max(around):.1f} running, mean {sum(around) / len(around):.1f}" if around else "")
+              f"{max(around):.1f} running, mean {sum(around) / len(around):.1f}; no trial started for "
+              f"(before+after each rollover, s) {', '.join(gaps)}" if around else "")
     return (f"slots (first start to last start, {span:.0f} s): {area / span:.1f} of {c} running on average, "
             f"fewer than {c // 2} running {100 * low / span:.1f}% of the time" + across)
 
