@@ -153,3 +153,40 @@ async def test_a_scheduled_sweep_continues_as_new_and_runs_every_rung_once(
     assert seqs == list(range(len(seqs))), seqs  # each rung result recorded once, in one order
     assert result.best is not None and result.best_budget == 15 and result.best.row.step == 15
     assert result.best.train_workflow_id == f"{inp.run_id}--{result.best.name}--r1--train"
+
+
+async def test_at_most_max_starting_trial_children_are_being_started_at_once(
+        tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A run continues as new only once every child it asked for has started, so a sweep keeps the
+    starts in flight few (``MAX_STARTING``): dozens queued at a busy server made each rollover wait
+    seconds with nothing new starting. 30 slots free at once start at most 12 children at a time,
+    read from the history: a child is being started from its initiated event to its started event."""
+    from temporalio.api.enums.v1 import EventType
+
+    from temporal_ml.search import RandomSearcher
+    from temporal_ml.workflows.sweep import MAX_STARTING
+
+    tag = uuid.uuid4().hex[:6]
+    queue = f"cap-{tag}"
+    worker = start_worker("all", queue, tmp_path, subprocess_env, 0)
+    inp = SweepInput(base=BASE.model_copy(update={"max_steps": 1, "hparams": {}}),
+                     space=SearchSpace({"hparams.lr": Float(1e-3, 3e-2, log=True)}),
+                     searcher=RandomSearcher(), n_trials=40, max_concurrency=30, seed=3,
+                     dataset=DatasetSource(generator="blobs"), run_id=f"cap-{tag}", evaluate_in_training=True,
+                     report_progress=False)
+    try:
+        client = await connect()
+        handle = await client.start_workflow(MLPSweep.run, inp, id=inp.run_id, task_queue=queue)
+        result = await asyncio.wait_for(handle.result(), timeout=300)
+    finally:
+        worker.kill()
+    assert result.n_done == 40, result
+    starting, most = 0, 0
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            starting += 1
+            most = max(most, starting)
+        elif event.event_type in (EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED,
+                                  EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED):
+            starting -= 1
+    assert 1 < most <= MAX_STARTING, most
