@@ -104,16 +104,6 @@ BOUNDED_SWEEP_PATCH = "tml-sweep-bounded-v1"
 #: ``AWAIT_CHILD`` activity), so every slot stays busy across a rollover. Runs recorded before it
 #: wait for every running trial first.
 NO_DRAIN_PATCH = "tml-sweep-no-drain-v1"
-#: ``workflow.patched`` id: a new trial starts only while fewer than :data:`MAX_STARTING` trial
-#: children are being started (a scheduler's plan still starts what it decided at once).
-#: A run continues as new only once every child it asked for has started (``StartGate``); when the
-#: server is the bottleneck (trials that end as soon as they start) dozens of starts waited in its
-#: queue, and the run started nothing for 6 to 8 seconds before each rollover while they cleared.
-#: Runs recorded before it start children without a cap.
-START_CAP_PATCH = "tml-sweep-start-cap-v1"
-#: Trial children being started at once, at most (a start takes well under a second; more only
-#: queue at the server).
-MAX_STARTING = 12
 
 
 class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
@@ -145,7 +135,6 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         self._plan_idle_at = -1  # ``_changes`` when the scheduler last had nothing for a free slot
         self._plan_done_at = -1  # ``_changes`` when the scheduler last said it is done
         self._ahead_on = False  # plans answer new trials ahead (PLAN_AHEAD_PATCH)
-        self._start_cap = False  # at most MAX_STARTING children being started at once (START_CAP_PATCH)
         self._ahead: list[PlanAction] = []
         self._watch: dict[tuple[int, int], RungWatch] = {}
         self._ahead_at = -1
@@ -183,7 +172,6 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
         # not with a byte budget: its deletions follow every result
         self._ahead_on = (self._no_drain and isinstance(inp.scheduler, AshaScheduler) and inp.checkpoint_budget_bytes is None
                           and workflow.patched(PLAN_AHEAD_PATCH))
-        self._start_cap = self._no_drain and workflow.patched(START_CAP_PATCH)
         tasks = self._tasks
         for running in self._s.rows:  # running when the run before continued as new: wait for them here
             if running.state in ("training", "evaluating") and running.index not in self._s.retry:
@@ -249,8 +237,6 @@ class SweepWorkflow(SweepTable, SuggestingSweep, ScheduledSweep, SweepControls):
     def _may_start(self) -> bool:
         s = self._s
         if s.paused or s.stopping or self._draining or self._running >= s.max_concurrency:
-            return False
-        if self._start_cap and self._gate.starting >= MAX_STARTING:  # the next when one has started
             return False
         if self._scheduled():  # something changed since the scheduler last had nothing to do
             return bool(s.retry) or self._plan_idle_at != self._changes
