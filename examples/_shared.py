@@ -64,9 +64,10 @@ def one_worker(example: str, task_queue: str, workflows: Sequence[type],
 
 
 def worker_main(example: str, make_workers: Callable[[Client], Sequence[Worker]]) -> None:
-    """``worker.py`` main: :func:`temporal_ml.worker.run_workers` until Ctrl-C, errors in one line."""
-    _exit(run_workers(make_workers, prog=f"{example} worker", store=str(store_dir(example)),
-                      verbose="--verbose" in sys.argv))
+    """``worker.py`` main: :func:`temporal_ml.worker.run_workers` until Ctrl-C, errors in one line
+    (it ends the process)."""
+    run_workers(make_workers, prog=f"{example} worker", store=str(store_dir(example)),
+                verbose="--verbose" in sys.argv)
 
 
 def environment(args: argparse.Namespace, example: str,
@@ -163,14 +164,9 @@ def main_of(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
             code: int = asyncio.run(coro_fn(args))
         except (Exception, KeyboardInterrupt) as exc:
             code = report(exc, prog=parser.prog.split()[0], verbose=args.verbose)
-        _exit(code)
+        exit_process(code)  # no interpreter finalization: it can crash after a Temporal client ran
 
     return main
-
-
-def _exit(code: int) -> None:
-    """Leave without interpreter finalization (:func:`temporal_ml.worker.exit_process`)."""
-    exit_process(code)
 
 
 # -- one worker per role (bert_parallel, bert_sweeps) --------------------------------------------

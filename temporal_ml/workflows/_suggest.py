@@ -63,12 +63,14 @@ class Suggestion:
 
 async def suggest(searcher: AnySearcher, space: SearchSpace, history: list[TrialRecord], *, seed: int,
                   index: int, direction: Direction | tuple[Direction, ...], table_uri: str | None = None,
-                  table_parts: list[str] | None = None, count: int = 1, heartbeat_seconds: float = 30.0) -> Suggestion:
+                  table_parts: list[str] | None = None, count: int = 1,
+                  heartbeat_seconds: float) -> Suggestion:
     """Trial ``index``'s point, recorded in the history (inline for histories from before); with
     ``count`` > 1 also the points of the next ``count - 1`` trials (``more``; the activity only).
 
     ``history`` holds the trials the sweep keeps; those it wrote to its results table are read from
-    ``table_uri`` (each part verified against ``table_parts``) by the activity."""
+    ``table_uri`` (each part verified against ``table_parts``) by the activity. The activity
+    heartbeats: a worker killed in it is noticed within ``heartbeat_seconds``."""
     request = SuggestRequest(searcher=searcher, space=space, history=history, seed=seed, index=index,
                              direction=direction, table_uri=table_uri, table_parts=list(table_parts or []),
                              count=count)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,21 @@ async def _result(handle: WorkflowHandle[Any, SweepResult], tmp_path: Path) -> S
                              f"logs {logs}") from None
 
 
+async def _replace_worker_when(ready: Callable[[], Awaitable[bool]], what: str, worker: subprocess.Popen[bytes],
+                               queue: str, tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """SIGKILL ``worker`` once ``ready()`` holds (asked every 0.1 s, for at most 2 minutes, else
+    ``AssertionError(what)``), then start another on ``queue`` with ``env``; returns it."""
+    for _ in range(1200):
+        if await ready():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(what)
+    worker.kill()
+    worker.wait()
+    return start_worker("all", queue, tmp_path, env, 1)
+
+
 async def _run(tmp_path: Path, env: dict[str, str], run_id: str, *, kill: bool) -> SweepResult:
     queue = f"q-{run_id}"
     worker = start_worker("all", queue, tmp_path, env, 0)
@@ -58,16 +75,11 @@ async def _run(tmp_path: Path, env: dict[str, str], run_id: str, *, kill: bool) 
         client = await connect()
         handle = await client.start_workflow(MLPSweep.run, _input(run_id), id=run_id, task_queue=queue)
         if kill:  # once a member trains in round 1 (after the first exploit), kill the worker mid-training
-            for _ in range(600):
+            async def in_round_1() -> bool:
                 status = await handle.query(MLPSweep.sweep_status)
-                if any(t.rung == 1 and t.state == "training" for t in status.trials):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("no member reached round 1")
-            worker.kill()
-            worker.wait()
-            worker = start_worker("all", queue, tmp_path, env, 1)
+                return any(t.rung == 1 and t.state == "training" for t in status.trials)
+
+            worker = await _replace_worker_when(in_round_1, "no member reached round 1", worker, queue, tmp_path, env)
         return await _result(handle, tmp_path)
     finally:
         worker.kill()
@@ -139,17 +151,14 @@ async def test_a_worker_killed_while_it_deletes_a_left_run_costs_the_sweep_one_h
     try:
         client = await connect()
         handle = await client.start_workflow(MLPSweep.run, _input(run_id), id=run_id, task_queue=queue)
-        for _ in range(1200):  # the first deletion is in flight on the worker (it would take 10 minutes)
+
+        async def deleting() -> bool:  # the first deletion is in flight on the worker (it would take 10 minutes)
             described = await handle.describe()
-            if any(a.activity_type.name == DELETE_RUN_CHECKPOINTS and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-                   for a in described.raw_description.pending_activities):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("no deletion started")
-        worker.kill()
-        worker.wait()
-        worker = start_worker("all", queue, tmp_path, subprocess_env, 1)
+            return any(a.activity_type.name == DELETE_RUN_CHECKPOINTS
+                       and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                       for a in described.raw_description.pending_activities)
+
+        worker = await _replace_worker_when(deleting, "no deletion started", worker, queue, tmp_path, subprocess_env)
         result = await _result(handle, tmp_path)
     finally:
         worker.kill()
