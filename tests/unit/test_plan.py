@@ -831,7 +831,8 @@ def test_a_worker_indexes_each_sweeps_written_rows_once_and_bounded(tmp_path: Pa
     cold worker's, a row written again (promoted, then written at rung 1) replaces the earlier one,
     and the rows a call holds never leak into the index. Over ``ROWS_MAX`` rows the least recently
     used sweep's index goes (one alone over it is not kept), and the answers stay the same; a
-    promoted or deleted row still comes back in full, as written."""
+    promoted or deleted row still comes back in full, as written. The kept rows give back their
+    params, their names held once for all rows."""
     from temporal_ml.activities import _rung_index
 
     rows = [trow(i, [float((i * 7) % 11)], seqs=[i], nbytes=10) for i in range(30)]
@@ -855,6 +856,8 @@ def test_a_worker_indexes_each_sweeps_written_rows_once_and_bounded(tmp_path: Pa
     index = next(iter(_rung_index._WRITTEN.values())).index
     assert all(isinstance(r, plan_module.WrittenRow) for r in index.rows.values())
     assert index.rows[3].rung_values == (again.rung_values[0], 0.25) and index.rows[3].part == 3
+    assert all(index.rows[i].params == rows[i].params for i in range(30) if i != 3)
+    assert len({id(r.param_names) for r in index.rows.values()}) == 1  # one tuple of names for all
     assert 30 not in index.rows and len(index.running_rows) == 0
     for n, got in warm.items():
         assert got == cold(live, n), f"{n} parts: a warm worker answers otherwise than a cold one"
