@@ -29,20 +29,27 @@ from temporalio.worker import Worker
 
 __all__ = ["create_worker", "serve", "run_workers", "exit_process", "limit_malloc_arenas"]
 
-#: ``mallopt``'s ``M_ARENA_MAX`` (glibc's malloc.h).
+#: ``mallopt``'s ``M_ARENA_MAX`` and ``M_MMAP_THRESHOLD`` (glibc's malloc.h).
 _M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
+def limit_malloc_arenas(arenas: int = 2, mmap_threshold: int | None = 128 * 1024) -> bool:
     """Let glibc's allocator keep at most ``arenas`` arenas in this process (``M_ARENA_MAX``), as the
-    ``MALLOC_ARENA_MAX`` environment variable does, unless that is set; returns whether it applied.
+    ``MALLOC_ARENA_MAX`` environment variable does, and map every block of ``mmap_threshold``
+    bytes or more on its own (``M_MMAP_THRESHOLD``, as ``MALLOC_MMAP_THRESHOLD_`` does; ``None``
+    leaves it), each unless its variable is set; returns whether it changed either.
 
     An orchestration worker runs many activity threads (sweeps' plans, suggestions, table writes)
-    and little computation; by default glibc gives threads up to eight arenas a core, and their
-    fragmentation grows the resident memory of a long sweep. Measured on a 3,000-trial ASHA sweep
-    (``benchmarks/bench_sweep_scale.py``): +18 MB from 300 trials to 3,000 by default, +9 MB with two
-    arenas (docs/scaling.md). Call it before the process starts its threads. Not on a training
-    worker: its data loading may want the arenas.
+    and little computation. By default glibc gives threads up to eight arenas a core, and raises
+    its mmap threshold to the largest mapped block freed, so that the large transient blocks of a
+    plan over a large sweep (its copies of the rung index: a dict and a list of every trial) come
+    from the arenas and fragment them; both grow the resident memory of a long sweep. Measured on
+    a 3,000-trial ASHA sweep (``benchmarks/bench_sweep_scale.py``): +18 MB from 300 trials to
+    3,000 by default, +9 MB (and about +10 MB per 1,000 trials at the end) with two arenas, +2.3 MB
+    per 1,000 trials with two arenas and the fixed threshold, which is the rung index's own rows
+    (docs/scaling.md); the sweep was as fast. Call it before the process starts its threads. Not on
+    a training worker: its data loading may want the arenas.
 
     Example (at the start of an orchestration worker process):
         >>> limit_malloc_arenas(2)  # doctest: +SKIP
@@ -51,11 +58,16 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     import ctypes
     import os
 
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)) == 1)
+        changed = False
+        if not os.environ.get("MALLOC_ARENA_MAX"):
+            changed |= libc.mallopt(_M_ARENA_MAX, int(arenas)) == 1
+        if mmap_threshold is not None and not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+            changed |= libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+        return bool(changed)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
 

@@ -3,6 +3,8 @@ resolution, ``module:attr`` imports, and bad arguments failing with exit code 2 
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import subprocess
 import sys
@@ -245,17 +247,38 @@ def test_orchestration_role_needs_no_torch() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_an_orchestration_process_limits_its_malloc_arenas() -> None:
-    """``limit_malloc_arenas`` sets glibc's M_ARENA_MAX (as MALLOC_ARENA_MAX does), and leaves an
-    explicit MALLOC_ARENA_MAX alone; run in fresh processes, since it changes the allocator."""
-    import os
-    import subprocess
-    import sys
+_MMAP_PROBE = """
+import ctypes, sys
+from temporal_ml.worker import limit_malloc_arenas
+limited = limit_malloc_arenas(2) if sys.argv[1] == "limit" else None
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(4 << 20))  # a mapped block freed: glibc's own threshold rises past 4 MB
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(1 << 20)
+print(limited, libc.mallinfo2().hblkhd - before >= 1 << 20)  # whether 1 MB was mapped on its own
+"""
 
-    code = "from temporal_ml.worker import limit_malloc_arenas; print(limit_malloc_arenas(2))"
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**env, "MALLOC_ARENA_MAX": "4"}, check=True)
-    assert out.stdout.strip() == "False"
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's mallopt")
+def test_an_orchestration_process_limits_its_malloc_arenas_and_maps_large_blocks() -> None:
+    """``limit_malloc_arenas`` sets glibc's M_ARENA_MAX (as MALLOC_ARENA_MAX does) and fixes its
+    mmap threshold (as MALLOC_MMAP_THRESHOLD_ does), so that a large block is still mapped on its
+    own after a larger one was freed (by default it then comes from an arena, and fragments it);
+    it leaves settings given in the environment alone. In fresh processes: it changes the allocator."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_")}
+
+    def probe(mode: str, **extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", _MMAP_PROBE, mode], capture_output=True, text=True,
+                              env={**env, **extra}, check=True).stdout.strip()
+
+    assert probe("none") == "None False"  # glibc's default: the 1 MB block comes from the arena
+    assert probe("limit") == "True True"
+    assert probe("limit", MALLOC_ARENA_MAX="4") == "True True"  # the threshold still applies
+    assert probe("limit", MALLOC_ARENA_MAX="4", MALLOC_MMAP_THRESHOLD_="131072") == "False True"
