@@ -14,13 +14,16 @@ trials, or as rung runs for ASHA), measures the largest event of the sweep's his
 of its largest payload), the sweep's runs (continue-as-new) and this process's peak RSS (client and
 worker), and prints as its last line::
 
-    scale: N trials, C at once, scheduler S: X ms/trial, floor F ms/trial, ratio R, largest payload B bytes, runs K, worker peak RSS M MB (during the sweep: A MB at N/10 trials, Z MB at N)
+    scale: N trials, C at once, scheduler S: X ms/trial, floor F ms/trial, ratio R, largest payload B bytes, runs K, worker peak RSS M MB (during the sweep: A MB at N/10 trials, H MB at N/2, Z MB at N: the slope over the
+    second half; rows the scheduler's rung index holds)
 
 With ASHA a trial trains once per rung it reaches, and the floor is one child per trial: the ratio is
 then per training run (the line also gives the trainings and the ms per training run).
 
     python benchmarks/bench_sweep_scale.py [--trials 10000] [--max-concurrency 100] [--scheduler none|asha]
 
+The worker limits glibc malloc as an orchestration-only ``temporal-ml worker`` does
+(:func:`~temporal_ml.worker.limit_malloc_arenas`), unless ``--glibc-defaults``.
 ``--trace-memory`` also prints where the Python heap grew from N/10 trials to the end, by file
 (tracemalloc slows everything: its timings are not comparable).
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import ctypes
 import gc
 import resource
 import tempfile
@@ -43,7 +47,9 @@ import torch
 from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep
 from bench_sweep import _free_port, bench_activities
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+from temporal_ml.activities._rung_index import rows_held
 from temporal_ml.activities.plan import PLAN
 from temporal_ml.activities.sweep import read_sweep_table
 from temporal_ml.client import connect
@@ -51,6 +57,7 @@ from temporal_ml.devserver import DevServer
 from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
 from temporal_ml.sweeps import SweepInput
 from temporal_ml.types import DatasetSource, TrainConfig
+from temporal_ml.worker import limit_malloc_arenas
 
 QUEUE = "bench-scale"
 FLOOR_MAX = 2000
@@ -64,6 +71,24 @@ def _current_rss_mb() -> float:
     """This process's resident memory now (Linux), unlike the peak of ``_rss_mb``."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _malloc_mb() -> tuple[float, float]:
+    """glibc malloc's memory now, over all arenas (``mallinfo2``): (in use, free in its arenas) in
+    MB. In use counts what Python's objects over 512 bytes and the SDK's core hold; free is what
+    fragmentation keeps resident. (0, 0) where it cannot be read (not glibc 2.33+)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return 0.0, 0.0
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 async def _floor(client: Client, n: int, c: int) -> float:
@@ -91,6 +116,7 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
     run_id = f"scale-{uuid.uuid4().hex[:6]}"
     inp = _inputs(n, c, scheduler, run_id, tables)
     samples: list[tuple[int, float]] = []  # (trials started, worker RSS now) every 30 s
+    heaps: list[tuple[float, float]] = []  # glibc malloc's (in use, free) MB at each sample
     early: tuple[tracemalloc.Snapshot, Counter[str]] | None = None  # --trace-memory: at N/10 trials
     start = time.perf_counter()
     handle = await client.start_workflow(NoopSweep.run, inp, id=run_id, task_queue=QUEUE)
@@ -99,16 +125,23 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
             result = await asyncio.wait_for(asyncio.shield(handle.result()), timeout=30)
             break
         except asyncio.TimeoutError:
-            status = await handle.query("sweep_status", args=[0, 0])
-            rss = _current_rss_mb()
+            try:
+                status = await handle.query("sweep_status", args=[0, 0])
+            except RPCError as e:  # a busy worker (--trace-memory slows it) may miss a query: ask again later
+                print(f"  {time.perf_counter() - start:7.0f} s: status query unanswered ({e.message})", flush=True)
+                continue
+            rss, (used, free) = _current_rss_mb(), _malloc_mb()
             samples.append((status.get("started") or 0, rss))
+            heaps.append((used, free))
             if trace_memory and early is None and samples[-1][0] >= n / 10:
                 early = tracemalloc.take_snapshot(), _objects()
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
-                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {_rss_mb():.0f})", flush=True)
+                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {_rss_mb():.0f}; malloc {used:.0f} MB in use, "
+                  f"{free:.0f} MB free)", flush=True)
     wall = time.perf_counter() - start
     samples.append((n, _current_rss_mb()))  # before the checks below read the table and histories
+    heaps.append(_malloc_mb())
     if trace_memory and early is not None:
         _heap_growth(early, (tracemalloc.take_snapshot(), _objects()), samples, n)
     # exactly once: every index once in the results, and as many training runs as trainings (with
@@ -150,12 +183,15 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
     if scheduler == "none":
         print(_occupancy(rows, c, sorted(rollovers)[1:]), flush=True)
     return {"ms": wall / n * 1000, "largest": largest, "runs": sweep_runs, "failed": failed,
-            "trainings": trainings, "unhandled": unhandled, "rss": samples, "plans": plans, "events": events,
+            "trainings": trainings, "unhandled": unhandled, "rss": samples, "heaps": heaps, "plans": plans, "events": events,
             "by_type": by_type}
 
 
 async def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
+    if not args.glibc_defaults:  # as an orchestration-only `temporal-ml worker` does
+        print(f"malloc: two arenas, blocks of 128 KB and more mapped on their own "
+              f"({'set' if limit_malloc_arenas() else 'left as the environment sets them'})", flush=True)
     n, c = args.trials, args.max_concurrency
     with tempfile.TemporaryDirectory(prefix="tml-bench-scale-") as tmp:
         server = DevServer(port=_free_port(), headless=True, data_dir=f"{tmp}/server")
@@ -192,7 +228,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
           + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
           + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
-          f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], n)})")
+          f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], got['heaps'], n)})")
 
 
 def _occupancy(rows: list[dict[str, Any]], c: int, rollovers: list[float]) -> str:
@@ -260,11 +296,24 @@ def _heap_growth(early: tuple[tracemalloc.Snapshot, Counter[str]], late: tuple[t
     print("  live objects grown by type: " + ", ".join(f"{name} {k:+d}" for name, k in objects.most_common(10)))
 
 
-def _growth(samples: list[tuple[int, float]], n: int) -> str:
-    """The worker's RSS during the sweep: after a tenth of its trials started, and at its end (the
-    peak also counts the checks after it, which read the whole table and the histories)."""
-    early = next((rss for started, rss in samples if started >= n / 10), samples[-1][1])
-    return f"during the sweep: {early:.0f} MB at {n // 10} trials, {samples[-1][1]:.0f} MB at {n}"
+def _growth(samples: list[tuple[int, float]], heaps: list[tuple[float, float]], n: int) -> str:
+    """The worker's RSS during the sweep: after a tenth of its trials started, at half, and at its
+    end, with the slope over the second half (the first trials warm the worker's caches up; the
+    peak also counts the checks after the sweep, which read the whole table and the histories);
+    glibc malloc's memory in use and free over the same half (:func:`_malloc_mb`); and what the
+    plan's index of written rows holds at the end (:func:`rows_held`: rows the worker keeps for the
+    scheduler, at most ``ROWS_MAX``)."""
+    def at(k: float) -> int:
+        return next((i for i, (started, _) in enumerate(samples) if started >= k), len(samples) - 1)
+
+    early, half, end = at(n / 10), at(n / 2), len(samples) - 1
+    span = samples[end][0] - samples[half][0]
+    (used_half, free_half), (used_end, free_end) = heaps[half], heaps[end]
+    slope = (f"{(samples[end][1] - samples[half][1]) * 1000 / span:+.1f} MB per 1000 trials over the second half"
+             if span >= n / 4 else "too short to sample the second half")
+    return (f"during the sweep: {samples[early][1]:.0f} MB at {n // 10} trials, {samples[half][1]:.0f} MB at "
+            f"{samples[half][0]}, {samples[end][1]:.0f} MB at {n}: {slope} (malloc in use {used_half:.0f} to "
+            f"{used_end:.0f} MB, free {free_half:.0f} to {free_end:.0f} MB); rung index {rows_held()} rows")
 
 
 if __name__ == "__main__":
@@ -275,6 +324,9 @@ if __name__ == "__main__":
     parser.add_argument("--trial-seconds", type=float, default=0.0,
                         help="each training first sleeps this long (trials that last: how full the slots stay "
                              "across rollovers when the server is not the bottleneck; the floor stays no-op)")
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="leave glibc malloc's arenas and mmap threshold at their defaults (by default the "
+                             "worker limits them as an orchestration-only `temporal-ml worker` does)")
     parser.add_argument("--trace-memory", action="store_true",
                         help="attribute the worker's memory growth (tracemalloc: slow, not for timing)")
     asyncio.run(main(parser.parse_args()))
