@@ -44,12 +44,12 @@ def limit_malloc_arenas(arenas: int = 2, mmap_threshold: int | None = 128 * 1024
     and little computation. By default glibc gives threads up to eight arenas a core, and raises
     its mmap threshold to the largest mapped block freed, so that the large transient blocks of a
     plan over a large sweep (its copies of the rung index: a dict and a list of every trial) come
-    from the arenas and fragment them; both grow the resident memory of a long sweep. Measured on
-    a 3,000-trial ASHA sweep (``benchmarks/bench_sweep_scale.py``): +18 MB from 300 trials to
-    3,000 by default, +9 MB (and about +10 MB per 1,000 trials at the end) with two arenas, +2.3 MB
-    per 1,000 trials with two arenas and the fixed threshold, which is the rung index's own rows
-    (docs/scaling.md); the sweep was as fast. Call it before the process starts its threads. Not on
-    a training worker: its data loading may want the arenas.
+    from the arenas and fragment them; both grow the resident memory of a long sweep. Measured
+    with ``benchmarks/bench_sweep_scale.py --scheduler asha`` (docs/scaling.md): at 10,000 trials
+    +20 and +24 MB from 1,000 trials to the end with both settings, +40 MB with glibc's defaults
+    (about 8 MB of it is the rung index's own rows); at 3,000 trials, two arenas alone left +9.9 MB
+    per 1,000 trials over the second half, both +2.3 MB, as fast. Call it before the process starts
+    its threads. Not on a training worker: its data loading may want the arenas.
 
     Example (at the start of an orchestration worker process):
         >>> limit_malloc_arenas(2)  # doctest: +SKIP

@@ -217,8 +217,8 @@ class RungIndex:
 
 # -- a worker's index of each sweep's written rows ---------------------------------------------------
 
-#: Written rows a worker keeps indexed, over every sweep, at most (about 1.5 KB each); a sweep
-#: whose table is larger is indexed again on each call.
+#: Written rows a worker keeps indexed, over every sweep, at most (about 0.85 KB each with two
+#: parameters: 85 MB at most); a sweep whose table is larger is indexed again on each call.
 ROWS_MAX = 100_000
 
 
