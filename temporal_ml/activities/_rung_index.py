@@ -161,9 +161,14 @@ class RungIndex:
 
     # -- one row in or out ---------------------------------------------------------------------------
 
+    def _ordered(self, value: float) -> tuple[bool, float]:
+        """``value`` as it sorts: the better first, NaN last (minimizing, the row's own float: no
+        copy of it is kept)."""
+        nan = math.isnan(value)
+        return nan, 0.0 if nan else value if self._sign > 0 else -value
+
     def _rank_key(self, value: float, seq: int, name: str) -> RankKey:
-        nan = math.isnan(value)  # (minimizing, the key holds the row's own float: no copy of it)
-        return (nan, 0.0 if nan else value if self._sign > 0 else -value, seq, name)
+        return (*self._ordered(value), seq, name)
 
     def _apply(self, row: IndexRow, *, remove: bool, append: bool = False) -> None:
         """Put ``row``'s part in the table, or take it out (``remove``); ``append``: at the end of
@@ -198,8 +203,7 @@ class RungIndex:
         else:
             self.failed += step
         if row.state == "done" and values:
-            last, nan = values[-1], math.isnan(values[-1])
-            done_key = (-row.step, nan, 0.0 if nan else last if self._sign > 0 else -last, row.index)
+            done_key = (-row.step, *self._ordered(values[-1]), row.index)
             at = len(self._done) if append else bisect_left(self._done, done_key)
             if remove:
                 del self._done[at]

@@ -97,7 +97,7 @@ class PlanRow(BaseModel):
             index=row.index, params=row.params if with_params else {}, state=row.state, bracket=row.bracket, rung=row.rung or 0,
             rung_values=list(row.rung_values), rung_seqs=list(row.rung_seqs), step=row.step,
             checkpoint_bytes=row.checkpoint_bytes, deleted=row.deleted,
-            checkpointed=row.checkpoint_uri is not None and row.model_sha256 is not None)
+            checkpointed=row.has_checkpoint)
 
     @property
     def running(self) -> bool:
@@ -550,7 +550,7 @@ class WrittenRow:
                    bracket=row.bracket, rung=row.rung or 0, rung_values=tuple(row.rung_values),
                    rung_seqs=tuple(row.rung_seqs), step=row.step, checkpoint_bytes=row.checkpoint_bytes,
                    deleted=row.deleted, part=part,
-                   checkpointed=row.checkpoint_uri is not None and row.model_sha256 is not None)
+                   checkpointed=row.has_checkpoint)
 
     @property
     def params(self) -> dict[str, JsonValue]:

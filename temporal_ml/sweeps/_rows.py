@@ -12,6 +12,7 @@ from temporal_ml.search import (
     RungTable,
     TrialRecord,
 )
+from temporal_ml.types import CheckpointRef
 
 if TYPE_CHECKING:
     from temporal_ml.sweeps._inputs import LadderInput, SweepInput
@@ -148,6 +149,22 @@ class TrialRow(BaseModel):
     @property
     def name(self) -> str:
         return trial_name(self.index)
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether it has a final checkpoint (its address and its model's digest)."""
+        return self.checkpoint_uri is not None and self.model_sha256 is not None
+
+    def checkpoint_ref(self, run_id: str) -> CheckpointRef | None:
+        """Its final checkpoint, in its run ``run_id`` (``None``: it has none).
+
+        Example:
+            >>> TrialRow(index=0, params={}, state="done").checkpoint_ref("run") is None
+            True
+        """
+        if self.checkpoint_uri is None or self.model_sha256 is None:
+            return None
+        return CheckpointRef(run_id=run_id, step=self.step, uri=self.checkpoint_uri, model_sha256=self.model_sha256)
 
     @property
     def train_seconds(self) -> float | None:

@@ -261,7 +261,7 @@ class ScheduledSweep:
                     s.queue.pop(0)
             if action.donor is not None and inp.delete_unpromotable:
                 row = self._live.get(action.index) or action.row
-                if row is not None and row.checkpoint_uri is not None and row.model_sha256 is not None:
+                if row is not None and row.has_checkpoint:
                     left.append((self.run_dir(row), row.model_copy()))
             self._apply(inp, action, snapshot)
             applied += 1
@@ -288,10 +288,8 @@ class ScheduledSweep:
         else:
             row = self._live.get(action.index) or self._bring_back(action.row, action.index)
             copied = self._exploit(row, action) if action.donor is not None else ""
-            if not row.deleted and row.checkpoint_uri is not None and row.model_sha256 is not None:
-                # its run goes on from where its last rung ended (or from its copy): not a resume
-                continue_from = CheckpointRef(run_id=self.run_dir(row), step=row.step, uri=row.checkpoint_uri,
-                                              model_sha256=row.model_sha256)
+            if not row.deleted:  # its run goes on from where its last rung ended (or its copy): not a resume
+                continue_from = row.checkpoint_ref(self.run_dir(row))
             row.state, row.error = "training", None
             row.metrics, row.trained, row.finished = {}, None, None  # the next rung's come (small rows)
             row.deleted = False  # deleted for the byte budget: it trains again to its rung, the same way
@@ -308,10 +306,9 @@ class ScheduledSweep:
         """The checkpoint an exploit copies: the donor's at the end of the round."""
         assert action.donor is not None
         donor = self._live.get(action.donor) or action.donor_row
-        assert donor is not None and donor.checkpoint_uri is not None and donor.model_sha256 is not None, \
-            f"the plan named donor {trial_name(action.donor)} without its checkpoint"
-        return CheckpointRef(run_id=self.run_dir(donor), step=donor.step, uri=donor.checkpoint_uri,
-                             model_sha256=donor.model_sha256)
+        ref = donor.checkpoint_ref(self.run_dir(donor)) if donor is not None else None
+        assert ref is not None, f"the plan named donor {trial_name(action.donor)} without its checkpoint"
+        return ref
 
     async def _exploit_copy(self, inp: SweepInput, action: PlanAction, snapshot: SnapshotRef) -> CheckpointRef:
         """Copy the donor's checkpoint into the run the trial goes on in (verified; idempotent)."""
