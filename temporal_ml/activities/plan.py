@@ -29,13 +29,12 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from temporal_ml.activities._rung_index import RungIndex, written_index
+from temporal_ml.activities._rung_index import RungIndex, WrittenRow, written_index
 from temporal_ml.search import (
     AnySearcher,
     AshaScheduler,
@@ -60,7 +59,7 @@ from temporal_ml.sweeps import (
 )
 
 __all__ = ["PLAN", "PlanRow", "PlanRequest", "PlanAction", "Deletion", "PlanResult", "RungWatch", "plan_next",
-           "MAX_ACTIONS", "MAX_DELETIONS", "MAX_AHEAD"]
+           "MAX_ACTIONS", "MAX_DELETIONS", "MAX_AHEAD", "WrittenRow"]
 
 #: The activity that decides a scheduled sweep's next promotions and new trials (recorded).
 PLAN = "temporal_ml.sweep.plan"
@@ -261,13 +260,18 @@ class RungWatch(BaseModel):
 def plan_next(req: PlanRequest, storage_options: dict[str, Any] | None = None) -> PlanResult:
     """The next actions and deletions (pure: equal requests give equal answers)."""
     if req.table_parts:  # the worker's index of the rows written (a later part's row replaces an earlier one)
-        assert req.table_uri is not None
-        indexed = written_index(req.table_uri, req.table_parts, req.scheduler, req.direction, storage_options,
-                              _written_row)
-    else:
-        indexed = RungIndex(req.scheduler, req.direction)
-    indexed.put_all(req.rows)  # what the sweep holds is newer than what it wrote
-    rows: dict[int, PlanRow | WrittenRow] = indexed.rows
+        assert req.table_uri is not None  # (what the sweep holds is newer than what it wrote: put over it)
+        with written_index(req.table_uri, req.table_parts, req.scheduler, req.direction, storage_options,
+                           _written_row, held=req.rows) as indexed:
+            return _plan(req, indexed, storage_options)
+    indexed = RungIndex(req.scheduler, req.direction)
+    indexed.put_all(req.rows)
+    return _plan(req, indexed, storage_options)
+
+
+def _plan(req: PlanRequest, indexed: RungIndex, storage_options: dict[str, Any] | None) -> PlanResult:
+    """:func:`plan_next` over the index of every row (the table's, the held ones put over them)."""
+    rows: Mapping[int, PlanRow | WrittenRow] = indexed.rows
 
     def written(index: int) -> TrialRow | None:
         """The row as the table holds it (read again: the worker keeps only the plan's fields)."""
@@ -364,7 +368,7 @@ def _rung_counts(table: RungTable) -> list[RungCount]:
             for b, bracket in enumerate(table.brackets) for k, r in enumerate(bracket.rungs)]
 
 
-def _plan_pbt(req: PlanRequest, pbt: PbtScheduler, rows: dict[int, PlanRow | WrittenRow],
+def _plan_pbt(req: PlanRequest, pbt: PbtScheduler, rows: Mapping[int, PlanRow | WrittenRow],
               written: Callable[[int], TrialRow | None], new_trial: Callable[[LadderDecision], PlanAction | None],
               next_index: Callable[[], int], out: PlanResult) -> None:
     """Population-based training in synchronous rounds (:mod:`temporal_ml.search._pbt`): the
@@ -472,7 +476,7 @@ def _deletions(req: PlanRequest, table: RungTable, indexed: RungIndex,
     ones; never the best trial's, a running one's, one promoted now or one about to run again."""
     if req.final:
         table.closed = True
-    rows: dict[int, PlanRow | WrittenRow] = indexed.rows
+    rows: Mapping[int, PlanRow | WrittenRow] = indexed.rows
     keep = indexed.running_rows | promoted_now | set(req.protected)
     best = table.best()
     if best is not None:
@@ -488,82 +492,32 @@ def _deletions(req: PlanRequest, table: RungTable, indexed: RungIndex,
                 continue  # (a trial that reported at its top rung is a finished model: it keeps them)
             chosen.append((row.index, f"{trial_name(row.index)} ended below the top rung: its checkpoints go"))
     elif req.delete_unpromotable and isinstance(req.scheduler, AshaScheduler):  # (PBT: every member goes on)
-        for tid, rung in req.scheduler.dead(table, max_trials=req.max_trials):
-            row = rows[int(tid[1:])]
-            if row.deleted or row.index in keep or row.rung != rung or not row.checkpointed:
-                continue
-            chosen.append((row.index, f"{tid} can no longer be promoted from rung {rung}: its checkpoints go"))
-    total = req.checkpoint_bytes - sum(rows[i].checkpoint_bytes for i, _ in chosen)
+        for index, tid, rung in indexed.still_at(req.scheduler.dead(table, max_trials=req.max_trials)):
+            if index not in keep:
+                chosen.append((index, f"{tid} can no longer be promoted from rung {rung}: its checkpoints go"))
+    total = req.checkpoint_bytes - sum(indexed.checkpoint_bytes_of(i) for i, _ in chosen)
     budget = req.checkpoint_budget_bytes
     if budget is not None and total > budget:
         gone = {i for i, _ in chosen}
 
-        def badness(row: PlanRow | WrittenRow) -> tuple[int, int]:
-            ranking = table.ranking(row.bracket, row.rung)
-            name = trial_name(row.index)
-            return (row.rung, -(ranking.index(name) if name in ranking else len(ranking)))
+        def badness(index: int) -> tuple[int, int]:
+            rung = indexed.rung_of(index)
+            ranking = table.ranking(indexed.bracket_of(index), rung)
+            name = trial_name(index)
+            return (rung, -(ranking.index(name) if name in ranking else len(ranking)))
 
-        for row in sorted((r for r in rows.values() if r.checkpoint_bytes > 0 and not r.deleted
-                           and r.index not in keep and r.index not in gone), key=badness):
+        for index in sorted((i for i in rows if indexed.checkpoint_bytes_of(i) > 0 and not indexed.deleted_of(i)
+                             and i not in keep and i not in gone), key=badness):
             if total <= budget:
                 break
-            total -= row.checkpoint_bytes
-            chosen.append((row.index, f"{trial_name(row.index)}: over the checkpoint budget of {budget} "
-                                      f"bytes, its {row.checkpoint_bytes} bytes go"))
+            nbytes = indexed.checkpoint_bytes_of(index)
+            total -= nbytes
+            chosen.append((index, f"{trial_name(index)}: over the checkpoint budget of {budget} "
+                                  f"bytes, its {nbytes} bytes go"))
         out.budget_exceeded = total > budget
     out.more_deletions = len(chosen) > MAX_DELETIONS
     for index, reason in chosen[:MAX_DELETIONS]:
         out.delete.append(Deletion(index=index, reason=reason, row=written(index)))
-
-
-#: The parameter names of written rows, one tuple for each set of names (rows share it).
-_PARAM_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class WrittenRow:
-    """A row of the results table as a worker keeps it for the plan: :class:`PlanRow`'s fields,
-    compact (about 0.9 KB with two parameters and its place in the rung index, against 6 KB for
-    the row and its model), and the part it came from (``part``: a promotion or a deletion reads
-    the full row there again). The parameters are kept as their values (``param_values``) under
-    a tuple of names that every row with the same names shares; :attr:`params` is their dict."""
-
-    index: int
-    param_names: tuple[str, ...]
-    param_values: tuple[JsonValue, ...]
-    state: TrialState
-    bracket: int
-    rung: int
-    rung_values: tuple[float, ...]
-    rung_seqs: tuple[int, ...]
-    step: int
-    checkpoint_bytes: int
-    deleted: bool
-    checkpointed: bool
-    part: int
-
-    @classmethod
-    def of(cls, row: TrialRow, part: int) -> WrittenRow:
-        names = tuple(row.params)
-        shared = _PARAM_NAMES.setdefault(names, names) if len(_PARAM_NAMES) < 4096 else names
-        return cls(index=row.index, param_names=shared, param_values=tuple(row.params.values()), state=row.state,
-                   bracket=row.bracket, rung=row.rung or 0, rung_values=tuple(row.rung_values),
-                   rung_seqs=tuple(row.rung_seqs), step=row.step, checkpoint_bytes=row.checkpoint_bytes,
-                   deleted=row.deleted, part=part,
-                   checkpointed=row.has_checkpoint)
-
-    @property
-    def params(self) -> dict[str, JsonValue]:
-        """The trial's parameters (a new dict on each read)."""
-        return dict(zip(self.param_names, self.param_values, strict=True))
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("training", "evaluating")
-
-    def record(self) -> TrialRecord:
-        """What the searcher is told (as :meth:`PlanRow.record`)."""
-        return rung_record(self.index, self.params, list(self.rung_values), self.running, self.bracket)
 
 
 def _written_row(raw: dict[str, Any], part: int) -> WrittenRow:
