@@ -1,4 +1,4 @@
-"""A sweep's rung table kept sorted as rows come and go, and a worker's copy of each sweep's.
+"""A sweep's rung table kept sorted as rows come and go, and a worker's index of each sweep's.
 
 The ``PLAN`` activity (:mod:`temporal_ml.activities.plan`) answers from the rung table of every
 trial of a sweep: those the sweep holds (running, or finished and not yet written) and those in its
@@ -8,13 +8,12 @@ its rungs. A :class:`RungIndex` instead keeps each rung's results in rank order 
 replaced or taken away (a bisection each), with the counts the plan needs; a worker keeps one per
 sweep for the rows written so far (:func:`written_index`), adds only the parts written since its
 last call, and puts the rows the sweep holds over it for the call (:meth:`RungIndex.overlay`), taking
-them out after.
+them out after (no copy per call).
 
-The index keeps its rows as columns (``array`` and ``bytearray``: about 0.2 KB a trial, against
-0.8 KB as one Python object per row and per rank key), so what a worker holds for a sweep grows
-little with its trials; a call's :class:`RungTable` is built from them (C-level dict builds: about
-a millisecond at 10,000 trials), and :attr:`RungIndex.rows` gives each row back as an object when
-asked.
+The index keeps its rows as columns (``array`` and ``bytearray``: about 0.27 KB a trial, against
+0.9 KB as one Python object per row and per rank key), so what a worker holds for a sweep grows
+little with its trials; the plan's :class:`RungTable` reads the columns (nothing is built per
+call), and :attr:`RungIndex.rows` makes a row again when asked.
 
 Ranks are those of :meth:`RungTable.ranking <temporal_ml.search.RungTable.ranking>`: the better
 value first, NaN last, ties to the earlier report (its sequence number), then the lower index.
