@@ -82,7 +82,9 @@ def check_result(result: SweepResult, inp: SweepInput) -> None:
         assert t.lineage is not None and t.lineage.checkpoint_sha256 == r.model_sha256
         assert t.lineage.snapshot_id == result.snapshot.id
         assert r.metrics["examples"] == 128 and r.value == r.metrics["accuracy"]
-        assert (r.step == inp.base.max_steps) == (r.state == "done")
+        # done: trained to max_steps; stopped: before it, or at it when the stop came as the training
+        # finished by itself (the stop wins: STOP_WINS_PATCH)
+        assert r.state == "stopped" or r.step == inp.base.max_steps, r
         assert r.train_seconds is not None and r.eval_seconds is not None
     # Every searcher suggestion, recomputed from its audit record, is the recorded one.
     recomputed = recompute_suggestions(inp, rows)
@@ -113,7 +115,7 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
         handle: WorkflowHandle[MLPSweep, SweepResult] = await client.start_workflow(
             MLPSweep.run, inp, id=inp.run_id, task_queue=queues["orchestration"])
         killed_train = killed_orch = killed_server = stopped = False
-        peak, bad_checked, added, user_index = 0, False, False, -1
+        peak, bad_checked, added, user_index, stops = 0, False, False, -1, 0
         while True:
             try:
                 status = await handle.query(MLPSweep.sweep_status)
@@ -164,8 +166,10 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
                     except WorkflowUpdateFailedError:
                         pass  # it finished in the meantime: try another
                     else:  # it ends at its current step; a stop that came as its training reached
-                        # max_steps (progress reports lag under load) finds it finished: try another
+                        # max_steps (progress reports lag under load) still counts (the stop wins), but
+                        # stops nothing early: try another
                         assert row.state != "training"
+                        stops += 1
                         stopped = row.step < BASE.max_steps
             if status.phase == "done" or (len(status.trials) == status.n_trials and not status.running
                                           and all(t.state not in ("training", "evaluating")
@@ -193,7 +197,7 @@ async def test_sweep_survives_kills_and_takes_live_control(tmp_path: Path,
     assert [r.index for r in rows.values() if r.source == "user"] == [user_index] and all(
         r.state == "failed" and "hidden must be positive" in (r.error or "")
         for r in rows.values() if r.source == "user")
-    assert result.n_stopped == 1 and result.n_done >= 3
+    assert result.n_stopped == stops and result.n_done >= 3
     assert sum(r.resumes for r in rows.values()) >= 1  # the kill hit a running training
     assert sorted(runs) == [f"{inp.run_id}--t{i:04d}--train" for i in range(result.n_trials)]
     assert set(runs.values()) == {1}
