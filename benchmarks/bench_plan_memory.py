@@ -18,50 +18,18 @@ run on a copy of the rows). A minute or two at 10,000 trials. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
-import hashlib
 import json
-import random
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
-from pydantic_core import to_json
+from _plan_sim import SimulatedSweep, current_rss_mb, malloc_mb
 
 from temporal_ml.activities._rung_index import RungIndex, rows_held
-from temporal_ml.activities.plan import PlanRequest, PlanRow, WrittenRow, plan_next
+from temporal_ml.activities.plan import WrittenRow, plan_next
 from temporal_ml.search import AshaScheduler, Float, RandomSearcher, SearchSpace
 from temporal_ml.sweeps import TrialRow
 from temporal_ml.worker import limit_malloc_arenas
-
-PART_ROWS = 100
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _malloc_mb() -> tuple[float, float]:
-    """glibc malloc's memory (in use, free in its arenas) in MB; NaN where there is no glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        info = libc.mallinfo2()
-    except (OSError, AttributeError):
-        return float("nan"), float("nan")
-    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def _index_bytes_a_row(parts: list[bytes], scheduler: AshaScheduler) -> tuple[float, int]:
@@ -91,71 +59,35 @@ def main() -> None:
         limit_malloc_arenas()
     space = SearchSpace({"hparams.lr": Float(0.01, 0.1)})
     sched = AshaScheduler(min_budget=1, max_budget=9, eta=3)
-    root = Path(tempfile.mkdtemp(prefix="tml-bench-plan-memory-"))
-    parts: list[str] = []
-    held: dict[int, TrialRow] = {}
-    running: list[int] = []
-    rng = random.Random(0)
-    seq = started = calls = 0
+    sim = SimulatedSweep()
+    calls = 0
     plan_s = 0.0
     marks = {args.trials // 10: "N/10", args.trials // 2: "N/2", args.trials: "N"}
     seen: dict[int, float] = {}
     t0 = time.perf_counter()
     while True:
-        slots = args.max_concurrency - len(running)
+        slots = sim.slots(args.max_concurrency)
         if slots:
-            req = PlanRequest(scheduler=sched, searcher=RandomSearcher(), space=space, seed=0, direction="maximize",
-                              rows=[PlanRow.of(r) for r in held.values()], table_uri=str(root) if parts else None,
-                              table_parts=list(parts), next_index=started, max_trials=args.trials,
-                              slots=min(slots, 64), results_seen=seq)
+            req = sim.request(scheduler=sched, searcher=RandomSearcher(), space=space, seed=0, direction="maximize",
+                              max_trials=args.trials, slots=min(slots, 64))
             t = time.perf_counter()
             got = plan_next(req)
             plan_s += time.perf_counter() - t
             calls += 1
-            for a in got.actions:
-                if a.action == "start":
-                    row = held[a.index] = TrialRow(index=a.index, params=a.params, bracket=a.bracket, rung=0)
-                    started += 1
-                else:
-                    row = held.get(a.index) or a.row  # type: ignore[assignment]
-                    held[a.index] = row
-                    row.state = "training"
-                row.rung, row.max_steps = a.rung, a.budget
-                running.append(a.index)
-            for d in got.delete:  # the sweep brings a written row back and marks it deleted
-                row = held.get(d.index) or d.row  # type: ignore[assignment]
-                held[d.index] = row
-                if row.state not in ("training", "evaluating"):
-                    row.deleted = True
-            if got.done or not running:
+            if not sim.apply(got):
                 break
-        index = running.pop(rng.randrange(len(running)))
-        row = held[index]
-        value = random.Random(f"{index}/{row.rung}").random()
-        row.state, row.value, row.step, row.result_seq = "done", value, row.max_steps, seq
-        row.checkpoint_uri, row.model_sha256 = "file:///ckpt", "ab" * 32
-        row.rung_values.append(value)
-        row.rung_seqs.append(seq)
-        seq += 1
-        finished = [r for r in held.values() if r.state == "done"][:PART_ROWS]
-        if len(finished) == PART_ROWS:  # the sweep writes a part of its finished rows
-            data = to_json([r.model_dump(mode="json") for r in finished], inf_nan_mode="strings")
-            (root / f"part-{len(parts):05d}.json").write_bytes(data)
-            parts.append(hashlib.sha256(data).hexdigest())
-            for r in finished:
-                held.pop(r.index)
+        sim.finish_one()
         for mark, label in marks.items():
-            if started >= mark and mark not in seen:
+            if sim.started >= mark and mark not in seen:
                 gc.collect()
-                seen[mark] = _rss_mb()
-                used, free = _malloc_mb()
-                print(f"{label}: {started} trials started, RSS {seen[mark]:.1f} MB, malloc in use {used:.1f} MB, "
+                seen[mark] = current_rss_mb()
+                used, free = malloc_mb()
+                print(f"{label}: {sim.started} trials started, RSS {seen[mark]:.1f} MB, malloc in use {used:.1f} MB, "
                       f"free {free:.1f} MB, rung index {rows_held()} rows, {plan_s / calls * 1000:.2f} ms a plan",
                       flush=True)
-    end = _rss_mb()
+    end = current_rss_mb()
     half, tenth = seen[args.trials // 2], seen[args.trials // 10]
-    per_row, written = _index_bytes_a_row([(root / f"part-{k:05d}.json").read_bytes() for k in range(len(parts))],
-                                          sched)
+    per_row, written = _index_bytes_a_row([sim.part_path(k).read_bytes() for k in range(len(sim.parts))], sched)
     print(f"{args.trials} trials, {args.max_concurrency} at once: {calls} plans ({plan_s / calls * 1000:.2f} ms a "
           f"plan), {time.perf_counter() - t0:.0f} s in all")
     print(f"RSS {end - half:+.1f} MB over the second half ({(end - half) / (args.trials / 2) * 1000:+.2f} MB per 1,000 "

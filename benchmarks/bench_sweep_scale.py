@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import ctypes
 import gc
-import resource
 import tempfile
 import time
 import tracemalloc
@@ -44,6 +42,7 @@ from collections import Counter
 from typing import Any
 
 import torch
+from _plan_sim import current_rss_mb, malloc_mb, peak_rss_mb
 from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep
 from bench_sweep import _free_port, bench_activities
 from temporalio.client import Client
@@ -61,34 +60,6 @@ from temporal_ml.worker import limit_malloc_arenas
 
 QUEUE = "bench-scale"
 FLOOR_MAX = 2000
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _current_rss_mb() -> float:
-    """This process's resident memory now (Linux), unlike the peak of ``_rss_mb``."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _malloc_mb() -> tuple[float, float]:
-    """glibc malloc's memory now, over all arenas (``mallinfo2``): (in use, free in its arenas) in
-    MB. In use counts what Python's objects over 512 bytes and the SDK's core hold; free is what
-    fragmentation keeps resident. (0, 0) where it cannot be read (not glibc 2.33+)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        info = libc.mallinfo2()
-    except (OSError, AttributeError):
-        return 0.0, 0.0
-    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 async def _floor(client: Client, n: int, c: int) -> float:
@@ -130,18 +101,18 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
             except RPCError as e:  # a busy worker (--trace-memory slows it) may miss a query: ask again later
                 print(f"  {time.perf_counter() - start:7.0f} s: status query unanswered ({e.message})", flush=True)
                 continue
-            rss, (used, free) = _current_rss_mb(), _malloc_mb()
+            rss, (used, free) = current_rss_mb(), malloc_mb()
             samples.append((status.get("started") or 0, rss))
             heaps.append((used, free))
             if trace_memory and early is None and samples[-1][0] >= n / 10:
                 early = tracemalloc.take_snapshot(), _objects()
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
-                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {_rss_mb():.0f}; malloc {used:.0f} MB in use, "
+                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {peak_rss_mb():.0f}; malloc {used:.0f} MB in use, "
                   f"{free:.0f} MB free)", flush=True)
     wall = time.perf_counter() - start
-    samples.append((n, _current_rss_mb()))  # before the checks below read the table and histories
-    heaps.append(_malloc_mb())
+    samples.append((n, current_rss_mb()))  # before the checks below read the table and histories
+    heaps.append(malloc_mb())
     if trace_memory and early is not None:
         _heap_growth(early, (tracemalloc.take_snapshot(), _objects()), samples, n)
     # exactly once: every index once in the results, and as many training runs as trainings (with
@@ -205,7 +176,7 @@ async def main(args: argparse.Namespace) -> None:
                                      activity_threads=max(8, c)):
                 await _floor(client, 8, 4)  # warm-up
                 await _sweep(client, 8, 4, args.scheduler, f"{tmp}/tables")
-                rss_warm = _rss_mb()
+                rss_warm = peak_rss_mb()
                 floor_n = min(n, FLOOR_MAX)
                 print(f"floor: {floor_n} children at concurrency {c} ...", flush=True)
                 floor = await _floor(client, floor_n, c)
@@ -228,7 +199,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"scale: {n} trials, {c} at once, scheduler {args.scheduler}: {got['ms']:.1f} ms/trial, "
           + (f"({got['trainings']} trainings: {per_training:.1f} ms each), " if args.scheduler != "none" else "")
           + f"floor {floor:.1f} ms/trial, ratio {ratio:.2f}, largest payload {got['largest']} bytes, "
-          f"runs {got['runs']}, worker peak RSS {_rss_mb():.0f} MB ({_growth(got['rss'], got['heaps'], n)})")
+          f"runs {got['runs']}, worker peak RSS {peak_rss_mb():.0f} MB ({_growth(got['rss'], got['heaps'], n)})")
 
 
 def _occupancy(rows: list[dict[str, Any]], c: int, rollovers: list[float]) -> str:
@@ -300,7 +271,7 @@ def _growth(samples: list[tuple[int, float]], heaps: list[tuple[float, float]], 
     """The worker's RSS during the sweep: after a tenth of its trials started, at half, and at its
     end, with the slope over the second half (the first trials warm the worker's caches up; the
     peak also counts the checks after the sweep, which read the whole table and the histories);
-    glibc malloc's memory in use and free over the same half (:func:`_malloc_mb`); and what the
+    glibc malloc's memory in use and free over the same half (:func:`_plan_sim.malloc_mb`); and what the
     plan's index of written rows holds at the end (:func:`rows_held`: rows the worker keeps for the
     scheduler, at most ``ROWS_MAX``)."""
     def at(k: float) -> int:

@@ -42,9 +42,9 @@ def limit_malloc_arenas(arenas: int = 2, mmap_threshold: int | None = 128 * 1024
 
     An orchestration worker runs many activity threads (sweeps' plans, suggestions, table writes)
     and little computation. By default glibc gives threads up to eight arenas a core, and raises
-    its mmap threshold to the largest mapped block freed, so that the large transient blocks of a
-    plan over a large sweep (its copies of the rung index: a dict and a list of every trial) come
-    from the arenas and fragment them; both grow the resident memory of a long sweep. Measured
+    its mmap threshold to the largest mapped block freed, so that large transient blocks (a plan's
+    copies of the rung index, before the index was kept as columns) come from the arenas and
+    fragment them; both grow the resident memory of a long sweep. Measured
     with ``benchmarks/bench_sweep_scale.py --scheduler asha`` (docs/scaling.md): at 10,000 trials
     +20 and +24 MB from 1,000 trials to the end with both settings, +40 MB with glibc's defaults
     (about 8 MB of it is the rung index's own rows); at 3,000 trials, two arenas alone left +9.9 MB
