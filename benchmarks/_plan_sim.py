@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import random
+import re
 import resource
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -114,6 +117,38 @@ def current_rss_mb() -> float:
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def pymalloc_mb() -> tuple[float, float]:
+    """CPython's small-object allocator now (``sys._debugmallocstats``): (its arenas, mapped on
+    their own and not in :func:`malloc_mb`; the bytes in objects it holds) in MB. Arenas well
+    over the bytes held are fragmentation: an arena is unmapped only once every object in it is
+    freed. (0, 0) where it cannot be read."""
+
+    with tempfile.TemporaryFile(mode="w+") as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+
+    def number(label: str) -> float:
+        match = re.search(rf"{label}\s*=\s*([\d,]+)", text)
+        return int(match.group(1).replace(",", "")) / 2**20 if match else 0.0
+    arenas = re.search(r"(\d+) arenas \* (\d+) bytes/arena", text)
+    return (int(arenas.group(1)) * int(arenas.group(2)) / 2**20 if arenas else 0.0,
+            number("# bytes in allocated blocks"))
+
+
+def threads_now() -> int:
+    """This process's threads, native ones included (Linux)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
 
 
 def malloc_mb() -> tuple[float, float]:
