@@ -25,7 +25,7 @@ import resource
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
@@ -124,7 +124,6 @@ def pymalloc_mb() -> tuple[float, float]:
     their own and not in :func:`malloc_mb`; the bytes in objects it holds) in MB. Arenas well
     over the bytes held are fragmentation: an arena is unmapped only once every object in it is
     freed. (0, 0) where it cannot be read."""
-
     with tempfile.TemporaryFile(mode="w+") as out:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -137,12 +136,10 @@ def pymalloc_mb() -> tuple[float, float]:
         out.seek(0)
         text = out.read()
 
-    def number(label: str) -> float:
-        match = re.search(rf"{label}\s*=\s*([\d,]+)", text)
-        return int(match.group(1).replace(",", "")) / 2**20 if match else 0.0
     arenas = re.search(r"(\d+) arenas \* (\d+) bytes/arena", text)
+    held = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
     return (int(arenas.group(1)) * int(arenas.group(2)) / 2**20 if arenas else 0.0,
-            number("# bytes in allocated blocks"))
+            int(held.group(1).replace(",", "")) / 2**20 if held else 0.0)
 
 
 def threads_now() -> int:
@@ -162,3 +159,17 @@ def malloc_mb() -> tuple[float, float]:
     except (OSError, AttributeError):
         return 0.0, 0.0
     return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
+class Heaps(NamedTuple):
+    """This process's allocators and threads at one moment (:meth:`now`), in MB."""
+
+    malloc_used: float
+    malloc_free: float
+    pymalloc_arenas: float
+    pymalloc_held: float
+    threads: int
+
+    @classmethod
+    def now(cls) -> Heaps:
+        return cls(*malloc_mb(), *pymalloc_mb(), threads_now())

@@ -42,7 +42,7 @@ from collections import Counter
 from typing import Any
 
 import torch
-from _plan_sim import current_rss_mb, malloc_mb, peak_rss_mb, pymalloc_mb, threads_now
+from _plan_sim import Heaps, current_rss_mb, peak_rss_mb
 from _sweep_bench_workflows import WORKFLOWS, FloorParent, NoopSweep
 from bench_sweep import _free_port, bench_activities
 from temporalio.client import Client
@@ -87,7 +87,7 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
     run_id = f"scale-{uuid.uuid4().hex[:6]}"
     inp = _inputs(n, c, scheduler, run_id, tables)
     samples: list[tuple[int, float]] = []  # (trials started, worker RSS now) every 30 s
-    heaps: list[tuple[float, ...]] = []  # malloc's (in use, free), pymalloc's (arenas, held) MB, threads at each sample
+    heaps: list[Heaps] = []  # the allocators and threads at each sample
     early: tuple[tracemalloc.Snapshot, Counter[str]] | None = None  # --trace-memory: at N/10 trials
     start = time.perf_counter()
     handle = await client.start_workflow(NoopSweep.run, inp, id=run_id, task_queue=QUEUE)
@@ -101,19 +101,20 @@ async def _sweep(client: Client, n: int, c: int, scheduler: str, tables: str,
             except RPCError as e:  # a busy worker (--trace-memory slows it) may miss a query: ask again later
                 print(f"  {time.perf_counter() - start:7.0f} s: status query unanswered ({e.message})", flush=True)
                 continue
-            rss, (used, free), (arenas, held) = current_rss_mb(), malloc_mb(), pymalloc_mb()
+            rss, h = current_rss_mb(), Heaps.now()
             samples.append((status.get("started") or 0, rss))
-            heaps.append((used, free, arenas, held, threads_now()))
+            heaps.append(h)
             if trace_memory and early is None and samples[-1][0] >= n / 10:
                 early = tracemalloc.take_snapshot(), _objects()
             print(f"  {time.perf_counter() - start:7.0f} s: {status.get('started')} started, "
                   f"{status.get('running')} running, {status.get('written')} in the table, "
-                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {peak_rss_mb():.0f}; malloc {used:.0f} MB in use, "
-                  f"{free:.0f} MB free; pymalloc {arenas:.0f} MB of arenas, {held:.0f} MB held; {heaps[-1][-1]} threads)",
+                  f"run {status.get('runs')}, RSS {rss:.0f} MB (peak {peak_rss_mb():.0f}; malloc {h.malloc_used:.0f} MB in use, "
+                  f"{h.malloc_free:.0f} MB free; pymalloc {h.pymalloc_arenas:.0f} MB of arenas, "
+                  f"{h.pymalloc_held:.0f} MB held; {h.threads} threads)",
                   flush=True)
     wall = time.perf_counter() - start
     samples.append((n, current_rss_mb()))  # before the checks below read the table and histories
-    heaps.append((*malloc_mb(), *pymalloc_mb(), threads_now()))
+    heaps.append(Heaps.now())
     if trace_memory and early is not None:
         _heap_growth(early, (tracemalloc.take_snapshot(), _objects()), samples, n)
     # exactly once: every index once in the results, and as many training runs as trainings (with
@@ -268,7 +269,7 @@ def _heap_growth(early: tuple[tracemalloc.Snapshot, Counter[str]], late: tuple[t
     print("  live objects grown by type: " + ", ".join(f"{name} {k:+d}" for name, k in objects.most_common(10)))
 
 
-def _growth(samples: list[tuple[int, float]], heaps: list[tuple[float, ...]], n: int) -> str:
+def _growth(samples: list[tuple[int, float]], heaps: list[Heaps], n: int) -> str:
     """The worker's RSS during the sweep: after a tenth of its trials started, at half, and at its
     end, with the slope over the second half (the first trials warm the worker's caches up; the
     peak also counts the checks after the sweep, which read the whole table and the histories);
@@ -283,15 +284,14 @@ def _growth(samples: list[tuple[int, float]], heaps: list[tuple[float, ...]], n:
 
     early, half, end = at(n / 10), at(n / 2), len(samples) - 1
     span = samples[end][0] - samples[half][0]
-    (used_half, free_half, arenas_half, held_half, threads_half) = heaps[half]
-    (used_end, free_end, arenas_end, held_end, threads_end) = heaps[end]
+    h, e = heaps[half], heaps[end]
     slope = (f"{(samples[end][1] - samples[half][1]) * 1000 / span:+.1f} MB per 1000 trials over the second half"
              if span >= n / 4 else "too short to sample the second half")
     return (f"during the sweep: {samples[early][1]:.0f} MB at {n // 10} trials, {samples[half][1]:.0f} MB at "
-            f"{samples[half][0]}, {samples[end][1]:.0f} MB at {n}: {slope} (malloc in use {used_half:.0f} to "
-            f"{used_end:.0f} MB, free {free_half:.0f} to {free_end:.0f} MB; pymalloc arenas {arenas_half:.0f} to "
-            f"{arenas_end:.0f} MB holding {held_half:.0f} to {held_end:.0f} MB; threads {threads_half:.0f} to "
-            f"{threads_end:.0f}); rung index {rows_held()} rows")
+            f"{samples[half][0]}, {samples[end][1]:.0f} MB at {n}: {slope} (malloc in use {h.malloc_used:.0f} to "
+            f"{e.malloc_used:.0f} MB, free {h.malloc_free:.0f} to {e.malloc_free:.0f} MB; pymalloc arenas "
+            f"{h.pymalloc_arenas:.0f} to {e.pymalloc_arenas:.0f} MB holding {h.pymalloc_held:.0f} to "
+            f"{e.pymalloc_held:.0f} MB; threads {h.threads} to {e.threads}); rung index {rows_held()} rows")
 
 
 if __name__ == "__main__":
